@@ -1,0 +1,1 @@
+//! The pure policy engine of egress-proxy (placeholder: being written).
