@@ -1,1 +1,44 @@
-//! The pure policy engine of egress-proxy (placeholder: being written).
+//! The pure policy engine of egress-proxy (SPEC §2, §3 steps 1-7, §7).
+//!
+//! It owns the routes file model (parse, validate), the request target rules,
+//! path normalization, path patterns, host matching, the git-push block, the
+//! authority and framing rules, and the ordered decision of one request:
+//! [`Policy::decide`] takes the facts of a request ([`RequestFacts`]) and
+//! returns a [`Decision`] — allow (where to, which credential to inject, which
+//! client headers to strip) or refuse (status, [`Reason`], one-line message).
+//!
+//! It must never do I/O, block, spawn, log, or hold a secret value: credentials
+//! are named by where they come from ([`TokenSource`]), the proxy reads them.
+//! That keeps it table-testable, fuzzable and benchmarkable on its own.
+
+// Temporary while the engine is filled in behind the committed API.
+#![allow(dead_code)]
+
+mod decide;
+mod error;
+mod framing;
+mod git;
+mod host;
+mod path;
+mod pattern;
+mod reason;
+mod routes;
+mod target;
+
+pub use decide::{Allowed, BodyHint, Decision, RequestFacts, Transport};
+pub use error::{ConfigError, LoadError};
+pub use host::HostPattern;
+pub use path::{PathError, is_normalized, normalize_path};
+pub use pattern::PatternList;
+pub use reason::{Reason, Refusal};
+pub use routes::{Credential, Policy, Route, TokenSource, Unmatched};
+pub use target::{ConnectTarget, parse_connect_target};
+
+/// Client headers removed on every credential route before the route's own
+/// header is added (SPEC §3.7), lowercase.
+pub const CREDENTIAL_STRIP_HEADERS: [&str; 4] = [
+    "authorization",
+    "proxy-authorization",
+    "cookie",
+    "x-api-key",
+];

@@ -1,0 +1,1 @@
+//! Git push detection (SPEC §3.3).

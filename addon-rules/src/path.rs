@@ -1,0 +1,221 @@
+//! Path normalization (SPEC §3.2). Owns the single transformation from the
+//! path a client sent to the path that is both matched against route patterns
+//! and sent upstream, so the two can never disagree.
+//! Must never collapse, resolve or re-encode anything beyond what §3.2 says:
+//! unreserved characters are decoded, other encodings stay encoded (hex
+//! uppercased), everything ambiguous is refused.
+
+/// Why a path was refused; `Display` is a short phrase for the 400 body.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PathError {
+    /// Not starting with `/`.
+    NotAbsolute,
+    /// `%` not followed by two hex digits.
+    MalformedPercent,
+    /// `%2F`: would change the segment structure at the origin.
+    EncodedSlash,
+    /// `%5C` or a raw `\`: some servers treat it as `/`.
+    Backslash,
+    /// `%00`.
+    EncodedNul,
+    /// Percent-encoded bytes that are not UTF-8.
+    InvalidUtf8,
+    /// A `.` or `..` segment, raw or encoded, also before `;`.
+    DotSegment,
+    /// A raw byte that may not appear in a path (control, space, non-ASCII, `?`, `#`).
+    RawByte,
+}
+
+impl std::fmt::Display for PathError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            PathError::NotAbsolute => "path does not start with '/'",
+            PathError::MalformedPercent => {
+                "path holds a malformed percent-encoding (% not followed by two hex digits)"
+            }
+            PathError::EncodedSlash => "path holds an encoded '/' (%2F)",
+            PathError::Backslash => "path holds a '\\' (raw or %5C)",
+            PathError::EncodedNul => "path holds an encoded NUL (%00)",
+            PathError::InvalidUtf8 => "path holds percent-encoded bytes that are not UTF-8",
+            PathError::DotSegment => "path holds a '.' or '..' segment (raw or encoded)",
+            PathError::RawByte => {
+                "path holds a character that must be percent-encoded (control, space or non-ASCII)"
+            }
+        })
+    }
+}
+
+impl std::error::Error for PathError {}
+
+fn is_unreserved(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~')
+}
+
+fn hex(b: u8) -> Option<u8> {
+    match b {
+        b'0'..=b'9' => Some(b - b'0'),
+        b'a'..=b'f' => Some(b - b'a' + 10),
+        b'A'..=b'F' => Some(b - b'A' + 10),
+        _ => None,
+    }
+}
+
+const HEX_UPPER: &[u8; 16] = b"0123456789ABCDEF";
+
+/// Normalizes a request path (query already split off) per SPEC §3.2.
+///
+/// ```
+/// use addon_rules::normalize_path;
+/// assert_eq!(normalize_path("/a/%7Euser/%2a//b").unwrap(), "/a/~user/%2A//b");
+/// assert!(normalize_path("/a/%2e%2E/b").is_err());
+/// assert!(normalize_path("/a%2Fb").is_err());
+/// ```
+pub fn normalize_path(raw: &str) -> Result<String, PathError> {
+    let bytes = raw.as_bytes();
+    if bytes.first() != Some(&b'/') {
+        return Err(PathError::NotAbsolute);
+    }
+    let mut out = String::with_capacity(raw.len());
+    // Start of the current run of encoded non-ASCII bytes, and the run itself,
+    // checked as UTF-8 when the run ends.
+    let mut high = [0u8; 4];
+    let mut high_len = 0usize;
+    let mut pending: Vec<u8> = Vec::new();
+    let mut i = 0;
+    while i < bytes.len() {
+        let b = bytes[i];
+        if b == b'%' {
+            let (h, l) = match (
+                bytes.get(i + 1).copied().and_then(hex),
+                bytes.get(i + 2).copied().and_then(hex),
+            ) {
+                (Some(h), Some(l)) => (h, l),
+                _ => return Err(PathError::MalformedPercent),
+            };
+            let v = h * 16 + l;
+            i += 3;
+            if v >= 0x80 {
+                if high_len < 4 {
+                    high[high_len] = v;
+                    high_len += 1;
+                } else {
+                    pending.extend_from_slice(&high);
+                    high_len = 0;
+                    pending.push(v);
+                }
+                out.push('%');
+                out.push(HEX_UPPER[(v >> 4) as usize] as char);
+                out.push(HEX_UPPER[(v & 15) as usize] as char);
+                continue;
+            }
+            flush_utf8(&mut high, &mut high_len, &mut pending)?;
+            match v {
+                b'/' => return Err(PathError::EncodedSlash),
+                b'\\' => return Err(PathError::Backslash),
+                0 => return Err(PathError::EncodedNul),
+                v if is_unreserved(v) => out.push(v as char),
+                v => {
+                    out.push('%');
+                    out.push(HEX_UPPER[(v >> 4) as usize] as char);
+                    out.push(HEX_UPPER[(v & 15) as usize] as char);
+                }
+            }
+            continue;
+        }
+        flush_utf8(&mut high, &mut high_len, &mut pending)?;
+        match b {
+            b'\\' => return Err(PathError::Backslash),
+            b'?' | b'#' => return Err(PathError::RawByte),
+            0x21..=0x7e => out.push(b as char),
+            _ => return Err(PathError::RawByte),
+        }
+        i += 1;
+    }
+    flush_utf8(&mut high, &mut high_len, &mut pending)?;
+    if has_dot_segment(&out) {
+        return Err(PathError::DotSegment);
+    }
+    Ok(out)
+}
+
+fn flush_utf8(
+    high: &mut [u8; 4],
+    high_len: &mut usize,
+    pending: &mut Vec<u8>,
+) -> Result<(), PathError> {
+    if *high_len == 0 && pending.is_empty() {
+        return Ok(());
+    }
+    let ok = if pending.is_empty() {
+        std::str::from_utf8(&high[..*high_len]).is_ok()
+    } else {
+        pending.extend_from_slice(&high[..*high_len]);
+        std::str::from_utf8(pending).is_ok()
+    };
+    *high_len = 0;
+    pending.clear();
+    if ok {
+        Ok(())
+    } else {
+        Err(PathError::InvalidUtf8)
+    }
+}
+
+/// A segment that is `.` or `..` once a `;parameter` (raw `;` or `%3B`) is
+/// cut off: servers such as Tomcat resolve `..;x` as `..`.
+fn has_dot_segment(normalized: &str) -> bool {
+    normalized.split('/').any(|seg| {
+        let seg = seg.split(';').next().unwrap_or(seg);
+        let seg = match seg.find("%3B") {
+            Some(i) => &seg[..i],
+            None => seg,
+        };
+        seg == "." || seg == ".."
+    })
+}
+
+/// True when `s` is a normalized path (what [`normalize_path`] returns on it unchanged).
+pub fn is_normalized(s: &str) -> bool {
+    normalize_path(s).is_ok_and(|n| n == s)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cases() {
+        assert_eq!(normalize_path("/").unwrap(), "/");
+        assert_eq!(normalize_path("//a//").unwrap(), "//a//");
+        assert_eq!(normalize_path("/%41%62").unwrap(), "/Ab");
+        assert_eq!(
+            normalize_path("/%25%2f".replace("%2f", "x").as_str()).unwrap(),
+            "/%25x"
+        );
+        assert_eq!(normalize_path("/caf%c3%a9").unwrap(), "/caf%C3%A9");
+        assert_eq!(normalize_path("/a/.../b").unwrap(), "/a/.../b");
+        assert_eq!(normalize_path("/a/.b").unwrap(), "/a/.b");
+        for (p, e) in [
+            ("/a%2fb", PathError::EncodedSlash),
+            ("/a%5Cb", PathError::Backslash),
+            ("/a\\b", PathError::Backslash),
+            ("/a%00", PathError::EncodedNul),
+            ("/a%zz", PathError::MalformedPercent),
+            ("/a%4", PathError::MalformedPercent),
+            ("/a%c3", PathError::InvalidUtf8),
+            ("/a%c3A", PathError::InvalidUtf8),
+            ("/a%ff%fe", PathError::InvalidUtf8),
+            ("/a/../b", PathError::DotSegment),
+            ("/a/./b", PathError::DotSegment),
+            ("/a/.", PathError::DotSegment),
+            ("/a/%2e%2e/b", PathError::DotSegment),
+            ("/a/.%2E;x/b", PathError::DotSegment),
+            ("/a/..%3bx/b", PathError::DotSegment),
+            ("/a b", PathError::RawByte),
+            ("a", PathError::NotAbsolute),
+            ("", PathError::NotAbsolute),
+        ] {
+            assert_eq!(normalize_path(p), Err(e), "{p}");
+        }
+    }
+}

@@ -1,0 +1,271 @@
+//! Target syntax (SPEC §3.1): host names, IP literals, ports and authorities as
+//! they arrive on the CONNECT line, in `Host`, in `:authority` and in
+//! absolute-form URIs. Owns the one definition of an acceptable host.
+//! Must never resolve a name or accept a host form that resolvers read in
+//! surprising ways (`2130706433`, `0x7f.1`, `127.1`, zones, userinfo).
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+use crate::reason::{Reason, Refusal};
+
+/// A CONNECT target, normalized: `host` is lowercase ASCII without a trailing
+/// dot; an IPv6 literal is stored **without** brackets, in its canonical
+/// compressed form (`::1`); use [`ConnectTarget::authority`] to get
+/// `host:port` with brackets when needed. `port` is never 0.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct ConnectTarget {
+    pub host: String,
+    pub port: u16,
+}
+
+impl ConnectTarget {
+    /// `host:port`, with brackets around an IPv6 literal (for a CONNECT line or a `Host`).
+    pub fn authority(&self) -> String {
+        authority_string(&self.host, self.port)
+    }
+
+    /// The host as an IP address, if it is an IP literal.
+    pub fn ip(&self) -> Option<IpAddr> {
+        self.host.parse().ok()
+    }
+}
+
+/// `host:port`, bracketing an IPv6 literal.
+pub(crate) fn authority_string(host: &str, port: u16) -> String {
+    if host.contains(':') {
+        format!("[{host}]:{port}")
+    } else {
+        format!("{host}:{port}")
+    }
+}
+
+/// Parses the target of a `CONNECT` line (authority-form, `host:port`, port
+/// required and not 0), applying the §3.1 host rules.
+///
+/// ```
+/// let t = addon_rules::parse_connect_target("API.GitHub.com.:443").unwrap();
+/// assert_eq!((t.host.as_str(), t.port), ("api.github.com", 443));
+/// assert!(addon_rules::parse_connect_target("127.1:443").is_err());
+/// ```
+pub fn parse_connect_target(authority: &str) -> Result<ConnectTarget, Refusal> {
+    let a = parse_authority(authority).map_err(|m| bad(format!("CONNECT target: {m}")))?;
+    match a.port {
+        Some(port) => Ok(ConnectTarget { host: a.host, port }),
+        None => Err(bad(
+            "CONNECT target has no port: write host:port".to_string()
+        )),
+    }
+}
+
+fn bad(message: String) -> Refusal {
+    Refusal::new(Reason::BadRequest, message)
+}
+
+/// A parsed authority (`host[:port]`), host normalized as in [`ConnectTarget`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Authority {
+    pub host: String,
+    pub port: Option<u16>,
+}
+
+/// Parses `host[:port]`: no userinfo, host per [`normalize_host`], port
+/// 1..=65535 in plain decimal when present. The error is a short phrase.
+pub(crate) fn parse_authority(s: &str) -> Result<Authority, String> {
+    if s.is_empty() {
+        return Err("empty authority".into());
+    }
+    if s.contains('@') {
+        return Err("userinfo (user@) is not allowed in the authority".into());
+    }
+    let (host_part, port_part) = if let Some(rest) = s.strip_prefix('[') {
+        let close = rest.find(']').ok_or("IPv6 literal without closing ']'")?;
+        let after = &rest[close + 1..];
+        let port = match after {
+            "" => None,
+            p => Some(p.strip_prefix(':').ok_or("junk after IPv6 literal")?),
+        };
+        (&s[..close + 2], port)
+    } else {
+        match s.rfind(':') {
+            Some(i) => (&s[..i], Some(&s[i + 1..])),
+            None => (s, None),
+        }
+    };
+    let host = normalize_host(host_part)?;
+    let port = match port_part {
+        None => None,
+        Some(p) => Some(parse_port(p)?),
+    };
+    Ok(Authority { host, port })
+}
+
+fn parse_port(p: &str) -> Result<u16, String> {
+    if p.is_empty() || p.len() > 5 || !p.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(format!("port {p:?} is not a number 1-65535"));
+    }
+    match p.parse::<u16>() {
+        Ok(0) => Err("port 0 is not allowed".into()),
+        Ok(n) => Ok(n),
+        Err(_) => Err(format!("port {p:?} is not a number 1-65535")),
+    }
+}
+
+/// Normalizes a host as received on the wire (§3.1): a dotted-quad IPv4
+/// (four decimal octets, no leading zeros), a bracketed IPv6 literal without
+/// a zone, or a name of ASCII letters, digits and hyphens whose last label is
+/// not all digits. Lowercases it and drops one trailing dot; IPv6 loses its
+/// brackets and is written in canonical form.
+pub(crate) fn normalize_host(h: &str) -> Result<String, String> {
+    if let Some(inner) = h.strip_prefix('[') {
+        let inner = inner
+            .strip_suffix(']')
+            .ok_or("IPv6 literal without closing ']'")?;
+        if inner.contains('%') {
+            return Err("IPv6 zone identifiers are not allowed".into());
+        }
+        return inner
+            .parse::<Ipv6Addr>()
+            .map(|ip| ip.to_string())
+            .map_err(|_| format!("{inner:?} is not an IPv6 address"));
+    }
+    let name = h.strip_suffix('.').unwrap_or(h);
+    if name.is_empty() {
+        return Err("empty host".into());
+    }
+    if name.len() > 253 {
+        return Err("host name longer than 253 characters".into());
+    }
+    if name.bytes().all(|b| b.is_ascii_digit() || b == b'.') {
+        return parse_dotted_quad(name)
+            .map(|ip| ip.to_string())
+            .ok_or_else(|| {
+                format!("{h:?} is not a dotted-quad IPv4 address (a.b.c.d, no leading zeros)")
+            });
+    }
+    let mut last = "";
+    for label in name.split('.') {
+        if label.is_empty() {
+            return Err(format!("host {h:?} has an empty label"));
+        }
+        if label.len() > 63 {
+            return Err(format!("host {h:?} has a label longer than 63 characters"));
+        }
+        if !label
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        {
+            return Err(format!(
+                "host {h:?} holds a character other than letters, digits, '-' and '.'"
+            ));
+        }
+        last = label;
+    }
+    if last.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(format!(
+            "host {h:?} ends in an all-digit label: not a name, not a dotted-quad IPv4"
+        ));
+    }
+    Ok(name.to_ascii_lowercase())
+}
+
+/// Strict dotted-quad: exactly four decimal parts, 0-255, no leading zeros
+/// (some resolvers read `010` as octal).
+fn parse_dotted_quad(s: &str) -> Option<Ipv4Addr> {
+    let mut octets = [0u8; 4];
+    let mut n = 0;
+    for part in s.split('.') {
+        if n == 4 || part.is_empty() || part.len() > 3 || (part.len() > 1 && part.starts_with('0'))
+        {
+            return None;
+        }
+        octets[n] = part.parse().ok()?;
+        n += 1;
+    }
+    (n == 4).then(|| Ipv4Addr::from(octets))
+}
+
+/// The parts of an absolute-form request target `scheme://authority[path][?query]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct AbsoluteTarget<'a> {
+    /// Lowercased.
+    pub scheme: String,
+    pub authority: Authority,
+    /// Raw path, `/` when the URI had none.
+    pub path: &'a str,
+    pub query: Option<&'a str>,
+}
+
+/// Splits an absolute-form target. Fragments are refused by the caller before.
+pub(crate) fn parse_absolute(target: &str) -> Result<AbsoluteTarget<'_>, String> {
+    let (scheme, rest) = target.split_once("://").ok_or(
+        "request target is neither origin-form (/path) nor absolute-form (http://host/path)",
+    )?;
+    if scheme.is_empty()
+        || !scheme
+            .bytes()
+            .next()
+            .is_some_and(|b| b.is_ascii_alphabetic())
+        || !scheme
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'-' | b'.'))
+    {
+        return Err("request target has a malformed scheme".into());
+    }
+    let end = rest.find(['/', '?']).unwrap_or(rest.len());
+    let authority = parse_authority(&rest[..end])?;
+    let tail = &rest[end..];
+    let (path, query) = match tail.split_once('?') {
+        Some((p, q)) => (p, Some(q)),
+        None => (tail, None),
+    };
+    let path = if path.is_empty() { "/" } else { path };
+    Ok(AbsoluteTarget {
+        scheme: scheme.to_ascii_lowercase(),
+        authority,
+        path,
+        query,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hosts() {
+        assert_eq!(normalize_host("Example.COM.").unwrap(), "example.com");
+        assert_eq!(
+            normalize_host("[::FFFF:1.2.3.4]").unwrap(),
+            "::ffff:1.2.3.4"
+        );
+        for h in [
+            "2130706433",
+            "0x7f.1",
+            "127.1",
+            "1.2.3.04",
+            "a..b",
+            "[fe80::1%eth0]",
+            "a_b.c",
+            "",
+            ".",
+            "1.2.3.4.5",
+        ] {
+            assert!(normalize_host(h).is_err(), "{h}");
+        }
+    }
+
+    #[test]
+    fn authorities() {
+        assert_eq!(
+            parse_authority("[::1]:8080").unwrap(),
+            Authority {
+                host: "::1".into(),
+                port: Some(8080)
+            }
+        );
+        assert!(parse_authority("a.com:0").is_err());
+        assert!(parse_authority("a.com:").is_err());
+        assert!(parse_authority("u@a.com").is_err());
+        assert!(parse_authority("::1").is_err());
+    }
+}
