@@ -6,9 +6,14 @@
 
 use http::{HeaderMap, HeaderName, Method, StatusCode, Version};
 
+use crate::framing;
+use crate::git::push_signal;
+use crate::path::normalize_path;
 use crate::reason::{Reason, Refusal};
-use crate::routes::{Credential, Policy, Route};
-use crate::target::ConnectTarget;
+use crate::routes::{Credential, Policy, Route, Unmatched};
+use crate::target::{
+    Authority, ConnectTarget, authority_string, normalize_host, parse_absolute, parse_authority,
+};
 
 /// How the request reached the proxy.
 #[derive(Debug, Clone, Copy)]
@@ -126,15 +131,337 @@ impl Policy {
         (d, steps)
     }
 
-    fn decide_traced(
-        &self,
-        _req: &RequestFacts<'_>,
-        _trace: Option<&mut Vec<String>>,
-    ) -> Decision<'_> {
-        Decision::Refuse(Refusal::with_status(
-            Reason::HostNotAllowed,
-            StatusCode::FORBIDDEN,
-            "policy engine not finished",
-        ))
+    fn decide_traced<'p>(
+        &'p self,
+        req: &RequestFacts<'_>,
+        mut trace: Option<&mut Vec<String>>,
+    ) -> Decision<'p> {
+        // Formats a step only when tracing: `decide` must not pay for `explain`.
+        macro_rules! step {
+            ($($arg:tt)*) => {
+                if let Some(t) = trace.as_mut() {
+                    t.push(format!($($arg)*));
+                }
+            };
+        }
+        macro_rules! refuse {
+            ($r:expr) => {{
+                let r: Refusal = $r;
+                step!("=> refuse {}: {}", r.status.as_u16(), r.message);
+                return Decision::Refuse(r);
+            }};
+        }
+
+        // 1. Target.
+        let raw = req.target;
+        if raw.contains('#') {
+            refuse!(Refusal::new(
+                Reason::BadRequest,
+                "the request target holds a fragment (#)"
+            ));
+        }
+        let connect = match req.transport {
+            Transport::Tls { connect, .. } | Transport::CleartextTunnel { connect } => {
+                Some(connect)
+            }
+            Transport::PlainProxy => None,
+        };
+        let (host, port, raw_path, query, absolute) = if raw.starts_with('/') {
+            let Some(c) = connect else {
+                refuse!(Refusal::new(
+                    Reason::BadRequest,
+                    "a request to the proxy port must use an absolute http:// URL (or CONNECT for https)"
+                ));
+            };
+            let (p, q) = match raw.split_once('?') {
+                Some((p, q)) => (p, Some(q)),
+                None => (raw, None),
+            };
+            (c.host.clone(), c.port, p, q, None)
+        } else {
+            let abs = match parse_absolute(raw) {
+                Ok(a) => a,
+                Err(m) => refuse!(Refusal::new(Reason::BadRequest, m)),
+            };
+            match connect {
+                Some(c) => {
+                    if abs.scheme != "http" && abs.scheme != "https" {
+                        refuse!(Refusal::new(
+                            Reason::BadRequest,
+                            format!("scheme {:?} is not http or https", abs.scheme)
+                        ));
+                    }
+                    (
+                        c.host.clone(),
+                        c.port,
+                        abs.path,
+                        abs.query,
+                        Some(abs.authority),
+                    )
+                }
+                None => {
+                    if abs.scheme != "http" {
+                        refuse!(Refusal::new(
+                            Reason::BadRequest,
+                            format!(
+                                "scheme {:?} cannot be sent as a plain proxy request: only http://, use CONNECT for https",
+                                abs.scheme
+                            )
+                        ));
+                    }
+                    let port = abs.authority.port.unwrap_or(80);
+                    (
+                        abs.authority.host.clone(),
+                        port,
+                        abs.path,
+                        abs.query,
+                        Some(abs.authority),
+                    )
+                }
+            }
+        };
+        if port == 0 {
+            refuse!(Refusal::new(Reason::BadRequest, "port 0 is not allowed"));
+        }
+        step!(
+            "1 target: {} (raw path {raw_path:?})",
+            authority_string(&host, port)
+        );
+
+        // 2. Normalize the path.
+        let path = match normalize_path(raw_path) {
+            Ok(p) => p,
+            Err(e) => refuse!(Refusal::new(Reason::BadPath, e.to_string())),
+        };
+        step!("2 path: normalized to {path:?}");
+
+        // 3. Git push block, every host.
+        if let Some(signal) = push_signal(&path, query, req.headers) {
+            step!("3 git-push: {signal}");
+            refuse!(Refusal::new(
+                Reason::GitPush,
+                format!("git push over HTTP is blocked: {signal}")
+            ));
+        }
+        step!("3 git-push: not a push");
+
+        // 4. Authority.
+        let mut hosts = req.headers.get_all(http::header::HOST).iter();
+        let host_header = hosts.next();
+        if hosts.next().is_some() {
+            refuse!(Refusal::new(
+                Reason::BadRequest,
+                "more than one Host header"
+            ));
+        }
+        let host_header = match host_header.map(|v| {
+            v.to_str()
+                .map_err(|_| "not ASCII".to_string())
+                .and_then(parse_authority)
+        }) {
+            None => None,
+            Some(Ok(a)) => Some(a),
+            Some(Err(m)) => refuse!(Refusal::new(
+                Reason::BadRequest,
+                format!("Host header: {m}")
+            )),
+        };
+        let h2_authority = match req.authority.map(parse_authority) {
+            None => None,
+            Some(Ok(a)) => Some(a),
+            Some(Err(m)) => refuse!(Refusal::new(Reason::BadRequest, format!(":authority: {m}"))),
+        };
+        if let Some(c) = connect {
+            let named = [
+                ("the absolute-form target", &absolute),
+                ("Host", &host_header),
+                (":authority", &h2_authority),
+            ];
+            for (what, a) in named {
+                if let Some(a) = a
+                    && (a.host != c.host || a.port.is_some_and(|p| p != c.port))
+                {
+                    refuse!(Refusal::new(
+                        Reason::AuthorityMismatch,
+                        format!(
+                            "{what} names {}, not the CONNECT target {}",
+                            display_authority(a),
+                            c.authority()
+                        )
+                    ));
+                }
+            }
+            if let Transport::Tls { sni: Some(sni), .. } = req.transport {
+                let ok = normalize_host(sni).is_ok_and(|s| s == c.host);
+                if !ok {
+                    refuse!(Refusal::new(
+                        Reason::AuthorityMismatch,
+                        format!("TLS SNI does not name the CONNECT host {}", c.host)
+                    ));
+                }
+            }
+            if host_header.is_none()
+                && h2_authority.is_none()
+                && absolute.is_none()
+                && req.version == Version::HTTP_11
+            {
+                refuse!(Refusal::new(
+                    Reason::BadRequest,
+                    "HTTP/1.1 request without Host"
+                ));
+            }
+            step!("4 authority: names the CONNECT target {}", c.authority());
+        } else {
+            for (what, a) in [("Host", &host_header), (":authority", &h2_authority)] {
+                if let Some(a) = a
+                    && (a.host != host || a.port.unwrap_or(80) != port)
+                {
+                    refuse!(Refusal::new(
+                        Reason::AuthorityMismatch,
+                        format!(
+                            "{what} names {}, not the URL's {}",
+                            display_authority(a),
+                            authority_string(&host, port)
+                        )
+                    ));
+                }
+            }
+            step!("4 authority: the URL's {}", authority_string(&host, port));
+        }
+
+        // 5. Framing and method.
+        let websocket = match framing::check(req.method, req.version, req.headers, req.body) {
+            Ok(ws) => ws,
+            Err(r) => refuse!(r),
+        };
+        step!(
+            "5 framing: ok{}",
+            if websocket {
+                " (websocket upgrade)"
+            } else {
+                ""
+            }
+        );
+
+        // 6. Route.
+        let path_and_query = match query {
+            Some(q) => {
+                let mut s = String::with_capacity(path.len() + 1 + q.len());
+                s.push_str(&path);
+                s.push('?');
+                s.push_str(q);
+                s
+            }
+            None => path.clone(),
+        };
+        let Some(route) = self.route_for_host(&host) else {
+            match self.unmatched {
+                Unmatched::Deny => {
+                    step!("6 route: none for {host}; unmatched: deny");
+                    refuse!(Refusal::new(
+                        Reason::HostNotAllowed,
+                        format!("host {host} has no route")
+                    ));
+                }
+                Unmatched::Forward => {
+                    step!("6 route: none for {host}; unmatched: forward (no credential)");
+                    step!("=> allow, forward to {}", authority_string(&host, port));
+                    return Decision::Allow(Allowed {
+                        route: None,
+                        host,
+                        port,
+                        path_and_query,
+                        credential: None,
+                        strip_headers: &[],
+                        websocket,
+                    });
+                }
+            }
+        };
+        step!("6 route: routes[{}] {}", route.index(), route.host());
+        if let Some(methods) = route.methods()
+            && !methods.contains(req.method)
+        {
+            refuse!(Refusal::with_status(
+                Reason::MethodNotAllowed,
+                StatusCode::FORBIDDEN,
+                format!(
+                    "method {} is not allowed on host {}",
+                    req.method,
+                    route.host()
+                )
+            ));
+        }
+        if let Some(hit) = route.path_denylist().first_match(&path) {
+            step!("6 deny list: matches {hit:?}");
+            refuse!(Refusal::new(
+                Reason::PathNotAllowed,
+                format!("path is denied on host {}", route.host())
+            ));
+        }
+        let allow = route.path_allowlist();
+        if !allow.is_empty() {
+            match allow.first_match(&path) {
+                Some(hit) => step!("6 allow list: matches {hit:?}"),
+                None => {
+                    step!("6 allow list: no entry matches");
+                    refuse!(Refusal::new(
+                        Reason::PathNotAllowed,
+                        format!("path is not in the allow list of host {}", route.host())
+                    ));
+                }
+            }
+        } else {
+            step!("6 allow list: none (every path)");
+        }
+
+        // 7. Credentials.
+        let credential = route.credential();
+        if let Some(c) = credential {
+            if !matches!(req.transport, Transport::Tls { .. }) {
+                refuse!(Refusal::new(
+                    Reason::CleartextCredentials,
+                    format!(
+                        "host {} gets a credential and is reachable only over https",
+                        route.host()
+                    )
+                ));
+            }
+            step!(
+                "7 credentials: inject {}{} from {}, strip {}",
+                c.header,
+                c.scheme
+                    .as_deref()
+                    .map(|s| format!(" ({s})"))
+                    .unwrap_or_default(),
+                c.source,
+                route
+                    .strip_headers()
+                    .iter()
+                    .map(|h| h.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
+        } else {
+            step!("7 credentials: none");
+        }
+        step!("=> allow, forward to {}", authority_string(&host, port));
+        Decision::Allow(Allowed {
+            route: Some(route),
+            host,
+            port,
+            path_and_query,
+            credential,
+            strip_headers: route.strip_headers(),
+            websocket,
+        })
+    }
+}
+
+fn display_authority(a: &Authority) -> String {
+    match a.port {
+        Some(p) => authority_string(&a.host, p),
+        None if a.host.contains(':') => format!("[{}]", a.host),
+        None => a.host.clone(),
     }
 }

@@ -1,1 +1,112 @@
-//! Git push detection (SPEC §3.3).
+//! Git push detection (SPEC §3.3): a push over smart HTTP is refused on every
+//! host, routed or not, before route matching. Owns the three signals: a
+//! `git-receive-pack` path segment, `service=git-receive-pack` in the query,
+//! and the receive-pack request content type.
+//! Must never depend on the host or the route: a forge the user allowed for
+//! reading must not become a way to push.
+
+use http::HeaderMap;
+
+const RECEIVE_PACK: &str = "git-receive-pack";
+const RECEIVE_PACK_CT: &str = "application/x-git-receive-pack-request";
+
+/// Which signal identified a push, for messages and `explain`.
+pub(crate) fn push_signal(
+    normalized_path: &str,
+    query: Option<&str>,
+    headers: &HeaderMap,
+) -> Option<&'static str> {
+    // The path is normalized: every percent-encoding of these letters and '-'
+    // was decoded, so `git%2Dreceive-pack` arrives here as `git-receive-pack`.
+    if normalized_path.split('/').any(|seg| {
+        let seg = seg.split(';').next().unwrap_or(seg);
+        seg.eq_ignore_ascii_case(RECEIVE_PACK)
+    }) {
+        return Some("a path segment is git-receive-pack");
+    }
+    // Stricter than "path ends with /info/refs": any path whose query asks for
+    // the receive-pack service is refused, so `/info/refs/` or `;x` variants
+    // that an origin may still route to the refs advertisement are covered.
+    if let Some(q) = query
+        && q.split(['&', ';']).any(|pair| {
+            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+            decode_lossy(k).trim().eq_ignore_ascii_case("service")
+                && decode_lossy(v).trim().eq_ignore_ascii_case(RECEIVE_PACK)
+        })
+    {
+        return Some("the query asks for service=git-receive-pack");
+    }
+    if headers.get_all(http::header::CONTENT_TYPE).iter().any(|v| {
+        let v = String::from_utf8_lossy(v.as_bytes());
+        v.split(';')
+            .next()
+            .unwrap_or("")
+            .trim()
+            .eq_ignore_ascii_case(RECEIVE_PACK_CT)
+    }) {
+        return Some("the Content-Type is application/x-git-receive-pack-request");
+    }
+    None
+}
+
+/// Form-style percent-decoding (`+` is a space); a malformed escape stays as
+/// written. Used only to compare against fixed ASCII words.
+fn decode_lossy(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        match b[i] {
+            b'+' => out.push(b' '),
+            b'%' if i + 2 < b.len() => match (hexval(b[i + 1]), hexval(b[i + 2])) {
+                (Some(h), Some(l)) => {
+                    out.push(h * 16 + l);
+                    i += 3;
+                    continue;
+                }
+                _ => out.push(b'%'),
+            },
+            c => out.push(c),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+fn hexval(b: u8) -> Option<u8> {
+    (b as char).to_digit(16).map(|d| d as u8)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn signals() {
+        let h = HeaderMap::new();
+        assert!(push_signal("/o/r.git/git-receive-pack", None, &h).is_some());
+        assert!(push_signal("/o/r.git/GIT-Receive-Pack;x", None, &h).is_some());
+        assert!(push_signal("/o/r.git/info/refs", Some("service=git-receive-pack"), &h).is_some());
+        assert!(
+            push_signal(
+                "/o/r.git/info/refs",
+                Some("a=1&SERVICE=git%2Dreceive%2Dpack"),
+                &h
+            )
+            .is_some()
+        );
+        assert!(push_signal("/o/r.git/info/refs", Some("service=git-upload-pack"), &h).is_none());
+        assert!(push_signal("/o/r.git/git-upload-pack", None, &h).is_none());
+        assert!(push_signal("/o/git-receive-packs", None, &h).is_none());
+        let mut h = HeaderMap::new();
+        h.insert(
+            http::header::CONTENT_TYPE,
+            "Application/X-Git-Receive-Pack-Request; charset=x"
+                .parse()
+                .unwrap(),
+        );
+        assert!(push_signal("/x", None, &h).is_some());
+        assert_eq!(decode_lossy("%4"), "%4");
+        assert_eq!(decode_lossy("a%41+"), "aA ");
+    }
+}

@@ -11,9 +11,6 @@
 //! are named by where they come from ([`TokenSource`]), the proxy reads them.
 //! That keeps it table-testable, fuzzable and benchmarkable on its own.
 
-// Temporary while the engine is filled in behind the committed API.
-#![allow(dead_code)]
-
 mod decide;
 mod error;
 mod framing;

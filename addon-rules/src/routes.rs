@@ -144,15 +144,726 @@ impl Policy {
     }
 }
 
+/// A parsed document before validation: like a JSON value, but keeping map
+/// entries in order and duplicates, so a repeated key is an error instead of
+/// a silent overwrite (a second `path_allowlist` must not win quietly).
+#[derive(Debug, Clone)]
+enum Node {
+    Null,
+    Bool(bool),
+    Num(String),
+    Str(String),
+    Seq(Vec<Node>),
+    Map(Vec<(Node, Node)>),
+}
+
+impl Node {
+    fn kind(&self) -> &'static str {
+        match self {
+            Node::Null => "nothing (null)",
+            Node::Bool(_) => "a boolean",
+            Node::Num(_) => "a number",
+            Node::Str(_) => "a string",
+            Node::Seq(_) => "a list",
+            Node::Map(_) => "a mapping",
+        }
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Node {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Node, D::Error> {
+        d.deserialize_any(NodeVisitor)
+    }
+}
+
+struct NodeVisitor;
+
+impl<'de> serde::de::Visitor<'de> for NodeVisitor {
+    type Value = Node;
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a routes file value")
+    }
+    fn visit_bool<E>(self, v: bool) -> Result<Node, E> {
+        Ok(Node::Bool(v))
+    }
+    fn visit_i64<E>(self, v: i64) -> Result<Node, E> {
+        Ok(Node::Num(v.to_string()))
+    }
+    fn visit_u64<E>(self, v: u64) -> Result<Node, E> {
+        Ok(Node::Num(v.to_string()))
+    }
+    fn visit_f64<E>(self, v: f64) -> Result<Node, E> {
+        Ok(Node::Num(v.to_string()))
+    }
+    fn visit_str<E>(self, v: &str) -> Result<Node, E> {
+        Ok(Node::Str(v.to_string()))
+    }
+    fn visit_string<E>(self, v: String) -> Result<Node, E> {
+        Ok(Node::Str(v))
+    }
+    fn visit_unit<E>(self) -> Result<Node, E> {
+        Ok(Node::Null)
+    }
+    fn visit_none<E>(self) -> Result<Node, E> {
+        Ok(Node::Null)
+    }
+    fn visit_some<D: serde::Deserializer<'de>>(self, d: D) -> Result<Node, D::Error> {
+        serde::Deserialize::deserialize(d)
+    }
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut a: A) -> Result<Node, A::Error> {
+        let mut v = Vec::new();
+        while let Some(n) = a.next_element()? {
+            v.push(n);
+        }
+        Ok(Node::Seq(v))
+    }
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut a: A) -> Result<Node, A::Error> {
+        let mut v = Vec::new();
+        while let Some((k, val)) = a.next_entry()? {
+            v.push((k, val));
+        }
+        Ok(Node::Map(v))
+    }
+}
+
+/// Collects errors for one file.
+struct Errs<'s> {
+    source: &'s str,
+    list: Vec<ConfigError>,
+}
+
+impl Errs<'_> {
+    fn top(&mut self, field: Option<&str>, msg: impl Into<String>, fix: impl Into<String>) {
+        self.list.push(ConfigError::new(
+            self.source,
+            None,
+            field.map(str::to_string),
+            msg,
+            fix,
+        ));
+    }
+    fn route(&mut self, i: usize, field: &str, msg: impl Into<String>, fix: impl Into<String>) {
+        self.list.push(ConfigError::new(
+            self.source,
+            Some(i),
+            Some(field.to_string()),
+            msg,
+            fix,
+        ));
+    }
+}
+
+const TOP_KEYS: &[&str] = &["unmatched", "routes"];
+const ROUTE_KEYS: &[&str] = &[
+    "host",
+    "path_allowlist",
+    "path_denylist",
+    "methods",
+    "auth_scheme",
+    "auth_header",
+    "token_env",
+    "token_file",
+    "strip_headers",
+];
+
+/// Headers that carry framing, routing or hop-by-hop meaning: a route may
+/// neither inject into them nor strip them (either would break or smuggle).
+const RESERVED_HEADERS: &[&str] = &[
+    "host",
+    "content-length",
+    "transfer-encoding",
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "te",
+    "trailer",
+    "upgrade",
+    "proxy-authorization",
+    "proxy-authenticate",
+    "x-egress-proxy-decision",
+];
+
+fn parse_document(text: &str, source: &str) -> Result<Node, LoadError> {
+    let one = |msg: String, fix: &str| LoadError {
+        errors: vec![ConfigError::new(source, None, None, msg, fix)],
+    };
+    if text.trim().is_empty() {
+        return Err(one(
+            "the file is empty".into(),
+            "write at least `routes: []` (see docs/routes.md)",
+        ));
+    }
+    // JSON gets serde_json for exact line/column messages; everything else is YAML.
+    if text.trim_start().starts_with('{') {
+        serde_json::from_str::<Node>(text).map_err(|e| {
+            one(
+                format!("not valid JSON: {e}"),
+                "fix the JSON syntax at that line and column",
+            )
+        })
+    } else {
+        serde_yaml_ng::from_str::<Node>(text).map_err(|e| {
+            one(
+                format!(
+                    "not valid YAML: {}",
+                    e.to_string()
+                        .split_whitespace()
+                        .collect::<Vec<_>>()
+                        .join(" ")
+                ),
+                "fix the YAML syntax at that line and column",
+            )
+        })
+    }
+}
+
+fn key_str(k: &Node) -> Option<&str> {
+    match k {
+        Node::Str(s) => Some(s),
+        _ => None,
+    }
+}
+
+/// Checks keys of a mapping against `known`: unknown and duplicate keys are
+/// errors. Returns the entries with string keys, first occurrence only.
+fn check_keys<'n>(
+    entries: &'n [(Node, Node)],
+    known: &[&str],
+    mut report: impl FnMut(&str, String, String),
+) -> Vec<(&'n str, &'n Node)> {
+    let mut out: Vec<(&str, &Node)> = Vec::new();
+    for (k, v) in entries {
+        let Some(k) = key_str(k) else {
+            report(
+                "",
+                format!("a key is {}, not a string", k.kind()),
+                format!("use one of: {}", known.join(", ")),
+            );
+            continue;
+        };
+        if !known.contains(&k) {
+            let fix = match did_you_mean(k, known) {
+                Some(s) => format!("did you mean {s:?}? known keys: {}", known.join(", ")),
+                None => format!("remove it; known keys: {}", known.join(", ")),
+            };
+            report(k, format!("unknown key {k:?}"), fix);
+            continue;
+        }
+        if out.iter().any(|(seen, _)| *seen == k) {
+            report(
+                k,
+                format!("key {k:?} appears twice"),
+                "keep one of them".into(),
+            );
+            continue;
+        }
+        out.push((k, v));
+    }
+    out
+}
+
+fn did_you_mean<'a>(k: &str, known: &[&'a str]) -> Option<&'a str> {
+    let k = k.to_ascii_lowercase().replace('-', "_");
+    known
+        .iter()
+        .copied()
+        .map(|c| (edit_distance(&k, c), c))
+        .filter(|(d, _)| *d <= 3)
+        .min_by_key(|(d, _)| *d)
+        .map(|(_, c)| c)
+}
+
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut prev: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut cur = vec![i + 1; b.len() + 1];
+        for (j, cb) in b.iter().enumerate() {
+            cur[j + 1] = (prev[j] + usize::from(ca != *cb))
+                .min(prev[j + 1] + 1)
+                .min(cur[j] + 1);
+        }
+        prev = cur;
+    }
+    prev[b.len()]
+}
+
 fn load(text: &str, source: &str) -> Result<Policy, LoadError> {
-    let _ = text;
-    Err(LoadError {
-        errors: vec![ConfigError::new(
-            source,
+    let doc = parse_document(text, source)?;
+    let mut errs = Errs {
+        source,
+        list: Vec::new(),
+    };
+    let Node::Map(top) = &doc else {
+        errs.top(
             None,
+            format!("the file holds {}, not a mapping", doc.kind()),
+            "start the file with `routes:` (see docs/routes.md)",
+        );
+        return Err(LoadError { errors: errs.list });
+    };
+    let mut unknown = Vec::new();
+    let fields = check_keys(top, TOP_KEYS, |k, m, f| unknown.push((k.to_string(), m, f)));
+    for (k, m, f) in unknown {
+        errs.top(Some(&k).filter(|k| !k.is_empty()).map(|k| k.as_str()), m, f);
+    }
+    let mut unmatched = Unmatched::Deny;
+    let mut routes_node = None;
+    for (k, v) in fields {
+        match k {
+            "unmatched" => match v {
+                Node::Str(s) if s == "deny" => unmatched = Unmatched::Deny,
+                Node::Str(s) if s == "forward" => unmatched = Unmatched::Forward,
+                other => errs.top(
+                    Some("unmatched"),
+                    format!("must be \"deny\" or \"forward\", found {}", describe(other)),
+                    "write `unmatched: deny` (refuse hosts without a route) or `unmatched: forward`",
+                ),
+            },
+            _ => routes_node = Some(v),
+        }
+    }
+    let mut routes = Vec::new();
+    let mut table = HostTable::default();
+    match routes_node {
+        None => errs.top(Some("routes"), "the file has no `routes` list", "add `routes:` with one entry per host (an empty list `[]` denies or forwards everything)"),
+        Some(Node::Seq(items)) => {
+            for (i, item) in items.iter().enumerate() {
+                if let Some(route) = load_route(i, item, &mut errs) {
+                    if let Some(prev) = table.insert(&route.host, i) {
+                        errs.route(
+                            i,
+                            "host",
+                            format!("host {:?} already has a route, routes[{prev}]", route.host_display),
+                            "merge the two routes into one (one route per host)",
+                        );
+                    }
+                    routes.push(route);
+                }
+            }
+        }
+        Some(other) => errs.top(Some("routes"), format!("must be a list, found {}", other.kind()), "write `routes:` followed by `- host: ...` entries"),
+    }
+    if errs.list.is_empty() {
+        Ok(Policy {
+            routes,
+            unmatched,
+            table,
+        })
+    } else {
+        errs.list.sort_by_key(|e| e.route.map_or(0, |r| r + 1));
+        Err(LoadError { errors: errs.list })
+    }
+}
+
+fn describe(n: &Node) -> String {
+    match n {
+        Node::Str(s) => format!("{s:?}"),
+        Node::Num(s) => format!("the number {s}"),
+        Node::Bool(b) => format!("the boolean {b}"),
+        other => other.kind().to_string(),
+    }
+}
+
+fn as_str<'n>(
+    i: usize,
+    field: &str,
+    v: &'n Node,
+    fix: &str,
+    errs: &mut Errs<'_>,
+) -> Option<&'n str> {
+    match v {
+        Node::Str(s) => Some(s),
+        other => {
+            errs.route(
+                i,
+                field,
+                format!("must be a string, found {}", describe(other)),
+                fix,
+            );
+            None
+        }
+    }
+}
+
+fn as_str_list(i: usize, field: &str, v: &Node, errs: &mut Errs<'_>) -> Option<Vec<String>> {
+    let Node::Seq(items) = v else {
+        let fix = match v {
+            Node::Null => "give a list such as [\"/a\"], or remove the key".to_string(),
+            Node::Str(s) => format!("write a list: [{s:?}]"),
+            _ => "write a list of strings".to_string(),
+        };
+        errs.route(
+            i,
+            field,
+            format!("must be a list of strings, found {}", describe(v)),
+            fix,
+        );
+        return None;
+    };
+    let mut out = Vec::with_capacity(items.len());
+    let mut ok = true;
+    for (k, item) in items.iter().enumerate() {
+        match item {
+            Node::Str(s) => out.push(s.clone()),
+            other => {
+                ok = false;
+                errs.route(
+                    i,
+                    &format!("{field}[{k}]"),
+                    format!("must be a string, found {}", describe(other)),
+                    "quote the entry",
+                );
+            }
+        }
+    }
+    ok.then_some(out)
+}
+
+fn is_tchar(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
+}
+
+fn load_route(i: usize, item: &Node, errs: &mut Errs<'_>) -> Option<Route> {
+    let Node::Map(entries) = item else {
+        errs.list.push(ConfigError::new(
+            errs.source,
+            Some(i),
             None,
-            "loader not finished",
-            "wait",
-        )],
+            format!("a route must be a mapping, found {}", describe(item)),
+            "write `- host: example.com` with the route's fields below it",
+        ));
+        return None;
+    };
+    let before = errs.list.len();
+    let mut unknown = Vec::new();
+    let fields = check_keys(entries, ROUTE_KEYS, |k, m, f| {
+        unknown.push((k.to_string(), m, f))
+    });
+    for (k, m, f) in unknown {
+        let field = if k.is_empty() { "(key)".to_string() } else { k };
+        errs.route(i, &field, m, f);
+    }
+    let get = |name: &str| fields.iter().find(|(k, _)| *k == name).map(|(_, v)| *v);
+
+    let host = match get("host") {
+        None => {
+            errs.list.push(ConfigError::new(
+                errs.source,
+                Some(i),
+                None,
+                "the route has no `host`",
+                "add `host: <name>` to it",
+            ));
+            None
+        }
+        Some(v) => as_str(
+            i,
+            "host",
+            v,
+            "write the host as a string, e.g. \"api.example.com\"",
+            errs,
+        )
+        .and_then(|h| match HostPattern::parse(h) {
+            Ok(p) => Some(p),
+            Err((m, f)) => {
+                errs.route(i, "host", m, f);
+                None
+            }
+        }),
+    };
+
+    let mut lists = [PatternList::default(), PatternList::default()];
+    for (slot, field) in ["path_allowlist", "path_denylist"].into_iter().enumerate() {
+        if let Some(v) = get(field)
+            && let Some(entries) = as_str_list(i, field, v, errs)
+        {
+            match PatternList::compile(&entries) {
+                Ok(l) => lists[slot] = l,
+                Err(list) => {
+                    for (k, m, f) in list {
+                        errs.route(i, &format!("{field}[{k}]"), m, f);
+                    }
+                }
+            }
+        }
+    }
+    let [allow, deny] = lists;
+
+    let methods = get("methods")
+        .and_then(|v| as_str_list(i, "methods", v, errs))
+        .and_then(|list| {
+            if list.is_empty() {
+                errs.route(
+                    i,
+                    "methods",
+                    "is an empty list, which would allow no method",
+                    "remove `methods` to allow any method, or list them, e.g. [GET, POST]",
+                );
+                return None;
+            }
+            let mut out: Vec<Method> = Vec::new();
+            let mut ok = true;
+            for (k, m) in list.iter().enumerate() {
+                let field = format!("methods[{k}]");
+                let upper = m.to_ascii_uppercase();
+                if m.is_empty() || !m.bytes().all(is_tchar) {
+                    errs.route(
+                        i,
+                        &field,
+                        format!("{m:?} is not an HTTP method"),
+                        "write a method name such as GET or POST",
+                    );
+                    ok = false;
+                } else if upper == "TRACE" || upper == "CONNECT" {
+                    errs.route(
+                        i,
+                        &field,
+                        format!("{upper} is always refused by the proxy"),
+                        "remove it",
+                    );
+                    ok = false;
+                } else if *m != upper && is_standard_method(&upper) {
+                    errs.route(
+                        i,
+                        &field,
+                        format!("{m:?}: methods are case-sensitive"),
+                        format!("write {upper:?}"),
+                    );
+                    ok = false;
+                } else if let Ok(method) = Method::from_bytes(m.as_bytes()) {
+                    if !out.contains(&method) {
+                        out.push(method);
+                    }
+                } else {
+                    errs.route(
+                        i,
+                        &field,
+                        format!("{m:?} is not an HTTP method"),
+                        "write a method name such as GET or POST",
+                    );
+                    ok = false;
+                }
+            }
+            ok.then_some(out)
+        });
+
+    let header_name = |field: &str, raw: &str, errs: &mut Errs<'_>| -> Option<HeaderName> {
+        let lower = raw.to_ascii_lowercase();
+        match HeaderName::from_bytes(lower.as_bytes()) {
+            Ok(_) if RESERVED_HEADERS.contains(&lower.as_str()) => {
+                errs.route(i, field, format!("header {raw:?} carries framing or hop-by-hop meaning and cannot be used here"), "name another header");
+                None
+            }
+            Ok(h) => Some(h),
+            Err(_) => {
+                errs.route(
+                    i,
+                    field,
+                    format!("{raw:?} is not a valid header name"),
+                    "use letters, digits and '-', e.g. \"x-api-key\"",
+                );
+                None
+            }
+        }
+    };
+
+    let strip: Vec<HeaderName> =
+        match get("strip_headers").and_then(|v| as_str_list(i, "strip_headers", v, errs)) {
+            Some(list) => list
+                .iter()
+                .enumerate()
+                .filter_map(|(k, h)| header_name(&format!("strip_headers[{k}]"), h, errs))
+                .collect(),
+            None => Vec::new(),
+        };
+
+    let scheme = get("auth_scheme")
+        .and_then(|v| {
+            as_str(
+                i,
+                "auth_scheme",
+                v,
+                "write e.g. `auth_scheme: Bearer`",
+                errs,
+            )
+        })
+        .and_then(|s| {
+            if s.is_empty() || !s.bytes().all(is_tchar) {
+                errs.route(
+                    i,
+                    "auth_scheme",
+                    format!("{s:?} is not a valid scheme token"),
+                    "write one word such as Bearer, token or Basic",
+                );
+                None
+            } else {
+                Some(s.to_string())
+            }
+        });
+    let has_scheme = get("auth_scheme").is_some();
+    let header = get("auth_header")
+        .and_then(|v| {
+            as_str(
+                i,
+                "auth_header",
+                v,
+                "write e.g. `auth_header: x-api-key`",
+                errs,
+            )
+        })
+        .map(|h| header_name("auth_header", h, errs));
+    let has_header = header.is_some();
+    let env = get("token_env")
+        .and_then(|v| {
+            as_str(
+                i,
+                "token_env",
+                v,
+                "write the variable name, e.g. `token_env: GITHUB_TOKEN`",
+                errs,
+            )
+        })
+        .and_then(|e| {
+            let valid = e
+                .bytes()
+                .next()
+                .is_some_and(|b| b.is_ascii_alphabetic() || b == b'_')
+                && e.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
+            if valid {
+                Some(e.to_string())
+            } else {
+                errs.route(
+                    i,
+                    "token_env",
+                    format!("{e:?} is not an environment variable name"),
+                    "use letters, digits and '_', not starting with a digit, e.g. GITHUB_TOKEN",
+                );
+                None
+            }
+        });
+    let file = get("token_file")
+        .and_then(|v| {
+            as_str(
+                i,
+                "token_file",
+                v,
+                "write a path, e.g. `token_file: /run/secrets/token`",
+                errs,
+            )
+        })
+        .and_then(|f| {
+            if f.trim().is_empty() {
+                errs.route(
+                    i,
+                    "token_file",
+                    "is empty",
+                    "write the path of the file holding the secret",
+                );
+                None
+            } else {
+                Some(PathBuf::from(f))
+            }
+        });
+    let has_env = get("token_env").is_some();
+    let has_file = get("token_file").is_some();
+
+    let mut credential = None;
+    if has_env && has_file {
+        errs.route(
+            i,
+            "token_file",
+            "a route has either `token_env` or `token_file`, not both",
+            "remove one of them",
+        );
+    } else if has_env || has_file {
+        let header = match &header {
+            Some(Some(h)) => Some(h.clone()),
+            Some(None) => None,
+            None => Some(http::header::AUTHORIZATION),
+        };
+        if header.as_ref() == Some(&http::header::AUTHORIZATION) && !has_scheme {
+            errs.route(
+                i,
+                "auth_scheme",
+                "is required when the credential goes into Authorization",
+                "add `auth_scheme: Bearer` (or the scheme the API expects), or set `auth_header`",
+            );
+        }
+        if matches!(host, Some(HostPattern::Wildcard(_))) {
+            errs.route(
+                i,
+                if has_env { "token_env" } else { "token_file" },
+                "a credential on a wildcard route would send the secret to any subdomain",
+                "name the host exactly in a route of its own",
+            );
+        }
+        let source = match (env, file) {
+            (Some(e), _) => Some(TokenSource::Env(e)),
+            (_, Some(f)) => Some(TokenSource::File(f)),
+            _ => None,
+        };
+        if let (Some(header), Some(source)) = (header, source) {
+            credential = Some(Credential {
+                header,
+                scheme: scheme.clone(),
+                source,
+            });
+        }
+    } else if has_scheme || has_header {
+        errs.route(
+            i,
+            if has_scheme {
+                "auth_scheme"
+            } else {
+                "auth_header"
+            },
+            "`auth_scheme`/`auth_header` without a token source injects nothing",
+            "add `token_env` or `token_file`, or remove them",
+        );
+    }
+
+    if errs.list.len() != before {
+        return None;
+    }
+    let host = host?;
+    let strip = strip_set(credential.as_ref(), strip);
+    Some(Route {
+        index: i,
+        host_display: host.display(),
+        host,
+        methods,
+        allow,
+        deny,
+        credential,
+        strip,
     })
+}
+
+fn is_standard_method(m: &str) -> bool {
+    matches!(
+        m,
+        "GET" | "HEAD" | "POST" | "PUT" | "DELETE" | "PATCH" | "OPTIONS"
+    )
+}
+
+/// The headers removed from the client's request on a route: on a credential
+/// route the fixed set, the route's header and `strip_headers`; otherwise
+/// only `strip_headers`. Deduplicated, computed once at load.
+fn strip_set(credential: Option<&Credential>, extra: Vec<HeaderName>) -> Vec<HeaderName> {
+    let mut out: Vec<HeaderName> = Vec::new();
+    if let Some(c) = credential {
+        for h in crate::CREDENTIAL_STRIP_HEADERS {
+            out.push(HeaderName::from_static(h));
+        }
+        out.push(c.header.clone());
+    }
+    out.extend(extra);
+    let mut dedup: Vec<HeaderName> = Vec::with_capacity(out.len());
+    for h in out {
+        if !dedup.contains(&h) {
+            dedup.push(h);
+        }
+    }
+    dedup
 }
