@@ -1,0 +1,489 @@
+//! Raw-socket clients (tokio TcpStream + tokio-rustls) for what a normal client
+//! would not send, plus small hyper h1/h2 client helpers over a CONNECT tunnel.
+//!
+//! Responses are parsed by hand here on purpose: the bytes the proxy wrote are what
+//! is asserted, with no client library smoothing them over.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio_rustls::client::TlsStream;
+
+use super::STEP;
+use super::pki::TestCa;
+
+#[derive(Debug, Clone)]
+pub struct RawResponse {
+    pub status: u16,
+    pub version: String,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl RawResponse {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+    pub fn decision(&self) -> Option<&str> {
+        self.header("x-egress-proxy-decision")
+    }
+    pub fn body_text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+    /// Asserts a proxy refusal: status, reason header, `text/plain` body.
+    #[track_caller]
+    pub fn assert_refused(&self, status: u16, reason: &str, what: &str) {
+        assert_eq!(
+            (self.status, self.decision()),
+            (status, Some(reason)),
+            "{what}: want {status} `{reason}`; got {} {:?} body {:?}",
+            self.status,
+            self.decision(),
+            self.body_text()
+        );
+        let ct = self.header("content-type").unwrap_or("");
+        assert!(
+            ct.starts_with("text/plain"),
+            "{what}: a refusal is text/plain, got {ct:?}"
+        );
+        assert!(
+            !self.body.is_empty(),
+            "{what}: a refusal says why in its body"
+        );
+    }
+    #[track_caller]
+    pub fn assert_allowed(&self, what: &str) {
+        assert!(
+            (200..300).contains(&self.status) && self.decision().is_none(),
+            "{what}: want an allowed 2xx without decision header; got {} {:?} body {:?}",
+            self.status,
+            self.decision(),
+            self.body_text()
+        );
+    }
+}
+
+/// A byte stream with a read buffer, so pipelined responses can be read in turn.
+pub struct Conn<S> {
+    pub io: S,
+    buf: Vec<u8>,
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
+    pub fn new(io: S) -> Self {
+        Conn {
+            io,
+            buf: Vec::new(),
+        }
+    }
+
+    pub async fn send(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+        self.io.write_all(bytes).await?;
+        self.io.flush().await
+    }
+
+    async fn fill(&mut self) -> std::io::Result<usize> {
+        let mut tmp = [0u8; 16384];
+        let n = tokio::time::timeout(STEP, self.io.read(&mut tmp))
+            .await
+            .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "read timed out"))??;
+        self.buf.extend_from_slice(&tmp[..n]);
+        Ok(n)
+    }
+
+    /// Reads one response; `head_request` for a HEAD (no body follows).
+    pub async fn read_response(&mut self, head_request: bool) -> std::io::Result<RawResponse> {
+        loop {
+            let end = self.buf.windows(4).position(|w| w == b"\r\n\r\n");
+            if let Some(end) = end {
+                let head = String::from_utf8_lossy(&self.buf[..end]).into_owned();
+                self.buf.drain(..end + 4);
+                let mut lines = head.split("\r\n");
+                let status_line = lines.next().unwrap_or("");
+                let mut parts = status_line.splitn(3, ' ');
+                let version = parts.next().unwrap_or("").to_string();
+                let status: u16 = parts.next().and_then(|s| s.parse().ok()).ok_or_else(|| {
+                    std::io::Error::new(
+                        std::io::ErrorKind::InvalidData,
+                        format!("bad status line {status_line:?}"),
+                    )
+                })?;
+                let headers: Vec<(String, String)> = lines
+                    .filter_map(|l| l.split_once(':'))
+                    .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
+                    .collect();
+                let mut resp = RawResponse {
+                    status,
+                    version,
+                    headers,
+                    body: Vec::new(),
+                };
+                if head_request || status < 200 || status == 204 || status == 304 {
+                    return Ok(resp);
+                }
+                let chunked = resp
+                    .header("transfer-encoding")
+                    .is_some_and(|v| v.to_ascii_lowercase().contains("chunked"));
+                if chunked {
+                    resp.body = self.read_chunked().await?;
+                } else if let Some(len) = resp.header("content-length") {
+                    let len: usize = len.parse().map_err(|_| {
+                        std::io::Error::new(std::io::ErrorKind::InvalidData, "bad content-length")
+                    })?;
+                    while self.buf.len() < len {
+                        if self.fill().await? == 0 {
+                            return Err(std::io::ErrorKind::UnexpectedEof.into());
+                        }
+                    }
+                    resp.body = self.buf.drain(..len).collect();
+                } else {
+                    while self.fill().await? != 0 {}
+                    resp.body = std::mem::take(&mut self.buf);
+                }
+                return Ok(resp);
+            }
+            if self.buf.len() > 1 << 20 {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::InvalidData,
+                    "response head over 1 MiB",
+                ));
+            }
+            if self.fill().await? == 0 {
+                return Err(std::io::ErrorKind::UnexpectedEof.into());
+            }
+        }
+    }
+
+    async fn read_chunked(&mut self) -> std::io::Result<Vec<u8>> {
+        let mut body = Vec::new();
+        loop {
+            let line_end = loop {
+                if let Some(i) = self.buf.windows(2).position(|w| w == b"\r\n") {
+                    break i;
+                }
+                if self.fill().await? == 0 {
+                    return Err(std::io::ErrorKind::UnexpectedEof.into());
+                }
+            };
+            let line = String::from_utf8_lossy(&self.buf[..line_end]).into_owned();
+            self.buf.drain(..line_end + 2);
+            let size = usize::from_str_radix(line.split(';').next().unwrap_or("").trim(), 16)
+                .map_err(|_| std::io::Error::new(std::io::ErrorKind::InvalidData, "bad chunk"))?;
+            if size == 0 {
+                // Trailers end with an empty line.
+                loop {
+                    if let Some(i) = self.buf.windows(2).position(|w| w == b"\r\n") {
+                        let empty = i == 0;
+                        self.buf.drain(..i + 2);
+                        if empty {
+                            return Ok(body);
+                        }
+                        continue;
+                    }
+                    if self.fill().await? == 0 {
+                        return Ok(body);
+                    }
+                }
+            }
+            while self.buf.len() < size + 2 {
+                if self.fill().await? == 0 {
+                    return Err(std::io::ErrorKind::UnexpectedEof.into());
+                }
+            }
+            body.extend(self.buf.drain(..size));
+            self.buf.drain(..2);
+        }
+    }
+
+    /// True when the peer closes (EOF or reset) within `STEP` without sending more
+    /// than `max_junk` bytes.
+    pub async fn is_closed(&mut self) -> bool {
+        loop {
+            match self.fill().await {
+                Ok(0) => return true,
+                Ok(_) if self.buf.len() > 64 * 1024 => return false,
+                Ok(_) => continue,
+                Err(e) if e.kind() == std::io::ErrorKind::TimedOut => return false,
+                Err(_) => return true,
+            }
+        }
+    }
+
+    /// Bytes received and not yet consumed.
+    pub fn pending(&self) -> &[u8] {
+        &self.buf
+    }
+}
+
+/// Opens a TCP connection to the proxy.
+pub async fn dial(proxy: SocketAddr) -> TcpStream {
+    let s = tokio::time::timeout(STEP, TcpStream::connect(proxy))
+        .await
+        .expect("connect to proxy timed out")
+        .expect("connect to proxy");
+    let _ = s.set_nodelay(true);
+    s
+}
+
+/// Sends `CONNECT target` and reads the proxy's answer head.
+pub async fn connect(proxy: SocketAddr, target: &str) -> (Conn<TcpStream>, RawResponse) {
+    let mut c = Conn::new(dial(proxy).await);
+    c.send(format!("CONNECT {target} HTTP/1.1\r\nHost: {target}\r\n\r\n").as_bytes())
+        .await
+        .expect("send CONNECT");
+    let r = c.read_response(true).await.expect("CONNECT answer");
+    (c, r)
+}
+
+/// CONNECT that must be answered 200; returns the TCP stream ready for TLS.
+pub async fn tunnel(proxy: SocketAddr, target: &str) -> TcpStream {
+    let (c, r) = connect(proxy, target).await;
+    assert_eq!(
+        r.status, 200,
+        "CONNECT {target} must be answered 200: {r:?}"
+    );
+    assert!(
+        c.pending().is_empty(),
+        "no bytes may follow the CONNECT 200 head"
+    );
+    c.io
+}
+
+pub fn client_config(roots: rustls::RootCertStore, alpn: &[&[u8]]) -> rustls::ClientConfig {
+    let mut cfg = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .expect("protocols")
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    cfg.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+    cfg
+}
+
+/// A config that accepts any server certificate: only for tests that must send an
+/// SNI different from the name the proxy's leaf is for.
+pub fn insecure_client_config(alpn: &[&[u8]]) -> rustls::ClientConfig {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut cfg = rustls::ClientConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .expect("protocols")
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(AcceptAny(provider)))
+        .with_no_client_auth();
+    cfg.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+    cfg
+}
+
+#[derive(Debug)]
+struct AcceptAny(Arc<rustls::crypto::CryptoProvider>);
+
+impl rustls::client::danger::ServerCertVerifier for AcceptAny {
+    fn verify_server_cert(
+        &self,
+        _: &rustls::pki_types::CertificateDer<'_>,
+        _: &[rustls::pki_types::CertificateDer<'_>],
+        _: &rustls::pki_types::ServerName<'_>,
+        _: &[u8],
+        _: rustls::pki_types::UnixTime,
+    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
+        Ok(rustls::client::danger::ServerCertVerified::assertion())
+    }
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &rustls::pki_types::CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &rustls::pki_types::CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
+    }
+}
+
+/// TLS over a tunnel, verifying the leaf against `ca` for `sni`.
+pub async fn tls(
+    stream: TcpStream,
+    sni: &str,
+    ca: &TestCa,
+    alpn: &[&[u8]],
+) -> TlsStream<TcpStream> {
+    try_tls(stream, sni, client_config(ca.root_store(), alpn))
+        .await
+        .unwrap_or_else(|e| panic!("TLS to the proxy's leaf for {sni:?} failed: {e}"))
+}
+
+pub async fn try_tls(
+    stream: TcpStream,
+    sni: &str,
+    cfg: rustls::ClientConfig,
+) -> std::io::Result<TlsStream<TcpStream>> {
+    let name = rustls::pki_types::ServerName::try_from(sni.to_string())
+        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
+    let connector = tokio_rustls::TlsConnector::from(Arc::new(cfg));
+    tokio::time::timeout(STEP, connector.connect(name, stream))
+        .await
+        .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "TLS handshake timed out"))?
+}
+
+/// CONNECT `target`, TLS with SNI = host of `target`, send `raw`, read one response.
+pub async fn tls_exchange(proxy: SocketAddr, ca: &TestCa, target: &str, raw: &[u8]) -> RawResponse {
+    let mut c = tls_conn(proxy, ca, target).await;
+    c.send(raw).await.expect("send request");
+    c.read_response(raw.starts_with(b"HEAD "))
+        .await
+        .expect("read response")
+}
+
+/// CONNECT `target` and TLS (HTTP/1.1 ALPN) with SNI = its host.
+pub async fn tls_conn(proxy: SocketAddr, ca: &TestCa, target: &str) -> Conn<TlsStream<TcpStream>> {
+    let host = host_of(target);
+    let tcp = tunnel(proxy, target).await;
+    Conn::new(tls(tcp, &host, ca, &[b"http/1.1"]).await)
+}
+
+/// Plain (no TLS) request straight to the proxy port: absolute-form or origin-form.
+pub async fn plain_exchange(proxy: SocketAddr, raw: &[u8]) -> RawResponse {
+    let mut c = Conn::new(dial(proxy).await);
+    c.send(raw).await.expect("send request");
+    c.read_response(raw.starts_with(b"HEAD "))
+        .await
+        .expect("read response")
+}
+
+/// The host part of `host:port` or `[v6]:port`, brackets removed.
+pub fn host_of(target: &str) -> String {
+    if let Some(rest) = target.strip_prefix('[') {
+        return rest.split(']').next().unwrap_or("").to_string();
+    }
+    target
+        .rsplit_once(':')
+        .map(|(h, _)| h)
+        .unwrap_or(target)
+        .to_string()
+}
+
+/// An HTTP/2 client over CONNECT + TLS (ALPN h2 only). Panics if h2 is not agreed.
+pub async fn h2_client(
+    proxy: SocketAddr,
+    ca: &TestCa,
+    target: &str,
+) -> hyper::client::conn::http2::SendRequest<Full<Bytes>> {
+    let host = host_of(target);
+    let tcp = tunnel(proxy, target).await;
+    let tls = tls(tcp, &host, ca, &[b"h2"]).await;
+    assert_eq!(
+        tls.get_ref().1.alpn_protocol(),
+        Some(&b"h2"[..]),
+        "the proxy must agree ALPN h2 when the client offers only h2"
+    );
+    let (send, conn) =
+        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tls))
+            .await
+            .expect("h2 handshake through the proxy");
+    tokio::spawn(async move {
+        let _ = conn.await;
+    });
+    send
+}
+
+/// An HTTP/1.1 hyper client over CONNECT + TLS.
+pub async fn h1_client(
+    proxy: SocketAddr,
+    ca: &TestCa,
+    target: &str,
+) -> hyper::client::conn::http1::SendRequest<Full<Bytes>> {
+    let host = host_of(target);
+    let tcp = tunnel(proxy, target).await;
+    let tls = tls(tcp, &host, ca, &[b"http/1.1"]).await;
+    let (send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
+        .await
+        .expect("h1 handshake");
+    tokio::spawn(async move {
+        let _ = conn.with_upgrades().await;
+    });
+    send
+}
+
+/// A response with its body collected (bounded by `STEP`).
+pub struct Collected {
+    pub status: u16,
+    pub headers: hyper::HeaderMap,
+    pub body: Bytes,
+    pub version: hyper::Version,
+}
+
+impl Collected {
+    pub fn decision(&self) -> Option<&str> {
+        self.headers
+            .get("x-egress-proxy-decision")
+            .and_then(|v| v.to_str().ok())
+    }
+    #[track_caller]
+    pub fn assert_refused(&self, status: u16, reason: &str, what: &str) {
+        assert_eq!(
+            (self.status, self.decision()),
+            (status, Some(reason)),
+            "{what}: want {status} `{reason}`, got {} {:?} {:?}",
+            self.status,
+            self.decision(),
+            String::from_utf8_lossy(&self.body)
+        );
+    }
+}
+
+pub async fn collect(resp: hyper::Response<hyper::body::Incoming>) -> Collected {
+    let (parts, body) = resp.into_parts();
+    let body = tokio::time::timeout(STEP, body.collect())
+        .await
+        .expect("body timed out")
+        .expect("body")
+        .to_bytes();
+    Collected {
+        status: parts.status.as_u16(),
+        headers: parts.headers,
+        body,
+        version: parts.version,
+    }
+}
+
+pub fn request(method: &str, uri: &str) -> hyper::http::request::Builder {
+    hyper::Request::builder().method(method).uri(uri)
+}
+
+pub fn empty() -> Full<Bytes> {
+    Full::new(Bytes::new())
+}
+
+/// Waits a little so anything the proxy would wrongly forward has time to land.
+pub async fn settle() {
+    tokio::time::sleep(Duration::from_millis(300)).await;
+}
