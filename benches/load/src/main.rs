@@ -1,1 +1,235 @@
-fn main() {}
+//! load-harness: the side-by-side load comparison of issue 6 (direct, egress-proxy,
+//! hudsucker, mitmproxy) and the pieces it runs as child processes (origin, hudsucker
+//! proxy). `benches/load/run.sh` is the entry point a person uses.
+//!
+//! The binary owns process wiring and exit codes only; it must never print the bench
+//! token, which reaches children by environment.
+
+mod bench;
+mod client;
+mod hud;
+mod origin;
+mod pki;
+mod procstat;
+mod report;
+mod routes;
+mod scenarios;
+
+use anyhow::{Context, Result};
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+#[derive(Parser)]
+#[command(about = "Side-by-side load harness for egress-proxy (issue 6)")]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Run the scenarios against each proxy and write the results JSON.
+    Bench(BenchArgs),
+    /// The HTTPS origin (prints `READY <port>`; token in env BENCH_TOKEN).
+    Origin {
+        #[arg(long)]
+        dir: PathBuf,
+        /// Listen on 127.0.0.1..=127.0.0.<hosts>.
+        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u8).range(1..=254))]
+        hosts: u8,
+    },
+    /// The hudsucker-based comparison proxy (prints `READY <port>`).
+    Hudsucker {
+        #[arg(long, default_value = "127.0.0.1:0")]
+        listen: std::net::SocketAddr,
+        #[arg(long)]
+        ca_cert: PathBuf,
+        #[arg(long)]
+        ca_key: PathBuf,
+        #[arg(long)]
+        upstream_ca: PathBuf,
+        #[arg(long)]
+        routes: PathBuf,
+    },
+}
+
+#[derive(clap::Args)]
+struct BenchArgs {
+    /// A few seconds per scenario, direct and egress-proxy only; exit 1 on any error.
+    #[arg(long)]
+    smoke: bool,
+    /// Comma-separated: direct, egress-proxy, hudsucker, mitmproxy.
+    #[arg(long, value_delimiter = ',')]
+    proxies: Option<Vec<String>>,
+    #[arg(long, default_value = "benches/load/out")]
+    out_dir: PathBuf,
+    #[arg(long, default_value = "docs/bench/results.json")]
+    results: PathBuf,
+    #[arg(long, default_value = "target/release/egress-proxy")]
+    egress_proxy: PathBuf,
+    #[arg(long, default_value = "benches/load/.venv/bin/mitmdump")]
+    mitmdump: PathBuf,
+    #[arg(long, default_value = "benches/load/mitm_addon.py")]
+    mitm_addon: PathBuf,
+    /// CPUs the proxies are pinned to (`taskset -c`).
+    #[arg(long, default_value = "1")]
+    proxy_cpus: String,
+    /// Seconds per S1 concurrency level and for S2 (default 10, smoke 2).
+    #[arg(long)]
+    seconds: Option<f64>,
+}
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = e.print();
+            return if e.use_stderr() {
+                ExitCode::from(2)
+            } else {
+                ExitCode::SUCCESS
+            };
+        }
+    };
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("load-harness: starting the runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let r = rt.block_on(async {
+        match cli.cmd {
+            Cmd::Origin { dir, hosts } => origin::run(&dir, hosts).await.map(|_| ExitCode::SUCCESS),
+            Cmd::Hudsucker {
+                listen,
+                ca_cert,
+                ca_key,
+                upstream_ca,
+                routes,
+            } => hud::run(listen, &ca_cert, &ca_key, &upstream_ca, &routes)
+                .await
+                .map(|_| ExitCode::SUCCESS),
+            Cmd::Bench(a) => bench_cmd(a).await,
+        }
+    });
+    match r {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("load-harness: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+async fn bench_cmd(a: BenchArgs) -> Result<ExitCode> {
+    let smoke = a.smoke;
+    let secs = a.seconds.unwrap_or(if smoke { 2.0 } else { 10.0 });
+    let proxies = a.proxies.clone().unwrap_or_else(|| {
+        if smoke {
+            vec!["direct".into(), "egress-proxy".into()]
+        } else {
+            ["direct", "egress-proxy", "hudsucker", "mitmproxy"]
+                .map(String::from)
+                .to_vec()
+        }
+    });
+    let cfg = bench::Config {
+        out_dir: a.out_dir.clone(),
+        proxies: proxies.clone(),
+        egress_proxy: a.egress_proxy.clone(),
+        mitmdump: a.mitmdump.clone(),
+        mitm_addon: a.mitm_addon.clone(),
+        proxy_cpus: a.proxy_cpus.clone(),
+        s1_concurrency: if smoke { vec![1, 8] } else { vec![1, 8, 64] },
+        s1_seconds: secs,
+        s2_concurrency: 8,
+        s2_seconds: secs,
+        max_requests: 5_000_000,
+        s3_hosts: if smoke { 10 } else { 200 },
+        s4_bytes: if smoke { 20_000_000 } else { 200_000_000 },
+        s4_runs: if smoke { 1 } else { 3 },
+        s5_events: if smoke { 100 } else { 1000 },
+        s5_interval_ms: 5,
+        s6_conns: if smoke { 100 } else { 1000 },
+    };
+    let started = std::time::SystemTime::now();
+    let results = bench::run(&cfg).await?;
+    let table = report::markdown(&results);
+    let meta = serde_json::json!({
+        "mode": if smoke { "smoke" } else { "full" },
+        "started_unix": started.duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0),
+        "machine": machine(),
+        "proxy_cpus": cfg.proxy_cpus,
+        "scenarios": {
+            "s1_concurrency": cfg.s1_concurrency, "s1_seconds": cfg.s1_seconds,
+            "s2_concurrency": cfg.s2_concurrency, "s2_seconds": cfg.s2_seconds,
+            "s3_hosts": cfg.s3_hosts, "s4_bytes": cfg.s4_bytes, "s4_runs": cfg.s4_runs,
+            "s5_events": cfg.s5_events, "s5_interval_ms": cfg.s5_interval_ms,
+            "s6_conns": cfg.s6_conns,
+        },
+    });
+    let doc = serde_json::json!({ "meta": meta, "results": results, "table_markdown": table });
+    if let Some(dir) = a.results.parent() {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
+    std::fs::write(&a.results, serde_json::to_string_pretty(&doc)?)
+        .with_context(|| format!("writing {}", a.results.display()))?;
+    println!("{table}");
+    println!("results: {}", a.results.display());
+
+    let bad: Vec<String> = results
+        .iter()
+        .filter_map(|r| {
+            let invalid = r.status != "ok"
+                || r.s1.iter().any(|p| !p.valid)
+                || r.s2.as_ref().is_some_and(|p| !p.valid)
+                || r.s3.as_ref().is_some_and(|p| !p.valid)
+                || r.s4.as_ref().is_some_and(|p| !p.valid)
+                || r.s5.as_ref().is_some_and(|p| !p.valid)
+                || r.s6.as_ref().is_some_and(|p| !p.valid);
+            invalid.then(|| r.name.clone())
+        })
+        .collect();
+    if !bad.is_empty() {
+        eprintln!(
+            "load-harness: INVALID results for {} (errors or not measured; see the table)",
+            bad.join(", ")
+        );
+        if smoke {
+            return Ok(ExitCode::from(1));
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn machine() -> serde_json::Value {
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|s| {
+            s.lines().find_map(|l| {
+                l.strip_prefix("model name")
+                    .map(|v| v.trim_start_matches([' ', '\t', ':']).to_owned())
+            })
+        })
+        .unwrap_or_default();
+    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease")
+        .map(|s| s.trim().to_owned())
+        .unwrap_or_default();
+    let mem = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|s| s.lines().next().map(|l| l.to_owned()))
+        .unwrap_or_default();
+    serde_json::json!({
+        "cpu": cpu,
+        "cpus": std::fs::read_to_string("/proc/cpuinfo")
+            .map(|s| s.lines().filter(|l| l.starts_with("processor")).count())
+            .unwrap_or(0),
+        "kernel": kernel,
+        "memory": mem,
+    })
+}

@@ -1,0 +1,451 @@
+//! Orchestrates one side-by-side run: starts the origin, then each proxy in turn (pinned to
+//! its own core with `taskset`), runs every scenario against it, stops it, and collects
+//! the results.
+//!
+//! Owns child processes and their lifetime (killed on drop, also on error). It must never
+//! put the token on a command line or in a log: it reaches the children by environment only.
+
+use crate::client::{self, Target};
+use crate::scenarios::{self, Download, FirstContact, Memory, Probe, RatePoint, Sse};
+use crate::{pki, procstat, routes};
+use anyhow::{Context, Result, bail};
+use http::HeaderValue;
+use serde::Serialize;
+use std::collections::VecDeque;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::process::{Child, Command};
+
+/// Everything one run needs.
+pub struct Config {
+    pub out_dir: PathBuf,
+    pub proxies: Vec<String>,
+    pub egress_proxy: PathBuf,
+    pub mitmdump: PathBuf,
+    pub mitm_addon: PathBuf,
+    /// CPU list for the proxies (`taskset -c`).
+    pub proxy_cpus: String,
+    pub s1_concurrency: Vec<usize>,
+    pub s1_seconds: f64,
+    pub s2_concurrency: usize,
+    pub s2_seconds: f64,
+    pub max_requests: u64,
+    pub s3_hosts: u8,
+    pub s4_bytes: u64,
+    pub s4_runs: usize,
+    pub s5_events: u64,
+    pub s5_interval_ms: u64,
+    pub s6_conns: usize,
+}
+
+#[derive(Serialize, Debug)]
+pub struct ProxyResult {
+    pub name: String,
+    /// `ok`, or why the proxy could not be measured.
+    pub status: String,
+    pub s1: Vec<RatePoint>,
+    pub s2: Option<RatePoint>,
+    pub s3: Option<FirstContact>,
+    pub s4: Option<Download>,
+    pub s5: Option<Sse>,
+    pub s6: Option<Memory>,
+    pub peak_rss_kib: Option<u64>,
+    /// Lines the proxy wrote to stderr during the run (its access log included).
+    pub stderr_lines: u64,
+    pub stderr_tail: Vec<String>,
+}
+
+impl ProxyResult {
+    fn failed(name: &str, why: String) -> Self {
+        ProxyResult {
+            name: name.into(),
+            status: why,
+            s1: vec![],
+            s2: None,
+            s3: None,
+            s4: None,
+            s5: None,
+            s6: None,
+            peak_rss_kib: None,
+            stderr_lines: 0,
+            stderr_tail: vec![],
+        }
+    }
+}
+
+/// Keeps the last lines of a child's stderr, counting all of them.
+#[derive(Default)]
+struct Tail {
+    lines: u64,
+    last: VecDeque<String>,
+}
+
+type SharedTail = Arc<Mutex<Tail>>;
+
+fn drain_stderr(child: &mut Child) -> SharedTail {
+    let tail: SharedTail = Arc::default();
+    if let Some(err) = child.stderr.take() {
+        let tail = tail.clone();
+        tokio::spawn(async move {
+            let mut r = BufReader::new(err).lines();
+            while let Ok(Some(line)) = r.next_line().await {
+                if let Ok(mut t) = tail.lock() {
+                    t.lines += 1;
+                    if t.last.len() >= 10 {
+                        t.last.pop_front();
+                    }
+                    let mut line = line;
+                    line.truncate(400);
+                    t.last.push_back(line);
+                }
+            }
+        });
+    }
+    tail
+}
+
+/// Reads `READY <port>` from a child's stdout.
+async fn ready_line(child: &mut Child, what: &str) -> Result<u16> {
+    let out = child.stdout.take().context("child stdout not piped")?;
+    let mut lines = BufReader::new(out).lines();
+    let line = tokio::time::timeout(Duration::from_secs(60), lines.next_line())
+        .await
+        .with_context(|| format!("{what}: not ready within 60 s"))??
+        .with_context(|| format!("{what}: exited before it was ready"))?;
+    let port = line
+        .strip_prefix("READY ")
+        .and_then(|p| p.trim().parse().ok())
+        .with_context(|| format!("{what}: unexpected first line {line:?}"))?;
+    // Keep draining stdout so the child never blocks on a full pipe.
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    Ok(port)
+}
+
+fn free_port() -> Result<u16> {
+    let l = std::net::TcpListener::bind((Ipv4Addr::LOCALHOST, 0))?;
+    Ok(l.local_addr()?.port())
+}
+
+/// Waits until `port` accepts; with `healthz`, until `GET /healthz` answers 200.
+async fn wait_listening(child: &mut Child, port: u16, healthz: bool, what: &str) -> Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Some(st) = child.try_wait()? {
+            bail!("{what} exited during start-up ({st})");
+        }
+        if let Ok(mut s) = tokio::net::TcpStream::connect((Ipv4Addr::LOCALHOST, port)).await {
+            if !healthz {
+                return Ok(());
+            }
+            let probe = async {
+                s.write_all(
+                    b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n",
+                )
+                .await?;
+                let mut buf = vec![0u8; 64];
+                let n = s.read(&mut buf).await?;
+                anyhow::Ok(buf[..n].starts_with(b"HTTP/1.1 200"))
+            };
+            if let Ok(Ok(true)) = tokio::time::timeout(Duration::from_secs(5), probe).await {
+                return Ok(());
+            }
+        }
+        if Instant::now() > deadline {
+            bail!("{what} did not become ready on port {port} within 60 s");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+struct Env {
+    token: String,
+    origin_port: u16,
+    origin_ca: PathBuf,
+    proxy_ca: pki::ProxyCaFiles,
+    routes: PathBuf,
+}
+
+/// Runs every configured proxy in turn; `direct` first (S5's added delay needs it).
+pub async fn run(cfg: &Config) -> Result<Vec<ProxyResult>> {
+    std::fs::create_dir_all(&cfg.out_dir)
+        .with_context(|| format!("creating {}", cfg.out_dir.display()))?;
+    let token: String = {
+        use rand::Rng;
+        let mut r = rand::rng();
+        (0..32)
+            .map(|_| format!("{:x}", r.random::<u8>() & 15))
+            .collect()
+    };
+
+    let exe = std::env::current_exe().context("locating the harness binary")?;
+    let mut origin = Command::new(&exe)
+        .arg("origin")
+        .arg("--dir")
+        .arg(&cfg.out_dir)
+        .arg("--hosts")
+        .arg((cfg.s3_hosts as u32 + 1).min(254).to_string())
+        .env(routes::TOKEN_ENV, &token)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .kill_on_drop(true)
+        .spawn()
+        .context("starting the origin")?;
+    let origin_port = ready_line(&mut origin, "origin").await?;
+    eprintln!("origin listening on 127.0.0.1:{origin_port}");
+
+    let ca = pki::mint_ca("bench proxies CA")?;
+    let proxy_ca = pki::write_proxy_ca(&cfg.out_dir.join("ca"), &ca)?;
+    let routes_path = cfg.out_dir.join("routes.json");
+    routes::write(
+        &routes_path,
+        &routes::bench_routes((cfg.s3_hosts as u16 + 1).min(254) as u8),
+    )?;
+    let env = Env {
+        token,
+        origin_port,
+        origin_ca: cfg.out_dir.join("origin-ca.pem"),
+        proxy_ca,
+        routes: routes_path,
+    };
+
+    let mut results = Vec::new();
+    let mut order: Vec<&String> = cfg.proxies.iter().filter(|p| *p == "direct").collect();
+    order.extend(cfg.proxies.iter().filter(|p| *p != "direct"));
+    for name in order {
+        eprintln!("== {name}");
+        let r = match one_proxy(cfg, &env, name).await {
+            Ok(r) => r,
+            Err(e) => {
+                eprintln!("{name}: not measured: {e:#}");
+                ProxyResult::failed(name, format!("not measured: {e:#}"))
+            }
+        };
+        results.push(r);
+    }
+    // S5 added delay: against the direct run.
+    let direct = results
+        .iter()
+        .find(|r| r.name == "direct")
+        .and_then(|r| r.s5.clone());
+    if let Some(d) = direct {
+        for r in results.iter_mut() {
+            if let Some(s) = r.s5.as_mut() {
+                s.added_p50_ms = s.p50_ms.zip(d.p50_ms).map(|(a, b)| a - b);
+                s.added_p99_ms = s.p99_ms.zip(d.p99_ms).map(|(a, b)| a - b);
+            }
+        }
+    }
+    drop(origin);
+    Ok(results)
+}
+
+async fn one_proxy(cfg: &Config, env: &Env, name: &str) -> Result<ProxyResult> {
+    let tck = procstat::clk_tck();
+    match name {
+        "direct" => measure(cfg, env, name, None, None, tck, Arc::default()).await,
+        "egress-proxy" => {
+            anyhow::ensure!(
+                cfg.egress_proxy.is_file(),
+                "{} not found: build it with `cargo build --release -p egress-proxy`",
+                cfg.egress_proxy.display()
+            );
+            let port = free_port()?;
+            let mut c = pinned(cfg, &cfg.egress_proxy)
+                .arg("--routes")
+                .arg(&env.routes)
+                .arg("--listen")
+                .arg(format!("127.0.0.1:{port}"))
+                .arg("--upstream-ca")
+                .arg(&env.origin_ca)
+                .arg("--allow-range")
+                .arg("127.0.0.0/8")
+                .arg("--ca-cert")
+                .arg(&env.proxy_ca.cert)
+                .arg("--ca-key")
+                .arg(&env.proxy_ca.key)
+                .env(routes::TOKEN_ENV, &env.token)
+                .spawn()
+                .context("starting egress-proxy")?;
+            let tail = drain_stderr(&mut c);
+            if let Err(e) = wait_listening(&mut c, port, true, "egress-proxy").await {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                bail!("{e:#}; its stderr: {}", tail_text(&tail));
+            }
+            measure(cfg, env, name, Some(c), Some(port), tck, tail).await
+        }
+        "hudsucker" => {
+            let exe = std::env::current_exe()?;
+            let mut c = pinned(cfg, &exe)
+                .arg("hudsucker")
+                .arg("--listen")
+                .arg("127.0.0.1:0")
+                .arg("--ca-cert")
+                .arg(&env.proxy_ca.cert)
+                .arg("--ca-key")
+                .arg(&env.proxy_ca.key)
+                .arg("--upstream-ca")
+                .arg(&env.origin_ca)
+                .arg("--routes")
+                .arg(&env.routes)
+                .env(routes::TOKEN_ENV, &env.token)
+                .stdout(Stdio::piped())
+                .spawn()
+                .context("starting the hudsucker proxy")?;
+            let tail = drain_stderr(&mut c);
+            let port = ready_line(&mut c, "hudsucker").await?;
+            measure(cfg, env, name, Some(c), Some(port), tck, tail).await
+        }
+        "mitmproxy" => {
+            anyhow::ensure!(
+                cfg.mitmdump.is_file(),
+                "{} not found: run benches/load/run.sh (it creates the venv)",
+                cfg.mitmdump.display()
+            );
+            let port = free_port()?;
+            let mut c = pinned(cfg, &cfg.mitmdump)
+                .arg("--listen-host")
+                .arg("127.0.0.1")
+                .arg("--listen-port")
+                .arg(port.to_string())
+                .arg("--set")
+                .arg(format!("confdir={}", env.proxy_ca.mitm_confdir.display()))
+                .arg("--set")
+                .arg(format!(
+                    "ssl_verify_upstream_trusted_ca={}",
+                    env.origin_ca.display()
+                ))
+                .arg("--set")
+                .arg("termlog_verbosity=warn")
+                .arg("--set")
+                .arg("flow_detail=0")
+                .arg("-s")
+                .arg(&cfg.mitm_addon)
+                .arg("--set")
+                .arg(format!("bench_routes={}", env.routes.display()))
+                .env(routes::TOKEN_ENV, &env.token)
+                .spawn()
+                .context("starting mitmdump")?;
+            let tail = drain_stderr(&mut c);
+            if let Err(e) = wait_listening(&mut c, port, false, "mitmdump").await {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                bail!("{e:#}; its stderr: {}", tail_text(&tail));
+            }
+            measure(cfg, env, name, Some(c), Some(port), tck, tail).await
+        }
+        other => bail!("unknown proxy {other:?}: use direct, egress-proxy, hudsucker, mitmproxy"),
+    }
+}
+
+fn tail_text(t: &SharedTail) -> String {
+    t.lock()
+        .map(|t| t.last.iter().cloned().collect::<Vec<_>>().join(" | "))
+        .unwrap_or_default()
+}
+
+/// `taskset -c <cpus> <program>` with stdout/stderr piped and killed on drop.
+fn pinned(cfg: &Config, program: &std::path::Path) -> Command {
+    let mut c = Command::new("taskset");
+    c.arg("-c")
+        .arg(&cfg.proxy_cpus)
+        .arg(program)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
+    c
+}
+
+async fn measure(
+    cfg: &Config,
+    env: &Env,
+    name: &str,
+    mut child: Option<Child>,
+    port: Option<u16>,
+    tck: f64,
+    tail: SharedTail,
+) -> Result<ProxyResult> {
+    let roots = pki::root_store(if port.is_some() {
+        &env.proxy_ca.cert
+    } else {
+        &env.origin_ca
+    })?;
+    let (auth, proxy) = match port {
+        Some(p) => (
+            HeaderValue::from_static("Bearer placeholder-the-proxy-must-replace"),
+            Some(SocketAddr::from((Ipv4Addr::LOCALHOST, p))),
+        ),
+        None => {
+            let mut v = HeaderValue::from_str(&format!("Bearer {}", env.token))?;
+            v.set_sensitive(true);
+            (v, None)
+        }
+    };
+    let t = Target {
+        proxy,
+        origin_port: env.origin_port,
+        tls: client::tls_config(roots),
+        auth,
+        cred_host: Ipv4Addr::LOCALHOST,
+    };
+    let probe = Probe {
+        pid: child.as_ref().and_then(|c| c.id()),
+        tck,
+    };
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let rest = probe.rss_kib();
+
+    let mut r = ProxyResult::failed(name, "ok".into());
+    if port.is_some() {
+        eprintln!("  S6 memory, {} idle connections", cfg.s6_conns);
+        r.s6 = Some(scenarios::memory(&t, probe, rest, cfg.s6_conns).await);
+    }
+    let hosts: Vec<Ipv4Addr> = (2..=(cfg.s3_hosts as u16 + 1).min(254))
+        .map(|i| Ipv4Addr::new(127, 0, 0, i as u8))
+        .collect();
+    eprintln!("  S3 first contact, {} hosts", hosts.len());
+    r.s3 = Some(scenarios::first_contact(&t, probe, &hosts).await);
+    let s1_dur = Duration::from_secs_f64(cfg.s1_seconds);
+    for &c in &cfg.s1_concurrency {
+        eprintln!("  S1 keep-alive, C={c}");
+        r.s1.push(scenarios::rate(&t, probe, c, s1_dur, cfg.max_requests, false).await);
+    }
+    eprintln!("  S2 new connection per request, C={}", cfg.s2_concurrency);
+    r.s2 = Some(
+        scenarios::rate(
+            &t,
+            probe,
+            cfg.s2_concurrency,
+            Duration::from_secs_f64(cfg.s2_seconds),
+            cfg.max_requests,
+            true,
+        )
+        .await,
+    );
+    eprintln!(
+        "  S4 download {} MB x{}",
+        cfg.s4_bytes / 1_000_000,
+        cfg.s4_runs
+    );
+    r.s4 = Some(scenarios::download(&t, probe, cfg.s4_bytes, cfg.s4_runs).await);
+    eprintln!("  S5 SSE {} events", cfg.s5_events);
+    r.s5 = Some(scenarios::sse(&t, probe, cfg.s5_events, cfg.s5_interval_ms).await);
+    r.peak_rss_kib = probe.hwm_kib();
+
+    if let Some(c) = child.as_mut() {
+        if let Some(st) = c.try_wait()? {
+            r.status = format!("exited during the run ({st})");
+        }
+        let _ = c.start_kill();
+        let _ = tokio::time::timeout(Duration::from_secs(10), c.wait()).await;
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    if let Ok(t) = tail.lock() {
+        r.stderr_lines = t.lines;
+        r.stderr_tail = t.last.iter().cloned().collect();
+    }
+    Ok(r)
+}

@@ -1,0 +1,353 @@
+//! Turns a run's results into the Markdown table printed at the end (and pasted into
+//! docs/benchmarks.md): each figure per proxy, ratios of egress-proxy to direct, to
+//! mitmproxy and to hudsucker, and the targets of issue 6 item 3, met or missed.
+//!
+//! Owns presentation only. It must never show a figure from an invalid scenario as if it
+//! were good: such cells carry `INVALID(<errors>)`.
+
+use crate::bench::ProxyResult;
+use std::fmt::Write;
+
+const COLS: [&str; 4] = ["direct", "egress-proxy", "hudsucker", "mitmproxy"];
+
+struct Cell {
+    v: Option<f64>,
+    valid: bool,
+    errors: u64,
+}
+
+fn fmt_v(v: f64) -> String {
+    if v.abs() >= 100.0 {
+        format!("{v:.0}")
+    } else if v.abs() >= 10.0 {
+        format!("{v:.1}")
+    } else {
+        format!("{v:.3}")
+    }
+}
+
+fn show(c: &Cell) -> String {
+    match (c.v, c.valid) {
+        (Some(v), true) => fmt_v(v),
+        (Some(v), false) => format!("INVALID({} err) {}", c.errors, fmt_v(v)),
+        (None, false) if c.errors > 0 => format!("INVALID({} err)", c.errors),
+        _ => "-".into(),
+    }
+}
+
+fn ratio(a: &Cell, b: &Cell) -> String {
+    match (a.v, b.v) {
+        (Some(x), Some(y)) if a.valid && b.valid && y != 0.0 => format!("{:.2}x", x / y),
+        _ => "-".into(),
+    }
+}
+
+type Getter = Box<dyn Fn(&ProxyResult) -> Option<Cell>>;
+
+fn rows() -> Vec<(String, Getter)> {
+    let mut rows: Vec<(String, Getter)> = Vec::new();
+    for i in 0..3 {
+        type F = fn(&crate::scenarios::RatePoint) -> Option<f64>;
+        let fields: [(&str, F); 4] = [
+            ("req/s", |p| Some(p.per_s)),
+            ("req per proxy CPU-s", |p| p.per_cpu_s),
+            ("p50 ms", |p| p.p50_ms),
+            ("p99 ms", |p| p.p99_ms),
+        ];
+        for (label, f) in fields {
+            rows.push((
+                format!("S1 keep-alive #{i} {label}"),
+                Box::new(move |r: &ProxyResult| {
+                    r.s1.get(i).map(|p| Cell {
+                        v: f(p),
+                        valid: p.valid,
+                        errors: p.errors,
+                    })
+                }),
+            ));
+        }
+    }
+    type F2 = fn(&crate::scenarios::RatePoint) -> Option<f64>;
+    let s2: [(&str, F2); 4] = [
+        ("S2 new conn/s", |p| Some(p.per_s)),
+        ("S2 conn per proxy CPU-s", |p| p.per_cpu_s),
+        ("S2 p50 ms", |p| p.p50_ms),
+        ("S2 p99 ms", |p| p.p99_ms),
+    ];
+    for (label, f) in s2 {
+        rows.push((
+            label.into(),
+            Box::new(move |r: &ProxyResult| {
+                r.s2.as_ref().map(|p| Cell {
+                    v: f(p),
+                    valid: p.valid,
+                    errors: p.errors,
+                })
+            }),
+        ));
+    }
+    rows.push((
+        "S3 first contact p50 ms".into(),
+        Box::new(|r: &ProxyResult| {
+            r.s3.as_ref().map(|s| Cell {
+                v: s.p50_ms,
+                valid: s.valid,
+                errors: s.errors,
+            })
+        }),
+    ));
+    rows.push((
+        "S3 first contact p99 ms".into(),
+        Box::new(|r: &ProxyResult| {
+            r.s3.as_ref().map(|s| Cell {
+                v: s.p99_ms,
+                valid: s.valid,
+                errors: s.errors,
+            })
+        }),
+    ));
+    rows.push((
+        "S4 download MB/s".into(),
+        Box::new(|r: &ProxyResult| {
+            r.s4.as_ref().map(|s| Cell {
+                v: s.mb_per_s,
+                valid: s.valid,
+                errors: s.errors,
+            })
+        }),
+    ));
+    rows.push((
+        "S5 SSE delay p50 ms".into(),
+        Box::new(|r: &ProxyResult| {
+            r.s5.as_ref().map(|s| Cell {
+                v: s.p50_ms,
+                valid: s.valid,
+                errors: s.errors,
+            })
+        }),
+    ));
+    rows.push((
+        "S5 SSE delay p99 ms".into(),
+        Box::new(|r: &ProxyResult| {
+            r.s5.as_ref().map(|s| Cell {
+                v: s.p99_ms,
+                valid: s.valid,
+                errors: s.errors,
+            })
+        }),
+    ));
+    rows.push((
+        "S5 added p99 ms (vs direct)".into(),
+        Box::new(|r: &ProxyResult| {
+            r.s5.as_ref().map(|s| Cell {
+                v: s.added_p99_ms,
+                valid: s.valid,
+                errors: s.errors,
+            })
+        }),
+    ));
+    rows.push((
+        "S6 RSS at rest KiB".into(),
+        Box::new(|r: &ProxyResult| {
+            r.s6.as_ref().map(|s| Cell {
+                v: s.rest_kib.map(|v| v as f64),
+                valid: s.rest_kib.is_some(),
+                errors: 0,
+            })
+        }),
+    ));
+    rows.push((
+        "S6 KiB per idle connection".into(),
+        Box::new(|r: &ProxyResult| {
+            r.s6.as_ref().map(|s| Cell {
+                v: s.kib_per_conn,
+                valid: s.valid,
+                errors: s.errors,
+            })
+        }),
+    ));
+    rows.push((
+        "peak RSS KiB".into(),
+        Box::new(|r: &ProxyResult| {
+            r.peak_rss_kib.map(|v| Cell {
+                v: Some(v as f64),
+                valid: true,
+                errors: 0,
+            })
+        }),
+    ));
+    rows
+}
+
+fn cell(results: &[ProxyResult], name: &str, g: &Getter) -> Cell {
+    results
+        .iter()
+        .find(|r| r.name == name)
+        .and_then(g)
+        .unwrap_or(Cell {
+            v: None,
+            valid: false,
+            errors: 0,
+        })
+}
+
+/// The Markdown table and the targets list.
+pub fn markdown(results: &[ProxyResult]) -> String {
+    let mut s = String::new();
+    let conc: Vec<String> = results
+        .iter()
+        .find(|r| !r.s1.is_empty())
+        .map(|r| r.s1.iter().map(|p| p.concurrency.to_string()).collect())
+        .unwrap_or_default();
+    let _ = writeln!(
+        s,
+        "| metric | {} | egress/direct | egress/mitmproxy | egress/hudsucker | hudsucker/mitmproxy |",
+        COLS.join(" | ")
+    );
+    let _ = writeln!(s, "|---|{}---|---|---|---|", "---:|".repeat(COLS.len()));
+    for (label, g) in rows() {
+        let label = match label.strip_prefix("S1 keep-alive #") {
+            Some(rest) => {
+                let (i, what) = rest.split_once(' ').unwrap_or(("0", rest));
+                let c = i.parse::<usize>().ok().and_then(|i| conc.get(i)).cloned();
+                match c {
+                    Some(c) => format!("S1 C={c} {what}"),
+                    None => continue,
+                }
+            }
+            None => label,
+        };
+        let cells: Vec<Cell> = COLS.iter().map(|n| cell(results, n, &g)).collect();
+        if cells.iter().all(|c| c.v.is_none() && c.errors == 0) {
+            continue;
+        }
+        let _ = writeln!(
+            s,
+            "| {label} | {} | {} | {} | {} | {} |",
+            cells.iter().map(show).collect::<Vec<_>>().join(" | "),
+            ratio(&cells[1], &cells[0]),
+            ratio(&cells[1], &cells[3]),
+            ratio(&cells[1], &cells[2]),
+            ratio(&cells[2], &cells[3]),
+        );
+    }
+    let _ = writeln!(s);
+    for r in results {
+        if r.status != "ok" {
+            let _ = writeln!(s, "- {}: {}", r.name, r.status);
+        }
+        for (what, e) in errors_of(r) {
+            let _ = writeln!(s, "- {} {what}: {e}", r.name);
+        }
+    }
+    let _ = writeln!(s);
+    let _ = writeln!(s, "{}", targets(results));
+    s
+}
+
+fn errors_of(r: &ProxyResult) -> Vec<(String, String)> {
+    let mut v = Vec::new();
+    for p in &r.s1 {
+        if let Some(e) = &p.first_error {
+            v.push((
+                format!("S1 C={} ({} errors)", p.concurrency, p.errors),
+                e.clone(),
+            ));
+        }
+    }
+    let mut push = |what: &str, n: u64, e: &Option<String>| {
+        if let Some(e) = e {
+            v.push((format!("{what} ({n} errors)"), e.clone()));
+        }
+    };
+    if let Some(p) = &r.s2 {
+        push("S2", p.errors, &p.first_error);
+    }
+    if let Some(p) = &r.s3 {
+        push("S3", p.errors, &p.first_error);
+    }
+    if let Some(p) = &r.s4 {
+        push("S4", p.errors, &p.first_error);
+    }
+    if let Some(p) = &r.s5 {
+        push("S5", p.errors, &p.first_error);
+    }
+    if let Some(p) = &r.s6 {
+        push("S6", p.errors, &p.first_error);
+    }
+    v
+}
+
+/// Issue 6 item 3, each target with the measured figure.
+pub fn targets(results: &[ProxyResult]) -> String {
+    let get = |n: &str| results.iter().find(|r| r.name == n);
+    let (e, h, d) = (get("egress-proxy"), get("hudsucker"), get("direct"));
+    let mut s = String::from("| target | measured | verdict |\n|---|---|---|\n");
+    let mut line = |t: &str, m: Option<(f64, bool)>, fmt: &dyn Fn(f64) -> String| {
+        let (m, v) = match m {
+            Some((x, ok)) => (fmt(x), if ok { "met" } else { "MISSED" }),
+            None => ("-".into(), "not measured"),
+        };
+        let _ = writeln!(s, "| {t} | {m} | {v} |");
+    };
+    let ok1 = |p: &crate::scenarios::RatePoint| if p.valid { p.per_cpu_s } else { None };
+    let s1 = e.zip(h).and_then(|(e, h)| {
+        // Highest concurrency: the figure with the most load on the proxy core.
+        let (pe, ph) = (e.s1.last()?, h.s1.last()?);
+        Some(ok1(pe)? / ok1(ph)?)
+    });
+    line(
+        "S1 req per proxy CPU-s >= 1.3x hudsucker (highest C)",
+        s1.map(|r| (r, r >= 1.3)),
+        &|r| format!("{r:.2}x"),
+    );
+    let s2 = e
+        .zip(h)
+        .and_then(|(e, h)| Some(ok1(e.s2.as_ref()?)? / ok1(h.s2.as_ref()?)?));
+    line(
+        "S2 conn per proxy CPU-s >= 1.2x hudsucker",
+        s2.map(|r| (r, r >= 1.2)),
+        &|r| format!("{r:.2}x"),
+    );
+    let s3 = e.zip(d).and_then(|(e, d)| {
+        let (a, b) = (e.s3.as_ref()?, d.s3.as_ref()?);
+        (a.valid && b.valid).then_some(a.p50_ms? / b.p50_ms?)
+    });
+    line(
+        "S3 first-contact p50 <= 1.5x direct",
+        s3.map(|r| (r, r <= 1.5)),
+        &|r| format!("{r:.2}x"),
+    );
+    let s4 = e.zip(d).and_then(|(e, d)| {
+        let (a, b) = (e.s4.as_ref()?, d.s4.as_ref()?);
+        (a.valid && b.valid).then_some(a.mb_per_s? / b.mb_per_s?)
+    });
+    line(
+        "S4 download >= 0.9x direct",
+        s4.map(|r| (r, r >= 0.9)),
+        &|r| format!("{r:.2}x"),
+    );
+    let s5 = e.and_then(|e| {
+        let a = e.s5.as_ref()?;
+        a.valid.then_some(a.added_p99_ms?)
+    });
+    line("S5 added p99 <= 0.2 ms", s5.map(|v| (v, v <= 0.2)), &|v| {
+        format!("{v:.3} ms")
+    });
+    let s6c = e.and_then(|e| {
+        let a = e.s6.as_ref()?;
+        a.valid.then_some(a.kib_per_conn?)
+    });
+    line(
+        "S6 <= 24 KiB per idle connection",
+        s6c.map(|v| (v, v <= 24.0)),
+        &|v| format!("{v:.1} KiB"),
+    );
+    let s6r = e.and_then(|e| e.s6.as_ref()?.rest_kib);
+    line(
+        "S6 <= 10 MiB at rest",
+        s6r.map(|v| (v as f64, v <= 10 * 1024)),
+        &|v| format!("{:.1} MiB", v / 1024.0),
+    );
+    s
+}
