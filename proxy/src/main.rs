@@ -1,1 +1,157 @@
-fn main() {}
+//! The `egress-proxy` binary: CLI, start-up, signals, exit codes.
+//!
+//! Owns: turning the CLI into a `Config`, printing one clear line per error,
+//! exit codes (2 bad configuration/usage, 1 runtime failure), SIGHUP reload and
+//! SIGTERM/SIGINT drain. Must never: print a secret.
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::Parser;
+use egress_proxy::cli::{CaCommand, Cli, Command, parse_upstream_proxy};
+use egress_proxy::limits::Limits;
+use egress_proxy::tls::Ca;
+use egress_proxy::{CaSource, Config};
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            let code = if e.use_stderr() { 2 } else { 0 };
+            let _ = e.print();
+            return ExitCode::from(code);
+        }
+    };
+    match cli.command {
+        Some(Command::Ca {
+            command: CaCommand::New { out },
+        }) => match Ca::write_new(&out) {
+            Ok((both, cert)) => {
+                println!(
+                    "wrote {} (certificate and key, mode 0600) and {}",
+                    both.display(),
+                    cert.display()
+                );
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("egress-proxy: {e}");
+                ExitCode::from(1)
+            }
+        },
+        Some(Command::Check { routes }) => policy_cli_pending(&routes),
+        Some(Command::Explain {
+            routes,
+            method,
+            url,
+        }) => {
+            let _ = (&method, &url);
+            policy_cli_pending(&routes)
+        }
+        None => run(cli),
+    }
+}
+
+/// `check`/`explain` come from `policy_cli.rs` (policy engineer), wired once it lands.
+fn policy_cli_pending(routes: &std::path::Path) -> ExitCode {
+    eprintln!(
+        "egress-proxy: check/explain of {} is not available in this build yet",
+        routes.display()
+    );
+    ExitCode::from(2)
+}
+
+fn run(cli: Cli) -> ExitCode {
+    egress_proxy::log::init(cli.log_format);
+    let Some(routes) = cli.routes.clone() else {
+        eprintln!("egress-proxy: --routes PATH is required (or a subcommand); see --help");
+        return ExitCode::from(2);
+    };
+    let upstream_proxy = match cli
+        .upstream_proxy
+        .as_deref()
+        .map(parse_upstream_proxy)
+        .transpose()
+    {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("egress-proxy: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let ca = match (&cli.ca, &cli.ca_cert, &cli.ca_key) {
+        (Some(p), _, _) => CaSource::Combined(p.clone()),
+        (None, Some(c), Some(k)) => CaSource::Separate {
+            cert: c.clone(),
+            key: k.clone(),
+        },
+        _ => CaSource::Ephemeral {
+            cert_out: cli.ca_out.clone().unwrap_or_else(|| {
+                std::env::temp_dir().join(format!("egress-proxy-ca-{}.pem", std::process::id()))
+            }),
+        },
+    };
+    let limits = Limits {
+        upstream_response_timeout: Duration::from_secs(cli.upstream_timeout.max(1)),
+        ..Limits::default()
+    };
+    let config = Config {
+        routes,
+        listen: cli.listen,
+        ca: ca.clone(),
+        upstream_ca: cli.upstream_ca.clone(),
+        upstream_proxy,
+        allow_ranges: cli.allow_range.clone(),
+        limits,
+        env: std::env::vars().collect(),
+    };
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("egress-proxy: cannot start the runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    rt.block_on(async move {
+        let running = match egress_proxy::start(config).await {
+            Ok(r) => r,
+            Err(e) => {
+                eprintln!("egress-proxy: {e}");
+                return ExitCode::from(if e.is_config() { 2 } else { 1 });
+            }
+        };
+        if let CaSource::Ephemeral { cert_out } = &ca {
+            tracing::info!(ca_cert = %cert_out.display(), "ephemeral CA minted; clients must trust this certificate");
+        }
+        tracing::info!(addr = %running.addr, "listening");
+        signals(running, Duration::from_secs(cli.grace)).await
+    })
+}
+
+async fn signals(running: egress_proxy::Running, grace: Duration) -> ExitCode {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut hup), Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::hangup()),
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        eprintln!("egress-proxy: cannot install signal handlers");
+        return ExitCode::from(1);
+    };
+    loop {
+        tokio::select! {
+            _ = hup.recv() => match running.reload() {
+                Ok(()) => tracing::info!("routes reloaded"),
+                Err(e) => tracing::warn!(error = %e, "reload failed; keeping the old policy"),
+            },
+            _ = term.recv() => break,
+            _ = int.recv() => break,
+        }
+    }
+    tracing::info!("draining");
+    running.shutdown(grace).await;
+    ExitCode::SUCCESS
+}

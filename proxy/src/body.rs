@@ -1,0 +1,111 @@
+//! Body types shared by the serving and forwarding stages.
+//!
+//! Owns: the boxed body type, and wrappers that count bytes and report the end
+//! of a body. Must never: buffer a whole body.
+
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use http_body_util::BodyExt;
+use hyper::body::{Body, Frame, SizeHint};
+
+/// Error type of every body the proxy passes on.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+/// The one body type of requests and responses the proxy builds.
+pub type BoxBody = http_body_util::combinators::UnsyncBoxBody<Bytes, BoxError>;
+
+/// A body holding `data` in full (refusals, health checks).
+pub fn full(data: Bytes) -> BoxBody {
+    http_body_util::Full::new(data)
+        .map_err(|never| match never {})
+        .boxed_unsync()
+}
+
+/// An empty body.
+pub fn empty() -> BoxBody {
+    http_body_util::Empty::new()
+        .map_err(|never| match never {})
+        .boxed_unsync()
+}
+
+/// Wraps a body: counts the data bytes that pass into `counter`, and calls
+/// `on_end` once when the body ends (or is dropped before the end, with
+/// `false`). Size hints pass through so the framing kind is kept.
+pub struct Tracked<B> {
+    inner: B,
+    counter: Arc<AtomicU64>,
+    on_end: Option<Box<dyn FnOnce(bool) + Send>>,
+}
+
+impl<B> Tracked<B> {
+    pub fn new(
+        inner: B,
+        counter: Arc<AtomicU64>,
+        on_end: Option<Box<dyn FnOnce(bool) + Send>>,
+    ) -> Self {
+        Tracked {
+            inner,
+            counter,
+            on_end,
+        }
+    }
+
+    fn finish(&mut self, complete: bool) {
+        if let Some(f) = self.on_end.take() {
+            f(complete);
+        }
+    }
+}
+
+impl<B> Drop for Tracked<B> {
+    fn drop(&mut self) {
+        self.finish(false);
+    }
+}
+
+impl<B> Body for Tracked<B>
+where
+    B: Body<Data = Bytes> + Unpin,
+    B::Error: Into<BoxError>,
+{
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let this = &mut *self;
+        match Pin::new(&mut this.inner).poll_frame(cx) {
+            Poll::Ready(Some(Ok(frame))) => {
+                if let Some(d) = frame.data_ref() {
+                    this.counter.fetch_add(d.len() as u64, Ordering::Relaxed);
+                }
+                if this.inner.is_end_stream() {
+                    this.finish(true);
+                }
+                Poll::Ready(Some(Ok(frame)))
+            }
+            Poll::Ready(Some(Err(e))) => {
+                this.finish(false);
+                Poll::Ready(Some(Err(e.into())))
+            }
+            Poll::Ready(None) => {
+                this.finish(true);
+                Poll::Ready(None)
+            }
+            Poll::Pending => Poll::Pending,
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}

@@ -1,0 +1,176 @@
+//! CONNECT tunnels: sniffing the first bytes and terminating TLS.
+//!
+//! Owns: what happens after the client's CONNECT was answered 200: a TLS
+//! ClientHello is terminated with a leaf for the CONNECT host (whatever SNI
+//! says; a different SNI is refused by the policy with 421), HTTP/1 is served
+//! as cleartext, anything else is closed.
+//! Must never: open a blind tunnel, or contact the upstream before a request
+//! inside the tunnel was allowed.
+
+use std::sync::Arc;
+
+use addon_rules::ConnectTarget;
+use hyper::service::service_fn;
+use hyper::upgrade::Upgraded;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use tokio::io::{AsyncRead, AsyncReadExt};
+use tokio_rustls::LazyConfigAcceptor;
+
+use crate::io::Prefixed;
+use crate::serve::{self, Ctx, Via};
+use crate::state::Shared;
+
+/// What the first bytes of a tunnel are.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Sniffed {
+    Tls,
+    Http1,
+    Other,
+}
+
+/// Classifies the first bytes of a tunnel. `bytes` holds at least one byte;
+/// `complete` says no more bytes will come soon enough to help.
+pub fn classify(bytes: &[u8]) -> Option<Sniffed> {
+    let first = *bytes.first()?;
+    if first == 0x16 {
+        // TLS handshake record; a ClientHello is checked by rustls.
+        return Some(Sniffed::Tls);
+    }
+    // HTTP/1: a method token (uppercase letters) then a space.
+    for (i, b) in bytes.iter().enumerate() {
+        match b {
+            b'A'..=b'Z' => {}
+            b' ' if i > 0 => return Some(Sniffed::Http1),
+            _ => return Some(Sniffed::Other),
+        }
+        if i >= 16 {
+            return Some(Sniffed::Other);
+        }
+    }
+    None
+}
+
+/// Reads until the first bytes can be classified (at most 18 bytes).
+async fn sniff<S: AsyncRead + Unpin>(io: &mut S) -> std::io::Result<(Sniffed, Vec<u8>)> {
+    let mut buf = Vec::with_capacity(32);
+    let mut chunk = [0u8; 18];
+    loop {
+        let want = 18 - buf.len();
+        let n = io.read(&mut chunk[..want]).await?;
+        if n == 0 {
+            return Ok((Sniffed::Other, buf));
+        }
+        buf.extend_from_slice(&chunk[..n]);
+        if let Some(kind) = classify(&buf) {
+            return Ok((kind, buf));
+        }
+        if buf.len() >= 18 {
+            return Ok((Sniffed::Other, buf));
+        }
+    }
+}
+
+/// Runs a tunnel the client opened with CONNECT to `target`.
+pub async fn tunnel(
+    shared: Arc<Shared>,
+    client: std::net::SocketAddr,
+    upgraded: Upgraded,
+    target: ConnectTarget,
+) {
+    let mut io = TokioIo::new(upgraded);
+    let limits = shared.limits.clone();
+    let sniffed = tokio::time::timeout(limits.handshake_timeout, sniff(&mut io)).await;
+    let Ok(Ok((kind, prefix))) = sniffed else {
+        return;
+    };
+    let io = Prefixed::new(prefix, io);
+    match kind {
+        Sniffed::Other => {
+            tracing::info!(client = %client, host = %target.host, "closed a tunnel that is neither TLS nor HTTP/1");
+        }
+        Sniffed::Http1 => {
+            let ctx = Arc::new(Ctx {
+                shared,
+                client,
+                via: Via::Cleartext { connect: target },
+            });
+            serve_http(ctx, io, true).await;
+        }
+        Sniffed::Tls => {
+            let hs = async {
+                let start =
+                    LazyConfigAcceptor::new(rustls::server::Acceptor::default(), io).await?;
+                let sni = start.client_hello().server_name().map(|s| s.to_owned());
+                let config = shared
+                    .leaves
+                    .server_config(&target.host)
+                    .await
+                    .map_err(std::io::Error::other)?;
+                let tls = start.into_stream(config).await?;
+                Ok::<_, std::io::Error>((tls, sni))
+            };
+            let (tls, sni) = match tokio::time::timeout(limits.handshake_timeout, hs).await {
+                Ok(Ok(v)) => v,
+                Ok(Err(e)) => {
+                    tracing::debug!(client = %client, host = %target.host, error = %e, "client TLS handshake failed");
+                    return;
+                }
+                Err(_) => return,
+            };
+            let h1_only = tls.get_ref().1.alpn_protocol() == Some(b"http/1.1");
+            let ctx = Arc::new(Ctx {
+                shared,
+                client,
+                via: Via::Tls {
+                    connect: target,
+                    sni,
+                },
+            });
+            serve_http(ctx, tls, h1_only).await;
+        }
+    }
+}
+
+/// Serves HTTP/1.1 (and h2 unless `h1_only`) on a tunnel's stream.
+async fn serve_http<I>(ctx: Arc<Ctx>, io: I, h1_only: bool)
+where
+    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let limits = ctx.shared.limits.clone();
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.header_read_timeout)
+        .max_buf_size(limits.max_head_bytes)
+        .keep_alive(true);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_concurrent_streams(limits.max_h2_streams)
+        .keep_alive_interval(None);
+    if h1_only {
+        builder = builder.http1_only();
+    }
+    let svc = service_fn(move |req| serve::handle(ctx.clone(), req));
+    let _ = builder
+        .serve_connection_with_upgrades(TokioIo::new(io), svc)
+        .await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn classification() {
+        assert_eq!(classify(&[0x16, 3, 1]), Some(Sniffed::Tls));
+        assert_eq!(classify(b"GET / HTTP/1.1"), Some(Sniffed::Http1));
+        assert_eq!(classify(b"SSH-2.0-OpenSSH"), Some(Sniffed::Other));
+        assert_eq!(classify(b"PRI * HTTP/2.0"), Some(Sniffed::Http1));
+        assert_eq!(classify(b"GE"), None);
+        assert_eq!(classify(b" GET"), Some(Sniffed::Other));
+        assert_eq!(classify(&[0u8; 4]), Some(Sniffed::Other));
+    }
+}

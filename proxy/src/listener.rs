@@ -1,0 +1,120 @@
+//! The proxy port: accepting clients and their first request.
+//!
+//! Owns: the accept loop, the connection limit (503 `overloaded` beyond it),
+//! TCP_NODELAY, and HTTP/1.1 on the proxy port: `CONNECT host:port` (answered
+//! 200 at once, then handed to `connect`), absolute-form `http://` requests
+//! and `GET /healthz`.
+//! Must never: resolve or contact the CONNECT target (that happens only for an
+//! allowed request inside the tunnel).
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use http::{Method, Request, Response};
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::io::AsyncWriteExt;
+use tokio::net::{TcpListener, TcpStream};
+
+use crate::body::{BoxBody, empty};
+use crate::refuse::refusal;
+use crate::serve::{self, Ctx, Via};
+use crate::state::Shared;
+
+const OVERLOADED: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\ncontent-type: text/plain; charset=utf-8\r\nx-egress-proxy-decision: overloaded\r\nconnection: close\r\ncontent-length: 65\r\n\r\negress-proxy refused this connection (overloaded): too many open\n";
+
+/// Accepts clients until the task is dropped.
+pub async fn run(shared: Arc<Shared>, listener: TcpListener) {
+    loop {
+        let (stream, client) = match listener.accept().await {
+            Ok(v) => v,
+            Err(e) => {
+                // EMFILE and the like: back off instead of spinning.
+                tracing::warn!(error = %e, "accept failed");
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let _ = stream.set_nodelay(true);
+        let permit = match shared.connections.clone().try_acquire_owned() {
+            Ok(p) => p,
+            Err(_) => {
+                tokio::spawn(async move {
+                    let mut s = stream;
+                    let _ = s.write_all(OVERLOADED).await;
+                    let _ = s.shutdown().await;
+                });
+                continue;
+            }
+        };
+        let shared = shared.clone();
+        tokio::spawn(async move {
+            serve_client(shared, stream, client).await;
+            drop(permit);
+        });
+    }
+}
+
+async fn serve_client(shared: Arc<Shared>, stream: TcpStream, client: SocketAddr) {
+    let ctx = Arc::new(Ctx {
+        shared: shared.clone(),
+        client,
+        via: Via::Proxy,
+    });
+    // Tunnels are awaited inside this task so the connection permit covers them.
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<tokio::task::JoinHandle<()>>();
+    let svc = service_fn(move |req: Request<Incoming>| {
+        let ctx = ctx.clone();
+        let tx = tx.clone();
+        async move {
+            if req.method() == Method::CONNECT {
+                Ok::<_, std::convert::Infallible>(on_connect(ctx, req, tx))
+            } else {
+                serve::handle(ctx, req).await
+            }
+        }
+    });
+    let limits = &shared.limits;
+    let conn = hyper::server::conn::http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.header_read_timeout)
+        .max_buf_size(limits.max_head_bytes)
+        .serve_connection(TokioIo::new(stream), svc)
+        .with_upgrades();
+    let _ = conn.await;
+    while let Ok(h) = rx.try_recv() {
+        let _ = h.await;
+    }
+}
+
+fn on_connect(
+    ctx: Arc<Ctx>,
+    req: Request<Incoming>,
+    tunnels: tokio::sync::mpsc::UnboundedSender<tokio::task::JoinHandle<()>>,
+) -> Response<BoxBody> {
+    let raw = req.uri().to_string();
+    let target = match addon_rules::parse_connect_target(&raw) {
+        Ok(t) => t,
+        Err(r) => {
+            crate::log::AccessRecord {
+                host: raw.clone(),
+                status: r.status.as_u16(),
+                decision: r.reason.as_str().into(),
+                ..crate::log::AccessRecord::new(ctx.client, req.method(), std::time::Instant::now())
+            }
+            .emit();
+            return refusal(r.status.as_u16(), r.reason.as_str(), &r.message, true);
+        }
+    };
+    let shared = ctx.shared.clone();
+    let client = ctx.client;
+    let handle = tokio::spawn(async move {
+        match hyper::upgrade::on(req).await {
+            Ok(upgraded) => crate::connect::tunnel(shared, client, upgraded, target).await,
+            Err(e) => tracing::debug!(error = %e, "CONNECT upgrade failed"),
+        }
+    });
+    let _ = tunnels.send(handle);
+    Response::new(empty())
+}

@@ -1,0 +1,211 @@
+//! The client side of HTTP: requests on the proxy port and inside tunnels.
+//!
+//! Owns: turning one client request into `RequestFacts`, asking the policy
+//! (the single place a request is judged), and answering with a refusal or
+//! handing the allowed request to `forward`. Also `GET /healthz` on the proxy
+//! port and the access-log record of each request.
+//! Must never: poll a refused request's body (no `100 Continue`, nothing read),
+//! touch DNS or the upstream for a refused request, or judge a request itself.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
+use std::time::Instant;
+
+use addon_rules::{BodyHint, ConnectTarget, Decision, RequestFacts, Transport};
+use bytes::Bytes;
+use http::{Method, Request, Response, StatusCode, Version};
+use http_body_util::BodyExt;
+use hyper::body::{Body, Incoming};
+
+use crate::body::{BoxBody, Tracked, full};
+use crate::forward::{self, Plan};
+use crate::log::AccessRecord;
+use crate::refuse::refusal;
+use crate::state::Shared;
+use crate::upstream::{Origin, SendOpts};
+
+/// How the client's connection reached the request.
+#[derive(Debug, Clone)]
+pub enum Via {
+    /// Inside a CONNECT tunnel, TLS terminated with a leaf (`sni` as sent).
+    Tls {
+        connect: ConnectTarget,
+        sni: Option<String>,
+    },
+    /// Cleartext HTTP/1 inside a CONNECT tunnel.
+    Cleartext { connect: ConnectTarget },
+    /// A request on the proxy port itself (absolute-form `http://`).
+    Proxy,
+}
+
+/// One client connection's context.
+#[derive(Debug, Clone)]
+pub struct Ctx {
+    pub shared: Arc<Shared>,
+    pub client: SocketAddr,
+    pub via: Via,
+}
+
+/// Serves one request. Never fails: errors become refusals.
+pub async fn handle(
+    ctx: Arc<Ctx>,
+    req: Request<Incoming>,
+) -> Result<Response<BoxBody>, Infallible> {
+    let start = Instant::now();
+    let method = req.method().clone();
+    let version = req.version();
+    let mut record = AccessRecord::new(ctx.client, &method, start);
+    record.host = match &ctx.via {
+        Via::Tls { connect, .. } | Via::Cleartext { connect } => connect.host.clone(),
+        Via::Proxy => req.uri().host().unwrap_or("").to_ascii_lowercase(),
+    };
+    record.path = req.uri().path().to_owned();
+
+    if matches!(ctx.via, Via::Proxy)
+        && req.uri().scheme().is_none()
+        && req.uri().authority().is_none()
+        && method == Method::GET
+        && req.uri().path() == "/healthz"
+    {
+        let resp = Response::new(full(Bytes::from_static(b"ok\n")));
+        record.decision = "healthz".into();
+        return Ok(finish(resp, record, None));
+    }
+
+    let body_hint = body_hint(&req);
+    let target = if version == Version::HTTP_2 {
+        req.uri()
+            .path_and_query()
+            .map(|p| p.as_str().to_owned())
+            .unwrap_or_default()
+    } else {
+        req.uri().to_string()
+    };
+    let authority = if version == Version::HTTP_2 {
+        req.uri().authority().map(|a| a.as_str().to_owned())
+    } else {
+        None
+    };
+    let transport = match &ctx.via {
+        Via::Tls { connect, sni } => Transport::Tls {
+            connect,
+            sni: sni.as_deref(),
+        },
+        Via::Cleartext { connect } => Transport::CleartextTunnel { connect },
+        Via::Proxy => Transport::PlainProxy,
+    };
+    let loaded = ctx.shared.loaded.load_full();
+    let facts = RequestFacts {
+        transport,
+        method: &method,
+        target: &target,
+        version,
+        authority: authority.as_deref(),
+        headers: req.headers(),
+        body: body_hint,
+    };
+    let decision = loaded.policy.decide(&facts);
+    let allowed = match decision {
+        Decision::Refuse(r) => {
+            record.decision = r.reason.as_str().into();
+            // An HTTP/1 request whose body we never read: close the connection
+            // rather than read (or misparse) what follows.
+            let close = version != Version::HTTP_2 && body_hint != BodyHint::Empty;
+            let resp = refusal(r.status.as_u16(), r.reason.as_str(), &r.message, close);
+            return Ok(finish(resp, record, None));
+        }
+        Decision::Allow(a) => a,
+    };
+    record.decision = "allowed".into();
+    record.route = allowed.route.map(|r| r.host().to_owned());
+    record.host = allowed.host.clone();
+    if let Some(p) = allowed.path_and_query.split('?').next() {
+        record.path = p.to_owned();
+    }
+    let credential = match allowed.credential {
+        Some(c) => match loaded.secret(&c.source) {
+            Some(secret) => Some((c.header.clone(), c.scheme.clone(), secret.clone())),
+            None => {
+                // Cannot happen (loading checks every credential); refuse
+                // rather than forward without the credential.
+                record.decision = "upstream-unreachable".into();
+                let resp = refusal(502, "upstream-unreachable", "credential not loaded", true);
+                return Ok(finish(resp, record, None));
+            }
+        },
+        None => None,
+    };
+    let tls = matches!(ctx.via, Via::Tls { .. });
+    let route_names_ip = match (allowed.route, allowed.host.parse::<std::net::IpAddr>()) {
+        (Some(r), Ok(ip)) => r.names_ip(&ip),
+        _ => false,
+    };
+    let plan = Plan {
+        origin: Origin {
+            tls,
+            host: allowed.host.clone(),
+            port: allowed.port,
+        },
+        path_and_query: allowed.path_and_query.clone(),
+        credential,
+        strip: allowed.strip_headers.to_vec(),
+        opts: SendOpts {
+            websocket: allowed.websocket,
+            route_names_ip,
+        },
+        drop_body: matches!(method, Method::GET | Method::HEAD) && body_hint == BodyHint::Unknown,
+    };
+    drop(loaded);
+
+    let bytes_in = record.bytes_in.clone();
+    let resp = forward::forward(&ctx.shared, req, plan, bytes_in).await;
+    let resp = match resp {
+        Ok(r) => r,
+        Err(e) => {
+            let (status, reason) = e.status_and_reason();
+            record.decision = reason.into();
+            tracing::debug!(error = %e, "upstream failure");
+            refusal(status.as_u16(), reason, &e.to_string(), false)
+        }
+    };
+    Ok(finish(resp, record, None))
+}
+
+/// What the transport tells about the request body (see `BodyHint`).
+fn body_hint(req: &Request<Incoming>) -> BodyHint {
+    if req.body().is_end_stream() {
+        return BodyHint::Empty;
+    }
+    if req.version() == Version::HTTP_2 && !req.headers().contains_key(http::header::CONTENT_LENGTH)
+    {
+        return BodyHint::Unknown;
+    }
+    BodyHint::NonEmpty
+}
+
+/// Wraps the response body so the access-log line is written when it ends.
+fn finish(
+    resp: Response<BoxBody>,
+    mut record: AccessRecord,
+    _extra: Option<()>,
+) -> Response<BoxBody> {
+    record.status = resp.status().as_u16();
+    let counter = record.bytes_out.clone();
+    let on_end: Box<dyn FnOnce(bool) + Send> = Box::new(move |_complete| record.emit());
+    resp.map(|b| Tracked::new(b, counter, Some(on_end)).boxed_unsync())
+}
+
+/// A response for requests the proxy port cannot serve at all.
+pub fn not_a_proxy_request() -> Response<BoxBody> {
+    refusal(
+        StatusCode::BAD_REQUEST.as_u16(),
+        "bad-request",
+        "send CONNECT host:port or an absolute-form http:// request",
+        true,
+    )
+}
+
+/// Counter type shared with `forward` for the request body.
+pub type Counter = Arc<AtomicU64>;

@@ -1,0 +1,477 @@
+//! The way out: connections to origins, direct or through the upstream proxy,
+//! pooled per origin across clients.
+//!
+//! Owns: resolving once and checking the address (direct mode), the CONNECT
+//! to the upstream proxy (nothing sent before its reply), upstream TLS with
+//! ALPN as the origin offers, HTTP/1 and h2 client connections, the pool, and
+//! the single retry of an idempotent request on a stale pooled connection.
+//! Must never: be called for a refused request, resolve a name when an upstream
+//! proxy is set, reuse an HTTP/1 connection before request and response were
+//! fully read, or tie a credential to a connection.
+
+pub mod address;
+mod proxy_connect;
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::AtomicU64;
+use std::sync::{Arc, Mutex, Weak};
+use std::time::{Duration, Instant};
+
+use http::{Method, Request, Response, StatusCode, Uri};
+use hyper::body::{Body, Incoming};
+use hyper::client::conn::{http1, http2};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use rustls_pki_types::ServerName;
+use tokio::net::TcpStream;
+use tokio_rustls::TlsConnector;
+
+use crate::body::{BoxBody, Tracked};
+use crate::limits::Limits;
+use crate::tls::upstream::ClientTls;
+use address::AddressPolicy;
+
+/// Where a request goes: the CONNECT target or the plain request's authority.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Origin {
+    pub tls: bool,
+    /// Lowercase, IPv6 without brackets.
+    pub host: String,
+    pub port: u16,
+}
+
+impl Origin {
+    /// `host:port` with brackets for IPv6.
+    pub fn authority(&self) -> String {
+        if self.host.contains(':') {
+            format!("[{}]:{}", self.host, self.port)
+        } else {
+            format!("{}:{}", self.host, self.port)
+        }
+    }
+
+    /// The value of a `Host` header: the port only when it is not the default.
+    pub fn host_header(&self) -> String {
+        let default = if self.tls { 443 } else { 80 };
+        if self.port == default {
+            if self.host.contains(':') {
+                format!("[{}]", self.host)
+            } else {
+                self.host.clone()
+            }
+        } else {
+            self.authority()
+        }
+    }
+}
+
+/// How the request must be carried.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SendOpts {
+    /// A WebSocket upgrade: HTTP/1.1 only, never pooled afterwards.
+    pub websocket: bool,
+    /// The route names the destination IP literally (direct mode may then
+    /// connect to a private address).
+    pub route_names_ip: bool,
+}
+
+/// Why the way out failed. Each maps to one SPEC §3 reason.
+#[derive(Debug, thiserror::Error)]
+pub enum UpstreamError {
+    #[error("{0}")]
+    DestinationNotAllowed(String),
+    #[error("the upstream proxy refused the CONNECT with {0}")]
+    ProxyRefused(StatusCode),
+    #[error("{0}")]
+    Unreachable(String),
+    #[error("no response head from {0} within the timeout")]
+    Timeout(String),
+}
+
+impl UpstreamError {
+    /// (status, reason) of the refusal the client gets.
+    pub fn status_and_reason(&self) -> (StatusCode, &'static str) {
+        match self {
+            UpstreamError::DestinationNotAllowed(_) => {
+                (StatusCode::FORBIDDEN, "destination-not-allowed")
+            }
+            UpstreamError::ProxyRefused(s) => {
+                // 407 would ask the agent for proxy credentials it must not have.
+                let s = if *s == StatusCode::PROXY_AUTHENTICATION_REQUIRED
+                    || !(s.is_client_error() || s.is_server_error())
+                {
+                    StatusCode::BAD_GATEWAY
+                } else {
+                    *s
+                };
+                (s, "upstream-proxy-refused")
+            }
+            UpstreamError::Unreachable(_) => (StatusCode::BAD_GATEWAY, "upstream-unreachable"),
+            UpstreamError::Timeout(_) => (StatusCode::GATEWAY_TIMEOUT, "upstream-timeout"),
+        }
+    }
+}
+
+/// Direct, or every connection through an upstream proxy.
+#[derive(Debug, Clone)]
+pub enum Mode {
+    Direct(AddressPolicy),
+    /// `host:port` of the upstream proxy (plain HTTP CONNECT proxy).
+    Proxy {
+        authority: String,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+struct PoolKey {
+    origin: Origin,
+    h1_only: bool,
+    route_names_ip: bool,
+}
+
+enum Conn {
+    H1(http1::SendRequest<BoxBody>),
+    H2(http2::SendRequest<BoxBody>),
+}
+
+#[derive(Default)]
+struct Pool {
+    h1: HashMap<PoolKey, Vec<(http1::SendRequest<BoxBody>, Instant)>>,
+    h2: HashMap<PoolKey, http2::SendRequest<BoxBody>>,
+}
+
+/// The upstream side: mode, TLS and the pool.
+pub struct Upstream {
+    mode: Mode,
+    tls: ClientTls,
+    limits: Limits,
+    pool: Mutex<Pool>,
+    /// Connections opened (for tests and metrics).
+    pub connects: AtomicU64,
+}
+
+impl std::fmt::Debug for Upstream {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Upstream")
+            .field("mode", &self.mode)
+            .finish_non_exhaustive()
+    }
+}
+
+fn idempotent(m: &Method) -> bool {
+    matches!(
+        *m,
+        Method::GET | Method::HEAD | Method::OPTIONS | Method::PUT | Method::DELETE
+    )
+}
+
+impl Upstream {
+    pub fn new(mode: Mode, tls: ClientTls, limits: Limits) -> Arc<Upstream> {
+        Arc::new(Upstream {
+            mode,
+            tls,
+            limits,
+            pool: Mutex::new(Pool::default()),
+            connects: AtomicU64::new(0),
+        })
+    }
+
+    /// Sends `req` (its URI is the path and query) to `origin` and returns the
+    /// response head with a streaming body. The response body returns an
+    /// HTTP/1 connection to the pool when it was read to its end.
+    pub async fn send(
+        self: &Arc<Self>,
+        origin: &Origin,
+        opts: SendOpts,
+        req: Request<BoxBody>,
+    ) -> Result<Response<BoxBody>, UpstreamError> {
+        let key = PoolKey {
+            origin: origin.clone(),
+            h1_only: opts.websocket,
+            route_names_ip: opts.route_names_ip,
+        };
+        let path = req
+            .uri()
+            .path_and_query()
+            .map(|p| p.as_str().to_owned())
+            .unwrap_or_else(|| "/".into());
+        // A copy to rebuild an idempotent, bodiless request if a pooled
+        // connection turns out stale after the request was handed to it.
+        let spare = (idempotent(req.method()) && req.body().is_end_stream()).then(|| {
+            let mut r = Request::new(crate::body::empty());
+            *r.method_mut() = req.method().clone();
+            *r.headers_mut() = req.headers().clone();
+            *r.version_mut() = req.version();
+            r
+        });
+        let mut req = Some(req);
+        let mut spare = spare;
+        for _attempt in 0..2 {
+            let Some(mut current) = req.take() else { break };
+            let (conn, reused) = match self.checkout(&key).await {
+                Some(c) => (c, true),
+                None => (self.connect(&key).await?, false),
+            };
+            let timeout = self.limits.upstream_response_timeout;
+            let mut err = match conn {
+                Conn::H1(mut s) => {
+                    set_uri(&mut current, None, &path);
+                    current.headers_mut().insert(
+                        http::header::HOST,
+                        http::HeaderValue::from_str(&origin.host_header())
+                            .map_err(|e| UpstreamError::Unreachable(e.to_string()))?,
+                    );
+                    *current.version_mut() = http::Version::HTTP_11;
+                    match tokio::time::timeout(timeout, s.try_send_request(current)).await {
+                        Err(_) => return Err(UpstreamError::Timeout(origin.authority())),
+                        Ok(Ok(resp)) => {
+                            return Ok(self.wrap_h1(resp, key.clone(), s, opts.websocket));
+                        }
+                        Ok(Err(e)) => e,
+                    }
+                }
+                Conn::H2(mut s) => {
+                    set_uri(&mut current, Some(origin), &path);
+                    current.headers_mut().remove(http::header::HOST);
+                    *current.version_mut() = http::Version::HTTP_2;
+                    match tokio::time::timeout(timeout, s.try_send_request(current)).await {
+                        Err(_) => return Err(UpstreamError::Timeout(origin.authority())),
+                        Ok(Ok(resp)) => {
+                            return Ok(resp.map(|b| {
+                                http_body_util::BodyExt::boxed_unsync(
+                                    http_body_util::BodyExt::map_err(
+                                        b,
+                                        |e| -> crate::body::BoxError { Box::new(e) },
+                                    ),
+                                )
+                            }));
+                        }
+                        Ok(Err(e)) => e,
+                    }
+                }
+            };
+            if let Some(msg) = err.take_message() {
+                // Never sent: safe to send again, whatever the method.
+                req = Some(msg);
+                continue;
+            }
+            if reused && let Some(s) = spare.take() {
+                req = Some(s);
+                continue;
+            }
+            return Err(UpstreamError::Unreachable(format!(
+                "{}: {}",
+                origin.authority(),
+                err.into_error()
+            )));
+        }
+        Err(UpstreamError::Unreachable(format!(
+            "{}: the connection failed twice",
+            origin.authority()
+        )))
+    }
+
+    fn wrap_h1(
+        self: &Arc<Self>,
+        resp: Response<Incoming>,
+        key: PoolKey,
+        sender: http1::SendRequest<BoxBody>,
+        websocket: bool,
+    ) -> Response<BoxBody> {
+        let upgrading = websocket && resp.status() == StatusCode::SWITCHING_PROTOCOLS;
+        let weak: Weak<Upstream> = Arc::downgrade(self);
+        let on_end: Option<Box<dyn FnOnce(bool) + Send>> = if upgrading || websocket {
+            None
+        } else {
+            Some(Box::new(move |complete| {
+                if complete && let Some(up) = weak.upgrade() {
+                    up.checkin(key, sender);
+                }
+            }))
+        };
+        let counter = Arc::new(AtomicU64::new(0));
+        resp.map(|b| http_body_util::BodyExt::boxed_unsync(Tracked::new(b, counter, on_end)))
+    }
+
+    fn checkin(&self, key: PoolKey, sender: http1::SendRequest<BoxBody>) {
+        if sender.is_closed() {
+            return;
+        }
+        if let Ok(mut pool) = self.pool.lock() {
+            let list = pool.h1.entry(key).or_default();
+            if list.len() < self.limits.pool_max_idle_per_origin {
+                list.push((sender, Instant::now()));
+            }
+        }
+    }
+
+    async fn checkout(&self, key: &PoolKey) -> Option<Conn> {
+        loop {
+            let candidate = {
+                let mut pool = self.pool.lock().ok()?;
+                if let Some(s) = pool.h2.get(key) {
+                    if !s.is_closed() && s.is_ready() {
+                        return Some(Conn::H2(s.clone()));
+                    }
+                    pool.h2.remove(key);
+                }
+                let list = pool.h1.get_mut(key)?;
+                list.pop()
+            };
+            let (mut s, since) = candidate?;
+            if s.is_closed() || since.elapsed() > self.limits.pool_idle_timeout {
+                continue;
+            }
+            // The connection task may not have noticed the end of the last
+            // exchange yet; give it a moment rather than opening a new one.
+            if !s.is_ready() {
+                let _ = tokio::time::timeout(Duration::from_millis(200), s.ready()).await;
+            }
+            if s.is_ready() {
+                return Some(Conn::H1(s));
+            }
+        }
+    }
+
+    async fn connect(&self, key: &PoolKey) -> Result<Conn, UpstreamError> {
+        let origin = &key.origin;
+        let t = self.limits.upstream_connect_timeout;
+        let fut = async {
+            let io = self.open_stream(key).await?;
+            self.connects
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            if origin.tls {
+                let name = ServerName::try_from(origin.host.clone()).map_err(|e| {
+                    UpstreamError::Unreachable(format!("{}: not a TLS name: {e}", origin.host))
+                })?;
+                let cfg = if key.h1_only {
+                    self.tls.h1.clone()
+                } else {
+                    self.tls.any.clone()
+                };
+                let tls = TlsConnector::from(cfg)
+                    .connect(name, io)
+                    .await
+                    .map_err(|e| {
+                        UpstreamError::Unreachable(format!(
+                            "TLS handshake with {} failed: {e}",
+                            origin.authority()
+                        ))
+                    })?;
+                let h2 = tls.get_ref().1.alpn_protocol() == Some(b"h2");
+                if h2 {
+                    self.handshake_h2(key, TokioIo::new(tls)).await
+                } else {
+                    handshake_h1(TokioIo::new(tls)).await
+                }
+            } else {
+                handshake_h1(TokioIo::new(io)).await
+            }
+        };
+        match tokio::time::timeout(t, fut).await {
+            Ok(r) => r,
+            Err(_) => Err(UpstreamError::Unreachable(format!(
+                "connecting to {} timed out",
+                origin.authority()
+            ))),
+        }
+    }
+
+    async fn handshake_h2<I>(&self, key: &PoolKey, io: I) -> Result<Conn, UpstreamError>
+    where
+        I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+    {
+        let (s, conn) = http2::Builder::new(TokioExecutor::new())
+            .handshake(io)
+            .await
+            .map_err(|e| UpstreamError::Unreachable(format!("h2 handshake: {e}")))?;
+        tokio::spawn(async move {
+            let _ = conn.await;
+        });
+        if let Ok(mut pool) = self.pool.lock() {
+            pool.h2.insert(key.clone(), s.clone());
+        }
+        Ok(Conn::H2(s))
+    }
+
+    /// TCP to the origin (direct, after the address check) or a tunnel
+    /// through the upstream proxy.
+    async fn open_stream(
+        &self,
+        key: &PoolKey,
+    ) -> Result<crate::io::Prefixed<TcpStream>, UpstreamError> {
+        let origin = &key.origin;
+        match &self.mode {
+            Mode::Proxy { authority } => {
+                proxy_connect::connect(authority, &origin.authority()).await
+            }
+            Mode::Direct(policy) => {
+                let addrs: Vec<SocketAddr> = match origin.host.parse::<IpAddr>() {
+                    Ok(ip) => vec![SocketAddr::new(ip, origin.port)],
+                    Err(_) => tokio::net::lookup_host((origin.host.as_str(), origin.port))
+                        .await
+                        .map_err(|e| {
+                            UpstreamError::Unreachable(format!(
+                                "cannot resolve {}: {e}",
+                                origin.host
+                            ))
+                        })?
+                        .collect(),
+                };
+                let mut refusal = None;
+                let mut last_err = None;
+                // Resolved once: connect only to an address that passed the check.
+                for addr in addrs {
+                    if let Err(m) = policy.check(addr, key.route_names_ip) {
+                        refusal.get_or_insert(m);
+                        continue;
+                    }
+                    match TcpStream::connect(addr).await {
+                        Ok(s) => {
+                            let _ = s.set_nodelay(true);
+                            return Ok(crate::io::Prefixed::new(Vec::new(), s));
+                        }
+                        Err(e) => last_err = Some(format!("{addr}: {e}")),
+                    }
+                }
+                match (last_err, refusal) {
+                    (Some(e), _) => {
+                        Err(UpstreamError::Unreachable(format!("cannot connect to {e}")))
+                    }
+                    (None, Some(m)) => Err(UpstreamError::DestinationNotAllowed(m)),
+                    (None, None) => Err(UpstreamError::Unreachable(format!(
+                        "{} resolved to no address",
+                        origin.host
+                    ))),
+                }
+            }
+        }
+    }
+}
+
+async fn handshake_h1<I>(io: I) -> Result<Conn, UpstreamError>
+where
+    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+{
+    let (s, conn) = http1::Builder::new()
+        .handshake(io)
+        .await
+        .map_err(|e| UpstreamError::Unreachable(format!("HTTP/1 handshake: {e}")))?;
+    tokio::spawn(async move {
+        let _ = conn.with_upgrades().await;
+    });
+    Ok(Conn::H1(s))
+}
+
+fn set_uri(req: &mut Request<BoxBody>, absolute: Option<&Origin>, path: &str) {
+    let uri = match absolute {
+        Some(o) => {
+            let scheme = if o.tls { "https" } else { "http" };
+            format!("{scheme}://{}{path}", o.authority())
+        }
+        None => path.to_owned(),
+    };
+    if let Ok(u) = uri.parse::<Uri>() {
+        *req.uri_mut() = u;
+    }
+}
