@@ -95,3 +95,59 @@ fn write_private(path: &Path, text: &str) {
         .expect("create key file");
     f.write_all(text.as_bytes()).expect("write key file");
 }
+
+/// Leaf properties SPEC §4 fixes: SAN = the host, serverAuth EKU, not a CA,
+/// valid from about an hour ago for at most 30 days, issued by the proxy CA.
+pub fn check_leaf(cert: &x509_parser::certificate::X509Certificate<'_>, host: &str, ca_pem: &str) {
+    use x509_parser::extensions::GeneralName;
+    let san = cert
+        .subject_alternative_name()
+        .expect("SAN parse")
+        .expect("leaf must carry a SAN");
+    let names: Vec<String> = san
+        .value
+        .general_names
+        .iter()
+        .map(|g| match g {
+            GeneralName::DNSName(d) => d.to_string(),
+            GeneralName::IPAddress(b) if b.len() == 4 => {
+                std::net::Ipv4Addr::new(b[0], b[1], b[2], b[3]).to_string()
+            }
+            other => format!("{other:?}"),
+        })
+        .collect();
+    assert_eq!(
+        names,
+        vec![host.to_string()],
+        "SAN must be exactly the CONNECT host"
+    );
+    let eku = cert
+        .extended_key_usage()
+        .expect("EKU parse")
+        .expect("leaf must carry an EKU");
+    assert!(eku.value.server_auth, "EKU must include serverAuth");
+    assert!(!cert.is_ca(), "a leaf must not be a CA");
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_secs() as i64;
+    let nb = cert.validity().not_before.timestamp();
+    let na = cert.validity().not_after.timestamp();
+    assert!(
+        nb <= now - 50 * 60 && nb >= now - 2 * 3600,
+        "notBefore about one hour ago"
+    );
+    assert!(
+        na - nb <= 30 * 86400 + 3600 + 60,
+        "validity at most 30 days (+1 h backdate)"
+    );
+    assert!(
+        na > now + 86400,
+        "a fresh leaf is valid for more than a day"
+    );
+    let (_, ca) = x509_parser::pem::parse_x509_pem(ca_pem.as_bytes()).expect("CA PEM");
+    let ca = ca.parse_x509().expect("CA DER");
+    assert_eq!(cert.issuer(), ca.subject(), "issued by the proxy CA");
+    cert.verify_signature(Some(ca.public_key()))
+        .expect("leaf signature must verify with the proxy CA key");
+}
