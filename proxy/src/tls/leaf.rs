@@ -143,7 +143,12 @@ impl LeafCache {
         let mut params = CertificateParams::default();
         let mut dn = DistinguishedName::new();
         let san = match host.parse::<IpAddr>() {
-            Ok(ip) => SanType::IpAddress(ip),
+            Ok(ip) => {
+                // Also a CN: OpenSSL's hostname check (`-verify_hostname`)
+                // falls back to the CN when no DNS SAN is present.
+                dn.push(DnType::CommonName, host);
+                SanType::IpAddress(ip)
+            }
             Err(_) => {
                 // A CN is limited to 64 characters; the SAN is what clients check.
                 if host.len() <= 64 {
@@ -160,7 +165,10 @@ impl LeafCache {
         params.subject_alt_names = vec![san];
         params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
         params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
-        params.use_authority_key_identifier_extension = true;
+        // No AKI: a CA made elsewhere may identify its key another way
+        // (SHA-1 vs rcgen's method), and a mismatching AKI makes OpenSSL
+        // clients fail to find the issuer. Issuer-name chaining is enough.
+        params.use_authority_key_identifier_extension = false;
         let now = time::OffsetDateTime::now_utc();
         params.not_before = now - LEAF_BACKDATE;
         params.not_after = params.not_before + LEAF_VALIDITY;
