@@ -28,7 +28,7 @@ pub const AGENT_UID: u64 = 1000;
 /// egress-proxy runs as nobody.
 pub const PROXY_UID: u64 = 65534;
 /// git-gate's user (docker/git-gate/README.md).
-pub const GATE_UID: u64 = 10001;
+pub const GATE_UID: u64 = 9418;
 /// Placeholder given to the agent for the `claude_code_oauth` role: not a secret;
 /// egress-proxy replaces the header with the real token.
 pub const OAUTH_PLACEHOLDER: &str = "bottle-placeholder-not-a-secret";

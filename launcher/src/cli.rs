@@ -1,0 +1,425 @@
+//! The command line (clap derive): `check`, `plan`, `run`, `list`, `cleanup`.
+//!
+//! Owns: turning arguments into calls of manifest/plan/apply/teardown, the
+//! exit codes (2 bad configuration or usage, 1 runtime failure, else the
+//! agent's own code; 130 after Ctrl-C), and teardown on every path out of `run`.
+//!
+//! Must never: print a secret, or leave a bottle up after `run` returns
+//! (unless `--keep`).
+
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+
+use clap::{Parser, Subcommand};
+
+use crate::apply::{self, ApplyError, Options, Record, Recorder, Secrets};
+use crate::manifest;
+use crate::plan;
+use crate::progress::Progress;
+use crate::render;
+use crate::teardown;
+use crate::workspace;
+use crate::{images, pki};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "bottle",
+    version,
+    about = "Run an AI coding agent in a container whose only way out is egress-proxy."
+)]
+pub struct Cli {
+    /// Print only warnings and errors.
+    #[arg(long, short, global = true)]
+    pub quiet: bool,
+    #[command(subcommand)]
+    pub cmd: Cmd,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Cmd {
+    /// Validate a manifest and report every problem at once.
+    Check {
+        #[arg(long, short)]
+        manifest: PathBuf,
+    },
+    /// Show what `run` would start; creates nothing (no container, no key).
+    Plan {
+        #[arg(long, short)]
+        manifest: PathBuf,
+        #[arg(long, short)]
+        agent: String,
+        /// Machine-readable output (stable keys; see docs/launcher.md).
+        #[arg(long)]
+        json: bool,
+    },
+    /// Bring the bottle up, run the agent attached, tear everything down on exit.
+    Run {
+        #[arg(long, short)]
+        manifest: PathBuf,
+        #[arg(long, short)]
+        agent: String,
+        /// Leave the bottle up after the agent exits (for debugging; remove with `bottle cleanup`).
+        #[arg(long)]
+        keep: bool,
+        /// Start even when the host firewall rule cannot be added (the host stays reachable from the bottle).
+        #[arg(long)]
+        allow_host_access: bool,
+        /// The agent's command (replaces the manifest's).
+        #[arg(last = true)]
+        command: Vec<String>,
+    },
+    /// Bottles on this host, their sidecars and whether their `bottle run` still lives.
+    List,
+    /// Remove bottles whose `bottle run` is gone (orphans). Without --yes, only lists them.
+    Cleanup {
+        #[arg(long)]
+        yes: bool,
+        /// Only this bottle id.
+        #[arg(long)]
+        id: Option<String>,
+        /// Also remove bottles whose `bottle run` is still alive.
+        #[arg(long)]
+        all: bool,
+    },
+}
+
+/// A failure with its exit code; the message is one line (or a short list).
+pub struct Failure {
+    pub code: i32,
+    pub message: String,
+}
+
+impl From<ApplyError> for Failure {
+    fn from(e: ApplyError) -> Self {
+        Failure {
+            code: e.exit_code(),
+            message: e.to_string(),
+        }
+    }
+}
+
+fn usage(message: impl ToString) -> Failure {
+    Failure {
+        code: 2,
+        message: message.to_string(),
+    }
+}
+
+fn env_lookup(k: &str) -> Option<String> {
+    std::env::var(k).ok()
+}
+
+/// Runs the command; Ok holds the process exit code.
+pub async fn main(cli: Cli) -> Result<i32, Failure> {
+    let progress = Progress::new(cli.quiet);
+    match cli.cmd {
+        Cmd::Check { manifest } => {
+            let m = manifest::load(&manifest).map_err(usage)?;
+            if !cli.quiet {
+                println!(
+                    "{}: ok ({} bottle(s), {} agent(s))",
+                    manifest.display(),
+                    m.bottles.len(),
+                    m.agents.len()
+                );
+            }
+            Ok(0)
+        }
+        Cmd::Plan {
+            manifest,
+            agent,
+            json,
+        } => {
+            let m = manifest::load(&manifest).map_err(usage)?;
+            let ws = workspace_for(&m, &agent)?;
+            let id = apply::new_id(
+                m.agents
+                    .get(&agent)
+                    .map(|a| a.bottle.as_str())
+                    .unwrap_or("bottle"),
+            );
+            let p = plan::plan(
+                &m,
+                &agent,
+                &id,
+                &env_lookup,
+                &|p: &Path| p.exists(),
+                ws.as_ref(),
+            )
+            .map_err(usage)?;
+            if json {
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&p).map_err(|e| Failure {
+                        code: 1,
+                        message: e.to_string()
+                    })?
+                );
+            } else {
+                print!("{}", p.summary());
+                println!("(names use a fresh id at each run)");
+            }
+            Ok(0)
+        }
+        Cmd::Run {
+            manifest,
+            agent,
+            keep,
+            allow_host_access,
+            command,
+        } => {
+            run(
+                &progress,
+                &manifest,
+                &agent,
+                keep,
+                allow_host_access,
+                command,
+            )
+            .await
+        }
+        Cmd::List => {
+            let d = apply::connect().await?;
+            let found = teardown::find(&d).await?;
+            if found.is_empty() {
+                println!("no bottles");
+            }
+            for f in found {
+                println!(
+                    "{}  {}",
+                    f.id,
+                    if f.alive() {
+                        "running"
+                    } else {
+                        "orphan (its bottle run is gone)"
+                    }
+                );
+                for (name, role, state) in &f.containers {
+                    println!("  {role:<12} {name}  {state}");
+                }
+                if !f.fw_rules.is_empty() {
+                    println!("  {} host firewall rule(s)", f.fw_rules.len());
+                }
+            }
+            Ok(0)
+        }
+        Cmd::Cleanup { yes, id, all } => {
+            let d = apply::connect().await?;
+            let found = teardown::find(&d).await?;
+            let mut n = 0;
+            let mut failed = Vec::new();
+            for f in found {
+                if id.as_ref().is_some_and(|i| *i != f.id) || (f.alive() && !all) {
+                    continue;
+                }
+                n += 1;
+                let what = format!(
+                    "{}: {} container(s), {} network(s), {} firewall rule(s){}",
+                    f.id,
+                    f.containers.len(),
+                    f.networks.len(),
+                    f.fw_rules.len(),
+                    if f.state_dir.is_some() {
+                        ", state directory"
+                    } else {
+                        ""
+                    }
+                );
+                if yes {
+                    match teardown::teardown(&d, &f.record()).await {
+                        Ok(()) => println!("removed {what}"),
+                        Err(e) => failed.push(e.to_string()),
+                    }
+                } else {
+                    println!("would remove {what}");
+                }
+            }
+            if n == 0 {
+                println!("nothing to clean up");
+            } else if !yes {
+                println!("run `bottle cleanup --yes` to remove them");
+            }
+            if failed.is_empty() {
+                Ok(0)
+            } else {
+                Err(Failure {
+                    code: 1,
+                    message: failed.join("\n"),
+                })
+            }
+        }
+    }
+}
+
+/// The workspace: the agent's `workdir`, else the current git repository, else none.
+fn workspace_for(
+    m: &manifest::Manifest,
+    agent: &str,
+) -> Result<Option<workspace::WorkspaceInfo>, Failure> {
+    let Some(a) = m.agents.get(agent) else {
+        return Ok(None);
+    };
+    let root = match &a.workdir {
+        Some(w) => Some(w.clone()),
+        None => std::env::current_dir()
+            .ok()
+            .and_then(|d| workspace::git_toplevel(&d)),
+    };
+    match root {
+        Some(r) => workspace::scan(&r).map(Some).map_err(usage),
+        None => Ok(None),
+    }
+}
+
+async fn run(
+    progress: &Progress,
+    manifest_path: &Path,
+    agent: &str,
+    keep: bool,
+    allow_host_access: bool,
+    command: Vec<String>,
+) -> Result<i32, Failure> {
+    let mut m = manifest::load(manifest_path).map_err(usage)?;
+    if !command.is_empty()
+        && let Some(a) = m.agents.get_mut(agent)
+    {
+        a.command = command;
+    }
+    let ws = workspace_for(&m, agent)?;
+    let bottle = m
+        .agents
+        .get(agent)
+        .map(|a| a.bottle.clone())
+        .unwrap_or_default();
+    let id = apply::new_id(&bottle);
+    let p = plan::plan(
+        &m,
+        agent,
+        &id,
+        &env_lookup,
+        &|p: &Path| p.exists(),
+        ws.as_ref(),
+    )
+    .map_err(usage)?;
+    let secrets = Secrets::from_env(&p, &env_lookup)?;
+    match &ws {
+        Some(w) => {
+            for x in &w.warnings {
+                progress.warn(x);
+            }
+        }
+        None => progress.warn(
+            "not inside a git repository and no `workdir`: the agent gets an empty /workspace",
+        ),
+    }
+    let tty = std::io::stdin().is_terminal() && std::io::stdout().is_terminal();
+    let opts = Options {
+        allow_host_access,
+        tty,
+    };
+
+    let d = apply::connect().await?;
+    images::ensure(&d, &p, progress).await?;
+    let isolation = apply::choose_isolation(apply::engine_major(&d).await?, &opts)?;
+
+    // From here on everything created is recorded and torn down on every path.
+    let state_dir = apply::state_root().join(&id);
+    let cas = pki::mint_bottle_cas(&id).map_err(|e| Failure {
+        code: 1,
+        message: e.to_string(),
+    })?;
+    apply::write_state(&state_dir, &cas)?;
+    let rec = Recorder::new(Record {
+        id: id.clone(),
+        pid: std::process::id(),
+        state_dir,
+        ..Default::default()
+    });
+    let _ = apply::save_record(&rec.snapshot());
+    progress.note(&format!(
+        "bottle {id} (state in {})",
+        rec.snapshot().state_dir.display()
+    ));
+
+    let tar = match &ws {
+        Some(w) => {
+            let original = w
+                .git_dir
+                .as_ref()
+                .and_then(|g| std::fs::read_to_string(g.join("config")).ok());
+            let remotes: Vec<(String, String)> = p
+                .git_remotes
+                .iter()
+                .map(|g| (g.name.clone(), g.url.clone()))
+                .collect();
+            let cfg = render::git_config::render(original.as_deref(), &remotes);
+            Some(workspace::archive(w, &cfg).map_err(|e| Failure {
+                code: 1,
+                message: format!("workspace archive: {e}"),
+            })?)
+        }
+        None => None,
+    };
+
+    let work = async {
+        let agent_name = apply::bring_up(
+            &d, &p, &secrets, &cas, tar, isolation, &opts, &rec, progress,
+        )
+        .await?;
+        progress.note(&format!("agent {agent_name} starting"));
+        apply::run_agent(&d, &agent_name, tty).await
+    };
+    let outcome = tokio::select! {
+        r = work => Outcome::Done(r),
+        s = signal() => Outcome::Signal(s),
+    };
+    let result = match outcome {
+        Outcome::Done(Ok(code)) => Ok(i32::try_from(code).unwrap_or(1)),
+        Outcome::Done(Err(e)) => Err(Failure::from(e)),
+        Outcome::Signal(name) => {
+            progress.warn(&format!("{name}: tearing the bottle down"));
+            Ok(130)
+        }
+    };
+    if keep && !outcome_is_signal(&result) {
+        progress.note(&format!(
+            "--keep: bottle {id} left up; remove it with `bottle cleanup --yes --all --id {id}`"
+        ));
+        return result;
+    }
+    let step = progress.step("tearing down");
+    let td = teardown::teardown(&d, &rec.snapshot()).await;
+    step.done();
+    if let Err(e) = td {
+        progress.warn(&e.to_string());
+        if result.is_ok() {
+            return Err(Failure::from(e));
+        }
+    }
+    result
+}
+
+fn outcome_is_signal(r: &Result<i32, Failure>) -> bool {
+    matches!(r, Ok(130))
+}
+
+enum Outcome {
+    Done(Result<i64, ApplyError>),
+    Signal(&'static str),
+}
+
+async fn signal() -> &'static str {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut i), Ok(mut t), Ok(mut h)) = (
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::terminate()),
+        signal(SignalKind::hangup()),
+    ) else {
+        return std::future::pending().await;
+    };
+    tokio::select! {
+        _ = i.recv() => "interrupted",
+        _ = t.recv() => "terminated",
+        _ = h.recv() => "hung up",
+    }
+}
