@@ -173,13 +173,22 @@ struct Env {
 pub async fn run(cfg: &Config) -> Result<Vec<ProxyResult>> {
     std::fs::create_dir_all(&cfg.out_dir)
         .with_context(|| format!("creating {}", cfg.out_dir.display()))?;
-    let token: String = {
-        use rand::Rng;
-        let mut r = rand::rng();
-        (0..32)
-            .map(|_| format!("{:x}", r.random::<u8>() & 15))
-            .collect()
+    // A random token unless the caller supplies one (tests do, to prove it never leaks).
+    let token: String = match std::env::var(routes::TOKEN_ENV) {
+        Ok(t) if !t.is_empty() => t,
+        _ => {
+            use rand::Rng;
+            let mut r = rand::rng();
+            (0..32)
+                .map(|_| format!("{:x}", r.random::<u8>() & 15))
+                .collect()
+        }
     };
+    anyhow::ensure!(
+        HeaderValue::from_str(&format!("Bearer {token}")).is_ok(),
+        "{} is not usable in a header (use letters and digits)",
+        routes::TOKEN_ENV
+    );
 
     let exe = std::env::current_exe().context("locating the harness binary")?;
     let mut origin = Command::new(&exe)

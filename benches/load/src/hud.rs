@@ -117,6 +117,11 @@ impl HttpHandler for Policy {
         _ctx: &HttpContext,
         mut req: Request<Body>,
     ) -> RequestOrResponse {
+        // As SPEC §7: the CONNECT of an unrouted host is still intercepted; the request
+        // inside the tunnel is what gets refused.
+        if req.method() == http::Method::CONNECT {
+            return req.into();
+        }
         let host = req
             .uri()
             .host()

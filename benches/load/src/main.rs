@@ -39,6 +39,11 @@ enum Cmd {
         #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u8).range(1..=254))]
         hosts: u8,
     },
+    /// Mint a proxy CA into DIR (the files `bench` writes for the proxies).
+    Ca {
+        #[arg(long)]
+        out: PathBuf,
+    },
     /// The hudsucker-based comparison proxy (prints `READY <port>`).
     Hudsucker {
         #[arg(long, default_value = "127.0.0.1:0")]
@@ -114,6 +119,12 @@ fn main() -> ExitCode {
             } => hud::run(listen, &ca_cert, &ca_key, &upstream_ca, &routes)
                 .await
                 .map(|_| ExitCode::SUCCESS),
+            Cmd::Ca { out } => {
+                let ca = pki::mint_ca("load harness proxy CA")?;
+                pki::write_proxy_ca(&out, &ca)?;
+                println!("CA written to {}", out.display());
+                Ok(ExitCode::SUCCESS)
+            }
             Cmd::Bench(a) => bench_cmd(a).await,
         }
     });
@@ -165,6 +176,14 @@ async fn bench_cmd(a: BenchArgs) -> Result<ExitCode> {
         "started_unix": started.duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0),
         "machine": machine(),
         "proxy_cpus": cfg.proxy_cpus,
+        "mitmproxy_version": cfg.proxies.iter().any(|p| p == "mitmproxy").then(|| {
+            std::process::Command::new(&cfg.mitmdump)
+                .arg("--version")
+                .output()
+                .ok()
+                .and_then(|o| String::from_utf8(o.stdout).ok())
+                .and_then(|s| s.lines().next().map(str::to_owned))
+        }),
         "scenarios": {
             "s1_concurrency": cfg.s1_concurrency, "s1_seconds": cfg.s1_seconds,
             "s2_concurrency": cfg.s2_concurrency, "s2_seconds": cfg.s2_seconds,
