@@ -1,0 +1,225 @@
+"""Unit and property tests of the gate's parsers and scanner, run inside the image (real git,
+real detect-secrets) by launcher/tests/git_gate.rs. Randomized cases use fixed seeds so a
+failure is reproducible; each seed is in the assertion message.
+"""
+
+import json
+import os
+import random
+import subprocess
+import sys
+import tempfile
+import unittest
+
+sys.path[:0] = ["/opt/git-gate/lib", "/opt/git-gate/vendor"]
+
+from gitgate import config, scan  # noqa: E402
+
+ENV = dict(os.environ, GIT_AUTHOR_NAME="t", GIT_AUTHOR_EMAIL="t@t.invalid",
+           GIT_COMMITTER_NAME="t", GIT_COMMITTER_EMAIL="t@t.invalid", GIT_CONFIG_NOSYSTEM="1")
+
+# Lines that look like diff syntax, to confuse a sloppy patch parser.
+TRICKY = ["+", "++ x", "+++ b/evil", "--- a/evil", "@@ -1 +1 @@", "diff --git a/x b/x", "",
+          " lead", "\\ No newline", "\tTab", "ünïcödé", "a\x00b", "\x7f\x01"]
+NAMES = ["a.txt", "dir/b.py", "sp ace.md", "tab\tname", 'quo"te', "nl\nname", "ünï.txt",
+         "back\\slash", "-dash", "deep/er/c.env"]
+
+
+def sh(cwd, *args, data=None):
+    return subprocess.run(["git", *args], cwd=cwd, env=ENV, input=data, capture_output=True,
+                          check=True).stdout
+
+
+def is_subsequence(small, big):
+    it = iter(big)
+    return all(any(x == y for y in it) for x in small)
+
+
+class AddedLinesProperty(unittest.TestCase):
+    def test_added_lines_agree_with_git(self):
+        for seed in range(12):
+            rnd = random.Random(seed)
+            with tempfile.TemporaryDirectory() as d:
+                sh(d, "init", "-q", "-b", "main")
+                files = {}
+                for step in range(6):
+                    old = dict(files)
+                    for name in rnd.sample(NAMES, rnd.randint(1, 4)):
+                        if name in files and rnd.random() < 0.2:
+                            del files[name]
+                            continue
+                        lines = list(files.get(name, []))
+                        for _ in range(rnd.randint(1, 8)):
+                            op = rnd.random()
+                            pos = rnd.randint(0, len(lines))
+                            word = rnd.choice(TRICKY + [f"line {rnd.randint(0, 99)}"])
+                            if op < 0.6 or not lines:
+                                lines.insert(pos, word)
+                            elif op < 0.8:
+                                del lines[min(pos, len(lines) - 1)]
+                            else:
+                                lines[min(pos, len(lines) - 1)] = word
+                        files[name] = lines
+                    for name in set(old) - set(files):
+                        os.unlink(os.path.join(d, name))
+                    for name, lines in files.items():
+                        path = os.path.join(d, name)
+                        os.makedirs(os.path.dirname(path), exist_ok=True)
+                        with open(path, "wb") as f:
+                            eol = "\n" if lines and rnd.random() < 0.8 else ""
+                            f.write(("\n".join(lines) + eol)
+                                    .encode("utf-8"))
+                    sh(d, "add", "-A")
+                    sh(d, "commit", "-q", "--allow-empty", "-m", f"step {step}")
+                    parent = "HEAD~1" if step else scan.EMPTY_TREE
+                    patch = sh(d, "-c", "core.quotePath=true", "diff-tree", "-p", "-U0", "-a",
+                               "--no-renames", parent, "HEAD")
+                    added = scan.parse_added_lines(patch)
+                    for name, lines in files.items():
+                        with open(os.path.join(d, name), "rb") as f:
+                            new = f.read().decode("utf-8", "replace")
+                        new_lines = new.split("\n")
+                        if new.endswith("\n") or not new:
+                            new_lines.pop()
+                        got = added.get(name, {})
+                        msg = f"seed {seed} step {step} file {name!r}"
+                        for n, text in got.items():
+                            self.assertEqual(new_lines[n - 1], text, msg)
+                        kept = [l for i, l in enumerate(new_lines, 1) if i not in got]
+                        old_lines = old.get(name, [])
+                        self.assertTrue(is_subsequence(kept, old_lines), f"{msg} kept={kept!r} old={old_lines!r} got={got!r}")
+                    self.assertLessEqual(set(added), set(files), f"seed {seed}: deleted files")
+
+
+class UnquoteProperty(unittest.TestCase):
+    def test_unquote_inverts_git_quoting(self):
+        rnd = random.Random(7)
+        alphabet = "ab c\t\"\\é€\x01\x7f\n"
+        with tempfile.TemporaryDirectory() as d:
+            sh(d, "init", "-q")
+            names = {"".join(rnd.choice(alphabet) for _ in range(rnd.randint(1, 8))).strip("/")
+                     for _ in range(200)}
+            names = {n for n in names if n and n not in (".", "..") and "/" not in n}
+            for n in names:
+                with open(os.path.join(d, n), "w") as f:
+                    f.write("x")
+            sh(d, "add", "-A")
+            listed = sh(d, "-c", "core.quotePath=true", "ls-files").split(b"\n")
+            got = {scan.unquote_path(l) for l in listed if l}
+            self.assertEqual(got, names)
+
+
+class ConfigErrors(unittest.TestCase):
+    def load(self, raw):
+        with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as f:
+            f.write(raw if isinstance(raw, str) else json.dumps(raw))
+        try:
+            return config.load(f.name)
+        finally:
+            os.unlink(f.name)
+
+    def entry(self, **kw):
+        e = {"name": "widget", "upstream": "ssh://git@h/r.git", "identity_file": "/k",
+             "known_hosts_file": "/kh", "allow_force": False}
+        e.update(kw)
+        return {"repos": [e]}
+
+    def test_good(self):
+        repo, = self.load(self.entry(upstream="ssh://git@host.example:2222/srv/x.git"))
+        self.assertEqual((repo.host, repo.port), ("host.example", 2222))
+        self.assertEqual(repo.host_pattern(), "[host.example]:2222")
+
+    def test_errors_name_the_field(self):
+        cases = [
+            ("{", "not readable JSON"),
+            ({"repo": []}, 'exactly one key "repos"'),
+            (self.entry(extra=1), "repos[0]: unknown key(s) ['extra']"),
+            (self.entry(name="../x"), "repos[0].name"),
+            (self.entry(name="x.git"), "repos[0].name"),
+            (self.entry(upstream="git@github.com:acme/w.git"), "repos[0].upstream"),
+            (self.entry(upstream="https://github.com/acme/w.git"), "must be ssh://"),
+            (self.entry(upstream="ssh://u:pw@h/r.git"), "password"),
+            (self.entry(upstream="ssh://-oProxyCommand=x/r.git"), "repos[0].upstream"),
+            (self.entry(identity_file="keys/w"), "repos[0].identity_file"),
+            (self.entry(allow_force="yes"), "repos[0].allow_force"),
+            ({"repos": [self.entry()["repos"][0]] * 2}, "used twice"),
+        ]
+        for raw, needle in cases:
+            with self.assertRaises(config.ConfigError, msg=needle) as cm:
+                self.load(raw)
+            self.assertIn(needle, str(cm.exception))
+
+    def test_parse_upstream_never_crashes(self):
+        rnd = random.Random(3)
+        alphabet = "ssh:/@[]-_.%?#0123456789abc"
+        for _ in range(3000):
+            url = "".join(rnd.choice(alphabet) for _ in range(rnd.randint(0, 30)))
+            try:
+                host, port = config.parse_upstream(url)
+            except ValueError:
+                continue
+            self.assertFalse(host.startswith("-"), url)
+            self.assertTrue(0 < port < 65536, url)
+
+
+class Rules(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.dir = tempfile.TemporaryDirectory()
+        cls.scanner = scan.Scanner(cls.dir.name)
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.scanner.close()
+        cls.dir.cleanup()
+
+    def rules(self, line, name="file.txt"):
+        return [r for _, r, _ in self.scanner.scan_lines(name, {1: line})]
+
+    def test_caught(self):
+        caught = {
+            "AKIAQYLPMN5HHHFPZAM2": "AWS Access Key",
+            "aws_secret_access_key = wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY": "AWS Secret Access Key",
+            "-----BEGIN OPENSSH PRIVATE KEY-----": "Private Key",
+            "-----BEGIN ENCRYPTED PRIVATE KEY-----": "Private Key Block",
+            "PuTTY-User-Key-File-3: ssh-ed25519": "Private Key Block",
+            "ghp_aBcDeFgHiJkLmNoPqRsTuVwXyZ0123456789": "GitHub Token",
+            "github_pat_11ABCDEFG0123456789_abcdefghijklmnopqrstuvwxyzABCDEFGH": "GitHub Fine-Grained Token",
+            "sk-ant-api03-" + "Ab1" * 30: "Anthropic Key",
+            "sk-ant-oat01-" + "Zy9" * 30: "Anthropic Key",
+            "sk-proj-" + "Qw2" * 20: "OpenAI Key",
+            "AIzaSyA-abcdefghijklmnopqrstuvwxyz01234": "Google API Key",
+            "xoxb-123456789012-1234567890123-AbCdEfGhIjKlMnOpQrStUvWx": "Slack Token",
+            "glpat-abcdefghij0123456789": "GitLab Token",
+            'password = "hunter2isnotsafe"': "Secret Keyword",
+            "x = 1  # AKIAQYLPMN5HHHFPZAM2 pragma: allowlist secret": "AWS Access Key",
+        }
+        for line, rule in caught.items():
+            self.assertTrue(any(rule in r for r in self.rules(line, "app.py")), f"{rule}: {line}")
+
+    def test_ordinary_code_passes(self):
+        clean = [
+            "fn main() { println!(\"hello\"); }",
+            "This reverts commit 0123456789abcdef0123456789abcdef01234567.",
+            "id = 123e4567-e89b-12d3-a456-426614174000",
+            "url = https://example.com/path?q=1",
+            "let key = std::env::var(\"API_KEY\")?;",
+            "import os; token = os.environ['TOKEN']",
+            "Signed-off-by: Agent <agent@bottle.invalid>",
+        ]
+        for line in clean:
+            self.assertEqual(self.rules(line, "main.rs"), [], line)
+
+    def test_preview_never_reveals_more_than_four_characters(self):
+        rnd = random.Random(11)
+        for _ in range(500):
+            value = "".join(rnd.choice("abcXYZ0189+/-_") for _ in range(rnd.randint(0, 120)))
+            preview = scan.redact(value)
+            shown = preview.split("...", 1)[0]
+            self.assertLessEqual(len(shown), 4)
+            if len(value) >= 8:
+                self.assertNotIn(value, preview)
+
+
+if __name__ == "__main__":
+    unittest.main()
