@@ -159,23 +159,20 @@ async fn unrouted_host_is_intercepted_then_refused_without_any_lookup() {
 #[tokio::test]
 async fn sni_other_than_the_connect_host_is_421() {
     let (_pki, origin, proxy) = setup().await;
-    let (s, status) = connect(proxy.addr, &format!("localhost:{}", origin.port())).await;
-    assert!(status.starts_with("HTTP/1.1 200"));
-    // The leaf is for localhost whatever the SNI; verify against it by using
-    // the SNI the client wants but trusting the proxy CA.
-    let t = tls(s, &proxy.ca_pem, "localhost", &["http/1.1"])
-        .await
-        .unwrap();
-    drop(t);
-    let (s, _) = connect(proxy.addr, &format!("127.0.0.1:{}", origin.port())).await;
-    // SNI "localhost" while the CONNECT host is 127.0.0.1: the leaf names
-    // 127.0.0.1 only, so a verifying client fails the handshake; the request
-    // never gets anywhere either way.
-    assert!(
-        tls(s, &proxy.ca_pem, "localhost", &["http/1.1"])
-            .await
-            .is_err()
-    );
+    for alpn in ["http/1.1", "h2"] {
+        let (s, status) = connect(proxy.addr, &format!("localhost:{}", origin.port())).await;
+        assert!(status.starts_with("HTTP/1.1 200"));
+        let t = tls_any_sni(s, "evil.example", &[alpn]).await;
+        let req = get(&format!("https://localhost:{}/allowed", origin.port()));
+        let resp = if alpn == "h2" {
+            h2(t).await.send_request(req).await.unwrap()
+        } else {
+            h1(t).await.send_request(req).await.unwrap()
+        };
+        let got = collect(resp).await;
+        assert_eq!(got.status, 421, "{alpn}: {got:?}");
+        assert_eq!(got.decision(), Some("authority-mismatch"));
+    }
     assert!(origin.seen().is_empty());
 }
 
@@ -468,4 +465,41 @@ async fn refused_h1_request_with_unread_body_closes_and_sends_no_100_continue() 
     assert!(text.contains("path-not-allowed"));
     assert!(!text.contains("100 Continue"));
     assert!(origin.seen().is_empty());
+}
+
+#[tokio::test]
+async fn websocket_is_bridged_on_a_matching_101_even_when_the_origin_offers_h2() {
+    let (_pki, origin, proxy) = setup().await;
+    let (s, _) = connect(proxy.addr, &format!("localhost:{}", origin.port())).await;
+    let t = tls(s, &proxy.ca_pem, "localhost", &["http/1.1"])
+        .await
+        .unwrap();
+    let url = format!("wss://localhost:{}/ws", origin.port());
+    let (mut ws, resp) = tokio::time::timeout(T, tokio_tungstenite::client_async(url, t))
+        .await
+        .unwrap()
+        .expect("WebSocket handshake through the proxy");
+    assert_eq!(resp.status(), 101);
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message;
+    ws.send(Message::text("ping through the proxy"))
+        .await
+        .unwrap();
+    let echo = tokio::time::timeout(T, ws.next())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert_eq!(echo.into_text().unwrap().as_str(), "ping through the proxy");
+    let seen = origin.seen();
+    assert_eq!(seen.len(), 1);
+    assert_eq!(
+        seen[0].version,
+        http::Version::HTTP_11,
+        "upgrades go over HTTP/1.1"
+    );
+    assert_eq!(
+        seen[0].headers.get("authorization").unwrap(),
+        format!("Bearer {SECRET}").as_str()
+    );
 }

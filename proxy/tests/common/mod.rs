@@ -91,6 +91,10 @@ async fn origin_handle(
     seen: Arc<Mutex<Vec<Seen>>>,
     release: Arc<tokio::sync::Notify>,
 ) -> Result<Response<OBody>, Infallible> {
+    let mut req = req;
+    if req.uri().path() == "/ws" {
+        return Ok(websocket_echo(&mut req, &seen));
+    }
     let (parts, body) = req.into_parts();
     let target = parts
         .uri
@@ -145,6 +149,46 @@ async fn origin_handle(
     );
     h.insert("x-origin", "yes".parse().unwrap());
     Ok(resp)
+}
+
+/// Answers a WebSocket upgrade with 101 and echoes every message.
+fn websocket_echo(req: &mut Request<Incoming>, seen: &Arc<Mutex<Vec<Seen>>>) -> Response<OBody> {
+    seen.lock().unwrap().push(Seen {
+        method: req.method().to_string(),
+        target: req.uri().to_string(),
+        version: req.version(),
+        headers: req.headers().clone(),
+        body_len: 0,
+    });
+    let key = req
+        .headers()
+        .get("sec-websocket-key")
+        .map(|k| tokio_tungstenite::tungstenite::handshake::derive_accept_key(k.as_bytes()))
+        .unwrap_or_default();
+    let on = hyper::upgrade::on(req);
+    tokio::spawn(async move {
+        let Ok(up) = on.await else { return };
+        let ws = tokio_tungstenite::WebSocketStream::from_raw_socket(
+            TokioIo::new(up),
+            tokio_tungstenite::tungstenite::protocol::Role::Server,
+            None,
+        )
+        .await;
+        use futures_util::{SinkExt, StreamExt};
+        let (mut tx, mut rx) = ws.split();
+        while let Some(Ok(m)) = rx.next().await {
+            if m.is_text() || m.is_binary() {
+                let _ = tx.send(m).await;
+            }
+        }
+    });
+    let mut resp = Response::new(BodyExt::boxed(Full::new(Bytes::new())));
+    *resp.status_mut() = http::StatusCode::SWITCHING_PROTOCOLS;
+    let h = resp.headers_mut();
+    h.insert("upgrade", "websocket".parse().unwrap());
+    h.insert("connection", "upgrade".parse().unwrap());
+    h.insert("sec-websocket-accept", key.parse().unwrap());
+    resp
 }
 
 fn tokio_stream_from(
@@ -445,8 +489,65 @@ pub async fn https_get(
 /// Routes for an origin on `localhost` with a credential.
 pub fn routes_with_credential(extra: &str) -> String {
     format!(
-        "unmatched: deny\nroutes:\n  - host: localhost\n    auth_scheme: Bearer\n    token_env: TEST_TOKEN\n    path_allowlist: [\"/allowed\", \"/sse\", \"/slow\"]\n    path_denylist: [\"/allowed/secret\"]\n{extra}"
+        "unmatched: deny\nroutes:\n  - host: localhost\n    auth_scheme: Bearer\n    token_env: TEST_TOKEN\n    path_allowlist: [\"/allowed\", \"/sse\", \"/slow\", \"/ws\"]\n    path_denylist: [\"/allowed/secret\"]\n{extra}"
     )
 }
 
 pub const SECRET: &str = "s3cr3t-token-value-7f1c";
+
+/// Test-only verifier: accepts any certificate (to send an SNI that differs
+/// from the CONNECT host and see what the proxy does with the request).
+#[derive(Debug)]
+struct AcceptAny(Arc<rustls::crypto::CryptoProvider>);
+
+impl rustls::client::danger::ServerCertVerifier for AcceptAny {
+    fn verify_server_cert(
+        &self,
+        _: &CertificateDer<'_>,
+        _: &[CertificateDer<'_>],
+        _: &ServerName<'_>,
+        _: &[u8],
+        _: rustls::pki_types::UnixTime,
+    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
+        Ok(rustls::client::danger::ServerCertVerified::assertion())
+    }
+    fn verify_tls12_signature(
+        &self,
+        m: &[u8],
+        c: &CertificateDer<'_>,
+        d: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(m, c, d, &self.0.signature_verification_algorithms)
+    }
+    fn verify_tls13_signature(
+        &self,
+        m: &[u8],
+        c: &CertificateDer<'_>,
+        d: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(m, c, d, &self.0.signature_verification_algorithms)
+    }
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
+    }
+}
+
+/// TLS over the tunnel with any SNI, not verifying the leaf's name.
+pub async fn tls_any_sni(
+    stream: TcpStream,
+    sni: &str,
+    alpn: &[&str],
+) -> tokio_rustls::client::TlsStream<TcpStream> {
+    let mut cfg = rustls::ClientConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(AcceptAny(provider())))
+        .with_no_client_auth();
+    cfg.alpn_protocols = alpn.iter().map(|a| a.as_bytes().to_vec()).collect();
+    let name = ServerName::try_from(sni.to_owned()).unwrap();
+    tokio_rustls::TlsConnector::from(Arc::new(cfg))
+        .connect(name, stream)
+        .await
+        .unwrap()
+}
