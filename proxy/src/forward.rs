@@ -77,7 +77,16 @@ pub async fn forward(
     let (mut parts, body) = req.into_parts();
 
     let h = &mut parts.headers;
+    // `TE: trailers` is end-to-end in meaning (gRPC needs it on h2); any
+    // other TE value is hop-by-hop and dropped.
+    let te_trailers = h
+        .get(header::TE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.trim().eq_ignore_ascii_case("trailers"));
     remove_hop_by_hop(h);
+    if te_trailers {
+        h.insert(header::TE, HeaderValue::from_static("trailers"));
+    }
     for n in &plan.strip {
         h.remove(n);
     }

@@ -22,6 +22,9 @@ use crate::refuse::refusal;
 use crate::serve::{self, Ctx, Via};
 use crate::state::Shared;
 
+/// SPEC §5: a CONNECT line over 8 KiB is a 400.
+const MAX_CONNECT_TARGET: usize = 8 * 1024;
+
 const OVERLOADED: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\ncontent-type: text/plain; charset=utf-8\r\nx-egress-proxy-decision: overloaded\r\nconnection: close\r\ncontent-length: 65\r\n\r\negress-proxy refused this connection (overloaded): too many open\n";
 
 /// Accepts clients until the task is dropped.
@@ -94,11 +97,19 @@ fn on_connect(
     tunnels: tokio::sync::mpsc::UnboundedSender<tokio::task::JoinHandle<()>>,
 ) -> Response<BoxBody> {
     let raw = req.uri().to_string();
-    let target = match addon_rules::parse_connect_target(&raw) {
+    let parsed = if raw.len() > MAX_CONNECT_TARGET {
+        Err(addon_rules::Refusal::new(
+            addon_rules::Reason::BadRequest,
+            "CONNECT line longer than 8 KiB",
+        ))
+    } else {
+        addon_rules::parse_connect_target(&raw)
+    };
+    let target = match parsed {
         Ok(t) => t,
         Err(r) => {
             crate::log::AccessRecord {
-                host: raw.clone(),
+                host: raw.chars().take(256).collect(),
                 status: r.status.as_u16(),
                 decision: r.reason.as_str().into(),
                 ..crate::log::AccessRecord::new(ctx.client, req.method(), std::time::Instant::now())
