@@ -332,7 +332,10 @@ async fn cl_te_smuggling_pairs_are_400() {
     f.origin.assert_untouched("CL/TE pairs");
 }
 
-/// CR or LF injected into a header value, and obsolete line folding.
+/// CR injected into a header value, obsolete line folding and NUL: 400. A bare
+/// LF is a line end some parsers accept (RFC 9112 §2.2); then the proxy must
+/// treat what follows as a separate header it re-serializes, so a forged
+/// `Authorization` is still replaced by the injected one.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cr_lf_in_header_values_and_obs_fold_are_400() {
     let f = Fixture::start().await;
@@ -341,12 +344,6 @@ async fn cr_lf_in_header_values_and_obs_fold_are_400() {
         (
             "bare CR",
             format!("GET /echo/x HTTP/1.1\r\nHost: {h}\r\nX-A: a\rHost: evil.example\r\n\r\n"),
-        ),
-        (
-            "bare LF",
-            format!(
-                "GET /echo/x HTTP/1.1\r\nHost: {h}\r\nX-A: a\nAuthorization: Bearer forged\r\n\r\n"
-            ),
         ),
         (
             "obs-fold",
@@ -368,6 +365,25 @@ async fn cr_lf_in_header_values_and_obs_fold_are_400() {
         );
     }
     f.origin.assert_untouched("header injection");
+    let r = in_tunnel(
+        &f,
+        &format!(
+            "GET /echo/lf HTTP/1.1\r\nHost: {h}\r\nX-A: a\nAuthorization: Bearer forged\r\n\r\n"
+        ),
+    )
+    .await;
+    if r.status != 400 {
+        let seen = f.origin.seen();
+        assert_eq!(seen.len(), 1, "bare LF: {r:?}");
+        f.assert_credential_injected(&seen[0]);
+        assert!(
+            seen[0]
+                .headers
+                .iter()
+                .all(|(_, v)| !v.contains(&b'\n') && !v.contains(&b'\r')),
+            "bare LF: no CR/LF may reach the origin inside a header value"
+        );
+    }
 }
 
 /// `Upgrade: h2c` (and any non-websocket upgrade) on an HTTP/1.1 GET: 400.
@@ -612,7 +628,7 @@ async fn request_pipelined_behind_connect_head_is_still_judged() {
     )
     .await
     .expect("send");
-    let r = c.read_response(true).await.expect("CONNECT answer");
+    let r = c.read_connect_answer().await.expect("CONNECT answer");
     assert_eq!(r.status, 200);
     if let Ok(r) = c.read_response(false).await {
         r.assert_refused(421, "authority-mismatch", "pipelined after CONNECT");

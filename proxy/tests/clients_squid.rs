@@ -96,7 +96,18 @@ async fn through_squid_connect_allowed_request_reaches_origin() {
     for s in &seen {
         assert_injected(&c, s);
     }
-    let log = c.squid.access_log();
+    // squid logs a CONNECT when the tunnel ends: close the pooled upstream
+    // connections by stopping egress-proxy, then wait for the line.
+    let Chain { squid, proxy, .. } = c;
+    drop(proxy);
+    let mut log = String::new();
+    for _ in 0..100 {
+        log = squid.access_log();
+        if log.contains("CONNECT localhost:") {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
     assert!(
         log.contains("CONNECT localhost:"),
         "egress-proxy must reach the origin through squid's CONNECT: {log}"

@@ -24,6 +24,8 @@ pub struct RawResponse {
     pub version: String,
     pub headers: Vec<(String, String)>,
     pub body: Vec<u8>,
+    /// True when no body could follow (HEAD, 1xx/204/304, a CONNECT's 2xx).
+    pub no_body: bool,
 }
 
 impl RawResponse {
@@ -56,7 +58,7 @@ impl RawResponse {
             "{what}: a refusal is text/plain, got {ct:?}"
         );
         assert!(
-            !self.body.is_empty(),
+            self.no_body || !self.body.is_empty(),
             "{what}: a refusal says why in its body"
         );
     }
@@ -102,6 +104,22 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
 
     /// Reads one response; `head_request` for a HEAD (no body follows).
     pub async fn read_response(&mut self, head_request: bool) -> std::io::Result<RawResponse> {
+        self.read_response_with(|status| {
+            head_request || status < 200 || status == 204 || status == 304
+        })
+        .await
+    }
+
+    /// Reads the answer to a CONNECT: a 2xx has no body, a refusal has one.
+    pub async fn read_connect_answer(&mut self) -> std::io::Result<RawResponse> {
+        self.read_response_with(|status| (200..300).contains(&status) || status < 200)
+            .await
+    }
+
+    async fn read_response_with(
+        &mut self,
+        no_body: impl Fn(u16) -> bool,
+    ) -> std::io::Result<RawResponse> {
         loop {
             let end = self.buf.windows(4).position(|w| w == b"\r\n\r\n");
             if let Some(end) = end {
@@ -126,8 +144,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
                     version,
                     headers,
                     body: Vec::new(),
+                    no_body: no_body(status),
                 };
-                if head_request || status < 200 || status == 204 || status == 304 {
+                if resp.no_body {
                     return Ok(resp);
                 }
                 let chunked = resp
@@ -240,7 +259,7 @@ pub async fn connect(proxy: SocketAddr, target: &str) -> (Conn<TcpStream>, RawRe
     c.send(format!("CONNECT {target} HTTP/1.1\r\nHost: {target}\r\n\r\n").as_bytes())
         .await
         .expect("send CONNECT");
-    let r = c.read_response(true).await.expect("CONNECT answer");
+    let r = c.read_connect_answer().await.expect("CONNECT answer");
     (c, r)
 }
 

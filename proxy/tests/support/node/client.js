@@ -22,7 +22,7 @@ connectReq.on('connect', (res, socket) => {
   if (res.statusCode !== 200) fail(`CONNECT answered ${res.statusCode}`);
   const sock = tls.connect({ socket, servername: host, ca, ALPNProtocols: ['http/1.1'] }, () => {
     const req = https.request({
-      host, port: Number(port), method, path, agent: false,
+      host, port: Number(port), method, path,
       createConnection: () => sock,
     }, (resp) => {
       const chunks = [];
