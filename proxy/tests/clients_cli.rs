@@ -59,7 +59,7 @@ fn body_of(text: &str) -> &str {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn curl_http1_allowed_gets_body_and_origin_sees_injected_credential() {
     let f = Fixture::start().await;
-    let url = f.tls_url("/echo/hello?x=1");
+    let url = f.tls_url("/echo/hello?x=query-marker-7731");
     let (text, out) = {
         let f = &f;
         let args: &[&str] = &["--http1.1", "-H", "Authorization: Bearer client-own-value"];
@@ -76,7 +76,7 @@ async fn curl_http1_allowed_gets_body_and_origin_sees_injected_credential() {
         "allowed request: {text}"
     );
     assert!(
-        body_of(&text).starts_with("echo GET /echo/hello?x=1"),
+        body_of(&text).starts_with("echo GET /echo/hello?x=query-marker-7731"),
         "body: {text}"
     );
     let seen = f.origin.seen();
@@ -84,6 +84,10 @@ async fn curl_http1_allowed_gets_body_and_origin_sees_injected_credential() {
     f.assert_credential_injected(&seen[0]);
     f.assert_no_token(text.as_bytes(), "curl output");
     f.proxy.assert_no_secret_in_logs();
+    assert!(
+        !f.proxy.stderr_redacted().contains("query-marker-7731"),
+        "the access log must not carry the query string"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -486,4 +490,78 @@ async fn openssl_s_client_sees_a_valid_leaf_for_the_connect_host() {
         support::pki::check_leaf(&cert, host, &f.proxy.ca.cert_pem);
     }
     f.origin.assert_untouched("TLS handshakes only");
+}
+
+/// The three CA forms of SPEC §4 all give a leaf curl accepts: `--ca-cert` +
+/// `--ca-key` (the other tests), `--ca` with one PEM, and no CA with `--ca-out`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn curl_accepts_leaves_from_combined_pem_and_ephemeral_ca() {
+    use support::proxy::{CaMode, DEFAULT_ROUTES, Proxy, ProxyOpts, TOKEN_VAR};
+    let origin = support::origin::Origin::start().await;
+    for mode in [CaMode::Combined, CaMode::Ephemeral] {
+        let proxy = Proxy::start(
+            ProxyOpts::new(DEFAULT_ROUTES)
+                .token(TOKEN_VAR, "tok-ca-mode-test-000000")
+                .upstream_ca(&origin.ca_file)
+                .ca_mode(mode),
+        );
+        assert!(
+            proxy.ca_files.cert.exists(),
+            "{mode:?}: the CA certificate file must exist"
+        );
+        let mut c = Command::new(require("curl", "curl"));
+        hermetic(&mut c);
+        c.args(["-sS", "--max-time", "30", "-x"])
+            .arg(proxy.url())
+            .arg("--cacert")
+            .arg(&proxy.ca_files.cert)
+            .arg(format!("https://localhost:{}/echo/ca", origin.https.port()));
+        let out = blocking(move || run(c, "curl")).await;
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout),
+            "echo GET /echo/ca body=0\n",
+            "{mode:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
+/// git over HTTP/2 (`http.version=HTTP/2`): clone works, push is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn git_over_http2_clone_works_and_push_is_refused() {
+    let f = Fixture::start().await;
+    let bare = f.origin.add_git_repo("h2repo");
+    let work = tempfile::tempdir().expect("work dir");
+    let dest = work.path().join("h2repo");
+    let url = f.tls_url("/git/h2repo.git");
+    let mut c = tools::git_cmd();
+    git_env(&mut c, &f);
+    c.args(["-c", "http.version=HTTP/2", "clone", "-q", &url])
+        .arg(&dest);
+    let out = blocking(move || run(c, "git clone h2")).await;
+    assert!(
+        out.status.success(),
+        "git clone over h2: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    std::fs::write(dest.join("H2"), "x\n").expect("write");
+    for args in [&["add", "H2"][..], &["commit", "-q", "-m", "h2"][..]] {
+        let mut c = tools::git_cmd();
+        c.current_dir(&dest).args(args);
+        assert!(run(c, "git").status.success());
+    }
+    let before = tools::git_cmd_out(&bare, &["rev-parse", "main"]);
+    let mut c = tools::git_cmd();
+    git_env(&mut c, &f);
+    c.current_dir(&dest)
+        .args(["-c", "http.version=HTTP/2", "push", "origin", "main"]);
+    let out = blocking(move || run(c, "git push h2")).await;
+    assert!(!out.status.success(), "git push over h2 must fail");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("403"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    f.origin.assert_no_path("receive-pack", "git push h2");
+    assert_eq!(tools::git_cmd_out(&bare, &["rev-parse", "main"]), before);
 }

@@ -314,3 +314,92 @@ async fn healthz_in_origin_form_on_the_proxy_port() {
     assert_eq!(r.status, 200, "{r:?}");
     f.origin.assert_untouched("healthz");
 }
+
+/// One JSON access-log line per request on stderr with the SPEC §5 keys, for an
+/// allowed h2 request and a refused h1 one; no query string, no secret.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn access_log_has_one_json_line_per_request_with_spec_keys() {
+    let f = Fixture::start().await;
+    let mut s = raw::h2_client(f.proxy.addr, &f.proxy.ca, &f.tls_host()).await;
+    let req = request("GET", &f.tls_url("/echo/logged?q=query-marker-5521"))
+        .body(empty())
+        .expect("req");
+    assert_eq!(
+        collect(s.send_request(req).await.expect("resp"))
+            .await
+            .status,
+        200
+    );
+    let r = raw::tls_exchange(
+        f.proxy.addr,
+        &f.proxy.ca,
+        &f.tls_host(),
+        format!(
+            "GET /echo/secret/logged HTTP/1.1\r\nHost: {}\r\n\r\n",
+            f.tls_host()
+        )
+        .as_bytes(),
+    )
+    .await;
+    assert_eq!(r.status, 403);
+    let mut entries = Vec::new();
+    for _ in 0..50 {
+        entries = f
+            .proxy
+            .stderr_lines()
+            .iter()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .filter(|v| v.get("decision").is_some())
+            .collect::<Vec<_>>();
+        if entries.len() >= 2 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let allowed: Vec<_> = entries
+        .iter()
+        .filter(|v| v["path"] == "/echo/logged")
+        .collect();
+    let refused: Vec<_> = entries
+        .iter()
+        .filter(|v| v["path"] == "/echo/secret/logged")
+        .collect();
+    assert_eq!(
+        allowed.len(),
+        1,
+        "one line for the allowed request: {entries:?}"
+    );
+    assert_eq!(
+        refused.len(),
+        1,
+        "one line for the refused request: {entries:?}"
+    );
+    for (v, decision, status) in [
+        (allowed[0], "allowed", 200),
+        (refused[0], "path-not-allowed", 403),
+    ] {
+        for key in [
+            "ts",
+            "client",
+            "method",
+            "host",
+            "path",
+            "status",
+            "decision",
+            "route",
+            "bytes_in",
+            "bytes_out",
+            "duration_ms",
+        ] {
+            assert!(v.get(key).is_some(), "access log line lacks `{key}`: {v}");
+        }
+        assert_eq!(v["decision"], decision, "{v}");
+        assert_eq!(v["status"], status, "{v}");
+        assert_eq!(v["method"], "GET", "{v}");
+    }
+    assert!(
+        !f.proxy.stderr_redacted().contains("query-marker-5521"),
+        "no query string in the logs"
+    );
+    f.proxy.assert_no_secret_in_logs();
+}

@@ -161,3 +161,45 @@ async fn through_squid_ssl_bump_with_its_own_ca() {
         .assert_no_path("receive-pack", "push through the chain");
     c.proxy.assert_no_secret_in_logs();
 }
+
+/// A WebSocket also goes through the upstream proxy (SPEC §4: every outbound
+/// connection, WebSocket included).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn websocket_goes_through_squid() {
+    use futures_util::{SinkExt, StreamExt};
+    let c = chain(false).await;
+    let host = format!("localhost:{}", c.origin.https.port());
+    let tcp = raw::tunnel(c.proxy.addr, &host).await;
+    let tls = raw::tls(tcp, "localhost", &c.proxy.ca, &[b"http/1.1"]).await;
+    let (mut ws, _) = tokio::time::timeout(
+        support::STEP,
+        tokio_tungstenite::client_async(format!("wss://{host}/ws"), tls),
+    )
+    .await
+    .expect("ws handshake timed out")
+    .expect("WebSocket through egress-proxy and squid");
+    ws.send(tokio_tungstenite::tungstenite::Message::text("via squid"))
+        .await
+        .expect("send");
+    let back = tokio::time::timeout(support::STEP, ws.next())
+        .await
+        .expect("echo timed out")
+        .expect("echo")
+        .expect("echo ok");
+    assert_eq!(back.into_text().expect("text").as_str(), "via squid");
+    drop(ws);
+    let Chain { squid, proxy, .. } = c;
+    drop(proxy);
+    let mut log = String::new();
+    for _ in 0..100 {
+        log = squid.access_log();
+        if log.contains("CONNECT localhost:") {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(
+        log.contains("CONNECT localhost:"),
+        "the WebSocket must reach the origin through squid: {log}"
+    );
+}

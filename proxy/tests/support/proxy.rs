@@ -12,8 +12,21 @@ use std::time::{Duration, Instant};
 
 use super::pki::{CaFiles, TestCa};
 
+/// How the proxy gets its CA (SPEC §4).
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum CaMode {
+    /// `--ca-cert CERT --ca-key KEY` (the test's CA).
+    Split,
+    /// `--ca PEM` holding certificate and key (mitmproxy layout).
+    Combined,
+    /// No CA flag: the proxy mints one and writes it to `--ca-out`;
+    /// `Proxy::ca_files.cert` then points there (`Proxy::ca` is unused).
+    Ephemeral,
+}
+
 /// What to start the proxy with. Routes are YAML text.
 pub struct ProxyOpts {
+    pub ca_mode: CaMode,
     pub routes: String,
     /// (name, value) of token env vars; values are secrets.
     pub tokens: Vec<(String, String)>,
@@ -28,6 +41,7 @@ impl ProxyOpts {
     pub fn new(routes: impl Into<String>) -> ProxyOpts {
         ProxyOpts {
             routes: routes.into(),
+            ca_mode: CaMode::Split,
             tokens: Vec::new(),
             upstream_ca: None,
             upstream_proxy: None,
@@ -45,6 +59,10 @@ impl ProxyOpts {
     }
     pub fn upstream_proxy(mut self, url: impl Into<String>) -> Self {
         self.upstream_proxy = Some(url.into());
+        self
+    }
+    pub fn ca_mode(mut self, mode: CaMode) -> Self {
+        self.ca_mode = mode;
         self
     }
     pub fn no_allow_range(mut self) -> Self {
@@ -78,7 +96,7 @@ impl Proxy {
     pub fn start(opts: ProxyOpts) -> Proxy {
         let dir = tempfile::tempdir().expect("proxy temp dir");
         let ca = TestCa::new("egress test proxy CA");
-        let ca_files = ca.write(dir.path(), "proxy-ca");
+        let mut ca_files = ca.write(dir.path(), "proxy-ca");
         let routes = dir.path().join("routes.yaml");
         std::fs::write(&routes, &opts.routes).expect("write routes");
         let mut cmd = Command::new(binary());
@@ -87,11 +105,22 @@ impl Proxy {
             .arg("--routes")
             .arg(&routes)
             .arg("--listen")
-            .arg("127.0.0.1:0")
-            .arg("--ca-cert")
-            .arg(&ca_files.cert)
-            .arg("--ca-key")
-            .arg(&ca_files.key);
+            .arg("127.0.0.1:0");
+        match opts.ca_mode {
+            CaMode::Split => {
+                cmd.arg("--ca-cert")
+                    .arg(&ca_files.cert)
+                    .arg("--ca-key")
+                    .arg(&ca_files.key);
+            }
+            CaMode::Combined => {
+                cmd.arg("--ca").arg(&ca_files.combined);
+            }
+            CaMode::Ephemeral => {
+                ca_files.cert = dir.path().join("ephemeral-ca.pem");
+                cmd.arg("--ca-out").arg(&ca_files.cert);
+            }
+        }
         if let Some(ca) = &opts.upstream_ca {
             cmd.arg("--upstream-ca").arg(ca);
         }
