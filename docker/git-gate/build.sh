@@ -42,6 +42,9 @@ for f in /etc/apt/sources.list.d/*.sources /etc/apt/sources.list.d/*.list; do
 done
 [ ${#sources[@]} -gt 0 ] || { echo "build.sh: no apt sources found in /etc/apt/sources.list*" >&2; exit 2; }
 
+work="$(mktemp -d)"
+trap 'rm -rf "$work"' EXIT
+
 lock_dir="${XDG_RUNTIME_DIR:-/tmp}"
 exec 9>"$lock_dir/bottle-git-gate-build.lock"
 flock -w 900 9 || { echo "build.sh: another build held the lock for 15 minutes; giving up" >&2; exit 1; }
@@ -49,8 +52,16 @@ flock -w 900 9 || { echo "build.sh: another build held the lock for 15 minutes; 
 # content_hash NAME PACKAGES DIR: hash of everything that goes into the image.
 content_hash() {
     { echo "$1 $2 $SUITE $DS_VERSION $DS_SHA256 $GATE_UID"; cat "$here/build.sh";
-      (cd "$3" && find . -type f -print0 | LC_ALL=C sort -z | xargs -0 sha256sum); } | sha256sum | cut -c1-32
+      (cd "$3" && find . -type f -not -path '*/__pycache__/*' -print0 | LC_ALL=C sort -z | xargs -0 sha256sum); } | sha256sum | cut -c1-32
 }
+
+# drop_old IMAGE OLD_ID: remove the image a rebuild replaced (left untagged), if unused.
+drop_old() {
+    local now; now="$(docker image inspect -f '{{.Id}}' "$1" 2>/dev/null || true)"
+    if [ -n "$2" ] && [ "$2" != "$now" ]; then docker image rm "$2" >/dev/null 2>&1 || true; fi
+}
+
+old_id() { docker image inspect -f '{{.Id}}' "$1" 2>/dev/null || true; }
 
 up_to_date() { # IMAGE HASH
     local have
@@ -76,8 +87,8 @@ rootfs() {
 build_gate() {
     local hash; hash="$(content_hash bottle-git-gate "$GATE_PACKAGES" "$here/gate")"
     if up_to_date bottle-git-gate "$hash"; then echo "bottle-git-gate: up to date ($hash)"; return; fi
-    local start=$SECONDS tmp; tmp="$(mktemp -d)"
-    trap 'rm -rf "$tmp"' RETURN
+    local start=$SECONDS tmp="$work/wheel" old; old="$(old_id bottle-git-gate)"
+    mkdir -p "$tmp"
     # Fetch the wheel on the host (the rootfs has no pip) and check its pinned hash.
     python3 -m pip download --quiet --no-deps --only-binary=:all: --dest "$tmp" "detect-secrets==$DS_VERSION" \
         || { echo "build.sh: could not download detect-secrets $DS_VERSION from PyPI" >&2; return 1; }
@@ -86,7 +97,7 @@ build_gate() {
         || { echo "build.sh: detect-secrets wheel hash mismatch; refusing to build" >&2; return 1; }
     rootfs "$GATE_PACKAGES" \
         --customize-hook="python3 -c 'import sys,zipfile; zipfile.ZipFile(sys.argv[1]).extractall(sys.argv[2])' '$wheel' \"\$1/opt/git-gate/vendor\"" \
-        --customize-hook="cp -r '$here/gate/.' \"\$1/opt/git-gate/\"" \
+        --customize-hook="cp -r '$here/gate/.' \"\$1/opt/git-gate/\" && find \"\$1/opt/git-gate\" -name __pycache__ -prune -exec rm -rf {} +" \
         --customize-hook="chmod 0755 \"\$1\"/opt/git-gate/bin/* \"\$1\"/opt/git-gate/hooks/*" \
         --customize-hook="echo 'gitgate:x:$GATE_UID:$GATE_UID:git-gate:/srv/git-gate:/usr/sbin/nologin' >> \"\$1/etc/passwd\"" \
         --customize-hook="echo 'gitgate:x:$GATE_UID:' >> \"\$1/etc/group\"" \
@@ -104,13 +115,14 @@ build_gate() {
             --change 'ENTRYPOINT ["/opt/git-gate/bin/git-gate"]' \
             --change 'CMD ["serve"]' \
             - bottle-git-gate:latest >/dev/null
+    drop_old bottle-git-gate "$old"
     echo "bottle-git-gate: built in $((SECONDS - start)) s ($hash)"
 }
 
 build_sshd() {
     local hash; hash="$(content_hash bottle-test-sshd "$SSHD_PACKAGES" "$here/sshd")"
     if up_to_date bottle-test-sshd "$hash"; then echo "bottle-test-sshd: up to date ($hash)"; return; fi
-    local start=$SECONDS
+    local start=$SECONDS old; old="$(old_id bottle-test-sshd)"
     rootfs "$SSHD_PACKAGES" \
         --customize-hook="install -m 0755 '$here/sshd/entrypoint.sh' \"\$1/usr/local/bin/test-sshd\"" \
         --customize-hook="rm -f \"\$1\"/etc/ssh/ssh_host_*" \
@@ -124,6 +136,7 @@ build_sshd() {
             --change "EXPOSE 22" \
             --change 'ENTRYPOINT ["/usr/local/bin/test-sshd"]' \
             - bottle-test-sshd:latest >/dev/null
+    drop_old bottle-test-sshd "$old"
     echo "bottle-test-sshd: built in $((SECONDS - start)) s ($hash)"
 }
 

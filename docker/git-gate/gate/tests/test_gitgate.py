@@ -128,6 +128,8 @@ class ConfigErrors(unittest.TestCase):
         repo, = self.load(self.entry(upstream="ssh://git@host.example:2222/srv/x.git"))
         self.assertEqual((repo.host, repo.port), ("host.example", 2222))
         self.assertEqual(repo.host_pattern(), "[host.example]:2222")
+        repo, = self.load(self.entry(upstream="git@github.com:acme/widget.git"))
+        self.assertEqual((repo.host, repo.port), ("github.com", 22))
 
     def test_errors_name_the_field(self):
         cases = [
@@ -136,7 +138,9 @@ class ConfigErrors(unittest.TestCase):
             (self.entry(extra=1), "repos[0]: unknown key(s) ['extra']"),
             (self.entry(name="../x"), "repos[0].name"),
             (self.entry(name="x.git"), "repos[0].name"),
-            (self.entry(upstream="git@github.com:acme/w.git"), "repos[0].upstream"),
+            (self.entry(upstream="git@-oProxyCommand=x:w.git"), "repos[0].upstream"),
+            (self.entry(upstream="git@host:-w.git"), "repos[0].upstream"),
+            (self.entry(upstream="file:///srv/w.git"), "must be ssh://"),
             (self.entry(upstream="https://github.com/acme/w.git"), "must be ssh://"),
             (self.entry(upstream="ssh://u:pw@h/r.git"), "password"),
             (self.entry(upstream="ssh://-oProxyCommand=x/r.git"), "repos[0].upstream"),

@@ -50,11 +50,19 @@ class Repo:
         return self.host if self.port == 22 else f"[{self.host}]:{self.port}"
 
 
+SCP_LIKE = re.compile(r"(?:[A-Za-z0-9._-]+@)?([A-Za-z0-9._-]+):([^/].*|/.+)")
+
+
 def parse_upstream(url: str) -> Tuple[str, int]:
-    """(host, port) of an ssh:// URL; anything else is refused."""
+    """(host, port) of an ssh URL: ssh://[user@]host[:port]/path or scp-like user@host:path."""
+    if "://" not in url:
+        m = SCP_LIKE.fullmatch(url)
+        if not m or m.group(1).startswith("-") or m.group(2).startswith("-"):
+            raise ValueError("must be ssh://[user@]host[:port]/path or user@host:path")
+        return m.group(1), 22
     parts = urlsplit(url)
     if parts.scheme != "ssh" or not parts.hostname or not parts.path or parts.path == "/":
-        raise ValueError("must be ssh://[user@]host[:port]/path/repo.git")
+        raise ValueError("must be ssh://[user@]host[:port]/path or user@host:path")
     if parts.password is not None:
         raise ValueError("must not carry a password (use identity_file)")
     if parts.query or parts.fragment:

@@ -121,6 +121,8 @@ def prepare(repo: Repo) -> None:
         ("gitgate.name", repo.name),
         ("gitgate.allowForce", "true" if repo.allow_force else "false"),
         ("receive.fsckObjects", "true"),
+        # Bounds one push (pack size); the upstream has the history, pushes are increments.
+        ("receive.maxInputSize", "1g"),
         ("receive.denyDeletes", "false"),
         ("receive.denyNonFastForwards", "false"),
         ("receive.advertisePushOptions", "false"),
