@@ -102,7 +102,7 @@ EXPOSE 9099
 ENTRYPOINT ["/egress-proxy"]
 LABEL bottle.content-hash=$h
 DOCKERFILE
-  DOCKER_BUILDKIT=0 docker build --quiet -t "$name" "$ctx" >/dev/null
+  DOCKER_BUILDKIT=0 docker build --quiet -t "$name" "$ctx" >/dev/null 2> >(grep -v -e DEPRECATED -e BuildKit -e "environment-variable" -e "^$" >&2)
   log "$name built"
 }
 

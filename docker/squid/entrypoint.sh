@@ -4,6 +4,7 @@
 # the configuration comes only from /etc/squid/squid.conf written by `bottle`.
 set -eu
 db=/var/lib/squid/ssl_db
+mkdir -p /var/lib/squid
 if [ ! -d "$db" ]; then
   /usr/lib/squid/security_file_certgen -c -s "$db" -M 4MB >/dev/null
   chown -R proxy:proxy "$db"

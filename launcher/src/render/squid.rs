@@ -62,6 +62,7 @@ pub fn render(hosts: &[String], has_trust: bool) -> String {
         "ssl_bump peek step1\n",
         "ssl_bump bump all\n",
         "cache deny all\n",
+        "pinger_enable off\n",
         "via off\n",
         "forwarded_for delete\n",
         "httpd_suppress_version_string on\n",
