@@ -556,3 +556,58 @@ async fn refused_request_opens_no_upstream_proxy_connection() {
         "refused requests must not open upstream connections"
     );
 }
+
+/// Under `unmatched: forward` an unrouted host is forwarded without any
+/// credential, and the git-push block still applies (SPEC §7).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unmatched_forward_still_blocks_git_push_and_adds_no_credential() {
+    let f = Fixture::with_routes(FORWARD_ROUTES).await;
+    let port = f.origin.http.port();
+    let r = raw::plain_exchange(
+        f.proxy.addr,
+        format!("POST http://127.0.0.1:{port}/x.git/git-receive-pack HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Length: 0\r\n\r\n").as_bytes(),
+    )
+    .await;
+    r.assert_refused(403, "git-push", "forward mode push");
+    f.origin.assert_untouched("forward mode push");
+    let r = raw::plain_exchange(
+        f.proxy.addr,
+        format!("GET http://127.0.0.1:{port}/echo/fwd HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nAuthorization: Bearer agent-own\r\n\r\n").as_bytes(),
+    )
+    .await;
+    r.assert_allowed("forward mode GET");
+    let seen = f.origin.seen();
+    assert_eq!(seen.len(), 1);
+    assert!(
+        seen[0].header("authorization") != Some(f.token.as_bytes())
+            && !seen[0]
+                .headers
+                .iter()
+                .any(|(_, v)| v.windows(f.token.len()).any(|w| w == f.token.as_bytes())),
+        "an unrouted host never receives the route's credential"
+    );
+}
+
+/// An unreachable upstream proxy is 502 `upstream-unreachable`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unreachable_upstream_proxy_is_502() {
+    let origin = support::origin::Origin::start().await;
+    // A port that was free a moment ago: nothing listens there.
+    let dead = support::tools::free_port();
+    let proxy = Proxy::start(
+        ProxyOpts::new(DEFAULT_ROUTES)
+            .token(TOKEN_VAR, "tok-unreachable-000000")
+            .upstream_ca(&origin.ca_file)
+            .upstream_proxy(format!("http://127.0.0.1:{dead}")),
+    );
+    let host = format!("localhost:{}", origin.https.port());
+    let r = raw::tls_exchange(
+        proxy.addr,
+        &proxy.ca,
+        &host,
+        format!("GET /echo/x HTTP/1.1\r\nHost: {host}\r\n\r\n").as_bytes(),
+    )
+    .await;
+    r.assert_refused(502, "upstream-unreachable", "dead upstream proxy");
+    origin.assert_untouched("dead upstream proxy");
+}

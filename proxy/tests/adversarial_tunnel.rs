@@ -62,6 +62,41 @@ async fn absolute_form_naming_another_host_in_tunnel_is_421() {
     f.origin.assert_untouched("absolute-form mismatch");
 }
 
+/// Keep-alive does not pin a decision: after an allowed request, a second
+/// request on the same tunnel naming another host is judged on its own (421).
+/// Peer: archie-judd/agent-sandbox.nix#105 ("keep-alive pins the upstream
+/// connection, so one mismatch is inherited by every request sent after it").
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn second_request_on_a_kept_alive_tunnel_is_judged_again() {
+    let f = Fixture::start().await;
+    let h = f.tls_host();
+    let other = format!("127.0.0.1:{}", f.origin.https.port());
+    let mut c = raw::tls_conn(f.proxy.addr, &f.proxy.ca, &h).await;
+    c.send(format!("GET /echo/first HTTP/1.1\r\nHost: {h}\r\n\r\n").as_bytes())
+        .await
+        .expect("send");
+    c.read_response(false)
+        .await
+        .expect("first")
+        .assert_allowed("first request");
+    c.send(format!("GET /echo/second HTTP/1.1\r\nHost: {other}\r\n\r\n").as_bytes())
+        .await
+        .expect("send");
+    c.read_response(false)
+        .await
+        .expect("second")
+        .assert_refused(421, "authority-mismatch", "second request, other host");
+    let _ = c
+        .send(format!("GET /echo/secret/third HTTP/1.1\r\nHost: {h}\r\n\r\n").as_bytes())
+        .await;
+    if let Ok(r) = c.read_response(false).await {
+        r.assert_refused(403, "path-not-allowed", "third request, denied path");
+    }
+    let seen = f.origin.seen();
+    assert_eq!(seen.len(), 1, "only the first request reaches the origin");
+    assert_eq!(seen[0].path, "/echo/first");
+}
+
 /// Two Host headers, equal or not: 400.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn duplicate_host_headers_are_400() {
