@@ -33,8 +33,8 @@ fn sha256_hex(s: &str) -> String {
 /// proxy's own `200` to the CONNECT).
 fn last_status(out: &str) -> Option<u16> {
     out.lines()
-        .filter(|l| l.starts_with("HTTP/"))
-        .last()
+        .rev()
+        .find(|l| l.starts_with("HTTP/"))
         .and_then(|l| l.split_whitespace().nth(1))
         .and_then(|s| s.parse().ok())
 }
