@@ -173,7 +173,9 @@ pub fn load(path: &Path) -> Result<Manifest, ManifestError> {
         file: path.display().to_string(),
         source,
     })?;
-    let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
+    // Absolute, so relative paths in messages and in the plan do not depend on the cwd.
+    let abs = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
+    let base = abs.parent().map(Path::to_path_buf).unwrap_or_default();
     parse(&text, path, &base, home_dir().as_deref())
 }
 
@@ -897,7 +899,7 @@ impl Validator {
                         self.err(
                             &p,
                             format!("`{n}` is not a usable remote name"),
-                            "use letters, digits, `.`, `_` and `-`",
+                            "use 1-64 letters, digits, `.`, `_` and `-`, starting with a letter or digit, without a `.git` suffix",
                         );
                     }
                 }
@@ -1059,10 +1061,14 @@ pub fn env_name_ok(s: &str) -> bool {
         && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
 }
 
+/// git-gate's rule (docker/git-gate/README.md): 1-64 of `[A-Za-z0-9._-]`,
+/// first a letter or digit, no `.git` suffix.
 fn remote_name_ok(n: &str) -> bool {
-    n.chars()
-        .all(|c| c.is_ascii_alphanumeric() || "._-".contains(c))
-        && !n.starts_with(['.', '-'])
+    (1..=64).contains(&n.len())
+        && n.starts_with(|c: char| c.is_ascii_alphanumeric())
+        && n.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "._-".contains(c))
+        && !n.ends_with(".git")
 }
 
 fn header_name_ok(s: &str) -> bool {
