@@ -28,10 +28,13 @@ command -v taskset >/dev/null || { echo "run.sh: taskset not found (apt-get inst
 # 1000 idle connections (S6) hold ~4000 descriptors across the processes.
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 
-echo "== building (release)"
-cargo build --release -p load-harness
+# The full run measures release builds; the smoke run only proves the harness and
+# egress-proxy work together, so it reuses the debug build CI already has.
+if [ "$mode" = full ]; then profile=release; flag=--release; else profile=debug; flag=; fi
+echo "== building ($profile)"
+cargo build $flag -p load-harness
 egress_ok=1
-if ! cargo build --release -p egress-proxy; then
+if ! cargo build $flag -p egress-proxy; then
   egress_ok=0
   echo "run.sh: egress-proxy does not build; it will be reported as not measured" >&2
   if [ "$mode" = smoke ]; then
@@ -51,11 +54,13 @@ if [ "$mode" = full ]; then
   "$venv/bin/mitmdump" --version | head -1
   mkdir -p docs/bench
   taskset -c 0 target/release/load-harness bench \
-    --results docs/bench/results.json --out-dir benches/load/out
+    --results docs/bench/results.json --out-dir benches/load/out \
+    --egress-proxy target/release/egress-proxy
   "$venv/bin/python" benches/load/plot.py docs/bench/results.json docs/bench/s1-concurrency.png
 else
-  taskset -c 0 target/release/load-harness bench --smoke \
-    --results benches/load/out/smoke-results.json --out-dir benches/load/out || {
+  taskset -c 0 target/debug/load-harness bench --smoke \
+    --results benches/load/out/smoke-results.json --out-dir benches/load/out \
+    --egress-proxy target/debug/egress-proxy || {
       echo "run.sh: SMOKE FAILED: see the table above (INVALID cells, errors, or a proxy not measured)" >&2
       exit 1
     }

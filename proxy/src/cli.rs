@@ -125,6 +125,32 @@ pub struct Cli {
         value_name = "SECS"
     )]
     pub upstream_timeout: u64,
+
+    /// Concurrent client connections; beyond them a new client gets 503 `overloaded`.
+    #[arg(long, env = "EGRESS_PROXY_MAX_CONNECTIONS", default_value_t = 4096,
+          value_parser = clap::value_parser!(u32).range(1..), value_name = "N")]
+    pub max_connections: u32,
+
+    /// Concurrent HTTP/2 streams per client connection.
+    #[arg(long, env = "EGRESS_PROXY_MAX_H2_STREAMS", default_value_t = 256,
+          value_parser = clap::value_parser!(u32).range(1..), value_name = "N")]
+    pub max_h2_streams: u32,
+
+    /// Seconds for a client to send a request head (slowloris bound); also
+    /// how long an idle HTTP/1 keep-alive connection is kept.
+    #[arg(long, env = "EGRESS_PROXY_HEADER_READ_TIMEOUT", default_value_t = 30,
+          value_parser = clap::value_parser!(u64).range(1..), value_name = "SECS")]
+    pub header_read_timeout: u64,
+
+    /// Seconds for the first bytes and the TLS handshake inside a CONNECT tunnel.
+    #[arg(long, env = "EGRESS_PROXY_HANDSHAKE_TIMEOUT", default_value_t = 30,
+          value_parser = clap::value_parser!(u64).range(1..), value_name = "SECS")]
+    pub handshake_timeout: u64,
+
+    /// Leaf certificates (one per CONNECT host) kept in the cache.
+    #[arg(long, env = "EGRESS_PROXY_LEAF_CACHE_SIZE", default_value_t = 10_000,
+          value_parser = clap::value_parser!(u32).range(1..), value_name = "N")]
+    pub leaf_cache_size: u32,
 }
 
 #[derive(Debug, Subcommand)]

@@ -37,6 +37,10 @@ pub fn classify(bytes: &[u8]) -> Option<Sniffed> {
         // TLS handshake record; a ClientHello is checked by rustls.
         return Some(Sniffed::Tls);
     }
+    // The h2 prior-knowledge preface is not HTTP/1 (h2c is refused).
+    if bytes.starts_with(b"PRI ") {
+        return Some(Sniffed::Other);
+    }
     // HTTP/1: a method token (uppercase letters) then a space.
     for (i, b) in bytes.iter().enumerate() {
         match b {
@@ -153,10 +157,18 @@ where
     if h1_only {
         builder = builder.http1_only();
     }
+    // On drain: h1 closes after the response in flight, h2 sends GOAWAY.
+    let drained = ctx.shared.drain.signalled();
     let svc = service_fn(move |req| serve::handle(ctx.clone(), req));
-    let _ = builder
-        .serve_connection_with_upgrades(TokioIo::new(io), svc)
-        .await;
+    let conn = builder.serve_connection_with_upgrades(TokioIo::new(io), svc);
+    tokio::pin!(conn);
+    tokio::select! {
+        _ = conn.as_mut() => {}
+        () = drained => {
+            conn.as_mut().graceful_shutdown();
+            let _ = conn.await;
+        }
+    }
 }
 
 #[cfg(test)]
@@ -168,7 +180,7 @@ mod tests {
         assert_eq!(classify(&[0x16, 3, 1]), Some(Sniffed::Tls));
         assert_eq!(classify(b"GET / HTTP/1.1"), Some(Sniffed::Http1));
         assert_eq!(classify(b"SSH-2.0-OpenSSH"), Some(Sniffed::Other));
-        assert_eq!(classify(b"PRI * HTTP/2.0"), Some(Sniffed::Http1));
+        assert_eq!(classify(b"PRI * HTTP/2.0"), Some(Sniffed::Other));
         assert_eq!(classify(b"GE"), None);
         assert_eq!(classify(b" GET"), Some(Sniffed::Other));
         assert_eq!(classify(&[0u8; 4]), Some(Sniffed::Other));

@@ -7,6 +7,7 @@
 //! The library must never judge a request itself: `addon_rules::Policy::decide`
 //! is the single place a request is allowed or refused.
 
+pub mod admin;
 pub mod body;
 pub mod cli;
 pub mod connect;
@@ -15,9 +16,12 @@ pub mod io;
 pub mod limits;
 pub mod listener;
 pub mod log;
+pub mod metrics;
 pub mod refuse;
+pub mod reload;
 pub mod secret;
 pub mod serve;
+pub mod shutdown;
 pub mod state;
 pub mod tls;
 pub mod upstream;
@@ -107,6 +111,7 @@ impl Running {
     /// Stops accepting; waits for open connections up to `grace`.
     pub async fn shutdown(self, grace: Duration) {
         self.accept.abort();
+        self.shared.drain.start();
         let max = self.shared.limits.max_connections as u32;
         let _ = tokio::time::timeout(grace, self.shared.connections.acquire_many(max)).await;
     }
@@ -166,6 +171,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         connections: Arc::new(tokio::sync::Semaphore::new(config.limits.max_connections)),
         limits: config.limits.clone(),
         listen: addr,
+        drain: Default::default(),
     });
     let accept = tokio::spawn(listener::run(shared.clone(), listener));
     Ok(Running {

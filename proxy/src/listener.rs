@@ -43,6 +43,7 @@ pub async fn run(shared: Arc<Shared>, listener: TcpListener) {
         let permit = match shared.connections.clone().try_acquire_owned() {
             Ok(p) => p,
             Err(_) => {
+                crate::metrics::get().overloaded();
                 tokio::spawn(async move {
                     let mut s = stream;
                     let _ = s.write_all(OVERLOADED).await;
@@ -53,6 +54,7 @@ pub async fn run(shared: Arc<Shared>, listener: TcpListener) {
         };
         let shared = shared.clone();
         tokio::spawn(async move {
+            let _counted = crate::metrics::get().connection();
             serve_client(shared, stream, client).await;
             drop(permit);
         });
@@ -85,7 +87,16 @@ async fn serve_client(shared: Arc<Shared>, stream: TcpStream, client: SocketAddr
         .max_buf_size(limits.max_head_bytes)
         .serve_connection(TokioIo::new(stream), svc)
         .with_upgrades();
-    let _ = conn.await;
+    // On drain: an idle connection closes now, a busy one after its response.
+    let drained = shared.drain.signalled();
+    tokio::pin!(conn);
+    tokio::select! {
+        _ = conn.as_mut() => {}
+        () = drained => {
+            conn.as_mut().graceful_shutdown();
+            let _ = conn.await;
+        }
+    }
     while let Ok(h) = rx.try_recv() {
         let _ = h.await;
     }

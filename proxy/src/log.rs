@@ -52,6 +52,7 @@ impl AccessRecord {
 
     /// Writes the access-log line.
     pub fn emit(&self) {
+        crate::metrics::get().request(&self.decision, self.start.elapsed());
         let path = self.path.split('?').next().unwrap_or("");
         tracing::info!(
             target: "access",

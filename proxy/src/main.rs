@@ -93,6 +93,11 @@ fn run(cli: Cli) -> ExitCode {
     };
     let limits = Limits {
         upstream_response_timeout: Duration::from_secs(cli.upstream_timeout.max(1)),
+        max_connections: cli.max_connections as usize,
+        max_h2_streams: cli.max_h2_streams,
+        header_read_timeout: Duration::from_secs(cli.header_read_timeout),
+        handshake_timeout: Duration::from_secs(cli.handshake_timeout),
+        leaf_cache_size: cli.leaf_cache_size as usize,
         ..Limits::default()
     };
     let config = Config {
@@ -126,6 +131,22 @@ fn run(cli: Cli) -> ExitCode {
         if let CaSource::Ephemeral { cert_out } = &ca {
             tracing::info!(ca_cert = %cert_out.display(), "ephemeral CA minted; clients must trust this certificate");
         }
+        egress_proxy::reload::started(&running);
+        let ca_sha256 = egress_proxy::reload::ca_fingerprint(&running.ca_cert_pem).unwrap_or_default();
+        tracing::info!(ca_sha256 = %ca_sha256, "CA loaded; leaves are signed by it");
+        let _admin = match cli.admin_listen {
+            Some(a) => match egress_proxy::admin::start(a, running.shared.clone()).await {
+                Ok(admin) => {
+                    tracing::info!(admin = %admin.addr, "admin listening (/healthz, /metrics)");
+                    Some(admin)
+                }
+                Err(e) => {
+                    eprintln!("egress-proxy: {e}");
+                    return ExitCode::from(1);
+                }
+            },
+            None => None,
+        };
         tracing::info!(addr = %running.addr, "listening");
         signals(running, Duration::from_secs(cli.grace)).await
     })
@@ -143,15 +164,15 @@ async fn signals(running: egress_proxy::Running, grace: Duration) -> ExitCode {
     };
     loop {
         tokio::select! {
-            _ = hup.recv() => match running.reload() {
-                Ok(()) => tracing::info!("routes reloaded"),
-                Err(e) => tracing::warn!(error = %e, "reload failed; keeping the old policy"),
-            },
+            _ = hup.recv() => {
+                egress_proxy::reload::on_sighup(&running);
+            }
             _ = term.recv() => break,
             _ = int.recv() => break,
         }
     }
-    tracing::info!("draining");
+    tracing::info!(grace_s = grace.as_secs(), "draining");
     running.shutdown(grace).await;
+    tracing::info!("drained; exiting");
     ExitCode::SUCCESS
 }

@@ -74,6 +74,14 @@ pub async fn handle(
         return Ok(finish(resp, record, None));
     }
 
+    // hyper's buffer limit is not exact (reads grow adaptively), so the head
+    // size is checked here too: SPEC §5, 64 KiB, 431.
+    if head_size(&req) > ctx.shared.limits.max_head_bytes {
+        record.decision = "bad-request".into();
+        let resp = refusal(431, "bad-request", "request head larger than 64 KiB", true);
+        return Ok(finish(resp, record, None));
+    }
+
     let body_hint = body_hint(&req);
     let target = if version == Version::HTTP_2 {
         req.uri()
@@ -166,11 +174,22 @@ pub async fn handle(
         Err(e) => {
             let (status, reason) = e.status_and_reason();
             record.decision = reason.into();
+            crate::metrics::get().upstream_error(reason);
             tracing::debug!(error = %e, "upstream failure");
             refusal(status.as_u16(), reason, &e.to_string(), false)
         }
     };
     Ok(finish(resp, record, None))
+}
+
+/// Approximate size of the request head as received (line plus headers).
+fn head_size(req: &Request<Incoming>) -> usize {
+    let line = req.method().as_str().len() + req.uri().to_string().len() + 12;
+    req.headers()
+        .iter()
+        .map(|(k, v)| k.as_str().len() + v.len() + 4)
+        .sum::<usize>()
+        + line
 }
 
 /// What the transport tells about the request body (see `BodyHint`).

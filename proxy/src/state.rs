@@ -88,7 +88,7 @@ impl Loaded {
                         "{at}: token_env: environment variable {name} is not set; set it to the token"
                     )),
                 },
-                TokenSource::File(p) => match std::fs::read_to_string(p) {
+                TokenSource::File(p) => match crate::reload::read_token_file(p) {
                     Ok(v) if !v.trim().is_empty() => {
                         secrets.insert(cred.source.to_string(), Secret::new(v.trim().to_owned()));
                     }
@@ -120,6 +120,8 @@ pub struct Shared {
     pub limits: Limits,
     pub listen: SocketAddr,
     pub connections: Arc<Semaphore>,
+    /// Set on SIGTERM/SIGINT: connections finish what is in flight and close.
+    pub drain: crate::shutdown::Drain,
 }
 
 impl std::fmt::Debug for Shared {

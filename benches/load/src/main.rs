@@ -169,12 +169,15 @@ async fn bench_cmd(a: BenchArgs) -> Result<ExitCode> {
         s6_conns: if smoke { 100 } else { 1000 },
     };
     let started = std::time::SystemTime::now();
+    let load_before = loadavg();
     let results = bench::run(&cfg).await?;
     let table = report::markdown(&results);
     let meta = serde_json::json!({
         "mode": if smoke { "smoke" } else { "full" },
         "started_unix": started.duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0),
         "machine": machine(),
+        // Other work on the machine skews every figure: recorded so a reader can tell.
+        "loadavg_before": load_before,
         "proxy_cpus": cfg.proxy_cpus,
         "mitmproxy_version": cfg.proxies.iter().any(|p| p == "mitmproxy").then(|| {
             std::process::Command::new(&cfg.mitmdump)
@@ -192,6 +195,8 @@ async fn bench_cmd(a: BenchArgs) -> Result<ExitCode> {
             "s6_conns": cfg.s6_conns,
         },
     });
+    let mut meta = meta;
+    meta["loadavg_after"] = loadavg().into();
     let doc = serde_json::json!({ "meta": meta, "results": results, "table_markdown": table });
     if let Some(dir) = a.results.parent() {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
@@ -251,4 +256,10 @@ fn machine() -> serde_json::Value {
         "kernel": kernel,
         "memory": mem,
     })
+}
+
+fn loadavg() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|s| s.trim().to_owned())
+        .unwrap_or_default()
 }

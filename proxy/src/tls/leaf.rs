@@ -113,6 +113,7 @@ impl LeafCache {
             match self.cache.get_value_or_guard_async(&key).await {
                 Ok(entry) => {
                     if entry.minted.elapsed() < REMINT_AFTER {
+                        crate::metrics::get().leaf_cache_hit();
                         return Ok(entry.config.clone());
                     }
                     self.cache.remove(&key);
@@ -188,6 +189,7 @@ impl LeafCache {
         let chain = self.mint(host)?;
         self.mints
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        crate::metrics::get().leaf_minted();
         let certified = Arc::new(CertifiedKey::new(chain, self.signing_key.clone()));
         let mut config = ServerConfig::builder_with_provider(self.provider.clone())
             .with_safe_default_protocol_versions()

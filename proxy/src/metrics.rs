@@ -1,0 +1,272 @@
+//! Prometheus metrics of the proxy (served on `--admin-listen` only).
+//!
+//! Owns: the process-wide registry and every metric in it: requests by
+//! decision, upstream errors by kind, active client connections, connections
+//! refused as overloaded, leaf mints and leaf cache hits, and the request
+//! duration histogram. Encoding is prometheus-client's (OpenMetrics text).
+//! Must never: carry a secret, a host, a path or a query in a label. Labels
+//! are closed sets (decision reasons, error kinds), so the agent cannot grow
+//! the registry without bound by sending odd requests.
+//!
+//! Why a process-wide registry rather than one in `Shared`: the proxy is one
+//! per process, and the stages that count (listener, serve, leaf cache, log)
+//! already share nothing else that would carry it; a static keeps each
+//! counting site one line.
+
+use std::sync::LazyLock;
+use std::time::Duration;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+/// The decision of a request (`allowed`, `healthz` or a refusal reason).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct DecisionLabel {
+    pub decision: String,
+}
+
+/// The kind of an upstream failure (`upstream-unreachable`, ...).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct KindLabel {
+    pub kind: String,
+}
+
+/// Every metric of the proxy.
+pub struct Metrics {
+    registry: Registry,
+    requests: Family<DecisionLabel, Counter>,
+    upstream_errors: Family<KindLabel, Counter>,
+    active_connections: Gauge,
+    overloaded_connections: Counter,
+    leaf_mints: Counter,
+    leaf_cache_hits: Counter,
+    duration: Histogram,
+    reloads: Family<ResultLabel, Counter>,
+    routes: Gauge<i64, std::sync::atomic::AtomicI64>,
+}
+
+/// Outcome of a reload.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ResultLabel {
+    pub result: String,
+}
+
+impl std::fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Metrics { .. }")
+    }
+}
+
+/// Decisions are a closed set; anything else is counted as `other` so a
+/// label can never carry request data.
+const KNOWN_DECISIONS: &[&str] = &[
+    "allowed",
+    "healthz",
+    "bad-request",
+    "bad-path",
+    "git-push",
+    "authority-mismatch",
+    "method-not-allowed",
+    "host-not-allowed",
+    "path-not-allowed",
+    "cleartext-credentials",
+    "destination-not-allowed",
+    "upstream-proxy-refused",
+    "upstream-unreachable",
+    "upstream-timeout",
+    "overloaded",
+];
+
+fn closed(label: &str) -> String {
+    if KNOWN_DECISIONS.contains(&label) {
+        label.to_owned()
+    } else {
+        "other".to_owned()
+    }
+}
+
+impl Metrics {
+    fn new() -> Metrics {
+        let mut registry = Registry::with_prefix("egress_proxy");
+        let requests = Family::<DecisionLabel, Counter>::default();
+        registry.register(
+            "requests",
+            "Requests answered, by decision (allowed or the refusal reason)",
+            requests.clone(),
+        );
+        let upstream_errors = Family::<KindLabel, Counter>::default();
+        registry.register(
+            "upstream_errors",
+            "Allowed requests that failed upstream, by kind",
+            upstream_errors.clone(),
+        );
+        let active_connections = Gauge::default();
+        registry.register(
+            "active_connections",
+            "Client connections open on the proxy port",
+            active_connections.clone(),
+        );
+        let overloaded_connections = Counter::default();
+        registry.register(
+            "overloaded_connections",
+            "Client connections refused with 503 because --max-connections were open",
+            overloaded_connections.clone(),
+        );
+        let leaf_mints = Counter::default();
+        registry.register("leaf_mints", "Leaf certificates minted", leaf_mints.clone());
+        let leaf_cache_hits = Counter::default();
+        registry.register(
+            "leaf_cache_hits",
+            "TLS handshakes served from the leaf certificate cache",
+            leaf_cache_hits.clone(),
+        );
+        // 1 ms .. ~65 s: covers a refusal answered locally up to a long stream.
+        let duration = Histogram::new(exponential_buckets(0.001, 2.0, 17));
+        registry.register(
+            "request_duration_seconds",
+            "Time from request head to the end of the response body",
+            duration.clone(),
+        );
+        let reloads = Family::<ResultLabel, Counter>::default();
+        registry.register(
+            "reloads",
+            "Routes reloads (SIGHUP), by result (ok or error)",
+            reloads.clone(),
+        );
+        let routes = Gauge::<i64, std::sync::atomic::AtomicI64>::default();
+        registry.register("routes", "Routes in the loaded policy", routes.clone());
+        Metrics {
+            registry,
+            requests,
+            upstream_errors,
+            active_connections,
+            overloaded_connections,
+            leaf_mints,
+            leaf_cache_hits,
+            duration,
+            reloads,
+            routes,
+        }
+    }
+
+    /// One finished request (called where its access-log line is written).
+    pub fn request(&self, decision: &str, elapsed: Duration) {
+        self.requests
+            .get_or_create(&DecisionLabel {
+                decision: closed(decision),
+            })
+            .inc();
+        self.duration.observe(elapsed.as_secs_f64());
+    }
+
+    /// An allowed request that failed upstream (`reason` is the refusal reason).
+    pub fn upstream_error(&self, reason: &str) {
+        self.upstream_errors
+            .get_or_create(&KindLabel {
+                kind: closed(reason),
+            })
+            .inc();
+    }
+
+    /// A connection refused because the connection limit was reached.
+    pub fn overloaded(&self) {
+        self.overloaded_connections.inc();
+        self.requests
+            .get_or_create(&DecisionLabel {
+                decision: "overloaded".into(),
+            })
+            .inc();
+    }
+
+    pub fn leaf_minted(&self) {
+        self.leaf_mints.inc();
+    }
+
+    pub fn leaf_cache_hit(&self) {
+        self.leaf_cache_hits.inc();
+    }
+
+    /// A reload attempt and, on success, the number of routes now loaded.
+    pub fn reload(&self, ok: bool) {
+        let result = if ok { "ok" } else { "error" };
+        self.reloads
+            .get_or_create(&ResultLabel {
+                result: result.into(),
+            })
+            .inc();
+    }
+
+    /// The number of routes of the policy in force.
+    pub fn set_routes(&self, n: usize) {
+        self.routes.set(i64::try_from(n).unwrap_or(i64::MAX));
+    }
+
+    /// Counts one open client connection until the guard is dropped.
+    pub fn connection(&'static self) -> ConnectionGuard {
+        self.active_connections.inc();
+        ConnectionGuard(self)
+    }
+
+    /// The registry in the OpenMetrics text format.
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        // Writing to a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
+        out
+    }
+}
+
+/// Decrements the active connection gauge when dropped (also on panic or
+/// abort of the connection's task).
+#[derive(Debug)]
+pub struct ConnectionGuard(&'static Metrics);
+
+impl Drop for ConnectionGuard {
+    fn drop(&mut self) {
+        self.0.active_connections.dec();
+    }
+}
+
+static METRICS: LazyLock<Metrics> = LazyLock::new(Metrics::new);
+
+/// The process's metrics.
+pub fn get() -> &'static Metrics {
+    &METRICS
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn labels_are_a_closed_set() {
+        let m = Metrics::new();
+        m.request("allowed", Duration::from_millis(3));
+        m.request("host-not-allowed", Duration::from_millis(1));
+        m.request("/etc/passwd?token=x", Duration::from_millis(1));
+        m.upstream_error("upstream-timeout");
+        let text = m.encode();
+        assert!(text.contains("egress_proxy_requests_total{decision=\"allowed\"} 1"));
+        assert!(text.contains("egress_proxy_requests_total{decision=\"host-not-allowed\"} 1"));
+        assert!(text.contains("egress_proxy_requests_total{decision=\"other\"} 1"));
+        assert!(!text.contains("passwd"));
+        assert!(!text.contains("token=x"));
+        assert!(text.contains("egress_proxy_upstream_errors_total{kind=\"upstream-timeout\"} 1"));
+        assert!(text.contains("egress_proxy_request_duration_seconds_count 3"));
+    }
+
+    #[test]
+    fn connection_guard_counts_down() {
+        let m: &'static Metrics = Box::leak(Box::new(Metrics::new()));
+        let g1 = m.connection();
+        let g2 = m.connection();
+        assert!(m.encode().contains("egress_proxy_active_connections 2"));
+        drop(g1);
+        drop(g2);
+        assert!(m.encode().contains("egress_proxy_active_connections 0"));
+    }
+}
