@@ -291,6 +291,7 @@ pub struct ProxySetup {
     pub upstream_proxy: Option<String>,
     pub allow: Vec<String>,
     pub upstream_timeout: Option<Duration>,
+    pub max_connections: Option<usize>,
 }
 
 impl ProxySetup {
@@ -302,6 +303,7 @@ impl ProxySetup {
             upstream_proxy: None,
             allow: vec!["127.0.0.0/8".into()],
             upstream_timeout: None,
+            max_connections: None,
         }
     }
 
@@ -318,6 +320,9 @@ impl ProxySetup {
         let mut limits = egress_proxy::limits::Limits::default();
         if let Some(t) = self.upstream_timeout {
             limits.upstream_response_timeout = t;
+        }
+        if let Some(m) = self.max_connections {
+            limits.max_connections = m;
         }
         let config = egress_proxy::Config {
             routes,

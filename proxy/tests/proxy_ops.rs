@@ -1,0 +1,129 @@
+//! Operation: reloading the routes file and token files (what SIGHUP does),
+//! a bad reload keeping the old policy, and the connection limit (503).
+
+mod common;
+
+use common::*;
+use http::Request;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+#[tokio::test]
+async fn reload_rereads_token_files_and_a_bad_file_keeps_the_old_policy() {
+    let pki = OriginPki::new();
+    let origin = Origin::tls(&pki, &["http/1.1"]).await;
+    let dir = tempfile::tempdir().unwrap();
+    let token = dir.path().join("token");
+    std::fs::write(&token, "  first-token-aaaa\n").unwrap();
+    let routes = format!(
+        "routes:\n  - host: localhost\n    auth_header: x-api-key\n    token_file: {}\n",
+        token.display()
+    );
+    let mut s = ProxySetup::new(&routes);
+    s.upstream_ca = Some(pki.ca_pem.clone());
+    let proxy = s.start().await;
+    let port = origin.port();
+    let url = format!("https://localhost:{port}/a");
+    let got = https_get(
+        &proxy,
+        "localhost",
+        port,
+        "http/1.1",
+        Request::get(&url).body(body("")).unwrap(),
+    )
+    .await;
+    assert_eq!(got.status, 200);
+    assert_eq!(
+        origin.seen()[0].headers.get("x-api-key").unwrap(),
+        "first-token-aaaa",
+        "trimmed"
+    );
+
+    std::fs::write(&token, "second-token-bbbb").unwrap();
+    proxy.running.reload().expect("reload");
+    let got = https_get(
+        &proxy,
+        "localhost",
+        port,
+        "h2",
+        Request::get(&url).body(body("")).unwrap(),
+    )
+    .await;
+    assert_eq!(got.status, 200);
+    assert_eq!(
+        origin.seen()[1].headers.get("x-api-key").unwrap(),
+        "second-token-bbbb"
+    );
+
+    // A broken routes file: the reload fails, naming the problem, and the old
+    // policy (and token) stay in force.
+    std::fs::write(
+        proxy.dir.path().join("routes.yaml"),
+        "routes:\n  - host: '*'\n    bogus: 1\n",
+    )
+    .unwrap();
+    let err = proxy.running.reload().unwrap_err();
+    assert!(err.contains("routes[0]"), "{err}");
+    assert!(!err.contains("second-token"), "no secret in errors: {err}");
+    let got = https_get(
+        &proxy,
+        "localhost",
+        port,
+        "http/1.1",
+        Request::get(&url).body(body("")).unwrap(),
+    )
+    .await;
+    assert_eq!(got.status, 200);
+    assert_eq!(
+        origin.seen()[2].headers.get("x-api-key").unwrap(),
+        "second-token-bbbb"
+    );
+
+    // An emptied token file is an error naming the file, never a value.
+    std::fs::write(&token, "   \n").unwrap();
+    std::fs::write(proxy.dir.path().join("routes.yaml"), &routes).unwrap();
+    let err = proxy.running.reload().unwrap_err();
+    assert!(
+        err.contains(&token.display().to_string()) && err.contains("empty"),
+        "{err}"
+    );
+}
+
+#[tokio::test]
+async fn connections_over_the_limit_get_503_overloaded() {
+    let mut s = ProxySetup::new("routes: []\n");
+    s.max_connections = Some(1);
+    let proxy = s.start().await;
+    let (held, status) = connect(proxy.addr, "held.example:443").await;
+    assert!(status.starts_with("HTTP/1.1 200"));
+    let mut second = tokio::net::TcpStream::connect(proxy.addr).await.unwrap();
+    second
+        .write_all(b"CONNECT other.example:443 HTTP/1.1\r\nHost: other.example:443\r\n\r\n")
+        .await
+        .unwrap();
+    let mut out = Vec::new();
+    tokio::time::timeout(T, second.read_to_end(&mut out))
+        .await
+        .unwrap()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out);
+    assert!(text.starts_with("HTTP/1.1 503"), "{text}");
+    assert!(
+        text.contains("x-egress-proxy-decision: overloaded"),
+        "{text}"
+    );
+    drop(held);
+    // The slot is free again once the first client left.
+    let mut ok = None;
+    for _ in 0..50 {
+        let (_s, status) = connect(proxy.addr, "third.example:443").await;
+        if status.starts_with("HTTP/1.1 200") {
+            ok = Some(status);
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(
+        ok.is_some(),
+        "a new client is served after the first one left"
+    );
+}
