@@ -214,6 +214,17 @@ class Rules(unittest.TestCase):
         for line in clean:
             self.assertEqual(self.rules(line, "main.rs"), [], line)
 
+    def test_checksums_pass_but_hex_secrets_do_not(self):
+        digest = "c982642fa9e8606056828ee9a8505737230110bb1099153c79efe865c59d12ba"
+        self.assertEqual(self.rules(f'checksum = "{digest}"', "Cargo.lock"), [])
+        self.assertEqual(self.rules(f'"integrity": "sha512-{"Ab9+" * 20}=="',
+                                    "package-lock.json"), [])
+        self.assertEqual(self.rules(f'EXPECTED_SHA256 = "{digest}"', "build.py"), [])
+        self.assertNotEqual(self.rules(f'api_token = "{digest}"', "app.py"), [])
+        self.assertNotEqual(self.rules(f'value = "{digest}"', "app.py"), [])
+        # A shaped secret in a lock file is still caught.
+        self.assertNotEqual(self.rules("x = AKIAQYLPMN5HHHFPZAM2", "Cargo.lock"), [])
+
     def test_preview_never_reveals_more_than_four_characters(self):
         rnd = random.Random(11)
         for _ in range(500):

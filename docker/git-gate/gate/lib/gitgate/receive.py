@@ -11,7 +11,7 @@ import sys
 from typing import List, TextIO, Tuple
 
 from . import scan
-from .upstream import ZERO, UpstreamError, fetch, push
+from .upstream import ZERO, UpstreamError, fetch, push, repo_lock
 from .config import Repo
 
 MAX_FINDINGS_SHOWN = 20
@@ -128,7 +128,10 @@ def pre_receive(repo: Repo, stdin: TextIO, out: TextIO) -> int:
 
 
 def main(repo: Repo) -> int:
-    return pre_receive(repo, sys.stdin, sys.stderr)
+    # One push decision per repo at a time, and no access-hook fetch rewriting the refs
+    # while a push is being scanned and sent upstream.
+    with repo_lock(repo):
+        return pre_receive(repo, sys.stdin, sys.stderr)
 
 
 def access_hook(repo: Repo) -> int:

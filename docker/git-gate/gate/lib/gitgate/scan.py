@@ -48,6 +48,29 @@ FILTERS = [
 ]
 
 
+# Entropy findings are dropped in these files: they are full of quoted checksums, and a
+# pinned-shape secret (AWS, private key, tokens) in them is still caught by its own rule.
+LOCK_FILES = {
+    "Cargo.lock", "package-lock.json", "npm-shrinkwrap.json", "yarn.lock", "pnpm-lock.yaml",
+    "poetry.lock", "Pipfile.lock", "uv.lock", "composer.lock", "Gemfile.lock", "go.sum",
+    "flake.lock", "packages.lock.json", "mix.lock", "pubspec.lock", "Podfile.lock",
+}
+ENTROPY_RULES = {"Hex High Entropy String", "Base64 High Entropy String"}
+# A hex string on a line that names a digest and no credential word is a checksum.
+DIGEST_WORDS = re.compile(r"(?i)sha[0-9]*|checksum|digest|hash|integrity|commit|\brev\b")
+CREDENTIAL_WORDS = re.compile(r"(?i)secret|token|key|pass|auth|cred|private|session|cookie")
+
+
+def keep(rule: str, basename: str, line: str) -> bool:
+    """False for entropy-only noise: checksums in lock files, hex digests named as such."""
+    if rule in ENTROPY_RULES and basename in LOCK_FILES:
+        return False
+    if rule == "Hex High Entropy String" and DIGEST_WORDS.search(line) \
+            and not CREDENTIAL_WORDS.search(line):
+        return False
+    return True
+
+
 @dataclass(frozen=True)
 class Finding:
     commit: str      # full object id of the commit or tag
@@ -119,6 +142,8 @@ class Scanner:
                 f.write(lines.get(n, "").replace("\r", " ") + "\n")
         by_line: Dict[int, Tuple[List[str], str]] = {}
         for secret in scan_file(path):
+            if not keep(secret.type, base, lines.get(secret.line_number, "")):
+                continue
             rules, preview = by_line.setdefault(secret.line_number,
                                                 ([], redact(secret.secret_value or "")))
             if secret.type not in rules:
