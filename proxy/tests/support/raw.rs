@@ -382,6 +382,18 @@ pub async fn tls_exchange(proxy: SocketAddr, ca: &TestCa, target: &str, raw: &[u
         .expect("read response")
 }
 
+/// Like [`tls_exchange`], but a missing response is an error, not a panic.
+pub async fn try_tls_exchange(
+    proxy: SocketAddr,
+    ca: &TestCa,
+    target: &str,
+    raw: &[u8],
+) -> std::io::Result<RawResponse> {
+    let mut c = tls_conn(proxy, ca, target).await;
+    c.send(raw).await?;
+    c.read_response(raw.starts_with(b"HEAD ")).await
+}
+
 /// CONNECT `target` and TLS (HTTP/1.1 ALPN) with SNI = its host.
 pub async fn tls_conn(proxy: SocketAddr, ca: &TestCa, target: &str) -> Conn<TlsStream<TcpStream>> {
     let host = host_of(target);
