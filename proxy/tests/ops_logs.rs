@@ -1,0 +1,350 @@
+//! Access log and secrets hygiene of the real binary (SPEC §5, issue 5):
+//! one JSON line per request with the SPEC keys (allowed, refused, h2, plain),
+//! the text format, start-up lines, and a grep of everything the proxy wrote
+//! (and its metrics and argv) for the test secrets and query strings.
+
+#[path = "ops_support/mod.rs"]
+mod ops_support;
+
+use ops_support::*;
+use tokio::io::AsyncWriteExt;
+
+const TOKEN: &str = "ops-injected-token-9c1e5b7d";
+const CLIENT_SECRET: &str = "client-sent-secret-4a8f";
+/// Query values that must never reach the log.
+const QUERIES: [&str; 5] = [
+    "qsecret-one-71",
+    "qsecret-two-72",
+    "qsecret-three-73",
+    "qsecret-four-74",
+    "qsecret-five-75",
+];
+
+fn routes() -> String {
+    "unmatched: deny\nroutes:\n  - host: localhost\n    path_allowlist: [\"/ok\"]\n    auth_scheme: Bearer\n    token_env: OPS_TOKEN\n  - host: 127.0.0.1\n    path_allowlist: [\"/plain\"]\n".into()
+}
+
+const SPEC_KEYS: [&str; 11] = [
+    "ts",
+    "client",
+    "method",
+    "host",
+    "path",
+    "status",
+    "decision",
+    "route",
+    "bytes_in",
+    "bytes_out",
+    "duration_ms",
+];
+
+fn assert_spec_keys(v: &serde_json::Value) {
+    for k in SPEC_KEYS {
+        assert!(v.get(k).is_some(), "access line lacks {k}: {v}");
+    }
+    for k in ["status", "bytes_in", "bytes_out", "duration_ms"] {
+        assert!(v[k].is_u64(), "{k} is a number: {v}");
+    }
+    for k in [
+        "ts", "client", "method", "host", "path", "decision", "route",
+    ] {
+        assert!(v[k].is_string(), "{k} is a string: {v}");
+    }
+    assert!(
+        !v["path"].as_str().unwrap_or("").contains('?'),
+        "no query in path: {v}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn json_access_lines_have_the_spec_keys_and_no_secret_or_query() {
+    let origin = Origin::start().await;
+    let mut opts = Opts::new(&routes());
+    opts.env.push(("OPS_TOKEN".into(), TOKEN.into()));
+    opts.upstream_ca = Some(origin.ca_pem.clone());
+    opts.admin = true;
+    let mut proxy = Proc::start(opts);
+    let tp = origin.tls_port;
+
+    // Allowed over h1 inside a tunnel, with a client credential that must go.
+    let mut h1 = h1_through(&proxy, "localhost", tp).await.expect("tunnel");
+    let req = hyper::Request::get(format!("/ok?api_key={}", QUERIES[0]))
+        .header("host", format!("localhost:{tp}"))
+        .header("authorization", format!("Bearer {CLIENT_SECRET}"))
+        .body(empty())
+        .unwrap();
+    let got = collect(h1.send_request(req).await.expect("h1 request"))
+        .await
+        .unwrap();
+    assert_eq!(got.status, 200, "allowed h1");
+    // Refused inside the same tunnel (path not allowed).
+    let got = get1(
+        &mut h1,
+        &format!("localhost:{tp}"),
+        &format!("/nope?q={}", QUERIES[1]),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        (got.status, got.decision.as_deref()),
+        (403, Some("path-not-allowed"))
+    );
+
+    // Allowed over h2.
+    let mut h2 = h2_through(&proxy, "localhost", tp)
+        .await
+        .expect("h2 tunnel");
+    let req = hyper::Request::get(format!("https://localhost:{tp}/ok?x={}", QUERIES[2]))
+        .body(empty())
+        .unwrap();
+    let resp = h2.send_request(req).await.expect("h2 request");
+    assert_eq!(resp.version(), http::Version::HTTP_2);
+    assert_eq!(collect(resp).await.unwrap().status, 200, "allowed h2");
+
+    // Plain http:// on the proxy port: allowed, and refused (credential route).
+    let pp = origin.plain_port;
+    let text = raw_exchange(
+        proxy.addr,
+        format!("GET http://127.0.0.1:{pp}/plain?y={} HTTP/1.1\r\nHost: 127.0.0.1:{pp}\r\nConnection: close\r\n\r\n", QUERIES[3]).as_bytes(),
+    )
+    .await
+    .unwrap();
+    assert!(text.starts_with("HTTP/1.1 200"), "plain allowed: {text}");
+    let text = raw_exchange(
+        proxy.addr,
+        format!("GET http://localhost:{pp}/ok?z={} HTTP/1.1\r\nHost: localhost:{pp}\r\nConnection: close\r\n\r\n", QUERIES[4]).as_bytes(),
+    )
+    .await
+    .unwrap();
+    assert!(
+        text.starts_with("HTTP/1.1 403"),
+        "cleartext credential refused: {text}"
+    );
+    assert!(text.contains("cleartext-credentials"), "{text}");
+    drop(h1);
+    drop(h2);
+
+    // Five requests, five lines (written when each response body ends).
+    proxy.wait_line(|_| true, "any line");
+    let deadline = std::time::Instant::now() + T;
+    while proxy.access().len() < 5 && std::time::Instant::now() < deadline {
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let access = proxy.access();
+    assert_eq!(
+        access.len(),
+        5,
+        "one line per request:\n{}",
+        proxy.redacted()
+    );
+    for v in &access {
+        assert_spec_keys(v);
+    }
+    let find = |path: &str, decision: &str| {
+        access
+            .iter()
+            .filter(|v| v["path"] == path && v["decision"] == decision)
+            .cloned()
+            .collect::<Vec<_>>()
+    };
+    let ok = find("/ok", "allowed");
+    assert_eq!(ok.len(), 2, "h1 and h2 allowed lines: {access:?}");
+    for v in &ok {
+        assert_eq!(v["status"], 200);
+        assert_eq!(v["host"], "localhost");
+        assert_eq!(v["route"], "localhost");
+        assert_eq!(v["method"], "GET");
+        assert!(
+            v["bytes_out"].as_u64().unwrap() > 0,
+            "bytes_out counted: {v}"
+        );
+        assert!(v["client"].as_str().unwrap().starts_with("127.0.0.1:"));
+    }
+    let refused = find("/nope", "path-not-allowed");
+    assert_eq!(refused.len(), 1, "{access:?}");
+    assert_eq!(refused[0]["status"], 403);
+    let plain = find("/plain", "allowed");
+    assert_eq!(plain.len(), 1, "{access:?}");
+    assert_eq!(plain[0]["host"], "127.0.0.1");
+    assert_eq!(find("/ok", "cleartext-credentials").len(), 1, "{access:?}");
+
+    // Start-up lines: routes loaded, CA fingerprint, listen address.
+    let lines = proxy.json_lines();
+    assert!(
+        lines
+            .iter()
+            .any(|v| v["msg"] == "routes loaded" && v["routes"] == 2)
+    );
+    let fp = lines
+        .iter()
+        .find_map(|v| v["ca_sha256"].as_str().map(str::to_owned))
+        .expect("CA fingerprint line");
+    assert_eq!(fp.len(), 95, "SHA-256 as AB:CD:..: {fp}");
+    assert!(
+        lines
+            .iter()
+            .any(|v| v["msg"] == "listening" && v["addr"] == proxy.addr.to_string())
+    );
+
+    // Whole-run grep: the proxy's output, its metrics and its argv.
+    let (_, metrics) = plain_get(proxy.admin.unwrap(), "/metrics").await.unwrap();
+    let cmdline = std::fs::read(format!("/proc/{}/cmdline", proxy.pid())).unwrap_or_default();
+    let everything = format!(
+        "{}\n{metrics}\n{}",
+        proxy.lines().join("\n"),
+        String::from_utf8_lossy(&cmdline)
+    );
+    for needle in [TOKEN, CLIENT_SECRET].iter().chain(QUERIES.iter()) {
+        assert!(
+            !everything.contains(needle),
+            "a secret or query value reached the output:\n{}",
+            proxy.redacted()
+        );
+    }
+    assert!(
+        !everything.contains("api_key="),
+        "query keys are not logged either"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn text_format_is_one_readable_line_per_request() {
+    let origin = Origin::start().await;
+    let mut opts = Opts::new(&routes()).arg("--log-format").arg("text");
+    opts.env.push(("OPS_TOKEN".into(), TOKEN.into()));
+    opts.upstream_ca = Some(origin.ca_pem.clone());
+    let proxy = {
+        // `Proc::start` waits for the JSON `listening` line; in text format
+        // the address is found by a plain request on a known port instead.
+        let port = {
+            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            l.local_addr().unwrap().port()
+        };
+        opts.args.push("--listen".into());
+        opts.args.push(format!("127.0.0.1:{port}"));
+        TextProc::start(opts, port)
+    };
+    let tp = origin.tls_port;
+    let mut h1 = proxy.h1(tp).await;
+    let got = get1(
+        &mut h1,
+        &format!("localhost:{tp}"),
+        &format!("/ok?k={}", QUERIES[0]),
+    )
+    .await
+    .unwrap();
+    assert_eq!(got.status, 200);
+    let got = get1(&mut h1, &format!("localhost:{tp}"), "/nope")
+        .await
+        .unwrap();
+    assert_eq!(got.status, 403);
+    drop(h1);
+    let deadline = std::time::Instant::now() + T;
+    let mut access;
+    loop {
+        access = proxy
+            .lines()
+            .into_iter()
+            .filter(|l| l.contains("decision="))
+            .collect::<Vec<_>>();
+        if access.len() >= 2 || std::time::Instant::now() > deadline {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(access.len(), 2, "{access:?}");
+    assert!(
+        access[0].contains("decision=allowed") && access[0].contains("status=200"),
+        "{}",
+        access[0]
+    );
+    assert!(
+        access[1].contains("decision=path-not-allowed"),
+        "{}",
+        access[1]
+    );
+    for l in &access {
+        assert!(
+            serde_json::from_str::<serde_json::Value>(l).is_err(),
+            "text, not JSON: {l}"
+        );
+        for k in [
+            "client=",
+            "method=",
+            "host=",
+            "path=",
+            "route=",
+            "bytes_in=",
+            "bytes_out=",
+            "duration_ms=",
+        ] {
+            assert!(l.contains(k), "{k} in {l}");
+        }
+    }
+    let all = proxy.lines().join("\n");
+    assert!(
+        !all.contains(TOKEN) && !all.contains(QUERIES[0]),
+        "no secret or query in text logs"
+    );
+}
+
+/// The proxy started with `--log-format text`.
+struct TextProc {
+    inner: Proc,
+}
+
+impl TextProc {
+    fn start(mut opts: Opts, port: u16) -> TextProc {
+        // Start with JSON start-up detection disabled: drive `Proc` by a
+        // readiness probe on the port instead.
+        opts.admin = false;
+        let inner = Proc::start_unparsed(opts, port);
+        TextProc { inner }
+    }
+    fn lines(&self) -> Vec<String> {
+        self.inner.lines()
+    }
+    async fn h1(&self, port: u16) -> hyper::client::conn::http1::SendRequest<CBody> {
+        h1_through(&self.inner, "localhost", port)
+            .await
+            .expect("tunnel")
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn token_file_readable_by_others_is_warned_about_without_its_value() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let loose = dir.path().join("loose-token");
+    let tight = dir.path().join("tight-token");
+    std::fs::write(&loose, "loose-token-value-3d2c\n").unwrap();
+    std::fs::write(&tight, "tight-token-value-8e1f\n").unwrap();
+    std::fs::set_permissions(&loose, std::fs::Permissions::from_mode(0o644)).unwrap();
+    std::fs::set_permissions(&tight, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let routes = format!(
+        "routes:\n  - host: a.example\n    auth_header: x-api-key\n    token_file: {}\n  - host: b.example\n    auth_header: x-api-key\n    token_file: {}\n",
+        loose.display(),
+        tight.display()
+    );
+    let mut proxy = Proc::start(Opts::new(&routes));
+    let warn = proxy.wait_line(
+        |v| {
+            v["msg"]
+                .as_str()
+                .is_some_and(|m| m.contains("readable by group or others"))
+        },
+        "the permission warning",
+    );
+    assert_eq!(warn["token_file"], path_of(&loose));
+    assert_eq!(warn["mode"], "0644");
+    assert_eq!(warn["level"], "warn");
+    let all = proxy.lines().join("\n");
+    assert!(
+        !all.contains(&path_of(&tight)),
+        "a 0600 file is not warned about"
+    );
+    assert!(!all.contains("token-value"), "no token value in the output");
+    // Keep the stream open a moment so a late line would be caught too.
+    let mut s = tokio::net::TcpStream::connect(proxy.addr).await.unwrap();
+    let _ = s.shutdown().await;
+}
