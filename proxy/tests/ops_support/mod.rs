@@ -505,11 +505,22 @@ pub async fn tls_through(
     port: u16,
     alpn: &[&[u8]],
 ) -> std::io::Result<tokio_rustls::client::TlsStream<TcpStream>> {
-    let tcp = connect(proxy.addr, &format!("{host}:{port}")).await?;
+    tls_to(proxy.addr, &proxy.ca_pem, host, port, alpn).await
+}
+
+/// A TLS stream through the proxy at `addr` whose CA is `ca_pem`.
+pub async fn tls_to(
+    addr: SocketAddr,
+    ca_pem: &str,
+    host: &str,
+    port: u16,
+    alpn: &[&[u8]],
+) -> std::io::Result<tokio_rustls::client::TlsStream<TcpStream>> {
+    let tcp = connect(addr, &format!("{host}:{port}")).await?;
     let mut config = rustls::ClientConfig::builder_with_provider(provider())
         .with_safe_default_protocol_versions()
         .map_err(std::io::Error::other)?
-        .with_root_certificates(proxy.roots())
+        .with_root_certificates(roots_from_pem(ca_pem))
         .with_no_client_auth();
     config.alpn_protocols = alpn.iter().map(|a| a.to_vec()).collect();
     let name =
@@ -526,6 +537,21 @@ pub async fn h1_through(
     port: u16,
 ) -> std::io::Result<hyper::client::conn::http1::SendRequest<CBody>> {
     let tls = tls_through(proxy, host, port, &[b"http/1.1"]).await?;
+    let (send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
+        .await
+        .map_err(std::io::Error::other)?;
+    tokio::spawn(conn);
+    Ok(send)
+}
+
+/// An HTTP/1.1 client over TLS through the proxy at `addr`.
+pub async fn h1_to(
+    addr: SocketAddr,
+    ca_pem: &str,
+    host: &str,
+    port: u16,
+) -> std::io::Result<hyper::client::conn::http1::SendRequest<CBody>> {
+    let tls = tls_to(addr, ca_pem, host, port, &[b"http/1.1"]).await?;
     let (send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
         .await
         .map_err(std::io::Error::other)?;

@@ -1,0 +1,226 @@
+//! SIGTERM/SIGINT drain and the idle timeout of the real binary (SPEC §5,
+//! issue 5): in-flight downloads and SSE streams finish after the signal
+//! within `--grace`, new connections are refused, idle connections close,
+//! the exit code is 0; past the grace the rest is cut and the exit is still
+//! 0; an idle keep-alive timeout never cuts a response that is streaming.
+
+#[path = "ops_support/mod.rs"]
+mod ops_support;
+
+use std::time::{Duration, Instant};
+
+use http_body_util::BodyExt;
+use ops_support::*;
+use tokio::io::AsyncReadExt;
+
+fn routes() -> String {
+    "unmatched: deny\nroutes:\n  - host: localhost\n".into()
+}
+
+fn start(args: &[&str]) -> (Proc, u16, Origin) {
+    let rt = tokio::runtime::Handle::current();
+    let origin = tokio::task::block_in_place(|| rt.block_on(Origin::start()));
+    let mut opts = Opts::new(&routes());
+    opts.upstream_ca = Some(origin.ca_pem.clone());
+    for a in args {
+        opts.args.push((*a).into());
+    }
+    let proxy = Proc::start(opts);
+    let tp = origin.tls_port;
+    (proxy, tp, origin)
+}
+
+/// Sends GET `path` and waits for the head and the first body frame.
+async fn begin1(
+    send: &mut hyper::client::conn::http1::SendRequest<CBody>,
+    host: &str,
+    path: &str,
+) -> (hyper::body::Incoming, usize) {
+    let req = hyper::Request::get(path)
+        .header("host", host)
+        .body(empty())
+        .unwrap();
+    let resp = tokio::time::timeout(T, send.send_request(req))
+        .await
+        .expect("head in time")
+        .expect("head");
+    assert_eq!(resp.status(), 200);
+    let mut body = resp.into_body();
+    let first = first_data(&mut body).await;
+    (body, first)
+}
+
+async fn first_data(body: &mut hyper::body::Incoming) -> usize {
+    loop {
+        let f = tokio::time::timeout(T, body.frame())
+            .await
+            .expect("first frame in time")
+            .expect("a frame")
+            .expect("frame ok");
+        if let Ok(d) = f.into_data() {
+            return d.len();
+        }
+    }
+}
+
+/// Whether the client connection was closed by the proxy within `limit`.
+async fn wait_closed(
+    send: &hyper::client::conn::http1::SendRequest<CBody>,
+    limit: Duration,
+) -> bool {
+    let deadline = Instant::now() + limit;
+    while Instant::now() < deadline {
+        if send.is_closed() {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    false
+}
+
+async fn rest(body: hyper::body::Incoming) -> Result<Vec<u8>, String> {
+    match tokio::time::timeout(T, body.collect()).await {
+        Ok(Ok(c)) => Ok(c.to_bytes().to_vec()),
+        Ok(Err(e)) => Err(e.to_string()),
+        Err(_) => Err("timed out".into()),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_drains_downloads_and_sse_refuses_new_clients_and_exits_0() {
+    let (mut proxy, tp, _origin) = start(&["--grace", "10"]);
+    let host = format!("localhost:{tp}");
+
+    // In flight: a slow download over h1 (15 x 16 KiB, one per 200 ms) and
+    // an SSE stream over h2 (10 events, one per 300 ms).
+    let mut h1 = h1_through(&proxy, "localhost", tp)
+        .await
+        .expect("h1 tunnel");
+    let (slow, first_slow) = begin1(&mut h1, &host, "/slow?n=15&ms=200").await;
+    let mut h2 = h2_through(&proxy, "localhost", tp)
+        .await
+        .expect("h2 tunnel");
+    let req = hyper::Request::get(format!("https://{host}/sse?n=10&ms=300"))
+        .body(empty())
+        .unwrap();
+    let resp = h2.send_request(req).await.expect("sse head");
+    assert_eq!(resp.status(), 200);
+    let mut sse = resp.into_body();
+    let _ = first_data(&mut sse).await;
+    // An idle keep-alive connection (one request done).
+    let mut idle = h1_through(&proxy, "localhost", tp)
+        .await
+        .expect("idle tunnel");
+    assert_eq!(get1(&mut idle, &host, "/x").await.unwrap().status, 200);
+    // A raw idle client connection that never sent anything.
+    let mut silent = tokio::net::TcpStream::connect(proxy.addr).await.unwrap();
+
+    let signalled = Instant::now();
+    proxy.signal("TERM");
+    proxy.wait_line(|v| v["msg"] == "draining", "the draining line");
+
+    // New connections are refused (the listener is closed).
+    let deadline = Instant::now() + T;
+    loop {
+        match tokio::net::TcpStream::connect(proxy.addr).await {
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => break,
+            _ => {
+                assert!(
+                    Instant::now() < deadline,
+                    "the proxy port still accepts after SIGTERM"
+                );
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    }
+    // The idle connections are closed without waiting for the grace.
+    let mut b = [0u8; 1];
+    let closed = tokio::time::timeout(Duration::from_secs(5), silent.read(&mut b)).await;
+    assert!(
+        matches!(closed, Ok(Ok(0)) | Ok(Err(_))),
+        "a silent client is closed on drain"
+    );
+    assert!(
+        wait_closed(&idle, Duration::from_secs(5)).await,
+        "an idle keep-alive connection is closed on drain"
+    );
+
+    // The in-flight responses complete, whole.
+    let slow_rest = rest(slow).await.expect("download completes after SIGTERM");
+    assert_eq!(
+        first_slow + slow_rest.len(),
+        15 * 16 * 1024,
+        "whole download"
+    );
+    let sse_rest =
+        String::from_utf8(rest(sse).await.expect("SSE completes after SIGTERM")).unwrap();
+    assert!(
+        sse_rest.contains("data: event 9\n\n"),
+        "last SSE event arrived: {sse_rest}"
+    );
+
+    let code = proxy.wait_exit(T);
+    let took = signalled.elapsed();
+    eprintln!("drain: exit {code:?} {took:?} after SIGTERM");
+    assert_eq!(code, Some(0), "exit 0 after drain:\n{}", proxy.redacted());
+    assert!(
+        took < Duration::from_secs(10),
+        "drained before the grace ran out ({took:?})"
+    );
+    assert!(proxy.count(|v| v["msg"] == "drained; exiting") == 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stream_longer_than_the_grace_is_cut_and_the_exit_is_still_0() {
+    let (mut proxy, tp, _origin) = start(&["--grace", "1"]);
+    let host = format!("localhost:{tp}");
+    let mut h1 = h1_through(&proxy, "localhost", tp).await.expect("tunnel");
+    // 100 events, one per 200 ms: 20 s, far past the grace.
+    let (sse, _) = begin1(&mut h1, &host, "/sse?n=100&ms=200").await;
+    let signalled = Instant::now();
+    proxy.signal("INT");
+    let code = proxy.wait_exit(T);
+    let took = signalled.elapsed();
+    assert_eq!(code, Some(0), "SIGINT exits 0:\n{}", proxy.redacted());
+    assert!(
+        took >= Duration::from_millis(900) && took < Duration::from_secs(8),
+        "waited for the grace, then exited ({took:?})"
+    );
+    match rest(sse).await {
+        Ok(body) => assert!(
+            !String::from_utf8_lossy(&body).contains("event 99"),
+            "the stream was cut at the grace"
+        ),
+        Err(_) => {} // cut: what a client sees past the grace
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_idle_timeout_closes_idle_connections_but_never_a_streaming_response() {
+    let (proxy, tp, _origin) = start(&["--header-read-timeout", "1"]);
+    let host = format!("localhost:{tp}");
+    // A response streaming for ~3 s, three times the timeout.
+    let mut h1 = h1_through(&proxy, "localhost", tp).await.expect("tunnel");
+    let (sse, _) = begin1(&mut h1, &host, "/sse?n=8&ms=400").await;
+    let body = String::from_utf8(rest(sse).await.expect("stream not cut")).unwrap();
+    assert!(body.contains("data: event 7\n\n"), "{body}");
+
+    // An idle keep-alive connection is closed after about the timeout.
+    let mut idle = h1_through(&proxy, "localhost", tp).await.expect("tunnel");
+    assert_eq!(get1(&mut idle, &host, "/x").await.unwrap().status, 200);
+    let since = Instant::now();
+    assert!(
+        wait_closed(&idle, Duration::from_secs(10)).await,
+        "idle keep-alive connection closed by the proxy"
+    );
+    eprintln!("idle connection closed after {:?}", since.elapsed());
+
+    // A client that opens a connection and sends nothing is closed too.
+    let mut silent = tokio::net::TcpStream::connect(proxy.addr).await.unwrap();
+    let mut b = [0u8; 64];
+    let r = tokio::time::timeout(Duration::from_secs(10), silent.read(&mut b)).await;
+    assert!(
+        r.is_ok(),
+        "a silent client is closed after the header-read timeout"
+    );
+}
