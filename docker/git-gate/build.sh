@@ -90,6 +90,8 @@ build_gate() {
     local start=$SECONDS tmp="$work/wheel" old; old="$(old_id bottle-git-gate)"
     mkdir -p "$tmp"
     # Fetch the wheel on the host (the rootfs has no pip) and check its pinned hash.
+    python3 -m pip --version >/dev/null 2>&1 \
+        || { echo "build.sh: python3 has no pip on this host; install it (apt-get install python3-pip)" >&2; return 2; }
     python3 -m pip download --quiet --no-deps --only-binary=:all: --dest "$tmp" "detect-secrets==$DS_VERSION" \
         || { echo "build.sh: could not download detect-secrets $DS_VERSION from PyPI" >&2; return 1; }
     local wheel="$tmp/detect_secrets-$DS_VERSION-py3-none-any.whl"

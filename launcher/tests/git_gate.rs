@@ -86,6 +86,8 @@ struct Options {
     allow_force: bool,
     /// Pin a host key other than the upstream's.
     wrong_host_key: bool,
+    /// The upstream's ssh port (default 22); another port tests the `[host]:port` pin.
+    port: Option<u16>,
 }
 
 /// One test world; dropping it removes every container and network it made.
@@ -155,10 +157,14 @@ impl World {
 
         // The upstream: sshd with the host key, the client key authorized, a bare repo.
         let sshd = w.sshd();
+        let port = opts.port.unwrap_or(22);
+        let port_env = format!("SSHD_PORT={port}");
         docker_ok(&[
             "create",
             "--name",
             &sshd,
+            "-e",
+            &port_env,
             "--label",
             "org.bottle.test=git-gate",
             "--network",
@@ -211,7 +217,7 @@ impl World {
         std::fs::copy(d.join("client_key"), etc.join("keys").join(REPO)).unwrap();
         let config = serde_json::json!({"repos": [{
             "name": REPO,
-            "upstream": format!("ssh://git@{sshd}:22/srv/git/{REPO}.git"),
+            "upstream": format!("ssh://git@{sshd}:{port}/srv/git/{REPO}.git"),
             "identity_file": format!("/etc/git-gate/keys/{REPO}"),
             "known_hosts_file": format!("/etc/git-gate/known_hosts/{REPO}"),
             "allow_force": opts.allow_force,
@@ -642,6 +648,7 @@ fn force_push_and_deletion_land_with_allow_force() {
         "force",
         Options {
             allow_force: true,
+            port: Some(2222),
             ..Options::default()
         },
     );
@@ -814,4 +821,100 @@ fn gate_unit_and_property_tests_pass_in_the_image() {
         "-v",
     ]);
     assert!(out.status.success(), "{}", text(&out));
+}
+
+/// Start-up refusals: the container exits 2 with a line naming the problem, and never
+/// prints the key.
+#[test]
+fn gate_refuses_bad_config_at_start() {
+    ensure_images();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = dir.path();
+    ssh_keygen(&d.join("good"));
+    let out = Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", "a passphrase", "-f"])
+        .arg(d.join("locked"))
+        .output()
+        .expect("ssh-keygen");
+    assert!(out.status.success(), "{}", text(&out));
+    let host_key = read(&d.join("good.pub"));
+    let host_key: Vec<&str> = host_key.split_whitespace().take(2).collect();
+    let config = |upstream: &str| {
+        serde_json::json!({"repos": [{
+            "name": REPO, "upstream": upstream,
+            "identity_file": format!("/etc/git-gate/keys/{REPO}"),
+            "known_hosts_file": format!("/etc/git-gate/known_hosts/{REPO}"),
+        }]})
+        .to_string()
+    };
+    let cases = [
+        (
+            "passphrase",
+            config("ssh://git@upstream.test/r.git"),
+            read(&d.join("locked")),
+            format!("upstream.test {}", host_key.join(" ")),
+            "cannot be used without a passphrase",
+        ),
+        (
+            "hostname",
+            config("ssh://git@upstream.test/r.git"),
+            read(&d.join("good")),
+            format!("elsewhere.test {}", host_key.join(" ")),
+            "has no key for upstream.test",
+        ),
+        (
+            "url",
+            config("https://upstream.test/r.git"),
+            read(&d.join("good")),
+            format!("upstream.test {}", host_key.join(" ")),
+            "repos[0].upstream",
+        ),
+        (
+            "json",
+            "{\"repos\": [".to_string(),
+            read(&d.join("good")),
+            String::new(),
+            "not readable JSON",
+        ),
+    ];
+    for (what, config, key, known_hosts, needle) in cases {
+        let name = format!("ggt-badconf-{what}-{}", std::process::id());
+        struct Rm(String);
+        impl Drop for Rm {
+            fn drop(&mut self) {
+                let _ = docker(&["rm", "-f", &self.0]);
+            }
+        }
+        let _rm = Rm(name.clone());
+        docker_ok(&[
+            "create",
+            "--name",
+            &name,
+            "--label",
+            "org.bottle.test=git-gate",
+            "--network",
+            "none",
+            GATE_IMAGE,
+        ]);
+        put_archive(
+            &name,
+            "/etc/git-gate",
+            &[
+                ("config.json", config, 0o644),
+                (&format!("keys/{REPO}"), key.clone(), 0o600),
+                (&format!("known_hosts/{REPO}"), known_hosts, 0o644),
+            ],
+        );
+        docker_ok(&["start", &name]);
+        let code = docker_ok(&["wait", &name]);
+        let logs = text(&docker(&["logs", &name]));
+        assert_eq!(code.trim(), "2", "{what}: exit code; logs:\n{logs}");
+        assert!(logs.contains("git-gate: config error:"), "{what}: {logs}");
+        assert!(
+            logs.contains(needle),
+            "{what}: wants '{needle}' in:\n{logs}"
+        );
+        let body = key.lines().nth(1).unwrap_or("missing");
+        assert!(!logs.contains(body), "{what}: the key is in the log");
+    }
 }

@@ -2,6 +2,7 @@
 # Entrypoint of bottle-test-sshd, the ssh upstream the git-gate tests push to. It is a test
 # fixture, never part of a bottle: it accepts only public-key logins of user `git` (shell
 # git-shell), with the host key and authorized_keys the test copied in before start.
+# SSHD_PORT (default 22) sets the port.
 set -eu
 key=/etc/ssh/ssh_host_ed25519_key
 if [ ! -s "$key" ]; then
@@ -14,6 +15,7 @@ if [ -e /srv/git/.ssh/authorized_keys ]; then
 fi
 mkdir -p /run/sshd && chmod 0755 /run/sshd
 exec /usr/sbin/sshd -D -e \
+    -o Port="${SSHD_PORT:-22}" \
     -o HostKey="$key" \
     -o PasswordAuthentication=no \
     -o KbdInteractiveAuthentication=no \
