@@ -720,3 +720,39 @@ async fn refusal_comes_before_100_continue() {
     r.assert_refused(403, "path-not-allowed", "refused with Expect: 100-continue");
     f.origin.assert_untouched("100-continue");
 }
+
+/// A route with `auth_header: x-api-key` (no scheme) and `strip_headers`: the
+/// client's own key in any case spelling, its `Authorization` and the stripped
+/// header never reach the origin; the injected key appears exactly once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn custom_auth_header_and_strip_headers_replace_client_values() {
+    let f = Fixture::with_routes(
+        "unmatched: deny\nroutes:\n  - host: localhost\n    auth_header: x-api-key\n    \
+         token_env: EGRESS_PROXY_TOKEN_0\n    strip_headers: [x-agent-trace]\n",
+    )
+    .await;
+    let h = f.tls_host();
+    let r = in_tunnel(
+        &f,
+        &format!(
+            "GET /any HTTP/1.1\r\nHost: {h}\r\nX-API-KEY: forged-1\r\nx-api-key: forged-2\r\n\
+             Authorization: Bearer forged-3\r\nX-Agent-Trace: t\r\nCookie: c=1\r\n\r\n"
+        ),
+    )
+    .await;
+    r.assert_allowed("custom auth header route");
+    let seen = f.origin.seen();
+    assert_eq!(seen.len(), 1);
+    assert_eq!(
+        seen[0].header_count("x-api-key"),
+        1,
+        "exactly one x-api-key"
+    );
+    assert!(
+        seen[0].header("x-api-key") == Some(f.token.as_bytes()),
+        "the injected key (value withheld) replaces the client's"
+    );
+    for name in ["authorization", "x-agent-trace", "cookie"] {
+        assert!(seen[0].header(name).is_none(), "{name} must be removed");
+    }
+}
