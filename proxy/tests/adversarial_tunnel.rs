@@ -756,3 +756,50 @@ async fn custom_auth_header_and_strip_headers_replace_client_values() {
         assert!(seen[0].header(name).is_none(), "{name} must be removed");
     }
 }
+
+/// H2.CL desync: an h2 request whose DATA exceeds its `content-length`, the
+/// excess being an HTTP/1 request to a denied path, sent through a proxy that
+/// must downgrade to an HTTP/1-only origin. The stream must be rejected and the
+/// smuggled request never reach the origin, not even on a reused pooled
+/// connection. (Request smuggling in HTTP/2 downgrades; h2 sends the frames raw.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn h2_content_length_mismatch_is_not_smuggled_to_an_h1_origin() {
+    let origin = support::origin::Origin::start_h1_only().await;
+    let f = Fixture::with_origin(support::proxy::DEFAULT_ROUTES, origin);
+    let h = f.tls_host();
+    let smuggled = format!("GET /echo/secret/h2cl HTTP/1.1\r\nHost: {h}\r\n\r\n");
+    for declared in ["0", "5"] {
+        let tcp = raw::tunnel(f.proxy.addr, &h).await;
+        let tls = raw::tls(tcp, "localhost", &f.proxy.ca, &[b"h2"]).await;
+        let (client, conn) = h2::client::handshake(tls).await.expect("h2 handshake");
+        tokio::spawn(async move {
+            let _ = conn.await;
+        });
+        let mut client = client.ready().await.expect("h2 ready");
+        let req = hyper::Request::builder()
+            .method("POST")
+            .uri(f.tls_url("/echo/h2cl"))
+            .header("content-length", declared)
+            .body(())
+            .expect("req");
+        let (resp, mut stream) = client.send_request(req, false).expect("send head");
+        let _ = stream.send_data(bytes::Bytes::from(format!("hello{smuggled}")), true);
+        if let Ok(Ok(r)) = tokio::time::timeout(support::STEP, resp).await {
+            assert_ne!(
+                r.status(),
+                200,
+                "content-length {declared} with a longer body must not be accepted"
+            );
+        }
+    }
+    // Anything left on a pooled upstream connection would surface with the next
+    // request over it.
+    let r = in_tunnel(
+        &f,
+        &format!("GET /echo/after HTTP/1.1\r\nHost: {h}\r\n\r\n"),
+    )
+    .await;
+    r.assert_allowed("normal request after the attempts");
+    raw::settle().await;
+    f.origin.assert_no_path("/echo/secret/h2cl", "H2.CL desync");
+}

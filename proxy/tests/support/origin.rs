@@ -97,6 +97,16 @@ impl Origin {
     /// Starts both listeners on 127.0.0.1 (port 0) with a fresh CA whose leaf
     /// covers `localhost`, `127.0.0.1` and `::1`.
     pub async fn start() -> Origin {
+        Self::start_with(true).await
+    }
+
+    /// An origin whose TLS side offers only `http/1.1` (a proxy speaking h2 to
+    /// its client must downgrade to reach it).
+    pub async fn start_h1_only() -> Origin {
+        Self::start_with(false).await
+    }
+
+    async fn start_with(offer_h2: bool) -> Origin {
         let dir = tempfile::tempdir().expect("origin temp dir");
         let ca = TestCa::new("egress test origin CA");
         let ca_file = dir.path().join("origin-ca.pem");
@@ -105,7 +115,7 @@ impl Origin {
         let git_root = dir.path().join("git");
         std::fs::create_dir_all(&git_root).expect("git root");
 
-        let acceptor = tls_acceptor(&cert_pem, &key_pem);
+        let acceptor = tls_acceptor(&cert_pem, &key_pem, offer_h2);
         let state = Arc::new(State {
             seen: Mutex::new(Vec::new()),
             conns: AtomicUsize::new(0),
@@ -246,7 +256,7 @@ impl Origin {
     }
 }
 
-fn tls_acceptor(cert_pem: &str, key_pem: &str) -> tokio_rustls::TlsAcceptor {
+fn tls_acceptor(cert_pem: &str, key_pem: &str, offer_h2: bool) -> tokio_rustls::TlsAcceptor {
     use rustls::pki_types::{CertificateDer, PrivateKeyDer, pem::PemObject};
     let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(cert_pem.as_bytes())
         .collect::<Result<_, _>>()
@@ -260,7 +270,11 @@ fn tls_acceptor(cert_pem: &str, key_pem: &str) -> tokio_rustls::TlsAcceptor {
     .with_no_client_auth()
     .with_single_cert(certs, key)
     .expect("server cert");
-    cfg.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    cfg.alpn_protocols = if offer_h2 {
+        vec![b"h2".to_vec(), b"http/1.1".to_vec()]
+    } else {
+        vec![b"http/1.1".to_vec()]
+    };
     tokio_rustls::TlsAcceptor::from(Arc::new(cfg))
 }
 

@@ -291,7 +291,11 @@ impl Fixture {
     }
 
     pub async fn with_routes(routes: &str) -> Fixture {
-        let origin = super::origin::Origin::start().await;
+        Self::with_origin(routes, super::origin::Origin::start().await)
+    }
+
+    /// A proxy on `routes` in front of an already started origin.
+    pub fn with_origin(routes: &str, origin: super::origin::Origin) -> Fixture {
         let token = format!("tok-{}", super::random_hex(24));
         let proxy = Proxy::start(
             ProxyOpts::new(routes)
