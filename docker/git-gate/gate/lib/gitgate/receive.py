@@ -107,7 +107,9 @@ def pre_receive(repo: Repo, stdin: TextIO, out: TextIO) -> int:
     try:
         findings = list(scan.scan_push(tips, tags))
     except Exception as e:  # the scan failing must refuse the push, never pass it
-        return refuse("the secret scan failed", [str(e)[:300]])
+        # Only the type: a parser's message could quote the pushed content.
+        return refuse("the secret scan failed", [f"{type(e).__name__}; report this to "
+                                                 "the bottle's owner"])
     if findings:
         shown = [f.describe() for f in findings[:MAX_FINDINGS_SHOWN]]
         if len(findings) > MAX_FINDINGS_SHOWN:
