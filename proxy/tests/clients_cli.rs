@@ -17,7 +17,7 @@ use support::tools::{self, blocking, hermetic, require, run};
 fn curl(f: &Fixture, extra: &[&str], url: &str) -> (String, std::process::Output) {
     let mut c = Command::new(require("curl", "curl"));
     hermetic(&mut c);
-    c.args(["-sS", "-i", "--max-time", "30", "-x"])
+    c.args(["-q", "-sS", "-i", "--max-time", "30", "-x"])
         .arg(f.proxy.url())
         .arg("--cacert")
         .arg(&f.proxy.ca_files.cert)
@@ -96,6 +96,7 @@ async fn curl_http2_allowed_speaks_h2_to_the_proxy() {
     let mut c = Command::new(require("curl", "curl"));
     hermetic(&mut c);
     c.args([
+        "-q",
         "-sS",
         "--max-time",
         "30",
@@ -200,7 +201,7 @@ async fn curl_sse_events_stream_before_the_response_ends() {
     let f = Fixture::start().await;
     let mut c = Command::new(require("curl", "curl"));
     hermetic(&mut c);
-    c.args(["-sS", "-N", "--max-time", "40", "-x"])
+    c.args(["-q", "-sS", "-N", "--max-time", "40", "-x"])
         .arg(f.proxy.url())
         .arg("--cacert")
         .arg(&f.proxy.ca_files.cert)
@@ -511,7 +512,7 @@ async fn curl_accepts_leaves_from_combined_pem_and_ephemeral_ca() {
         );
         let mut c = Command::new(require("curl", "curl"));
         hermetic(&mut c);
-        c.args(["-sS", "--max-time", "30", "-x"])
+        c.args(["-q", "-sS", "--max-time", "30", "-x"])
             .arg(proxy.url())
             .arg("--cacert")
             .arg(&proxy.ca_files.cert)
@@ -564,4 +565,44 @@ async fn git_over_http2_clone_works_and_push_is_refused() {
     );
     f.origin.assert_no_path("receive-pack", "git push h2");
     assert_eq!(tools::git_cmd_out(&bare, &["rev-parse", "main"]), before);
+}
+
+/// The env fallbacks a container sets (SPEC §4): `EGRESS_PROXY_UPSTREAM_CA`
+/// instead of `--upstream-ca`, `EGRESS_PROXY_ALLOW_RANGES` instead of
+/// `--allow-range`; the launcher relies on the first.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn env_fallbacks_for_upstream_ca_and_allow_ranges() {
+    use support::proxy::{DEFAULT_ROUTES, Proxy, ProxyOpts, TOKEN_VAR};
+    let origin = support::origin::Origin::start().await;
+    let mut opts = ProxyOpts::new(DEFAULT_ROUTES)
+        .token(TOKEN_VAR, "tok-env-fallback-000000")
+        .no_allow_range();
+    opts.env = vec![
+        (
+            "EGRESS_PROXY_UPSTREAM_CA".into(),
+            origin.ca_file.display().to_string(),
+        ),
+        (
+            "EGRESS_PROXY_ALLOW_RANGES".into(),
+            "10.0.0.0/8,127.0.0.0/8".into(),
+        ),
+    ];
+    let proxy = Proxy::start(opts);
+    let mut c = Command::new(require("curl", "curl"));
+    hermetic(&mut c);
+    c.args(["-q", "-sS", "--max-time", "30", "-x"])
+        .arg(proxy.url())
+        .arg("--cacert")
+        .arg(&proxy.ca_files.cert)
+        .arg(format!(
+            "https://localhost:{}/echo/env",
+            origin.https.port()
+        ));
+    let out = blocking(move || run(c, "curl")).await;
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "echo GET /echo/env body=0\n",
+        "the origin is reachable only if both env fallbacks were read: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }

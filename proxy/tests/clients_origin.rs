@@ -15,7 +15,7 @@ use support::tools::{self, Squid, SquidBump, blocking, hermetic, require, run};
 fn curl_direct(origin: &Origin, extra: &[&str], url: &str) -> std::process::Output {
     let mut c = Command::new(require("curl", "curl"));
     hermetic(&mut c);
-    c.args(["-sS", "--max-time", "30", "--cacert"])
+    c.args(["-q", "-sS", "--max-time", "30", "--cacert"])
         .arg(&origin.ca_file)
         .args(extra)
         .arg(url);
@@ -138,7 +138,7 @@ async fn squid_fixture_tunnels_and_bumps_and_refuses() {
     std::fs::write(&sca, &squid_ca.cert_pem).expect("write");
     let mut c = Command::new(require("curl", "curl"));
     hermetic(&mut c);
-    c.args(["-sS", "--max-time", "30", "--cacert"])
+    c.args(["-q", "-sS", "--max-time", "30", "--cacert"])
         .arg(&sca)
         .arg("-x")
         .arg(format!("http://{}", bump.addr))

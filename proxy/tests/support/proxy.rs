@@ -35,6 +35,8 @@ pub struct ProxyOpts {
     /// `--allow-range` values; default `127.0.0.0/8`.
     pub allow_ranges: Vec<String>,
     pub extra_args: Vec<String>,
+    /// Extra environment of the proxy process (the env fallbacks of SPEC §4).
+    pub env: Vec<(String, String)>,
 }
 
 impl ProxyOpts {
@@ -47,6 +49,7 @@ impl ProxyOpts {
             upstream_proxy: None,
             allow_ranges: vec!["127.0.0.0/8".into()],
             extra_args: Vec::new(),
+            env: Vec::new(),
         }
     }
     pub fn token(mut self, name: &str, value: &str) -> Self {
@@ -131,7 +134,7 @@ impl Proxy {
             cmd.arg("--allow-range").arg(r);
         }
         cmd.args(&opts.extra_args);
-        for (k, v) in &opts.tokens {
+        for (k, v) in opts.tokens.iter().chain(&opts.env) {
             cmd.env(k, v);
         }
         cmd.stdin(Stdio::null())
