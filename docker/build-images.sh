@@ -119,10 +119,26 @@ images=("$@")
 ((${#images[@]})) || images=(bottle-agent bottle-squid egress-proxy bottle-git-gate)
 for img in "${images[@]}"; do
   case "${img%%:*}" in
-    bottle-agent) build_agent ;;
-    bottle-squid) build_squid ;;
-    egress-proxy) build_egress_proxy ;;
-    bottle-git-gate) build_git_gate ;;
+    bottle-agent|bottle-squid|egress-proxy|bottle-git-gate) ;;
     *) echo "build-images: unknown image '$img' (known: bottle-agent bottle-squid egress-proxy bottle-git-gate)" >&2; exit 2 ;;
   esac
 done
+# The Debian images mostly wait on apt downloads and the Rust build on the
+# CPU: run them side by side, then wait for all and fail if any failed.
+pids=()
+for img in "${images[@]}"; do
+  case "${img%%:*}" in
+    bottle-agent) build_agent & pids+=($!) ;;
+    bottle-squid) build_squid & pids+=($!) ;;
+    egress-proxy) build_egress_proxy & pids+=($!) ;;
+    bottle-git-gate) build_git_gate & pids+=($!) ;;
+  esac
+done
+failed=0
+for p in "${pids[@]}"; do
+  wait "$p" || failed=1
+done
+if ((failed)); then
+  log "some images failed to build (see above)"
+  exit 1
+fi

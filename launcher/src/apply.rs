@@ -622,8 +622,14 @@ async fn wait_healthy(d: &Docker, c: &ContainerPlan, secrets: &Secrets) -> Resul
     while Instant::now() < deadline {
         if !running(d, &c.name).await {
             let logs = logs_tail(d, &c.name, secrets, 30).await;
+            // routes.json lists the manifest's routes first, in order, then `allow`.
+            let hint = if c.role == RoleName::EgressProxy {
+                "\n(routes[N] in routes.json is egress_proxy.routes[N] of the manifest; indexes past them are `allow` hosts)"
+            } else {
+                ""
+            };
             return Err(ApplyError::Runtime(format!(
-                "{} ({}) exited during start-up; its last log lines:\n{}",
+                "{} ({}) exited during start-up; its last log lines:\n{}{hint}",
                 c.role.as_str(),
                 c.name,
                 logs.trim_end()

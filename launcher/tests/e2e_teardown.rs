@@ -212,3 +212,63 @@ fn refusals_stop_the_launch_before_anything_exists() {
         "{err}"
     );
 }
+
+#[test]
+fn a_sidecar_failing_at_start_is_reported_and_torn_down() {
+    if !docker_ok() {
+        return;
+    }
+    let bottle = unique("fail");
+    let _guard = Guard::new(&bottle);
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    git_repo(&dir.join("repo"));
+    let secret = unique("never-shown-");
+    let var = format!("FAIL_{}", bottle.to_uppercase());
+    // A dot segment: the manifest only checks the leading `/`; egress-proxy
+    // refuses the pattern at start (SPEC §2), after the outer proxy is up.
+    std::fs::write(
+        dir.join("m.yaml"),
+        format!("bottles:\n  {bottle}:\n    outer_proxy: squid\n    egress_proxy:\n      routes:\n        - host: api.example.com\n          path_allowlist: [\"/a/../b\"]\n          auth: {{scheme: Bearer, token_ref: {var}}}\nagents:\n  a: {{bottle: {bottle}}}\n"),
+    )
+    .unwrap();
+    let state = dir.join("state");
+    let o = Command::new(bottle_bin())
+        .args([
+            "run",
+            "--manifest",
+            dir.join("m.yaml").to_str().unwrap(),
+            "--agent",
+            "a",
+            "--",
+            "true",
+        ])
+        .current_dir(dir.join("repo"))
+        .env("BOTTLE_STATE_DIR", &state)
+        .env(&var, &secret)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("egress-proxy") && err.contains("routes[0]"),
+        "the proxy's own error is shown: {err}"
+    );
+    assert!(!err.contains(&secret) && !String::from_utf8_lossy(&o.stdout).contains(&secret));
+    assert!(bottle_id(&bottle).is_none(), "networks left behind");
+    let left = docker_ok_out(&[
+        "ps",
+        "-a",
+        "--filter",
+        &format!("label=bottle.bottle={bottle}"),
+        "--format",
+        "{{.Names}}",
+    ]);
+    assert!(left.trim().is_empty(), "containers left behind: {left}");
+    assert!(
+        std::fs::read_dir(&state)
+            .map(|mut d| d.next().is_none())
+            .unwrap_or(true),
+        "state directory left behind"
+    );
+}
