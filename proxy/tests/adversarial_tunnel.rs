@@ -803,3 +803,63 @@ async fn h2_content_length_mismatch_is_not_smuggled_to_an_h1_origin() {
     raw::settle().await;
     f.origin.assert_no_path("/echo/secret/h2cl", "H2.CL desync");
 }
+
+/// Hop-by-hop headers (and headers the client nominates in `Connection`) are not
+/// forwarded; nominating the credential header in `Connection` does not remove
+/// the injected one nor let the client's through.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hop_by_hop_headers_are_not_forwarded() {
+    let f = Fixture::start().await;
+    let h = f.tls_host();
+    let r = in_tunnel(
+        &f,
+        &format!(
+            "GET /echo/hop HTTP/1.1\r\nHost: {h}\r\nConnection: keep-alive, X-Foo, Authorization\r\n\
+             X-Foo: 1\r\nKeep-Alive: timeout=5\r\nProxy-Connection: keep-alive\r\nTE: gzip\r\n\
+             Upgrade-Insecure-Requests: 1\r\nAuthorization: Bearer forged\r\n\r\n"
+        ),
+    )
+    .await;
+    r.assert_allowed("hop-by-hop request");
+    let seen = f.origin.seen();
+    assert_eq!(seen.len(), 1);
+    for name in ["x-foo", "keep-alive", "proxy-connection", "te"] {
+        assert!(
+            seen[0].header(name).is_none(),
+            "{name} must not be forwarded"
+        );
+    }
+    f.assert_credential_injected(&seen[0]);
+}
+
+/// Route `methods`: others get 403 `method-not-allowed` (method names are case
+/// sensitive); DELETE may carry a body (SPEC §7).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn route_methods_and_delete_with_body() {
+    let f = Fixture::with_routes(
+        "unmatched: deny\nroutes:\n  - host: localhost\n    methods: [GET, DELETE]\n    \
+         auth_scheme: Bearer\n    token_env: EGRESS_PROXY_TOKEN_0\n",
+    )
+    .await;
+    let h = f.tls_host();
+    for method in ["POST", "PUT", "get", "PATCH"] {
+        let r = in_tunnel(
+            &f,
+            &format!("{method} /echo/m HTTP/1.1\r\nHost: {h}\r\nContent-Length: 0\r\n\r\n"),
+        )
+        .await;
+        r.assert_refused(403, "method-not-allowed", method);
+    }
+    f.origin.assert_untouched("methods not on the route");
+    let r = in_tunnel(
+        &f,
+        &format!("DELETE /echo/d HTTP/1.1\r\nHost: {h}\r\nContent-Length: 5\r\n\r\nhello"),
+    )
+    .await;
+    r.assert_allowed("DELETE with a body");
+    assert_eq!(
+        f.origin.seen()[0].body_len,
+        5,
+        "the DELETE body reaches the origin"
+    );
+}
