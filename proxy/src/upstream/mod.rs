@@ -381,7 +381,14 @@ impl Upstream {
     where
         I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
     {
+        // One upstream h2 connection carries many clients' streams: a client
+        // that stops reading must only stall its own stream. Per-stream flow
+        // control bounds what one stream buffers (256 KiB); the connection
+        // window is made too large to be the limit, or a few unread streams
+        // would hold it and starve every other stream (ops_hostile test).
         let (s, conn) = http2::Builder::new(TokioExecutor::new())
+            .initial_stream_window_size(256 * 1024)
+            .initial_connection_window_size(1 << 30)
             .handshake(io)
             .await
             .map_err(|e| UpstreamError::Unreachable(format!("h2 handshake: {e}")))?;
