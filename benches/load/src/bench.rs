@@ -60,7 +60,7 @@ pub struct ProxyResult {
 }
 
 impl ProxyResult {
-    fn failed(name: &str, why: String) -> Self {
+    pub(crate) fn failed(name: &str, why: String) -> Self {
         ProxyResult {
             name: name.into(),
             status: why,

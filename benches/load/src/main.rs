@@ -171,7 +171,14 @@ async fn bench_cmd(a: BenchArgs) -> Result<ExitCode> {
     let started = std::time::SystemTime::now();
     let load_before = loadavg();
     let results = bench::run(&cfg).await?;
-    let table = report::markdown(&results);
+    let mut table = report::markdown(&results);
+    if smoke {
+        table.insert_str(
+            0,
+            "(smoke run: short windows, usually a debug build; it proves the harness works, \
+             its figures are not measurements)\n\n",
+        );
+    }
     let meta = serde_json::json!({
         "mode": if smoke { "smoke" } else { "full" },
         "started_unix": started.duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0),

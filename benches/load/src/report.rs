@@ -351,3 +351,63 @@ pub fn targets(results: &[ProxyResult]) -> String {
     );
     s
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::scenarios::RatePoint;
+
+    fn point(c: usize, per_cpu: f64, errors: u64) -> RatePoint {
+        RatePoint {
+            concurrency: c,
+            ok: 1000,
+            seconds: 1.0,
+            per_s: 1000.0,
+            proxy_cpu_s: Some(1000.0 / per_cpu),
+            per_cpu_s: Some(per_cpu),
+            p50_ms: Some(1.0),
+            p99_ms: Some(2.0),
+            errors,
+            first_error: (errors > 0).then(|| "status 502 (decision upstream-unreachable)".into()),
+            valid: errors == 0,
+        }
+    }
+
+    fn result(name: &str, s1: Vec<RatePoint>) -> ProxyResult {
+        let mut r = ProxyResult::failed(name, "ok".into());
+        r.s1 = s1;
+        r
+    }
+
+    #[test]
+    fn an_invalid_scenario_is_flagged_and_gets_no_ratio_or_verdict() {
+        let rs = vec![
+            result("egress-proxy", vec![point(64, 20_000.0, 3)]),
+            result("hudsucker", vec![point(64, 10_000.0, 0)]),
+        ];
+        let md = markdown(&rs);
+        assert!(md.contains("INVALID(3 err)"), "{md}");
+        assert!(md.contains("status 502"), "first error listed: {md}");
+        assert!(
+            md.contains(
+                "| S1 req per proxy CPU-s >= 1.3x hudsucker (highest C) | - | not measured |"
+            ),
+            "{md}"
+        );
+    }
+
+    #[test]
+    fn valid_figures_give_ratios_and_verdicts() {
+        let rs = vec![
+            result("egress-proxy", vec![point(64, 20_000.0, 0)]),
+            result("hudsucker", vec![point(64, 10_000.0, 0)]),
+        ];
+        let md = markdown(&rs);
+        assert!(md.contains("| 2.00x | met |"), "{md}");
+        let rs = vec![
+            result("egress-proxy", vec![point(64, 12_000.0, 0)]),
+            result("hudsucker", vec![point(64, 10_000.0, 0)]),
+        ];
+        assert!(markdown(&rs).contains("| 1.20x | MISSED |"));
+    }
+}
