@@ -37,7 +37,10 @@ def main(path, out):
                 ax.plot(xs, ys, marker="o", label=label, color=COLORS.get(r["name"]))
     for ax, (_, ylabel, title) in zip(axes, panels):
         ax.set_xscale("log", base=2)
-        ax.xaxis.set_major_formatter(matplotlib.ticker.ScalarFormatter())
+        conc = doc.get("meta", {}).get("scenarios", {}).get("s1_concurrency") or [1, 8, 64]
+        ax.set_xticks(conc)
+        ax.xaxis.set_major_formatter(matplotlib.ticker.FormatStrFormatter("%d"))
+        ax.xaxis.set_minor_locator(matplotlib.ticker.NullLocator())
         ax.set_yscale("log")
         ax.set_xlabel("concurrent keep-alive connections")
         ax.set_ylabel(ylabel)
