@@ -53,7 +53,10 @@ if [ "$mode" = full ]; then
   fi
   "$venv/bin/mitmdump" --version | head -1
   mkdir -p docs/bench
-  taskset -c 0 target/release/load-harness bench \
+  # Never measure a stale egress-proxy binary left from an earlier build.
+  proxies=direct,egress-proxy,hudsucker,mitmproxy
+  [ "$egress_ok" = 1 ] || proxies=direct,hudsucker,mitmproxy
+  taskset -c 0 target/release/load-harness bench --proxies "$proxies" \
     --results docs/bench/results.json --out-dir benches/load/out \
     --egress-proxy target/release/egress-proxy
   "$venv/bin/python" benches/load/plot.py docs/bench/results.json docs/bench/s1-concurrency.png
