@@ -1353,3 +1353,48 @@ agents:
         }
     }
 }
+
+#[cfg(test)]
+mod prop {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn parse_any(s: &str) -> Result<Manifest, ManifestError> {
+        parse(s, Path::new("p.yaml"), Path::new("/b"), None)
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 512, ..ProptestConfig::default() })]
+
+        /// Arbitrary text never panics; an error always says where and how to fix.
+        #[test]
+        fn arbitrary_text_never_panics(s in "\\PC{0,200}") {
+            if let Err(ManifestError::Invalid(p)) = parse_any(&s) {
+                prop_assert!(!p.is_empty());
+                for x in p {
+                    prop_assert!(!x.fix.is_empty() && x.file == "p.yaml");
+                }
+            }
+        }
+
+        /// Structured documents with random keys and values at the known places:
+        /// every problem is reported with a key path under the document.
+        #[test]
+        fn random_keys_are_reported_with_their_path(
+            key in "[a-z_]{1,12}",
+            val in prop_oneof![Just("1".to_string()), Just("[a, b]".to_string()), Just("{x: 1}".to_string()), "[a-z.*]{1,20}".prop_map(|v| format!("\"{v}\""))],
+        ) {
+            let doc = format!(
+                "bottles:\n  b:\n    {key}: {val}\n    egress_proxy:\n      routes:\n        - host: h.example\n          {key}: {val}\nagents:\n  a:\n    bottle: b\n    {key}: {val}\n"
+            );
+            match parse_any(&doc) {
+                Ok(m) => prop_assert!(m.bottles.contains_key("b")),
+                Err(e) => {
+                    for p in e.problems() {
+                        prop_assert!(p.path.starts_with("bottles.b") || p.path.starts_with("agents.a"), "{}", p);
+                    }
+                }
+            }
+        }
+    }
+}

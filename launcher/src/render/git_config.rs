@@ -225,3 +225,54 @@ mod tests {
         }
     }
 }
+
+#[cfg(test)]
+mod prop {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 512, ..ProptestConfig::default() })]
+
+        /// Whatever the original holds, the output has only keep-listed keys in
+        /// the sections core/extensions/user/init plus the given remotes.
+        #[test]
+        fn output_holds_only_kept_settings(
+            sections in proptest::collection::vec(
+                ("[a-zA-Z]{1,10}", proptest::option::of("[a-zA-Z:/. \"]{0,12}"), proptest::collection::vec(("[a-zA-Z]{1,12}", "[ -~]{0,30}"), 0..4)),
+                0..6,
+            ),
+            noise in "\\PC{0,80}",
+        ) {
+            let mut orig = String::new();
+            for (name, sub, kvs) in &sections {
+                match sub {
+                    Some(s) => orig.push_str(&format!("[{name} \"{s}\"]\n")),
+                    None => orig.push_str(&format!("[{name}]\n")),
+                }
+                for (k, v) in kvs {
+                    orig.push_str(&format!("\t{k} = {v}\n"));
+                }
+            }
+            orig.push_str(&noise);
+            let out = render(Some(&orig), &[("gate".into(), "git://git-gate:9418/gate.git".into())]);
+            let mut section = String::new();
+            for line in out.lines().skip(1) {
+                if line.starts_with('[') {
+                    section = line.to_string();
+                    prop_assert!(["[core]", "[extensions]", "[user]", "[init]", "[remote \"gate\"]"].contains(&line), "{}", line);
+                    continue;
+                }
+                let key = line.trim().split(" = ").next().unwrap_or_default();
+                let ok = match section.as_str() {
+                    "[core]" => ["repositoryformatversion", "filemode", "ignorecase", "precomposeunicode", "logallrefupdates", "autocrlf", "eol", "bare"].contains(&key),
+                    "[extensions]" => true,
+                    "[user]" => ["name", "email"].contains(&key),
+                    "[init]" => key == "defaultbranch",
+                    _ => ["url", "fetch"].contains(&key),
+                };
+                prop_assert!(ok, "{} in {}", line, section);
+            }
+        }
+    }
+}
