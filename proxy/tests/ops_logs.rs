@@ -348,3 +348,72 @@ async fn token_file_readable_by_others_is_warned_about_without_its_value() {
     let mut s = tokio::net::TcpStream::connect(proxy.addr).await.unwrap();
     let _ = s.shutdown().await;
 }
+
+#[test]
+fn ca_new_writes_the_key_0600_and_prints_no_key() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_egress-proxy"))
+        .args(["ca", "new", "--out"])
+        .arg(dir.path())
+        .output()
+        .expect("run ca new");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let both = dir.path().join("ca.pem");
+    let mode = std::fs::metadata(&both).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600, "the file holding the key is 0600");
+    assert!(
+        std::fs::read_to_string(&both)
+            .unwrap()
+            .contains("PRIVATE KEY")
+    );
+    let printed = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!printed.contains("PRIVATE KEY"), "the key is never printed");
+}
+
+#[test]
+fn start_up_errors_exit_2_and_name_the_source_never_a_value() {
+    let dir = tempfile::tempdir().unwrap();
+    let token = dir.path().join("token");
+    std::fs::write(&token, "file-token-value-5b6a\n").unwrap();
+    let routes = dir.path().join("routes.yaml");
+    // A file token (read fine), an empty env token, and a bad key.
+    std::fs::write(
+        &routes,
+        format!(
+            "routes:\n  - host: a.example\n    auth_header: x-api-key\n    token_file: {}\n  - host: b.example\n    auth_scheme: Bearer\n    token_env: OPS_EMPTY\n",
+            token.display()
+        ),
+    )
+    .unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_egress-proxy"))
+        .env_clear()
+        .env("OPS_EMPTY", "   ")
+        .env("OPS_OTHER", "env-token-value-77aa")
+        .arg("--routes")
+        .arg(&routes)
+        .args(["--listen", "127.0.0.1:0"])
+        .arg("--ca-out")
+        .arg(dir.path().join("ca.pem"))
+        .output()
+        .expect("run egress-proxy");
+    assert_eq!(out.status.code(), Some(2), "bad configuration exits 2");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("OPS_EMPTY"),
+        "the error names the variable: {err}"
+    );
+    assert!(err.contains("routes[1]"), "and the route: {err}");
+    assert!(
+        !err.contains("file-token-value") && !err.contains("env-token-value"),
+        "{err}"
+    );
+}
