@@ -405,7 +405,18 @@ pub async fn bring_up(
         d.start_container(&c.name, None)
             .await
             .map_err(docker_err(format!("start {}", c.name)))?;
-        wait_healthy(d, c, secrets).await?;
+        // Engine 28+ isolated networks have no host address: the host cannot
+        // probe a container there, so readiness comes from its log instead.
+        let host_blind = isolation == HostIsolation::GatewayIsolated
+            && plan
+                .networks
+                .iter()
+                .any(|n| n.internal && c.health.network() == Some(n.name.as_str()));
+        if host_blind {
+            wait_log_line(d, c, secrets, "listening").await?;
+        } else {
+            wait_healthy(d, c, secrets).await?;
+        }
         step.done();
     }
     Ok(agent_name)
@@ -604,6 +615,36 @@ pub async fn logs_tail(d: &Docker, name: &str, secrets: &Secrets, lines: usize) 
         }
     }
     secrets.redact(&out)
+}
+
+/// Waits (bounded) until a sidecar's log holds `needle` (its readiness line).
+async fn wait_log_line(
+    d: &Docker,
+    c: &ContainerPlan,
+    secrets: &Secrets,
+    needle: &str,
+) -> Result<(), ApplyError> {
+    let deadline = Instant::now() + Duration::from_secs(90);
+    while Instant::now() < deadline {
+        let logs = logs_tail(d, &c.name, secrets, 200).await;
+        if logs.contains(needle) {
+            return Ok(());
+        }
+        if !running(d, &c.name).await {
+            return Err(ApplyError::Runtime(format!(
+                "{} ({}) exited during start-up; its last log lines:\n{}",
+                c.role.as_str(),
+                c.name,
+                logs.trim_end()
+            )));
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    Err(ApplyError::Runtime(format!(
+        "{} ({}) did not log `{needle}` in 90 s",
+        c.role.as_str(),
+        c.name
+    )))
 }
 
 /// Waits (bounded) until a sidecar answers its health check.

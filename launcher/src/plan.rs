@@ -133,6 +133,16 @@ pub enum Health {
     None,
 }
 
+impl Health {
+    /// The network the check runs on, if any.
+    pub fn network(&self) -> Option<&str> {
+        match self {
+            Health::Http { network, .. } | Health::Tcp { network, .. } => Some(network),
+            Health::None => None,
+        }
+    }
+}
+
 /// Where a file's bytes come from.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case", tag = "kind", content = "from")]
