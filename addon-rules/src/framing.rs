@@ -69,9 +69,9 @@ pub(crate) fn check(
             }
         }
     }
-    let te = tokens(headers, header::TRANSFER_ENCODING);
     let has_te = headers.contains_key(header::TRANSFER_ENCODING);
     if has_te {
+        let te = tokens(headers, header::TRANSFER_ENCODING);
         if content_length.is_some() {
             return Err(bad("both Content-Length and Transfer-Encoding are present"));
         }

@@ -30,8 +30,7 @@ pub(crate) fn push_signal(
     if let Some(q) = query
         && q.split(['&', ';']).any(|pair| {
             let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-            decode_lossy(k).trim().eq_ignore_ascii_case("service")
-                && decode_lossy(v).trim().eq_ignore_ascii_case(RECEIVE_PACK)
+            decoded_eq_ignore_case(k, "service") && decoded_eq_ignore_case(v, RECEIVE_PACK)
         })
     {
         return Some("the query asks for service=git-receive-pack");
@@ -49,28 +48,32 @@ pub(crate) fn push_signal(
     None
 }
 
-/// Form-style percent-decoding (`+` is a space); a malformed escape stays as
-/// written. Used only to compare against fixed ASCII words.
-fn decode_lossy(s: &str) -> String {
+/// Form-style percent-decoding (`+` is a space; a malformed escape stays as
+/// written) compared case-insensitively with an ASCII `word`, without
+/// allocating: this runs on every request with a query.
+fn decoded_eq_ignore_case(s: &str, word: &str) -> bool {
     let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
+    let w = word.as_bytes();
+    let (mut i, mut j) = (0, 0);
     while i < b.len() {
-        match b[i] {
-            b'+' => out.push(b' '),
-            b'%' if i + 2 < b.len() => match (hexval(b[i + 1]), hexval(b[i + 2])) {
-                (Some(h), Some(l)) => {
-                    out.push(h * 16 + l);
-                    i += 3;
-                    continue;
-                }
-                _ => out.push(b'%'),
+        let (c, step) = match b[i] {
+            b'+' => (b' ', 1),
+            b'%' => match (
+                b.get(i + 1).copied().and_then(hexval),
+                b.get(i + 2).copied().and_then(hexval),
+            ) {
+                (Some(h), Some(l)) => (h * 16 + l, 3),
+                _ => (b'%', 1),
             },
-            c => out.push(c),
+            c => (c, 1),
+        };
+        if j >= w.len() || !c.eq_ignore_ascii_case(&w[j]) {
+            return false;
         }
-        i += 1;
+        i += step;
+        j += 1;
     }
-    String::from_utf8_lossy(&out).into_owned()
+    j == w.len()
 }
 
 fn hexval(b: u8) -> Option<u8> {
@@ -106,7 +109,9 @@ mod tests {
                 .unwrap(),
         );
         assert!(push_signal("/x", None, &h).is_some());
-        assert_eq!(decode_lossy("%4"), "%4");
-        assert_eq!(decode_lossy("a%41+"), "aA ");
+        assert!(decoded_eq_ignore_case("%4", "%4"));
+        assert!(decoded_eq_ignore_case("a%41+", "aa "));
+        assert!(!decoded_eq_ignore_case("servic", "service"));
+        assert!(!decoded_eq_ignore_case("services", "service"));
     }
 }

@@ -138,6 +138,7 @@ pub fn normalize_path(raw: &str) -> Result<String, PathError> {
     Ok(out)
 }
 
+#[inline(always)]
 fn flush_utf8(
     high: &mut [u8; 4],
     high_len: &mut usize,
@@ -146,6 +147,14 @@ fn flush_utf8(
     if *high_len == 0 && pending.is_empty() {
         return Ok(());
     }
+    flush_utf8_slow(high, high_len, pending)
+}
+
+fn flush_utf8_slow(
+    high: &mut [u8; 4],
+    high_len: &mut usize,
+    pending: &mut Vec<u8>,
+) -> Result<(), PathError> {
     let ok = if pending.is_empty() {
         std::str::from_utf8(&high[..*high_len]).is_ok()
     } else {
@@ -165,7 +174,12 @@ fn flush_utf8(
 /// cut off: servers such as Tomcat resolve `..;x` as `..`.
 fn has_dot_segment(normalized: &str) -> bool {
     normalized.split('/').any(|seg| {
-        let seg = seg.split(';').next().unwrap_or(seg);
+        // Cheap reject first: a dot segment starts with '.'.
+        if !seg.starts_with('.') {
+            return false;
+        }
+        let end = seg.find(';').unwrap_or(seg.len());
+        let seg = &seg[..end];
         let seg = match seg.find("%3B") {
             Some(i) => &seg[..i],
             None => seg,

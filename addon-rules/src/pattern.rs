@@ -4,7 +4,7 @@
 //! Must never compile anything per request: plain prefixes are compared
 //! directly, globs and regexes go into one `RegexSet` per list.
 
-use regex::{RegexSet, RegexSetBuilder};
+use regex::bytes::{RegexSet, RegexSetBuilder};
 
 use crate::path::normalize_path;
 
@@ -20,6 +20,9 @@ pub struct PatternList {
     /// Plain entries (no `*`, not a regex): prefix on a segment boundary.
     /// Each holds the index into `raw`.
     prefixes: Vec<(String, usize)>,
+    /// `*` / `**` entries, matched by hand (compiling them to regexes made
+    /// loading 10 000 routes take far too long).
+    globs: Vec<(Glob, usize)>,
     /// Globs and regexes, compiled together; `set_index[i]` maps pattern i of
     /// the set to its index into `raw`.
     set: Option<RegexSet>,
@@ -32,11 +35,13 @@ impl PatternList {
     pub(crate) fn compile(entries: &[String]) -> Result<PatternList, Vec<(usize, String, String)>> {
         let mut errors = Vec::new();
         let mut prefixes = Vec::new();
+        let mut globs = Vec::new();
         let mut regexes = Vec::new();
         let mut set_index = Vec::new();
         for (i, e) in entries.iter().enumerate() {
             match compile_one(e) {
                 Ok(Compiled::Prefix(p)) => prefixes.push((p, i)),
+                Ok(Compiled::Glob(g)) => globs.push((g, i)),
                 Ok(Compiled::Regex(r)) => {
                     regexes.push(r);
                     set_index.push(i);
@@ -50,19 +55,24 @@ impl PatternList {
         let set = if regexes.is_empty() {
             None
         } else {
-            match RegexSetBuilder::new(&regexes)
-                .size_limit(REGEX_SIZE_LIMIT * regexes.len().max(1))
-                .build()
-            {
+            match builder(&regexes).build() {
                 Ok(s) => Some(s),
+                // Name the entry that fails on its own, if one does.
                 Err(e) => {
+                    let culprit = regexes
+                        .iter()
+                        .position(|r| builder(std::slice::from_ref(r)).build().is_err())
+                        .unwrap_or(0);
+                    let i = set_index.get(culprit).copied().unwrap_or(0);
                     return Err(vec![(
-                        set_index.first().copied().unwrap_or(0),
+                        i,
                         format!(
-                            "the patterns of this list do not compile together: {}",
+                            "pattern {:?} does not compile: {}",
+                            entries[i],
                             one_line(&e.to_string())
                         ),
-                        "simplify the regular expressions of this list".into(),
+                        "simplify the regular expression (Rust `regex` syntax, ASCII classes)"
+                            .into(),
                     )]);
                 }
             }
@@ -70,6 +80,7 @@ impl PatternList {
         Ok(PatternList {
             raw: entries.to_vec(),
             prefixes,
+            globs,
             set,
             set_index,
         })
@@ -88,18 +99,35 @@ impl PatternList {
     /// True when some entry matches the normalized `path`.
     pub fn matches(&self, path: &str) -> bool {
         self.prefixes.iter().any(|(p, _)| prefix_matches(p, path))
-            || self.set.as_ref().is_some_and(|s| s.is_match(path))
+            || self.globs.iter().any(|(g, _)| g.matches(path))
+            || self
+                .set
+                .as_ref()
+                .is_some_and(|s| s.is_match(path.as_bytes()))
     }
 
-    /// The first entry (in file order among prefixes, then globs/regexes)
-    /// matching `path`, for `explain`.
+    /// The first entry (in file order) matching `path`, for `explain`.
     pub fn first_match(&self, path: &str) -> Option<&str> {
-        if let Some((_, i)) = self.prefixes.iter().find(|(p, _)| prefix_matches(p, path)) {
-            return Some(&self.raw[*i]);
-        }
-        let set = self.set.as_ref()?;
-        let m = set.matches(path).into_iter().next()?;
-        Some(&self.raw[self.set_index[m]])
+        let p = self
+            .prefixes
+            .iter()
+            .find(|(p, _)| prefix_matches(p, path))
+            .map(|(_, i)| *i);
+        let g = self
+            .globs
+            .iter()
+            .find(|(g, _)| g.matches(path))
+            .map(|(_, i)| *i);
+        let r = self
+            .set
+            .as_ref()
+            .and_then(|set| set.matches(path.as_bytes()).into_iter().next())
+            .map(|m| self.set_index[m]);
+        [p, g, r]
+            .into_iter()
+            .flatten()
+            .min()
+            .map(|i| self.raw[i].as_str())
     }
 }
 
@@ -113,8 +141,20 @@ fn prefix_matches(prefix: &str, path: &str) -> bool {
     }
 }
 
+/// Normalized paths are ASCII (everything else is percent-encoded), so
+/// Unicode tables are dead weight that multiplies compile time; matching is
+/// on bytes so ASCII-only classes are allowed.
+fn builder(patterns: &[String]) -> RegexSetBuilder {
+    let mut b = RegexSetBuilder::new(patterns);
+    b.unicode(false)
+        .size_limit(REGEX_SIZE_LIMIT * patterns.len().max(1))
+        .dfa_size_limit(REGEX_SIZE_LIMIT);
+    b
+}
+
 enum Compiled {
     Prefix(String),
+    Glob(Glob),
     Regex(String),
 }
 
@@ -124,10 +164,24 @@ fn one_line(s: &str) -> String {
 
 fn compile_one(e: &str) -> Result<Compiled, (String, String)> {
     if let Some(body) = e.strip_prefix('^') {
+        if !body.is_ascii() {
+            return Err((
+                format!(
+                    "pattern {e:?} holds non-ASCII characters, which a normalized path never does"
+                ),
+                "write them percent-encoded in uppercase, e.g. %C3%A9 for \u{e9}".into(),
+            ));
+        }
         // Anchor at both ends whatever the author wrote: `^/a` must not
         // silently mean "starts with /a" when the SPEC says "whole path".
         let anchored = format!("^(?:{body})$");
-        return match regex::Regex::new(&anchored) {
+        // Syntax check only (cheap); the list is compiled once, as one set.
+        let parsed = regex_syntax::ParserBuilder::new()
+            .unicode(false)
+            .utf8(false)
+            .build()
+            .parse(&anchored);
+        return match parsed {
             Ok(_) => Ok(Compiled::Regex(anchored)),
             Err(err) => Err((
                 format!("pattern {e:?} is not a valid regular expression: {}", one_line(&err.to_string())),
@@ -174,35 +228,165 @@ fn compile_one(e: &str) -> Result<Compiled, (String, String)> {
     if !e.contains('*') {
         return Ok(Compiled::Prefix(e.to_string()));
     }
-    let mut re = String::from("^");
-    let segments: Vec<&str> = e[1..].split('/').collect();
-    for seg in &segments {
-        if *seg == "**" {
-            // Zero or more whole segments.
-            re.push_str("(?:/[^/]*)*");
-            continue;
-        }
-        if seg.contains("**") {
+    let mut segs = Vec::new();
+    let body = &e[1..];
+    let n = body.split('/').count();
+    for (k, seg) in body.split('/').enumerate() {
+        if seg == "**" {
+            segs.push(GSeg::DoubleStar);
+        } else if seg.contains("**") {
             return Err((
                 format!("pattern {e:?}: '**' must be a whole segment"),
                 "write '/**/' for any number of segments, or '*' for part of one segment".into(),
             ));
-        }
-        re.push('/');
-        for (k, lit) in seg.split('*').enumerate() {
-            if k > 0 {
-                re.push_str("[^/]+");
+        } else if seg.is_empty() && k == n - 1 && n > 1 {
+            // A trailing '/': any one segment (even empty), then anything below.
+            segs.push(GSeg::Any);
+        } else if seg.contains('*') {
+            let mut toks = Vec::new();
+            for (j, lit) in seg.split('*').enumerate() {
+                if j > 0 {
+                    // '*' is one or more characters: one, then any number.
+                    toks.push(Tok::One);
+                    toks.push(Tok::Many);
+                }
+                if !lit.is_empty() {
+                    toks.push(Tok::Lit(lit.as_bytes().to_vec()));
+                }
             }
-            re.push_str(&regex::escape(lit));
+            segs.push(GSeg::Star(toks));
+        } else {
+            segs.push(GSeg::Lit(seg.to_string()));
         }
     }
     // A plain pattern also matches everything below it on a segment boundary.
-    if e.ends_with('/') {
-        re.push_str(".*$")
-    } else {
-        re.push_str("(?:/.*)?$")
+    if segs.last() != Some(&GSeg::DoubleStar) {
+        segs.push(GSeg::DoubleStar);
     }
-    Ok(Compiled::Regex(re))
+    Ok(Compiled::Glob(Glob { segs }))
+}
+
+/// A compiled `*` / `**` pattern: matched segment by segment without
+/// allocating, in O(pattern x path) worst case (greedy with backtracking
+/// to the last `**` only, the classic wildcard algorithm).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Glob {
+    segs: Vec<GSeg>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum GSeg {
+    /// Exactly this segment.
+    Lit(String),
+    /// A segment with `*` in it.
+    Star(Vec<Tok>),
+    /// Any one segment.
+    Any,
+    /// Zero or more whole segments.
+    DoubleStar,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Tok {
+    Lit(Vec<u8>),
+    One,
+    Many,
+}
+
+impl GSeg {
+    fn matches(&self, seg: &str) -> bool {
+        match self {
+            GSeg::Lit(l) => l == seg,
+            GSeg::Star(toks) => seg_glob(toks, seg.as_bytes()),
+            GSeg::Any => true,
+            GSeg::DoubleStar => false,
+        }
+    }
+}
+
+/// The segment starting at byte `off` of `s` and the offset of the next one.
+fn segment_at(s: &str, off: usize) -> (&str, Option<usize>) {
+    match s[off..].find('/') {
+        Some(e) => (&s[off..off + e], Some(off + e + 1)),
+        None => (&s[off..], None),
+    }
+}
+
+impl Glob {
+    fn matches(&self, path: &str) -> bool {
+        let Some(s) = path.strip_prefix('/') else {
+            return false;
+        };
+        let pat = &self.segs;
+        let (mut p, mut pos) = (0usize, Some(0usize));
+        // After the last `**`: the pattern index after it, and the path
+        // offset it has consumed up to.
+        let mut star: Option<(usize, Option<usize>)> = None;
+        loop {
+            if p < pat.len() && pat[p] == GSeg::DoubleStar {
+                star = Some((p + 1, pos));
+                p += 1;
+                continue;
+            }
+            let Some(off) = pos else {
+                // Out of segments: only `**` may remain; consuming more cannot help.
+                return pat[p..].iter().all(|g| *g == GSeg::DoubleStar);
+            };
+            let (seg, next) = segment_at(s, off);
+            if p < pat.len() && pat[p].matches(seg) {
+                p += 1;
+                pos = next;
+                continue;
+            }
+            match star {
+                Some((sp, Some(o))) => {
+                    let (_, after) = segment_at(s, o);
+                    star = Some((sp, after));
+                    p = sp;
+                    pos = after;
+                }
+                _ => return false,
+            }
+        }
+    }
+}
+
+/// `*`-within-a-segment matching over bytes (classic greedy wildcard).
+fn seg_glob(toks: &[Tok], s: &[u8]) -> bool {
+    let (mut t, mut i) = (0usize, 0usize);
+    let mut star: Option<(usize, usize)> = None;
+    loop {
+        if t < toks.len() {
+            match &toks[t] {
+                Tok::Many => {
+                    star = Some((t + 1, i));
+                    t += 1;
+                    continue;
+                }
+                Tok::One if i < s.len() => {
+                    t += 1;
+                    i += 1;
+                    continue;
+                }
+                Tok::Lit(l) if s[i..].starts_with(l) => {
+                    t += 1;
+                    i += l.len();
+                    continue;
+                }
+                _ => {}
+            }
+        } else if i == s.len() {
+            return true;
+        }
+        match star {
+            Some((st, si)) if si < s.len() => {
+                star = Some((st, si + 1));
+                t = st;
+                i = si + 1;
+            }
+            _ => return false,
+        }
+    }
 }
 
 #[cfg(test)]
