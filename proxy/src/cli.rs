@@ -151,6 +151,11 @@ pub struct Cli {
     #[arg(long, env = "EGRESS_PROXY_LEAF_CACHE_SIZE", default_value_t = 10_000,
           value_parser = clap::value_parser!(u32).range(1..), value_name = "N")]
     pub leaf_cache_size: u32,
+
+    /// Also reload when the routes file or a token file changes (polled every
+    /// 2 s); SIGHUP always reloads.
+    #[arg(long, env = "EGRESS_PROXY_WATCH_ROUTES")]
+    pub watch_routes: bool,
 }
 
 #[derive(Debug, Subcommand)]

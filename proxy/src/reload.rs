@@ -48,6 +48,69 @@ pub fn on_sighup(running: &Running) -> bool {
     }
 }
 
+/// How often `--watch-routes` looks at the files.
+pub const WATCH_EVERY: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// What identifies a file's content cheaply: modification time, size, inode
+/// (a replaced file or a re-pointed symlink, as Kubernetes secrets do, is a
+/// new inode). `None`: the file cannot be read now.
+type Stamp = Option<(std::time::SystemTime, u64, u64)>;
+
+/// `--watch-routes`: polls the routes file and the token files of the policy
+/// in force; a change triggers the same reload as SIGHUP. Polling (no
+/// inotify) keeps it dependency-free and works on bind mounts and symlinks.
+#[derive(Debug)]
+pub struct Watch {
+    routes: std::path::PathBuf,
+    last: Vec<Stamp>,
+}
+
+impl Watch {
+    pub fn new(routes: std::path::PathBuf, running: &Running) -> Watch {
+        let mut w = Watch {
+            routes,
+            last: Vec::new(),
+        };
+        w.refresh(running);
+        w
+    }
+
+    fn stamps(&self, running: &Running) -> Vec<Stamp> {
+        use std::os::unix::fs::MetadataExt;
+        let loaded = running.shared.loaded.load();
+        let mut paths = vec![self.routes.clone()];
+        for route in loaded.policy.routes() {
+            if let Some(cred) = route.credential()
+                && let addon_rules::TokenSource::File(p) = &cred.source
+            {
+                paths.push(p.clone());
+            }
+        }
+        paths
+            .iter()
+            .map(|p| {
+                let m = std::fs::metadata(p).ok()?;
+                Some((m.modified().ok()?, m.len(), m.ino()))
+            })
+            .collect()
+    }
+
+    /// Remembers the files as they are now (after a reload, by either path).
+    pub fn refresh(&mut self, running: &Running) {
+        self.last = self.stamps(running);
+    }
+
+    /// Whether a watched file changed since the last look.
+    pub fn changed(&mut self, running: &Running) -> bool {
+        let now = self.stamps(running);
+        if now == self.last {
+            return false;
+        }
+        self.last = now;
+        true
+    }
+}
+
 /// Reads a token file, warning first when group or others can read it: the
 /// token should be readable only by the proxy's user (mode 0600 or 0400).
 pub fn read_token_file(path: &Path) -> std::io::Result<String> {

@@ -225,3 +225,74 @@ impl ProcHandle {
         h1_to(self.addr, &self.ca_pem, "localhost", port).await
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn watch_routes_reloads_when_the_routes_file_or_a_token_file_changes() {
+    use std::os::unix::fs::PermissionsExt;
+    let origin = Origin::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let token = dir.path().join("token");
+    std::fs::write(&token, "watch-token-one-1a2b").unwrap();
+    std::fs::set_permissions(&token, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let with_token = |path: &str| {
+        format!(
+            "{}  - host: api.example\n    auth_header: x-api-key\n    token_file: {}\n",
+            policy(path),
+            token.display()
+        )
+    };
+    let mut opts = Opts::new(&with_token("/a")).arg("--watch-routes");
+    opts.upstream_ca = Some(origin.ca_pem.clone());
+    let mut proxy = Proc::start(opts);
+    let tp = origin.tls_port;
+    let handle = ProcHandle {
+        addr: proxy.addr,
+        ca_pem: proxy.ca_pem.clone(),
+    };
+    let reloads = |p: &Proc| p.count(|v| v["msg"] == "routes reloaded");
+
+    // The routes file changes (written elsewhere, moved into place): no signal.
+    let tmp = proxy.dir.path().join("next.yaml");
+    std::fs::write(&tmp, with_token("/b")).unwrap();
+    std::fs::rename(&tmp, &proxy.routes).unwrap();
+    proxy.wait_line(|v| v["msg"] == "routes reloaded", "a reload on file change");
+    let mut send = handle.h1(tp).await.expect("tunnel");
+    let g = get1(&mut send, &format!("localhost:{tp}"), "/b")
+        .await
+        .unwrap();
+    assert_eq!(g.status, 200, "the new policy is in force");
+
+    // A token file change reloads too.
+    let before = reloads(&proxy);
+    std::fs::write(&token, "watch-token-two-3c4d").unwrap();
+    let deadline = Instant::now() + T;
+    while reloads(&proxy) == before {
+        assert!(
+            Instant::now() < deadline,
+            "no reload on token file change:\n{}",
+            proxy.redacted()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    // A bad file is refused once (not retried every poll) and changes nothing.
+    std::fs::write(&tmp, "routes:\n  - hots: x\n").unwrap();
+    std::fs::rename(&tmp, &proxy.routes).unwrap();
+    proxy.wait_line(
+        |v| v["msg"] == "reload failed; keeping the old policy",
+        "the refused reload",
+    );
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    assert_eq!(
+        proxy.count(|v| v["msg"] == "reload failed; keeping the old policy"),
+        1
+    );
+    let g = get1(&mut send, &format!("localhost:{tp}"), "/b")
+        .await
+        .unwrap();
+    assert_eq!(g.status, 200, "the last good policy stays");
+    assert!(
+        !proxy.lines().join("\n").contains("watch-token"),
+        "no token value logged"
+    );
+}
