@@ -142,6 +142,12 @@ pub struct Cli {
           value_parser = clap::value_parser!(u64).range(1..), value_name = "SECS")]
     pub header_read_timeout: u64,
 
+    /// Seconds a client connection inside a tunnel may stay open with no
+    /// request in flight (h2 included; a streaming response is in flight).
+    #[arg(long, env = "EGRESS_PROXY_IDLE_TIMEOUT", default_value_t = 120,
+          value_parser = clap::value_parser!(u64).range(1..), value_name = "SECS")]
+    pub idle_timeout: u64,
+
     /// Seconds for the first bytes and the TLS handshake inside a CONNECT tunnel.
     #[arg(long, env = "EGRESS_PROXY_HANDSHAKE_TIMEOUT", default_value_t = 30,
           value_parser = clap::value_parser!(u64).range(1..), value_name = "SECS")]

@@ -159,12 +159,35 @@ where
     }
     // On drain: h1 closes after the response in flight, h2 sends GOAWAY.
     let drained = ctx.shared.drain.signalled();
-    let svc = service_fn(move |req| serve::handle(ctx.clone(), req));
+    // Idle keep-alive (h2 has no header-read timeout between requests): a
+    // request counts as in flight until its response body ends.
+    let activity = Arc::new(crate::shutdown::Activity::default());
+    let watched = activity.clone();
+    let svc = service_fn(move |req| {
+        let busy = watched.begin();
+        let ctx = ctx.clone();
+        async move {
+            let resp = serve::handle(ctx, req).await?;
+            Ok::<_, std::convert::Infallible>(resp.map(|b| {
+                http_body_util::BodyExt::boxed_unsync(http_body_util::BodyExt::map_frame(
+                    b,
+                    move |f| {
+                        let _ = &busy;
+                        f
+                    },
+                ))
+            }))
+        }
+    });
     let conn = builder.serve_connection_with_upgrades(TokioIo::new(io), svc);
     tokio::pin!(conn);
     tokio::select! {
         _ = conn.as_mut() => {}
         () = drained => {
+            conn.as_mut().graceful_shutdown();
+            let _ = conn.await;
+        }
+        () = activity.idle_for(limits.idle_timeout) => {
             conn.as_mut().graceful_shutdown();
             let _ = conn.await;
         }

@@ -7,6 +7,8 @@
 use std::process::ExitCode;
 use std::time::Duration;
 
+mod policy_cli;
+
 use clap::Parser;
 use egress_proxy::cli::{CaCommand, Cli, Command, parse_upstream_proxy};
 use egress_proxy::limits::Limits;
@@ -39,26 +41,14 @@ fn main() -> ExitCode {
                 ExitCode::from(1)
             }
         },
-        Some(Command::Check { routes }) => policy_cli_pending(&routes),
+        Some(Command::Check { routes }) => policy_cli::check(&routes),
         Some(Command::Explain {
             routes,
             method,
             url,
-        }) => {
-            let _ = (&method, &url);
-            policy_cli_pending(&routes)
-        }
+        }) => policy_cli::explain(&routes, &method, &url),
         None => run(cli),
     }
-}
-
-/// `check`/`explain` come from `policy_cli.rs` (policy engineer), wired once it lands.
-fn policy_cli_pending(routes: &std::path::Path) -> ExitCode {
-    eprintln!(
-        "egress-proxy: check/explain of {} is not available in this build yet",
-        routes.display()
-    );
-    ExitCode::from(2)
 }
 
 fn run(cli: Cli) -> ExitCode {
@@ -97,6 +87,7 @@ fn run(cli: Cli) -> ExitCode {
         max_h2_streams: cli.max_h2_streams,
         header_read_timeout: Duration::from_secs(cli.header_read_timeout),
         handshake_timeout: Duration::from_secs(cli.handshake_timeout),
+        idle_timeout: Duration::from_secs(cli.idle_timeout),
         leaf_cache_size: cli.leaf_cache_size as usize,
         ..Limits::default()
     };
@@ -148,11 +139,16 @@ fn run(cli: Cli) -> ExitCode {
             None => None,
         };
         tracing::info!(addr = %running.addr, "listening");
-        signals(running, Duration::from_secs(cli.grace)).await
+        let watch = cli.watch_routes.then(|| cli.routes.clone()).flatten();
+        signals(running, Duration::from_secs(cli.grace), watch).await
     })
 }
 
-async fn signals(running: egress_proxy::Running, grace: Duration) -> ExitCode {
+async fn signals(
+    running: egress_proxy::Running,
+    grace: Duration,
+    watch: Option<std::path::PathBuf>,
+) -> ExitCode {
     use tokio::signal::unix::{SignalKind, signal};
     let (Ok(mut hup), Ok(mut term), Ok(mut int)) = (
         signal(SignalKind::hangup()),
@@ -162,10 +158,24 @@ async fn signals(running: egress_proxy::Running, grace: Duration) -> ExitCode {
         eprintln!("egress-proxy: cannot install signal handlers");
         return ExitCode::from(1);
     };
+    let mut watch = watch.map(|p| egress_proxy::reload::Watch::new(p, &running));
+    let mut tick = tokio::time::interval(egress_proxy::reload::WATCH_EVERY);
     loop {
         tokio::select! {
             _ = hup.recv() => {
                 egress_proxy::reload::on_sighup(&running);
+                if let Some(w) = watch.as_mut() {
+                    w.refresh(&running);
+                }
+            }
+            _ = tick.tick(), if watch.is_some() => {
+                if let Some(w) = watch.as_mut()
+                    && w.changed(&running)
+                {
+                    tracing::info!("routes or token file changed");
+                    egress_proxy::reload::on_sighup(&running);
+                    w.refresh(&running);
+                }
             }
             _ = term.recv() => break,
             _ = int.recv() => break,

@@ -224,3 +224,28 @@ async fn the_idle_timeout_closes_idle_connections_but_never_a_streaming_response
         "a silent client is closed after the header-read timeout"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_h2_connection_is_closed_but_a_streaming_h2_response_is_not() {
+    let (proxy, tp, _origin) = start(&["--idle-timeout", "1"]);
+    let host = format!("localhost:{tp}");
+    let mut h2 = h2_through(&proxy, "localhost", tp)
+        .await
+        .expect("h2 tunnel");
+    // ~3 s of SSE, three times the idle timeout: never cut.
+    let req = hyper::Request::get(format!("https://{host}/sse?n=8&ms=400"))
+        .body(empty())
+        .unwrap();
+    let resp = h2.send_request(req).await.expect("sse head");
+    let body = String::from_utf8(rest(resp.into_body()).await.expect("stream not cut")).unwrap();
+    assert!(body.contains("data: event 7\n\n"), "{body}");
+    assert!(!h2.is_closed(), "not closed while streaming");
+    // Then idle: closed (GOAWAY) after about the timeout.
+    let since = Instant::now();
+    let deadline = since + Duration::from_secs(10);
+    while !h2.is_closed() {
+        assert!(Instant::now() < deadline, "an idle h2 connection is closed");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    eprintln!("idle h2 connection closed after {:?}", since.elapsed());
+}
