@@ -5,7 +5,7 @@
 //! `bytes_in`, `bytes_out`, `duration_ms`), and the output format.
 //! Must never: log a secret, a query string or a body.
 
-use std::fmt;
+use std::fmt::{self, Write as _};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -107,52 +107,148 @@ where
         mut w: Writer<'_>,
         event: &Event<'_>,
     ) -> fmt::Result {
-        let mut map = serde_json::Map::new();
-        map.insert("ts".into(), serde_json::Value::String(now_rfc3339()));
-        map.insert(
-            "level".into(),
-            serde_json::Value::String(event.metadata().level().as_str().to_ascii_lowercase()),
-        );
-        let mut v = JsonVisitor(&mut map);
-        event.record(&mut v);
-        let line = serde_json::Value::Object(map).to_string();
-        writeln!(w, "{line}")
+        // Same output as a `serde_json::Map` (keys sorted, a later field of
+        // the same name wins, `message` written as `msg`), built without a
+        // `Value` per field: this runs once per request (docs/benchmarks.md).
+        let mut fields: Vec<(&'static str, Val)> = Vec::with_capacity(16);
+        fields.push(("ts", Val::Str(now_rfc3339())));
+        fields.push((
+            "level",
+            Val::Str(event.metadata().level().as_str().to_ascii_lowercase()),
+        ));
+        event.record(&mut JsonVisitor(&mut fields));
+        // Stable: among equal keys the last recorded stays last.
+        fields.sort_by(|a, b| a.0.cmp(b.0));
+        let mut line = String::with_capacity(256);
+        line.push('{');
+        let mut first = true;
+        for (i, (name, value)) in fields.iter().enumerate() {
+            if fields.get(i + 1).is_some_and(|next| next.0 == *name) {
+                continue;
+            }
+            if !first {
+                line.push(',');
+            }
+            first = false;
+            push_json_str(&mut line, name);
+            line.push(':');
+            match value {
+                Val::Str(v) => push_json_str(&mut line, v),
+                Val::U64(v) => write!(line, "{v}")?,
+                Val::I64(v) => write!(line, "{v}")?,
+                Val::Bool(v) => line.push_str(if *v { "true" } else { "false" }),
+            }
+        }
+        line.push_str("}\n");
+        w.write_str(&line)
     }
 }
 
-struct JsonVisitor<'a>(&'a mut serde_json::Map<String, serde_json::Value>);
+/// One recorded field value (the JSON types the visitor produces).
+enum Val {
+    Str(String),
+    U64(u64),
+    I64(i64),
+    Bool(bool),
+}
+
+struct JsonVisitor<'a>(&'a mut Vec<(&'static str, Val)>);
 
 impl Visit for JsonVisitor<'_> {
     fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
-        self.insert(field, serde_json::Value::String(format!("{value:?}")));
+        self.insert(field, Val::Str(format!("{value:?}")));
     }
     fn record_str(&mut self, field: &Field, value: &str) {
-        self.insert(field, serde_json::Value::String(value.to_owned()));
+        self.insert(field, Val::Str(value.to_owned()));
     }
     fn record_u64(&mut self, field: &Field, value: u64) {
-        self.insert(field, serde_json::Value::from(value));
+        self.insert(field, Val::U64(value));
     }
     fn record_i64(&mut self, field: &Field, value: i64) {
-        self.insert(field, serde_json::Value::from(value));
+        self.insert(field, Val::I64(value));
     }
     fn record_bool(&mut self, field: &Field, value: bool) {
-        self.insert(field, serde_json::Value::from(value));
+        self.insert(field, Val::Bool(value));
     }
 }
 
 impl JsonVisitor<'_> {
-    fn insert(&mut self, field: &Field, value: serde_json::Value) {
+    fn insert(&mut self, field: &Field, value: Val) {
         let name = if field.name() == "message" {
             "msg"
         } else {
             field.name()
         };
-        self.0.insert(name.to_owned(), value);
+        self.0.push((name, value));
     }
+}
+
+/// Appends `s` as a JSON string, escaped exactly as serde_json does
+/// (`\"`, `\\`, `\b`, `\f`, `\n`, `\r`, `\t`, other controls as `\u00XX`).
+fn push_json_str(out: &mut String, s: &str) {
+    out.push('"');
+    let mut start = 0;
+    for (i, b) in s.bytes().enumerate() {
+        let esc: &str = match b {
+            b'"' => "\\\"",
+            b'\\' => "\\\\",
+            b'\n' => "\\n",
+            b'\r' => "\\r",
+            b'\t' => "\\t",
+            0x08 => "\\b",
+            0x0c => "\\f",
+            0x00..=0x1f => "",
+            _ => continue,
+        };
+        out.push_str(&s[start..i]);
+        if esc.is_empty() {
+            const HEX: &[u8; 16] = b"0123456789abcdef";
+            out.push_str("\\u00");
+            out.push(HEX[usize::from(b >> 4)] as char);
+            out.push(HEX[usize::from(b & 0xf)] as char);
+        } else {
+            out.push_str(esc);
+        }
+        start = i + 1;
+    }
+    out.push_str(&s[start..]);
+    out.push('"');
 }
 
 fn now_rfc3339() -> String {
     time::OffsetDateTime::now_utc()
         .format(&time::format_description::well_known::Rfc3339)
         .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The hand-written escaping must give byte for byte what serde_json gives
+    /// (the JSON format of the access log is a contract: SPEC §5, ops tests).
+    #[test]
+    fn json_strings_escape_like_serde_json() {
+        let mut cases: Vec<String> = (0u32..0x80)
+            .filter_map(char::from_u32)
+            .map(|c| format!("a{c}b"))
+            .collect();
+        cases.extend(
+            [
+                "",
+                "plain",
+                "quote \" and \\ backslash",
+                "\u{7f}\u{80}é✓\u{10ffff}",
+                "\n\r\t\u{8}\u{c}\u{0}\u{1f}",
+                "/path/with%2Fescapes?x=1",
+            ]
+            .map(String::from),
+        );
+        for s in cases {
+            let mut ours = String::new();
+            push_json_str(&mut ours, &s);
+            let theirs = serde_json::to_string(&s).unwrap();
+            assert_eq!(ours, theirs, "escaping of {s:?}");
+        }
+    }
 }
