@@ -97,6 +97,10 @@ fn main() -> ExitCode {
             };
         }
     };
+    // A workspace build unifies rustls features (the proxy enables `ring`), so
+    // rustls cannot pick a process default by itself: name the one this
+    // harness is written for.
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
