@@ -152,7 +152,13 @@ impl Policy {
             }};
         }
 
-        // 1. Target.
+        // 1. Target. A CONNECT carries an authority-form target, which is valid
+        // for that method: its refusal is step 5's (405), not a bad target.
+        if req.method == Method::CONNECT
+            && let Err(r) = framing::check(req.method, req.version, req.headers, req.body)
+        {
+            refuse!(r);
+        }
         let raw = req.target;
         if raw.contains('#') {
             refuse!(Refusal::new(
@@ -394,10 +400,22 @@ impl Policy {
         }
         // `first_match` names the entry for `explain`; `matches` is the fast path.
         let deny = route.path_denylist();
-        if !deny.is_empty() && deny.matches(&path) {
+        // A lax origin (Tomcat, Jetty) drops `;` parameters from segments, so
+        // `/a/secret;x=1/b` may serve `/a/secret/b`: the deny list is also
+        // checked without them. The allow list sees the path as sent only,
+        // where a parameter can only make a match fail.
+        let unparameterized = without_parameters(&path);
+        let denied_by = if deny.is_empty() {
+            None
+        } else if deny.matches(&path) {
+            Some(path.as_str())
+        } else {
+            unparameterized.as_deref().filter(|p| deny.matches(p))
+        };
+        if let Some(denied) = denied_by {
             step!(
-                "6 deny list: matches {:?}",
-                deny.first_match(&path).unwrap_or_default()
+                "6 deny list: {denied:?} matches {:?}",
+                deny.first_match(denied).unwrap_or_default()
             );
             refuse!(Refusal::new(
                 Reason::PathNotAllowed,
@@ -468,5 +486,37 @@ fn display_authority(a: &Authority) -> String {
         Some(p) => authority_string(&a.host, p),
         None if a.host.contains(':') => format!("[{}]", a.host),
         None => a.host.clone(),
+    }
+}
+
+/// The path with every segment's `;` parameters removed, or `None` when it
+/// has none.
+fn without_parameters(path: &str) -> Option<String> {
+    if !path.contains(';') {
+        return None;
+    }
+    let segments: Vec<&str> = path
+        .split('/')
+        .map(|seg| seg.split_once(';').map_or(seg, |(name, _)| name))
+        .collect();
+    Some(segments.join("/"))
+}
+
+#[cfg(test)]
+mod parameter_tests {
+    use super::without_parameters;
+
+    #[test]
+    fn parameters_are_removed_from_every_segment() {
+        assert_eq!(without_parameters("/a/b"), None);
+        assert_eq!(
+            without_parameters("/a;x=1/secret;jsessionid=2/c").as_deref(),
+            Some("/a/secret/c")
+        );
+        assert_eq!(
+            without_parameters("/a/secret;/x").as_deref(),
+            Some("/a/secret/x")
+        );
+        assert_eq!(without_parameters("/a/b;").as_deref(), Some("/a/b"));
     }
 }

@@ -551,6 +551,11 @@ fn rows() -> Vec<Row> {
             Refuse(MethodNotAllowed, 405),
         ),
         row(
+            "s35_connect_authority_form_in_tunnel_refused_405_not_400",
+            Req::new(Tls("github.com:443"), "CONNECT", "evil.example:443"),
+            Refuse(MethodNotAllowed, 405),
+        ),
+        row(
             "s35_get_with_body_refused",
             get(Tls("github.com:443"), "/")
                 .header("content-length", "5")
@@ -661,6 +666,25 @@ fn rows() -> Vec<Row> {
             "s36_deny_list_covers_below",
             get(GH, "/repos/acme/widget/issues/secret/x"),
             Refuse(PathNotAllowed, 403),
+        ),
+        row(
+            "s36_deny_list_sees_through_segment_parameters",
+            get(GH, "/repos/acme/widget/issues/secret;jsessionid=1/x"),
+            Refuse(PathNotAllowed, 403),
+        ),
+        row(
+            "s36_deny_list_sees_through_empty_parameter",
+            get(GH, "/repos/acme/widget/issues/secret;"),
+            Refuse(PathNotAllowed, 403),
+        ),
+        row(
+            "s36_parameter_on_allowed_path_is_sent_as_is",
+            get(GH, "/repos/acme/widget/issues/7;v=1"),
+            Allow(
+                "api.github.com:443",
+                "/repos/acme/widget/issues/7;v=1",
+                Some(0),
+            ),
         ),
         row(
             "s36_allow_list_miss",
