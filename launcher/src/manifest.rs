@@ -12,7 +12,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::path::{Path, PathBuf};
 
-use serde_yaml::Value;
+use serde_yaml_ng::Value;
 
 /// The default pipelock image; pinned so a bottle never runs an unknown build.
 pub const DEFAULT_PIPELOCK_IMAGE: &str = "ghcr.io/luckypipewrench/pipelock:2.3.0";
@@ -205,7 +205,7 @@ pub fn parse(
             return Err(ManifestError::Invalid(v.problems));
         }
     };
-    let doc: Value = match serde_yaml::from_str(yaml) {
+    let doc: Value = match serde_yaml_ng::from_str(yaml) {
         Ok(d) => d,
         Err(e) => {
             let at = e

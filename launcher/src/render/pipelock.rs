@@ -93,7 +93,7 @@ sentry:\n\
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_yaml::Value;
+    use serde_yaml_ng::Value;
 
     /// Keys pipelock accepts, per struct, copied from luckyPipewrench/pipelock
     /// `internal/config/schema.go` at 40865129 (v2.3.0 + 6; `internal/config` is
@@ -287,7 +287,7 @@ mod tests {
             &["api.github.com".into(), "*.npmjs.org".into()],
             &["Authorization".into()],
         );
-        let v: Value = serde_yaml::from_str(&y).unwrap();
+        let v: Value = serde_yaml_ng::from_str(&y).unwrap();
         let mut seen = Vec::new();
         check("", &v, &mut seen);
         assert!(seen.len() > 25, "{seen:?}");
@@ -320,7 +320,7 @@ mod tests {
     #[test]
     fn all_default_headers_injected_still_leaves_a_list() {
         let all: Vec<String> = DEFAULT_SENSITIVE.iter().map(|s| s.to_string()).collect();
-        let v: Value = serde_yaml::from_str(&render(&["a.example".into()], &all)).unwrap();
+        let v: Value = serde_yaml_ng::from_str(&render(&["a.example".into()], &all)).unwrap();
         assert_eq!(
             v["request_body_scanning"]["sensitive_headers"]
                 .as_sequence()
