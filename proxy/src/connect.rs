@@ -17,6 +17,7 @@ use hyper_util::server::conn::auto;
 use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio_rustls::LazyConfigAcceptor;
 
+use crate::h1scan::H1Scan;
 use crate::io::Prefixed;
 use crate::serve::{self, Ctx, Via};
 use crate::state::Shared;
@@ -94,10 +95,12 @@ pub async fn tunnel(
             tracing::info!(client = %client, host = %target.host, "closed a tunnel that is neither TLS nor HTTP/1");
         }
         Sniffed::Http1 => {
+            let (io, heads) = H1Scan::new(io, limits.max_head_bytes);
             let ctx = Arc::new(Ctx {
                 shared,
                 client,
                 via: Via::Cleartext { connect: target },
+                raw: Some(heads),
             });
             serve_http(ctx, io, true).await;
         }
@@ -122,16 +125,33 @@ pub async fn tunnel(
                 }
                 Err(_) => return,
             };
-            let h1_only = tls.get_ref().1.alpn_protocol() == Some(b"http/1.1");
-            let ctx = Arc::new(Ctx {
-                shared,
-                client,
-                via: Via::Tls {
-                    connect: target,
-                    sni,
-                },
-            });
-            serve_http(ctx, tls, h1_only).await;
+            let alpn = tls.get_ref().1.alpn_protocol();
+            let h1_only = alpn == Some(b"http/1.1");
+            let via = Via::Tls {
+                connect: target,
+                sni,
+            };
+            if alpn == Some(b"h2") {
+                // h2 is framed by hyper itself: nothing to scan, no cost.
+                let ctx = Arc::new(Ctx {
+                    shared,
+                    client,
+                    via,
+                    raw: None,
+                });
+                serve_http(ctx, tls, false).await;
+            } else {
+                // http/1.1, or no ALPN (the scanner steps aside for an h2
+                // preface).
+                let (io, heads) = H1Scan::new(tls, limits.max_head_bytes);
+                let ctx = Arc::new(Ctx {
+                    shared,
+                    client,
+                    via,
+                    raw: Some(heads),
+                });
+                serve_http(ctx, io, h1_only).await;
+            }
         }
     }
 }

@@ -12,6 +12,7 @@ pub mod body;
 pub mod cli;
 pub mod connect;
 pub mod forward;
+pub mod h1scan;
 pub mod io;
 pub mod limits;
 pub mod listener;

@@ -18,6 +18,7 @@ use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 
 use crate::body::{BoxBody, empty};
+use crate::h1scan::H1Scan;
 use crate::refuse::refusal;
 use crate::serve::{self, Ctx, Via};
 use crate::state::Shared;
@@ -62,10 +63,12 @@ pub async fn run(shared: Arc<Shared>, listener: TcpListener) {
 }
 
 async fn serve_client(shared: Arc<Shared>, stream: TcpStream, client: SocketAddr) {
+    let (stream, heads) = H1Scan::new(stream, shared.limits.max_head_bytes);
     let ctx = Arc::new(Ctx {
         shared: shared.clone(),
         client,
         via: Via::Proxy,
+        raw: Some(heads),
     });
     // Tunnels are awaited inside this task so the connection permit covers them.
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<tokio::task::JoinHandle<()>>();
@@ -74,6 +77,12 @@ async fn serve_client(shared: Arc<Shared>, stream: TcpStream, client: SocketAddr
         let tx = tx.clone();
         async move {
             if req.method() == Method::CONNECT {
+                // Its raw head is not needed (the target is judged as hyper
+                // parsed it; bad bytes never reach here) and nothing follows
+                // it in HTTP/1.
+                if let Some(q) = &ctx.raw {
+                    let _ = q.pop();
+                }
                 Ok::<_, std::convert::Infallible>(on_connect(ctx, req, tx))
             } else {
                 serve::handle(ctx, req).await

@@ -46,6 +46,8 @@ pub struct Ctx {
     pub shared: Arc<Shared>,
     pub client: SocketAddr,
     pub via: Via,
+    /// The raw heads of an HTTP/1 connection (`None` for h2).
+    pub raw: Option<crate::h1scan::RawHeads>,
 }
 
 /// Serves one request. Never fails: errors become refusals.
@@ -62,6 +64,25 @@ pub async fn handle(
         Via::Proxy => req.uri().host().unwrap_or("").to_ascii_lowercase(),
     };
     record.path = req.uri().path().to_owned();
+
+    // HTTP/1: the head as the client sent it (hyper hides a `#fragment` and a
+    // Content-Length next to Transfer-Encoding). A scanned connection whose
+    // head is missing or is another request's cannot be checked: refuse.
+    let mut raw = match ctx.raw.as_ref().filter(|_| version != Version::HTTP_2) {
+        None => None,
+        Some(q) => match q.pop() {
+            Some(h) if h.refusal.is_none() && h.method == method.as_str() => Some(h),
+            other => {
+                let (status, why) = other
+                    .and_then(|h| h.refusal)
+                    .unwrap_or((400, "the request head could not be checked"));
+                record.decision = "bad-request".into();
+                let resp = refusal(status, "bad-request", why, true);
+                return Ok(finish(resp, record, None));
+            }
+        },
+    };
+    let ends_http = raw.as_ref().is_some_and(|h| h.ends_http);
 
     if matches!(ctx.via, Via::Proxy)
         && req.uri().scheme().is_none()
@@ -88,8 +109,24 @@ pub async fn handle(
             .path_and_query()
             .map(|p| p.as_str().to_owned())
             .unwrap_or_default()
+    } else if let Some(h) = raw.as_mut() {
+        std::mem::take(&mut h.target)
     } else {
         req.uri().to_string()
+    };
+    // Only with both Content-Length and Transfer-Encoding (hyper dropped the
+    // former): the policy must see the conflict.
+    let with_cl;
+    let headers = match raw.as_ref() {
+        Some(h) if !h.dropped_content_length.is_empty() => {
+            let mut m = req.headers().clone();
+            for v in &h.dropped_content_length {
+                m.append(http::header::CONTENT_LENGTH, v.clone());
+            }
+            with_cl = m;
+            &with_cl
+        }
+        _ => req.headers(),
     };
     let authority = if version == Version::HTTP_2 {
         req.uri().authority().map(|a| a.as_str().to_owned())
@@ -111,7 +148,7 @@ pub async fn handle(
         target: &target,
         version,
         authority: authority.as_deref(),
-        headers: req.headers(),
+        headers,
         body: body_hint,
     };
     let decision = loaded.policy.decide(&facts);
@@ -120,7 +157,7 @@ pub async fn handle(
             record.decision = r.reason.as_str().into();
             // An HTTP/1 request whose body we never read: close the connection
             // rather than read (or misparse) what follows.
-            let close = version != Version::HTTP_2 && body_hint != BodyHint::Empty;
+            let close = version != Version::HTTP_2 && (body_hint != BodyHint::Empty || ends_http);
             let resp = refusal(r.status.as_u16(), r.reason.as_str(), &r.message, close);
             return Ok(finish(resp, record, None));
         }
@@ -179,6 +216,15 @@ pub async fn handle(
             refusal(status.as_u16(), reason, &e.to_string(), false)
         }
     };
+    // The bytes after an `Upgrade` request are not scanned: unless it became
+    // a tunnel, the connection must not carry another request.
+    let mut resp = resp;
+    if ends_http && resp.status() != StatusCode::SWITCHING_PROTOCOLS {
+        resp.headers_mut().insert(
+            http::header::CONNECTION,
+            http::HeaderValue::from_static("close"),
+        );
+    }
     Ok(finish(resp, record, None))
 }
 
