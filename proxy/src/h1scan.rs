@@ -28,6 +28,8 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 const MAX_HEADERS: usize = 100;
 /// hyper's limit on chunk extension bytes per body.
 const MAX_CHUNK_EXTENSIONS: u64 = 16 * 1024;
+/// Buffers above this are released between reads.
+const KEEP_CAPACITY: usize = 16 * 1024;
 /// What hyper receives in place of a head it would reject.
 const SYNTHETIC_HEAD: &[u8] = b"GET / HTTP/1.1\r\nhost: egress-proxy.invalid\r\n\r\n";
 
@@ -522,6 +524,14 @@ impl<S: AsyncRead + Unpin> AsyncRead for H1Scan<S> {
             if !this.raw.is_empty() {
                 this.digest();
                 continue;
+            }
+            // Idle keep-alive connections must not keep a large read's buffers.
+            if this.raw.capacity() > KEEP_CAPACITY {
+                this.raw = Vec::new();
+            }
+            if this.ready.capacity() > KEEP_CAPACITY {
+                this.ready = Vec::new();
+                this.ready_pos = 0;
             }
             let before = buf.filled().len();
             std::task::ready!(Pin::new(&mut this.inner).poll_read(cx, buf))?;
