@@ -21,6 +21,7 @@ use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 
+use crate::listener::MAX_CONNECT_TARGET;
 use http::HeaderValue;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
@@ -253,6 +254,16 @@ impl Tracker {
         self.head.extend_from_slice(&input[skip..skip + take]);
         let Some(end) = head_end(&self.head, from) else {
             self.searched = self.head.len().saturating_sub(2);
+            // A CONNECT line is bounded at 8 KiB (400), well before the head
+            // limit (431): decide as soon as the line is surely too long.
+            // The margin covers "CONNECT " and " HTTP/1.1\r".
+            let line_limit = MAX_CONNECT_TARGET + 32;
+            if self.head.starts_with(b"CONNECT ")
+                && self.head.len() > line_limit
+                && memchr_nl(&self.head[..line_limit]).is_none()
+            {
+                return self.refuse(400, "CONNECT line longer than 8 KiB");
+            }
             if self.head.len() > self.max_head {
                 return self.refuse(431, "request head larger than 64 KiB");
             }
@@ -732,6 +743,22 @@ GET http://h/d#frag HTTP/1.1\nHost: h\n\n";
             assert_eq!(heads.len(), 1);
             assert_eq!(heads[0].refusal.map(|r| r.0), Some(status));
         }
+    }
+
+    #[test]
+    fn a_connect_line_over_8_kib_is_400_before_the_head_limit() {
+        let mut req = b"CONNECT ".to_vec();
+        req.extend(std::iter::repeat_n(b'a', 1024 * 1024));
+        let (out, heads) = drain(vec![req], 64 * 1024, 8192);
+        assert_eq!(out, SYNTHETIC_HEAD);
+        assert_eq!(heads[0].refusal.map(|r| r.0), Some(400));
+        // A long GET line is only bounded by the head limit.
+        let mut req = b"GET /".to_vec();
+        req.extend(std::iter::repeat_n(b'a', 20 * 1024));
+        req.extend_from_slice(b" HTTP/1.1\r\nHost: a\r\n\r\n");
+        let (out, heads) = drain(vec![req.clone()], 64 * 1024, 8192);
+        assert_eq!(out, req);
+        assert!(heads[0].refusal.is_none());
     }
 
     #[test]

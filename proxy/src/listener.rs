@@ -24,7 +24,7 @@ use crate::serve::{self, Ctx, Via};
 use crate::state::Shared;
 
 /// SPEC §5: a CONNECT line over 8 KiB is a 400.
-const MAX_CONNECT_TARGET: usize = 8 * 1024;
+pub(crate) const MAX_CONNECT_TARGET: usize = 8 * 1024;
 
 const OVERLOADED: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\ncontent-type: text/plain; charset=utf-8\r\nx-egress-proxy-decision: overloaded\r\nconnection: close\r\ncontent-length: 65\r\n\r\negress-proxy refused this connection (overloaded): too many open\n";
 

@@ -679,6 +679,10 @@ async fn oversized_connect_line_and_request_head_are_refused() {
     let long = format!("{}.example:443", "a".repeat(9000));
     let (_, r) = raw::connect(f.proxy.addr, &long).await;
     assert_eq!(r.status, 400, "CONNECT line > 8 KiB: {r:?}");
+    // Far past the 64 KiB head limit too: still the CONNECT line's 400, not 431.
+    let huge = format!("{}.example:443", "a".repeat(1024 * 1024));
+    let (_, r) = raw::connect(f.proxy.addr, &huge).await;
+    assert_eq!(r.status, 400, "CONNECT line of 1 MiB: {r:?}");
 
     let h = f.tls_host();
     let mut c = raw::tls_conn(f.proxy.addr, &f.proxy.ca, &h).await;
