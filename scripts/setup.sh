@@ -7,7 +7,8 @@ cd "$(dirname "$0")/.."
 # Debian packages: real clients for the tests (curl, git, openssl, Go, Node,
 # Python), squid as a real upstream proxy, mmdebstrap for the offline images.
 pkgs=(curl git openssl ca-certificates golang-go nodejs python3-requests
-      squid-openssl mmdebstrap iptables openssh-client openssh-server)
+      python3-pip python3-venv squid-openssl mmdebstrap iptables openssh-client
+      openssh-server)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
