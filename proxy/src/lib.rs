@@ -40,7 +40,7 @@ use tokio::net::TcpListener;
 use crate::limits::Limits;
 use crate::state::{Loaded, Shared};
 use crate::tls::Ca;
-use crate::upstream::{Mode, Upstream, address::AddressPolicy};
+use crate::upstream::{Mode, Upstream, address::AddressPolicy, resolve::Resolver};
 
 /// Where the CA comes from.
 #[derive(Debug, Clone)]
@@ -69,6 +69,8 @@ pub struct Config {
     pub limits: Limits,
     /// Environment snapshot for `token_env` (read once at start).
     pub env: HashMap<String, String>,
+    /// Direct mode's name resolution (the system's by default).
+    pub resolver: Resolver,
 }
 
 /// Why the proxy could not start. `is_config` selects exit code 2 over 1.
@@ -159,10 +161,13 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         Some(p) => Mode::Proxy {
             authority: p.clone(),
         },
-        None => Mode::Direct(AddressPolicy {
-            allow_ranges: config.allow_ranges.clone(),
-            listen: addr,
-        }),
+        None => Mode::Direct {
+            policy: AddressPolicy {
+                allow_ranges: config.allow_ranges.clone(),
+                listen: addr,
+            },
+            resolver: config.resolver.clone(),
+        },
     };
     let upstream = Upstream::new(mode, client_tls, config.limits.clone());
     let shared = Arc::new(Shared {

@@ -100,6 +100,7 @@ fn run(cli: Cli) -> ExitCode {
         allow_ranges: cli.allow_range.clone(),
         limits,
         env: std::env::vars().collect(),
+        resolver: Default::default(),
     };
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -11,6 +11,7 @@
 
 pub mod address;
 mod proxy_connect;
+pub mod resolve;
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
@@ -115,11 +116,12 @@ impl UpstreamError {
 /// Direct, or every connection through an upstream proxy.
 #[derive(Debug, Clone)]
 pub enum Mode {
-    Direct(AddressPolicy),
-    /// `host:port` of the upstream proxy (plain HTTP CONNECT proxy).
-    Proxy {
-        authority: String,
+    Direct {
+        policy: AddressPolicy,
+        resolver: resolve::Resolver,
     },
+    /// `host:port` of the upstream proxy (plain HTTP CONNECT proxy).
+    Proxy { authority: String },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -417,18 +419,18 @@ impl Upstream {
             Mode::Proxy { authority } => {
                 proxy_connect::connect(authority, &origin.authority()).await
             }
-            Mode::Direct(policy) => {
+            Mode::Direct { policy, resolver } => {
                 let addrs: Vec<SocketAddr> = match origin.host.parse::<IpAddr>() {
                     Ok(ip) => vec![SocketAddr::new(ip, origin.port)],
-                    Err(_) => tokio::net::lookup_host((origin.host.as_str(), origin.port))
+                    Err(_) => resolver
+                        .lookup(&origin.host, origin.port)
                         .await
                         .map_err(|e| {
                             UpstreamError::Unreachable(format!(
                                 "cannot resolve {}: {e}",
                                 origin.host
                             ))
-                        })?
-                        .collect(),
+                        })?,
                 };
                 let mut refusal = None;
                 let mut last_err = None;

@@ -292,6 +292,8 @@ pub struct ProxySetup {
     pub allow: Vec<String>,
     pub upstream_timeout: Option<Duration>,
     pub max_connections: Option<usize>,
+    /// Direct mode's resolver; the system's when `None`.
+    pub resolver: Option<egress_proxy::upstream::resolve::Resolver>,
 }
 
 impl ProxySetup {
@@ -304,6 +306,7 @@ impl ProxySetup {
             allow: vec!["127.0.0.0/8".into()],
             upstream_timeout: None,
             max_connections: None,
+            resolver: None,
         }
     }
 
@@ -335,6 +338,7 @@ impl ProxySetup {
             allow_ranges: self.allow.iter().map(|a| a.parse().unwrap()).collect(),
             limits,
             env: self.env.into_iter().collect(),
+            resolver: self.resolver.unwrap_or_default(),
         };
         let running = egress_proxy::start(config).await.expect("proxy starts");
         let ca_pem = std::fs::read_to_string(&cert_out).unwrap();
