@@ -132,7 +132,7 @@ pub struct Cli {
     pub max_connections: u32,
 
     /// Concurrent HTTP/2 streams per client connection.
-    #[arg(long, env = "EGRESS_PROXY_MAX_H2_STREAMS", default_value_t = 256,
+    #[arg(long, env = "EGRESS_PROXY_MAX_H2_STREAMS", default_value_t = 100,
           value_parser = clap::value_parser!(u32).range(1..), value_name = "N")]
     pub max_h2_streams: u32,
 

@@ -37,7 +37,7 @@ impl Default for Limits {
     fn default() -> Self {
         Limits {
             max_connections: 4096,
-            max_h2_streams: 256,
+            max_h2_streams: 100,
             max_head_bytes: 64 * 1024,
             header_read_timeout: Duration::from_secs(30),
             handshake_timeout: Duration::from_secs(30),

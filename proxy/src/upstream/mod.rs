@@ -212,7 +212,10 @@ impl Upstream {
             let Some(mut current) = req.take() else { break };
             let (conn, reused) = match self.checkout(&key).await {
                 Some(c) => (c, true),
-                None => (self.connect(&key).await?, false),
+                // Boxed: the connect future (TCP, TLS, h2 handshake) is most of the
+                // request future's size, and hyper keeps one request future per
+                // client connection allocated even while it is idle (S6).
+                None => (Box::pin(self.connect(&key)).await?, false),
             };
             let timeout = self.limits.upstream_response_timeout;
             let mut err = match conn {
@@ -385,16 +388,18 @@ impl Upstream {
     {
         // One upstream h2 connection carries many clients' streams: a client
         // that stops reading must only stall its own stream. Per-stream flow
-        // control bounds what one stream buffers (256 KiB); the connection
-        // window is made too large to be the limit, or a few unread streams
-        // would hold it and starve every other stream (ops_hostile test).
+        // control bounds what one stream buffers (1 MiB: the smallest window
+        // at which a download through the proxy stops waiting on window
+        // updates, S4 in docs/benchmarks.md; 256 KiB gave 0.70x direct, 1, 2
+        // and 8 MiB 0.84x); the connection window is made too large to be the
+        // limit, or a few unread streams would hold it and starve every other
+        // stream (ops_hostile test).
         let (s, conn) = http2::Builder::new(TokioExecutor::new())
-            .initial_stream_window_size(256 * 1024)
+            .initial_stream_window_size(1 << 20)
             .initial_connection_window_size(1 << 30)
             // Let the origin send DATA frames up to 1 MiB instead of 16 KiB:
             // fewer frames, wake-ups and window updates on large downloads
-            // (S4 in docs/benchmarks.md); a frame is still bounded by the
-            // 256 KiB stream window.
+            // (S4 in docs/benchmarks.md).
             .max_frame_size(1 << 20)
             .handshake(io)
             .await
