@@ -61,8 +61,12 @@ fn remove_hop_by_hop(h: &mut HeaderMap) {
     for n in named {
         h.remove(n);
     }
-    for n in HOP_BY_HOP {
-        h.remove(n);
+    // One pass over the (few) names present instead of nine lookups: most
+    // requests and responses carry none of them (docs/benchmarks.md, S1).
+    if h.keys().any(|k| HOP_BY_HOP.contains(&k.as_str())) {
+        for n in HOP_BY_HOP {
+            h.remove(n);
+        }
     }
 }
 
@@ -181,5 +185,18 @@ mod tests {
         assert!(h.get("keep-alive").is_none());
         assert!(h.get("connection").is_none());
         assert!(h.get("x-kept").is_some());
+    }
+
+    #[test]
+    fn each_hop_by_hop_header_alone_is_removed() {
+        for n in HOP_BY_HOP {
+            let mut h = HeaderMap::new();
+            h.insert("x-kept", HeaderValue::from_static("1"));
+            h.append(HeaderName::from_static(n), HeaderValue::from_static("x"));
+            h.append(HeaderName::from_static(n), HeaderValue::from_static("y"));
+            remove_hop_by_hop(&mut h);
+            assert!(h.get(n).is_none(), "{n}");
+            assert_eq!(h.len(), 1, "{n}: only x-kept stays");
+        }
     }
 }

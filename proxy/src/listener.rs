@@ -131,7 +131,7 @@ fn on_connect(
             crate::log::AccessRecord {
                 host: raw.chars().take(256).collect(),
                 status: r.status.as_u16(),
-                decision: r.reason.as_str().into(),
+                decision: r.reason.as_str(),
                 ..crate::log::AccessRecord::new(ctx.client, req.method(), std::time::Instant::now())
             }
             .emit();

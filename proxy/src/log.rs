@@ -5,8 +5,10 @@
 //! `bytes_in`, `bytes_out`, `duration_ms`), and the output format.
 //! Must never: log a secret, a query string or a body.
 
+use std::cell::RefCell;
 use std::fmt::{self, Write as _};
 use std::net::SocketAddr;
+use std::ops::Range;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
@@ -22,12 +24,12 @@ use tracing_subscriber::registry::LookupSpan;
 #[derive(Debug)]
 pub struct AccessRecord {
     pub client: SocketAddr,
-    pub method: String,
+    pub method: Method,
     pub host: String,
     /// The path without the query.
     pub path: String,
     pub status: u16,
-    pub decision: String,
+    pub decision: &'static str,
     pub route: Option<String>,
     pub bytes_in: Arc<AtomicU64>,
     pub bytes_out: Arc<AtomicU64>,
@@ -38,11 +40,11 @@ impl AccessRecord {
     pub fn new(client: SocketAddr, method: &Method, start: Instant) -> Self {
         AccessRecord {
             client,
-            method: method.as_str().to_owned(),
+            method: method.clone(),
             host: String::new(),
             path: String::new(),
             status: 0,
-            decision: String::new(),
+            decision: "",
             route: None,
             bytes_in: Arc::new(AtomicU64::new(0)),
             bytes_out: Arc::new(AtomicU64::new(0)),
@@ -52,7 +54,7 @@ impl AccessRecord {
 
     /// Writes the access-log line.
     pub fn emit(&self) {
-        crate::metrics::get().request(&self.decision, self.start.elapsed());
+        crate::metrics::get().request(self.decision, self.start.elapsed());
         let path = self.path.split('?').next().unwrap_or("");
         tracing::info!(
             target: "access",
@@ -109,57 +111,107 @@ where
     ) -> fmt::Result {
         // Same output as a `serde_json::Map` (keys sorted, a later field of
         // the same name wins, `message` written as `msg`), built without a
-        // `Value` per field: this runs once per request (docs/benchmarks.md).
-        let mut fields: Vec<(&'static str, Val)> = Vec::with_capacity(16);
-        fields.push(("ts", Val::Str(now_rfc3339())));
-        fields.push((
-            "level",
-            Val::Str(event.metadata().level().as_str().to_ascii_lowercase()),
-        ));
-        event.record(&mut JsonVisitor(&mut fields));
+        // `Value` or a `String` per field, in buffers kept per thread: this
+        // runs once per request (docs/benchmarks.md).
+        SCRATCH.with(|cell| match cell.try_borrow_mut() {
+            Ok(mut s) => s.format(event, &mut w),
+            // Re-entered (a field's Display logged): fresh buffers.
+            Err(_) => Scratch::default().format(event, &mut w),
+        })
+    }
+}
+
+thread_local! {
+    static SCRATCH: RefCell<Scratch> = RefCell::new(Scratch::default());
+}
+
+/// The buffers of one JSON line: field texts, fields, the line.
+#[derive(Default)]
+struct Scratch {
+    text: String,
+    fields: Vec<(&'static str, Val)>,
+    line: String,
+}
+
+impl Scratch {
+    fn format(&mut self, event: &Event<'_>, w: &mut Writer<'_>) -> fmt::Result {
+        self.text.clear();
+        self.fields.clear();
+        self.line.clear();
+        let ts = push_rfc3339_now(&mut self.text);
+        self.fields.push(("ts", Val::Str(ts)));
+        let level = match *event.metadata().level() {
+            tracing::Level::ERROR => "error",
+            tracing::Level::WARN => "warn",
+            tracing::Level::INFO => "info",
+            tracing::Level::DEBUG => "debug",
+            tracing::Level::TRACE => "trace",
+        };
+        let at = self.text.len();
+        self.text.push_str(level);
+        self.fields.push(("level", Val::Str(at..self.text.len())));
+        event.record(&mut JsonVisitor {
+            text: &mut self.text,
+            fields: &mut self.fields,
+        });
         // Stable: among equal keys the last recorded stays last.
-        fields.sort_by(|a, b| a.0.cmp(b.0));
-        let mut line = String::with_capacity(256);
+        self.fields.sort_by(|a, b| a.0.cmp(b.0));
+        let line = &mut self.line;
         line.push('{');
         let mut first = true;
-        for (i, (name, value)) in fields.iter().enumerate() {
-            if fields.get(i + 1).is_some_and(|next| next.0 == *name) {
+        for (i, (name, value)) in self.fields.iter().enumerate() {
+            if self.fields.get(i + 1).is_some_and(|next| next.0 == *name) {
                 continue;
             }
             if !first {
                 line.push(',');
             }
             first = false;
-            push_json_str(&mut line, name);
+            push_json_str(line, name);
             line.push(':');
             match value {
-                Val::Str(v) => push_json_str(&mut line, v),
+                Val::Str(r) => push_json_str(line, &self.text[r.clone()]),
                 Val::U64(v) => write!(line, "{v}")?,
                 Val::I64(v) => write!(line, "{v}")?,
                 Val::Bool(v) => line.push_str(if *v { "true" } else { "false" }),
             }
         }
         line.push_str("}\n");
-        w.write_str(&line)
+        let r = w.write_str(line);
+        // A huge field must not keep its buffers for the thread's life.
+        if self.text.capacity() > 64 * 1024 || self.line.capacity() > 64 * 1024 {
+            *self = Scratch::default();
+        }
+        r
     }
 }
 
-/// One recorded field value (the JSON types the visitor produces).
+/// One recorded field value (the JSON types the visitor produces); a string
+/// is a range of `Scratch::text`.
 enum Val {
-    Str(String),
+    Str(Range<usize>),
     U64(u64),
     I64(i64),
     Bool(bool),
 }
 
-struct JsonVisitor<'a>(&'a mut Vec<(&'static str, Val)>);
+struct JsonVisitor<'a> {
+    text: &'a mut String,
+    fields: &'a mut Vec<(&'static str, Val)>,
+}
 
 impl Visit for JsonVisitor<'_> {
     fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
-        self.insert(field, Val::Str(format!("{value:?}")));
+        let at = self.text.len();
+        let _ = write!(self.text, "{value:?}");
+        let end = self.text.len();
+        self.insert(field, Val::Str(at..end));
     }
     fn record_str(&mut self, field: &Field, value: &str) {
-        self.insert(field, Val::Str(value.to_owned()));
+        let at = self.text.len();
+        self.text.push_str(value);
+        let end = self.text.len();
+        self.insert(field, Val::Str(at..end));
     }
     fn record_u64(&mut self, field: &Field, value: u64) {
         self.insert(field, Val::U64(value));
@@ -179,7 +231,7 @@ impl JsonVisitor<'_> {
         } else {
             field.name()
         };
-        self.0.push((name, value));
+        self.fields.push((name, value));
     }
 }
 
@@ -215,10 +267,19 @@ fn push_json_str(out: &mut String, s: &str) {
     out.push('"');
 }
 
-fn now_rfc3339() -> String {
-    time::OffsetDateTime::now_utc()
-        .format(&time::format_description::well_known::Rfc3339)
-        .unwrap_or_default()
+/// Appends the current UTC time in RFC 3339 to `out`; returns its range.
+fn push_rfc3339_now(out: &mut String) -> Range<usize> {
+    let mut buf = [0u8; 64];
+    let mut cur = std::io::Cursor::new(&mut buf[..]);
+    let at = out.len();
+    if time::OffsetDateTime::now_utc()
+        .format_into(&mut cur, &time::format_description::well_known::Rfc3339)
+        .is_ok()
+    {
+        let n = cur.position() as usize;
+        out.push_str(std::str::from_utf8(&buf[..n]).unwrap_or_default());
+    }
+    at..out.len()
 }
 
 #[cfg(test)]

@@ -76,7 +76,7 @@ pub async fn handle(
                 let (status, why) = other
                     .and_then(|h| h.refusal)
                     .unwrap_or((400, "the request head could not be checked"));
-                record.decision = "bad-request".into();
+                record.decision = "bad-request";
                 let resp = refusal(status, "bad-request", why, true);
                 return Ok(finish(resp, record, None));
             }
@@ -91,14 +91,14 @@ pub async fn handle(
         && req.uri().path() == "/healthz"
     {
         let resp = Response::new(full(Bytes::from_static(b"ok\n")));
-        record.decision = "healthz".into();
+        record.decision = "healthz";
         return Ok(finish(resp, record, None));
     }
 
     // hyper's buffer limit is not exact (reads grow adaptively), so the head
     // size is checked here too: SPEC §5, 64 KiB, 431.
     if head_size(&req) > ctx.shared.limits.max_head_bytes {
-        record.decision = "bad-request".into();
+        record.decision = "bad-request";
         let resp = refusal(431, "bad-request", "request head larger than 64 KiB", true);
         return Ok(finish(resp, record, None));
     }
@@ -154,7 +154,7 @@ pub async fn handle(
     let decision = loaded.policy.decide(&facts);
     let allowed = match decision {
         Decision::Refuse(r) => {
-            record.decision = r.reason.as_str().into();
+            record.decision = r.reason.as_str();
             // An HTTP/1 request whose body we never read: close the connection
             // rather than read (or misparse) what follows.
             let close = version != Version::HTTP_2 && (body_hint != BodyHint::Empty || ends_http);
@@ -163,7 +163,7 @@ pub async fn handle(
         }
         Decision::Allow(a) => a,
     };
-    record.decision = "allowed".into();
+    record.decision = "allowed";
     record.route = allowed.route.map(|r| r.host().to_owned());
     record.host = allowed.host.clone();
     if let Some(p) = allowed.path_and_query.split('?').next() {
@@ -175,7 +175,7 @@ pub async fn handle(
             None => {
                 // Cannot happen (loading checks every credential); refuse
                 // rather than forward without the credential.
-                record.decision = "upstream-unreachable".into();
+                record.decision = "upstream-unreachable";
                 let resp = refusal(502, "upstream-unreachable", "credential not loaded", true);
                 return Ok(finish(resp, record, None));
             }
@@ -210,7 +210,7 @@ pub async fn handle(
         Ok(r) => r,
         Err(e) => {
             let (status, reason) = e.status_and_reason();
-            record.decision = reason.into();
+            record.decision = reason;
             crate::metrics::get().upstream_error(reason);
             tracing::debug!(error = %e, "upstream failure");
             refusal(status.as_u16(), reason, &e.to_string(), false)
