@@ -186,7 +186,10 @@ where
     let svc = service_fn(move |req| {
         let busy = watched.begin();
         let ctx = ctx.clone();
-        async move {
+        // Boxed per request: hyper keeps room for one request future per
+        // connection for the connection's whole life, so an idle keep-alive
+        // connection would hold the full size of this future (S6).
+        Box::pin(async move {
             let resp = serve::handle(ctx, req).await?;
             Ok::<_, std::convert::Infallible>(resp.map(|b| {
                 http_body_util::BodyExt::boxed_unsync(http_body_util::BodyExt::map_frame(
@@ -197,7 +200,7 @@ where
                     },
                 ))
             }))
-        }
+        })
     });
     let conn = builder.serve_connection_with_upgrades(TokioIo::new(io), svc);
     tokio::pin!(conn);
