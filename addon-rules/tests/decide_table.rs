@@ -1299,3 +1299,61 @@ fn connect_target_rules() {
         assert_eq!((r.reason, r.status.as_u16()), (BadRequest, 400), "{bad}");
     }
 }
+
+#[test]
+fn refusals_after_route_matching_name_the_route() {
+    // The access log's `route` (issue 12): set on every refusal that found a
+    // route, and only on those.
+    let p = policy("table.yaml");
+    let cases = [
+        (
+            get(GH, "/other"),
+            "path-not-allowed",
+            Some("api.github.com"),
+        ),
+        (
+            get(GH, "/repos/acme/widget/issues/secret"),
+            "path-not-allowed",
+            Some("api.github.com"),
+        ),
+        (
+            Req::new(GH, "DELETE", GH_ISSUES),
+            "method-not-allowed",
+            Some("api.github.com"),
+        ),
+        (
+            get(FORGE, "/x").header("x-http-method-override", "DELETE"),
+            "method-not-allowed",
+            Some("forge.example.com"),
+        ),
+        (
+            get(Clear("api.github.com:80"), GH_ISSUES),
+            "cleartext-credentials",
+            Some("api.github.com"),
+        ),
+        (
+            get(Tls("x.cdn.npmjs.org:443"), "/other"),
+            "path-not-allowed",
+            Some("*.cdn.npmjs.org"),
+        ),
+        (
+            get(Tls("nowhere.example:443"), "/"),
+            "host-not-allowed",
+            None,
+        ),
+        (get(GH, "/a/../b"), "bad-path", None),
+        (Req::new(GH, "TRACE", "/"), "method-not-allowed", None),
+    ];
+    for (req, reason, route) in cases {
+        let Decision::Refuse(r) = p.decide(&req.facts()) else {
+            panic!("{} {}: expected a refusal", req.method, req.target)
+        };
+        assert_eq!(
+            (r.reason.as_str(), r.route.as_deref()),
+            (reason, route),
+            "{} {}",
+            req.method,
+            req.target
+        );
+    }
+}
