@@ -8,7 +8,9 @@ use http::{HeaderMap, HeaderName, Method, StatusCode, Version};
 
 use crate::framing;
 use crate::git::push_signal;
+use crate::method_override;
 use crate::path::normalize_path;
+use crate::pattern::fold_path;
 use crate::reason::{Reason, Refusal};
 use crate::routes::{Credential, Policy, Route, Unmatched};
 use crate::target::{
@@ -340,6 +342,20 @@ impl Policy {
             Ok(ws) => ws,
             Err(r) => refuse!(r),
         };
+        // An override to TRACE would echo the request, injected credential
+        // included, back to the agent: refused like TRACE itself, on every
+        // route (docs/routes.md).
+        if let Some((what, m)) = method_override::find_refused(req.headers, query, |m| {
+            m.eq_ignore_ascii_case("TRACE") || m.eq_ignore_ascii_case("CONNECT")
+        }) {
+            refuse!(Refusal::new(
+                Reason::MethodNotAllowed,
+                format!(
+                    "{what} names {}, which is not allowed through the proxy",
+                    shorten(&m)
+                )
+            ));
+        }
         step!(
             "5 framing: ok{}",
             if websocket {
@@ -388,67 +404,115 @@ impl Policy {
         if let Some(methods) = route.methods()
             && !methods.contains(req.method)
         {
-            refuse!(Refusal::with_status(
-                Reason::MethodNotAllowed,
-                StatusCode::FORBIDDEN,
-                format!(
-                    "method {} is not allowed on host {}",
-                    req.method,
-                    route.host()
+            refuse!(
+                Refusal::with_status(
+                    Reason::MethodNotAllowed,
+                    StatusCode::FORBIDDEN,
+                    format!(
+                        "method {} is not allowed on host {}",
+                        req.method,
+                        route.host()
+                    )
                 )
-            ));
+                .on_route(route.host())
+            );
+        }
+        if let Some(methods) = route.methods()
+            && let Some((what, m)) = method_override::find_refused(req.headers, query, |m| {
+                !methods.iter().any(|a| a.as_str().eq_ignore_ascii_case(m))
+            })
+        {
+            refuse!(
+                Refusal::with_status(
+                    Reason::MethodNotAllowed,
+                    StatusCode::FORBIDDEN,
+                    format!(
+                        "{what} names method {}, which is not allowed on host {}",
+                        shorten(&m),
+                        route.host()
+                    )
+                )
+                .on_route(route.host())
+            );
         }
         // `first_match` names the entry for `explain`; `matches` is the fast path.
-        let deny = route.path_denylist();
-        // A lax origin (Tomcat, Jetty) drops `;` parameters from segments, so
-        // `/a/secret;x=1/b` may serve `/a/secret/b`: the deny list is also
-        // checked without them. The allow list sees the path as sent only,
-        // where a parameter can only make a match fail.
+        // Origins fold what the proxy must not (docs/routes.md): a Tomcat- or
+        // Jetty-style origin drops `;` parameters (`/a/secret;x=1/b` serves
+        // `/a/secret/b`), forges ignore case, common servers merge `//`. The
+        // deny list is checked against every form such an origin may read.
         let unparameterized = without_parameters(&path);
-        let denied_by = if deny.is_empty() {
-            None
-        } else if deny.matches(&path) {
-            Some(path.as_str())
-        } else {
-            unparameterized.as_deref().filter(|p| deny.matches(p))
-        };
-        if let Some(denied) = denied_by {
-            step!(
-                "6 deny list: {denied:?} matches {:?}",
-                deny.first_match(denied).unwrap_or_default()
-            );
-            refuse!(Refusal::new(
-                Reason::PathNotAllowed,
-                format!("path is denied on host {}", route.host())
-            ));
+        let deny = route.path_denylist();
+        if !deny.is_empty() {
+            let folded_deny = route.path_denylist_folded();
+            let folded = fold_path(&path);
+            let folded_unparameterized = unparameterized.as_deref().map(fold_path);
+            let forms = [
+                (deny, "as sent", Some(path.as_str())),
+                (deny, "without ; parameters", unparameterized.as_deref()),
+                (folded_deny, "folded", Some(&*folded)),
+                (
+                    folded_deny,
+                    "folded, without ; parameters",
+                    folded_unparameterized.as_deref(),
+                ),
+            ];
+            if let Some((list, form, p)) = forms
+                .iter()
+                .find_map(|(l, f, p)| p.filter(|p| l.matches(p)).map(|p| (l, f, p)))
+            {
+                step!(
+                    "6 deny list: {p:?} ({form}) matches {:?}",
+                    list.first_match(p).unwrap_or_default()
+                );
+                refuse!(
+                    Refusal::new(
+                        Reason::PathNotAllowed,
+                        format!("path is denied on host {}", route.host())
+                    )
+                    .on_route(route.host())
+                );
+            }
         }
+        // A `;` parameter can turn a denied resource into an allowed-looking
+        // path (`/files/secret.key;.txt` for `/files/*.txt`): both the path as
+        // sent and its `;`-stripped form must be allowed.
         let allow = route.path_allowlist();
         if allow.is_empty() {
             step!("6 allow list: none (every path)");
-        } else if allow.matches(&path) {
+        } else if let Some(missed) = [Some(path.as_str()), unparameterized.as_deref()]
+            .into_iter()
+            .flatten()
+            .find(|p| !allow.matches(p))
+        {
+            step!("6 allow list: no entry matches {missed:?}");
+            refuse!(
+                Refusal::new(
+                    Reason::PathNotAllowed,
+                    format!("path is not in the allow list of host {}", route.host())
+                )
+                .on_route(route.host())
+            );
+        } else {
             step!(
                 "6 allow list: matches {:?}",
                 allow.first_match(&path).unwrap_or_default()
             );
-        } else {
-            step!("6 allow list: no entry matches");
-            refuse!(Refusal::new(
-                Reason::PathNotAllowed,
-                format!("path is not in the allow list of host {}", route.host())
-            ));
         }
 
         // 7. Credentials.
         let credential = route.credential();
         if let Some(c) = credential {
             if !matches!(req.transport, Transport::Tls { .. }) {
-                refuse!(Refusal::new(
-                    Reason::CleartextCredentials,
-                    format!(
-                        "host {} gets a credential and is reachable only over https",
-                        route.host()
+                refuse!(
+                    Refusal::new(
+                        Reason::CleartextCredentials,
+                        format!(
+                            "host {} gets a credential and is reachable only over https",
+                            route.host()
+                        )
                     )
-                ));
+                    .on_route(route.host())
+                );
             }
             step!(
                 "7 credentials: inject {}{} from {}, strip {}",
@@ -486,6 +550,14 @@ fn display_authority(a: &Authority) -> String {
         Some(p) => authority_string(&a.host, p),
         None if a.host.contains(':') => format!("[{}]", a.host),
         None => a.host.clone(),
+    }
+}
+
+/// A client-sent value for a message: at most 40 characters.
+fn shorten(s: &str) -> String {
+    match s.char_indices().nth(40) {
+        Some((i, _)) => format!("{:?}...", &s[..i]),
+        None => format!("{s:?}"),
     }
 }
 

@@ -24,10 +24,13 @@ pub(crate) fn push_signal(
     }) {
         return Some("a path segment is git-receive-pack");
     }
-    // Stricter than "path ends with /info/refs": any path whose query asks for
-    // the receive-pack service is refused, so `/info/refs/` or `;x` variants
-    // that an origin may still route to the refs advertisement are covered.
+    // The refs advertisement of a push: the path ends with `/info/refs` on a
+    // segment boundary (SPEC §3.3; `/x/info/refs2` is not it). Read as the
+    // segment rule above reads names (case-insensitive, `;` parameters
+    // dropped) and with one trailing `/` allowed, variants a lax origin may
+    // still route to the advertisement.
     if let Some(q) = query
+        && ends_with_info_refs(normalized_path)
         && q.split(['&', ';']).any(|pair| {
             let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
             decoded_eq_ignore_case(k, "service") && decoded_eq_ignore_case(v, RECEIVE_PACK)
@@ -48,10 +51,23 @@ pub(crate) fn push_signal(
     None
 }
 
+/// True when the last two segments (one trailing `/` ignored) are `info` and
+/// `refs`, compared without `;` parameters and ignoring ASCII case.
+fn ends_with_info_refs(path: &str) -> bool {
+    let path = path.strip_suffix('/').unwrap_or(path);
+    let mut segs = path
+        .rsplit('/')
+        .map(|seg| seg.split(';').next().unwrap_or(seg));
+    matches!(
+        (segs.next(), segs.next()),
+        (Some(refs), Some(info)) if refs.eq_ignore_ascii_case("refs") && info.eq_ignore_ascii_case("info")
+    )
+}
+
 /// Form-style percent-decoding (`+` is a space; a malformed escape stays as
 /// written) compared case-insensitively with an ASCII `word`, without
 /// allocating: this runs on every request with a query.
-fn decoded_eq_ignore_case(s: &str, word: &str) -> bool {
+pub(crate) fn decoded_eq_ignore_case(s: &str, word: &str) -> bool {
     let b = s.as_bytes();
     let w = word.as_bytes();
     let (mut i, mut j) = (0, 0);
@@ -99,6 +115,26 @@ mod tests {
             .is_some()
         );
         assert!(push_signal("/o/r.git/info/refs", Some("service=git-upload-pack"), &h).is_none());
+        // Only the refs advertisement path (SPEC §3.3), on a segment boundary.
+        let push = Some("service=git-receive-pack");
+        for p in [
+            "/info/refs",
+            "/o/r.git/Info/REFS",
+            "/o/r.git/info/refs/",
+            "/o/r/info;x/refs;y",
+        ] {
+            assert!(push_signal(p, push, &h).is_some(), "{p}");
+        }
+        for p in [
+            "/x/info/refs2",
+            "/x/myinfo/refs",
+            "/x/info/refs/y",
+            "/refs",
+            "/",
+            "/x",
+        ] {
+            assert!(push_signal(p, push, &h).is_none(), "{p}");
+        }
         assert!(push_signal("/o/r.git/git-upload-pack", None, &h).is_none());
         assert!(push_signal("/o/git-receive-packs", None, &h).is_none());
         let mut h = HeaderMap::new();

@@ -16,6 +16,7 @@ mod error;
 mod framing;
 mod git;
 mod host;
+mod method_override;
 mod path;
 mod pattern;
 mod reason;

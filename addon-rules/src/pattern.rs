@@ -86,6 +86,58 @@ impl PatternList {
         })
     }
 
+    /// The list an origin that ignores case and merges slashes would apply,
+    /// for matching a path folded by [`fold_path`]: plain and glob entries
+    /// folded the same way, regexes matched case-insensitively (a regex
+    /// cannot have its slashes collapsed: one that spells `//` matches only
+    /// paths as sent). `None` when that list is this one (no entry has an
+    /// upper-case letter, a `//` or is a regex), so no second list is kept.
+    /// `Err` only when a case-insensitive regex set exceeds the size limit.
+    pub(crate) fn folded(&self) -> Result<Option<PatternList>, (usize, String, String)> {
+        let unchanged = self
+            .raw
+            .iter()
+            .all(|e| !e.starts_with('^') && matches!(fold_path(e), std::borrow::Cow::Borrowed(_)));
+        if unchanged {
+            return Ok(None);
+        }
+        let mut out = PatternList {
+            raw: self.raw.clone(),
+            ..PatternList::default()
+        };
+        let mut regexes = Vec::new();
+        for (i, e) in self.raw.iter().enumerate() {
+            if let Some(body) = e.strip_prefix('^') {
+                regexes.push(format!("(?i)^(?:{body})$"));
+                out.set_index.push(i);
+                continue;
+            }
+            match compile_plain(&fold_path(e)) {
+                Compiled::Prefix(p) => out.prefixes.push((p, i)),
+                Compiled::Glob(g) => out.globs.push((g, i)),
+                Compiled::Regex(_) => {}
+            }
+        }
+        if !regexes.is_empty() {
+            match builder(&regexes).build() {
+                Ok(set) => out.set = Some(set),
+                Err(e) => {
+                    let i = out.set_index.first().copied().unwrap_or(0);
+                    return Err((
+                        i,
+                        format!(
+                            "the deny list's regular expressions, matched case-insensitively, do not compile: {}",
+                            one_line(&e.to_string())
+                        ),
+                        "simplify the regular expressions (Rust `regex` syntax, ASCII classes)"
+                            .into(),
+                    ));
+                }
+            }
+        }
+        Ok(Some(out))
+    }
+
     /// True when the list has no entries.
     pub fn is_empty(&self) -> bool {
         self.raw.is_empty()
@@ -225,8 +277,20 @@ fn compile_one(e: &str) -> Result<Compiled, (String, String)> {
             ));
         }
     }
+    if e.split('/').any(|seg| seg.contains("**") && seg != "**") {
+        return Err((
+            format!("pattern {e:?}: '**' must be a whole segment"),
+            "write '/**/' for any number of segments, or '*' for part of one segment".into(),
+        ));
+    }
+    Ok(compile_plain(e))
+}
+
+/// A plain or glob entry that passed the checks of [`compile_one`] (or its
+/// folded form, see [`PatternList::folded`]).
+fn compile_plain(e: &str) -> Compiled {
     if !e.contains('*') {
-        return Ok(Compiled::Prefix(e.to_string()));
+        return Compiled::Prefix(e.to_string());
     }
     let mut segs = Vec::new();
     let body = &e[1..];
@@ -234,11 +298,6 @@ fn compile_one(e: &str) -> Result<Compiled, (String, String)> {
     for (k, seg) in body.split('/').enumerate() {
         if seg == "**" {
             segs.push(GSeg::DoubleStar);
-        } else if seg.contains("**") {
-            return Err((
-                format!("pattern {e:?}: '**' must be a whole segment"),
-                "write '/**/' for any number of segments, or '*' for part of one segment".into(),
-            ));
         } else if seg.is_empty() && k == n - 1 && n > 1 {
             // A trailing '/': any one segment (even empty), then anything below.
             segs.push(GSeg::Any);
@@ -263,7 +322,24 @@ fn compile_one(e: &str) -> Result<Compiled, (String, String)> {
     if segs.last() != Some(&GSeg::DoubleStar) {
         segs.push(GSeg::DoubleStar);
     }
-    Ok(Compiled::Glob(Glob { segs }))
+    Compiled::Glob(Glob { segs })
+}
+
+/// The form an origin that ignores case and merges slashes reads: ASCII
+/// lowercase, runs of `/` collapsed to one. Borrowed when already folded.
+pub(crate) fn fold_path(path: &str) -> std::borrow::Cow<'_, str> {
+    let folded_already = !path.bytes().any(|b| b.is_ascii_uppercase()) && !path.contains("//");
+    if folded_already {
+        return std::borrow::Cow::Borrowed(path);
+    }
+    let mut out = String::with_capacity(path.len());
+    for c in path.chars() {
+        if c == '/' && out.ends_with('/') {
+            continue;
+        }
+        out.push(c.to_ascii_lowercase());
+    }
+    std::borrow::Cow::Owned(out)
 }
 
 /// A compiled `*` / `**` pattern: matched segment by segment without

@@ -114,6 +114,11 @@ pub struct Refusal {
     pub reason: Reason,
     pub status: StatusCode,
     pub message: String,
+    /// The host of the route the request matched (as [`crate::Route::host`]),
+    /// when the refusal came after route matching (`method-not-allowed` on a
+    /// route's `methods`, `path-not-allowed`, `cleartext-credentials`), for
+    /// the access log's `route`.
+    pub route: Option<String>,
 }
 
 impl Refusal {
@@ -123,7 +128,14 @@ impl Refusal {
             reason,
             status: reason.default_status(),
             message: one_line(message.into()),
+            route: None,
         }
+    }
+
+    /// The same refusal, naming the route the request matched.
+    pub fn on_route(mut self, route_host: &str) -> Refusal {
+        self.route = Some(route_host.to_string());
+        self
     }
 
     /// A refusal with an explicit status (route `methods`: 403 method-not-allowed).
@@ -132,6 +144,7 @@ impl Refusal {
             reason,
             status,
             message: one_line(message.into()),
+            route: None,
         }
     }
 }

@@ -69,6 +69,9 @@ pub struct Route {
     pub(crate) methods: Option<Vec<Method>>,
     pub(crate) allow: PatternList,
     pub(crate) deny: PatternList,
+    /// The deny list as an origin that folds case and slashes applies it
+    /// ([`PatternList::folded`]); `None` when it is `deny` itself.
+    pub(crate) deny_folded: Option<PatternList>,
     pub(crate) credential: Option<Credential>,
     /// Precomputed client headers to strip (see [`crate::Allowed::strip_headers`]).
     pub(crate) strip: Vec<HeaderName>,
@@ -103,6 +106,11 @@ impl Route {
     }
     pub fn path_denylist(&self) -> &PatternList {
         &self.deny
+    }
+    /// The deny list matched against folded paths (lowercase, `/` runs
+    /// collapsed; see docs/routes.md).
+    pub(crate) fn path_denylist_folded(&self) -> &PatternList {
+        self.deny_folded.as_ref().unwrap_or(&self.deny)
     }
     pub fn credential(&self) -> Option<&Credential> {
         self.credential.as_ref()
@@ -429,17 +437,24 @@ fn load(text: &str, source: &str) -> Result<Policy, LoadError> {
         None => errs.top(Some("routes"), "the file has no `routes` list", "add `routes:` with one entry per host (an empty list `[]` denies or forwards everything)"),
         Some(Node::Seq(items)) => {
             for (i, item) in items.iter().enumerate() {
-                if let Some(route) = load_route(i, item, &mut errs) {
-                    if let Some(prev) = table.insert(&route.host, i) {
-                        errs.route(
-                            i,
-                            "host",
-                            format!("host {:?} already has a route, routes[{prev}]", route.host_display),
-                            "merge the two routes into one (one route per host)",
-                        );
-                    }
-                    routes.push(route);
+                // A route with errors still claims its host, so a duplicate
+                // of it is reported in the same run.
+                let loaded = load_route(i, item, &mut errs);
+                let host = match &loaded {
+                    Ok(route) => Some(&route.host),
+                    Err(host) => host.as_ref(),
+                };
+                if let Some(host) = host
+                    && let Some(prev) = table.insert(host, i)
+                {
+                    errs.route(
+                        i,
+                        "host",
+                        format!("host {:?} already has a route, routes[{prev}]", host.display()),
+                        "merge the two routes into one (one route per host)",
+                    );
                 }
+                routes.extend(loaded.ok());
             }
         }
         Some(other) => errs.top(Some("routes"), format!("must be a list, found {}", other.kind()), "write `routes:` followed by `- host: ...` entries"),
@@ -524,7 +539,9 @@ fn is_tchar(b: u8) -> bool {
     b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
 }
 
-fn load_route(i: usize, item: &Node, errs: &mut Errs<'_>) -> Option<Route> {
+/// Loads `routes[i]`; on errors (reported in `errs`) returns its host when
+/// that alone is valid, so duplicates are still found.
+fn load_route(i: usize, item: &Node, errs: &mut Errs<'_>) -> Result<Route, Option<HostPattern>> {
     let Node::Map(entries) = item else {
         errs.list.push(ConfigError::new(
             errs.source,
@@ -533,7 +550,7 @@ fn load_route(i: usize, item: &Node, errs: &mut Errs<'_>) -> Option<Route> {
             format!("a route must be a mapping, found {}", describe(item)),
             "write `- host: example.com` with the route's fields below it",
         ));
-        return None;
+        return Err(None);
     };
     let before = errs.list.len();
     let mut unknown = Vec::new();
@@ -589,6 +606,13 @@ fn load_route(i: usize, item: &Node, errs: &mut Errs<'_>) -> Option<Route> {
         }
     }
     let [allow, deny] = lists;
+    let deny_folded = match deny.folded() {
+        Ok(f) => f,
+        Err((k, m, f)) => {
+            errs.route(i, &format!("path_denylist[{k}]"), m, f);
+            None
+        }
+    };
 
     let methods = get("methods")
         .and_then(|v| as_str_list(i, "methods", v, errs))
@@ -823,21 +847,25 @@ fn load_route(i: usize, item: &Node, errs: &mut Errs<'_>) -> Option<Route> {
         );
     }
 
+    let Some(host) = host else {
+        return Err(None);
+    };
     if errs.list.len() != before {
-        return None;
+        return Err(Some(host));
     }
-    let host = host?;
     let strip = strip_set(credential.as_ref(), strip);
-    Some(Route {
+    let route = Route {
         index: i,
         host_display: host.display(),
         host,
         methods,
         allow,
         deny,
+        deny_folded,
         credential,
         strip,
-    })
+    };
+    Ok(route)
 }
 
 fn is_standard_method(m: &str) -> bool {

@@ -805,8 +805,241 @@ fn rows() -> Vec<Row> {
             get(Tls("unrouted.example.org:443"), "/"),
             Refuse(HostNotAllowed, 403),
         ),
+        // ---- issue 12: deny list against the forms origins fold (§2)
+        row(
+            "fold_deny_case_changed_owner_refused",
+            get(FORGE, "/repos/acme/Widget/git/refs"),
+            Refuse(PathNotAllowed, 403),
+        ),
+        row(
+            "fold_deny_doubled_slash_refused",
+            get(FORGE, "/repos/acme/widget//git/refs"),
+            Refuse(PathNotAllowed, 403),
+        ),
+        row(
+            "fold_deny_leading_double_slash_refused",
+            get(FORGE, "//repos/acme/widget/git/refs"),
+            Refuse(PathNotAllowed, 403),
+        ),
+        row(
+            "fold_deny_case_slash_and_parameter_together_refused",
+            get(FORGE, "/REPOS/acme//Widget;v=1/git/refs"),
+            Refuse(PathNotAllowed, 403),
+        ),
+        row(
+            "fold_deny_parameter_only_segment_refused",
+            get(FORGE, "/repos/acme/widget/;x/git/refs"),
+            Refuse(PathNotAllowed, 403),
+        ),
+        row(
+            "fold_deny_encoded_upper_case_refused",
+            get(FORGE, "/repos/acme/%57idget/git/refs"),
+            Refuse(PathNotAllowed, 403),
+        ),
+        row(
+            "fold_deny_upper_case_pattern_matches_lower_case_path",
+            get(FORGE, "/admin/x/keys"),
+            Refuse(PathNotAllowed, 403),
+        ),
+        row(
+            "fold_deny_upper_case_pattern_matches_as_written",
+            get(FORGE, "/Admin/x/keys/1"),
+            Refuse(PathNotAllowed, 403),
+        ),
+        row(
+            "fold_deny_upper_case_pattern_with_doubled_slash",
+            get(FORGE, "/ADMIN//x//keys"),
+            Refuse(PathNotAllowed, 403),
+        ),
+        row(
+            "fold_deny_regex_case_insensitive",
+            get(FORGE, "/v1/private/abc"),
+            Refuse(PathNotAllowed, 403),
+        ),
+        row(
+            "fold_deny_regex_upper_case_path",
+            get(FORGE, "/V1/PRIVATE/ABC"),
+            Refuse(PathNotAllowed, 403),
+        ),
+        row(
+            "fold_deny_regex_with_doubled_slash",
+            get(FORGE, "/v1//private/abc"),
+            Refuse(PathNotAllowed, 403),
+        ),
+        row(
+            "fold_deny_neighbour_segment_still_allowed",
+            get(FORGE, "/repos/acme/widget/gitx"),
+            Allow("forge.example.com:443", "/repos/acme/widget/gitx", Some(9)),
+        ),
+        row(
+            "fold_deny_other_repository_still_allowed",
+            get(FORGE, "/repos/acme/Widgets/git/refs"),
+            Allow(
+                "forge.example.com:443",
+                "/repos/acme/Widgets/git/refs",
+                Some(9),
+            ),
+        ),
+        row(
+            "fold_deny_path_sent_unfolded",
+            get(FORGE, "/Repos//acme"),
+            Allow("forge.example.com:443", "/Repos//acme", Some(9)),
+        ),
+        // ---- issue 12: allow list against the `;`-stripped form too (§2)
+        row(
+            "param_allow_hidden_extension_refused",
+            get(FILES, "/files/secret.key;.txt"),
+            Refuse(PathNotAllowed, 403),
+        ),
+        row(
+            "param_allow_stripped_form_has_empty_segment_refused",
+            get(GH, "/users/;x/repos"),
+            Refuse(PathNotAllowed, 403),
+        ),
+        row(
+            "param_allow_parameter_on_star_segment_allowed",
+            get(GH, "/users/bob;x/repos"),
+            Allow("api.github.com:443", "/users/bob;x/repos", Some(0)),
+        ),
+        row(
+            "param_allow_both_forms_allowed",
+            get(GH, "/repos/acme/widget/issues/7;v=1"),
+            Allow(
+                "api.github.com:443",
+                "/repos/acme/widget/issues/7;v=1",
+                Some(0),
+            ),
+        ),
+        row(
+            "param_allow_plain_file_allowed",
+            get(FILES, "/files/notes.txt"),
+            Allow("files.example.com:443", "/files/notes.txt", Some(10)),
+        ),
+        row(
+            "param_allow_parameter_below_allowed_file_allowed",
+            get(FILES, "/files/x.txt/;.txt"),
+            Allow("files.example.com:443", "/files/x.txt/;.txt", Some(10)),
+        ),
+        row(
+            "param_allow_param_name_is_the_extension_refused",
+            get(FILES, "/files/secret;x.txt"),
+            Refuse(PathNotAllowed, 403),
+        ),
+        // ---- issue 12: method overrides on a route with `methods` (§2)
+        row(
+            "override_header_outside_methods_refused",
+            get(FORGE, "/x").header("x-http-method-override", "DELETE"),
+            Refuse(MethodNotAllowed, 403),
+        ),
+        row(
+            "override_x_http_method_refused",
+            get(FORGE, "/x").header("X-HTTP-Method", "put"),
+            Refuse(MethodNotAllowed, 403),
+        ),
+        row(
+            "override_x_method_override_refused",
+            get(FORGE, "/x").header("x-method-override", "Patch"),
+            Refuse(MethodNotAllowed, 403),
+        ),
+        row(
+            "override_second_value_refused",
+            get(FORGE, "/x")
+                .header("x-http-method-override", "GET")
+                .header("x-http-method-override", "POST"),
+            Refuse(MethodNotAllowed, 403),
+        ),
+        row(
+            "override_comma_list_refused",
+            get(FORGE, "/x").header("x-http-method-override", "head, DELETE"),
+            Refuse(MethodNotAllowed, 403),
+        ),
+        row(
+            "override_query_parameter_refused",
+            get(FORGE, "/x?a=1&_method=DELETE"),
+            Refuse(MethodNotAllowed, 403),
+        ),
+        row(
+            "override_query_parameter_encoded_refused",
+            get(FORGE, "/x?%5Fmethod=d%65lete"),
+            Refuse(MethodNotAllowed, 403),
+        ),
+        row(
+            "override_query_parameter_name_case_refused",
+            get(FORGE, "/x?_METHOD=put"),
+            Refuse(MethodNotAllowed, 403),
+        ),
+        row(
+            "override_naming_listed_method_allowed",
+            get(FORGE, "/x?_method=get").header("x-http-method-override", "head"),
+            Allow("forge.example.com:443", "/x?_method=get", Some(9)),
+        ),
+        row(
+            "override_other_parameter_allowed",
+            get(FORGE, "/x?x_method=DELETE&method=PUT"),
+            Allow(
+                "forge.example.com:443",
+                "/x?x_method=DELETE&method=PUT",
+                Some(9),
+            ),
+        ),
+        row(
+            "override_without_methods_allowed",
+            get(Tls("github.com:443"), "/x?_method=DELETE").header("x-http-method", "PUT"),
+            Allow("github.com:443", "/x?_method=DELETE", Some(7)),
+        ),
+        row(
+            "override_to_trace_refused_on_every_route",
+            get(Tls("github.com:443"), "/x").header("x-http-method-override", "trace"),
+            Refuse(MethodNotAllowed, 405),
+        ),
+        row(
+            "override_to_trace_in_query_refused",
+            get(Tls("github.com:443"), "/x?_method=TRACE"),
+            Refuse(MethodNotAllowed, 405),
+        ),
+        row(
+            "override_to_connect_refused",
+            get(GH, GH_ISSUES).header("x-method-override", "CONNECT"),
+            Refuse(MethodNotAllowed, 405),
+        ),
+        // ---- issue 12: the info/refs query rule is §3.3 exactly
+        row(
+            "s33_query_on_other_path_not_a_push",
+            get(
+                Tls("github.com:443"),
+                "/x/info/refs2?service=git-receive-pack",
+            ),
+            Allow(
+                "github.com:443",
+                "/x/info/refs2?service=git-receive-pack",
+                Some(7),
+            ),
+        ),
+        row(
+            "s33_query_on_path_below_info_refs_not_a_push",
+            get(
+                Tls("github.com:443"),
+                "/x/info/refs/y?service=git-receive-pack",
+            ),
+            Allow(
+                "github.com:443",
+                "/x/info/refs/y?service=git-receive-pack",
+                Some(7),
+            ),
+        ),
+        row(
+            "s33_info_refs_case_and_trailing_slash_refused",
+            get(
+                Tls("github.com:443"),
+                "/r.git/Info/Refs/?service=git-receive-pack",
+            ),
+            Refuse(GitPush, 403),
+        ),
     ]
 }
+
+const FORGE: Via = Tls("forge.example.com:443");
+const FILES: Via = Tls("files.example.com:443");
 
 fn check(p: &Policy, r: &Row) -> Result<Option<Reason>, String> {
     let facts = r.req.facts();
@@ -1064,5 +1297,63 @@ fn connect_target_rules() {
     ] {
         let r = p(bad).expect_err(bad);
         assert_eq!((r.reason, r.status.as_u16()), (BadRequest, 400), "{bad}");
+    }
+}
+
+#[test]
+fn refusals_after_route_matching_name_the_route() {
+    // The access log's `route` (issue 12): set on every refusal that found a
+    // route, and only on those.
+    let p = policy("table.yaml");
+    let cases = [
+        (
+            get(GH, "/other"),
+            "path-not-allowed",
+            Some("api.github.com"),
+        ),
+        (
+            get(GH, "/repos/acme/widget/issues/secret"),
+            "path-not-allowed",
+            Some("api.github.com"),
+        ),
+        (
+            Req::new(GH, "DELETE", GH_ISSUES),
+            "method-not-allowed",
+            Some("api.github.com"),
+        ),
+        (
+            get(FORGE, "/x").header("x-http-method-override", "DELETE"),
+            "method-not-allowed",
+            Some("forge.example.com"),
+        ),
+        (
+            get(Clear("api.github.com:80"), GH_ISSUES),
+            "cleartext-credentials",
+            Some("api.github.com"),
+        ),
+        (
+            get(Tls("x.cdn.npmjs.org:443"), "/other"),
+            "path-not-allowed",
+            Some("*.cdn.npmjs.org"),
+        ),
+        (
+            get(Tls("nowhere.example:443"), "/"),
+            "host-not-allowed",
+            None,
+        ),
+        (get(GH, "/a/../b"), "bad-path", None),
+        (Req::new(GH, "TRACE", "/"), "method-not-allowed", None),
+    ];
+    for (req, reason, route) in cases {
+        let Decision::Refuse(r) = p.decide(&req.facts()) else {
+            panic!("{} {}: expected a refusal", req.method, req.target)
+        };
+        assert_eq!(
+            (r.reason.as_str(), r.route.as_deref()),
+            (reason, route),
+            "{} {}",
+            req.method,
+            req.target
+        );
     }
 }

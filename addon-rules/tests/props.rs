@@ -132,6 +132,16 @@ fn reference_matches(pattern: &str, path: &str) -> bool {
     segs_match(&p, &s)
 }
 
+fn collapse(p: &str) -> String {
+    let mut out = String::new();
+    for c in p.chars() {
+        if !(c == '/' && out.ends_with('/')) {
+            out.push(c);
+        }
+    }
+    out
+}
+
 fn simple_path() -> impl Strategy<Value = String> {
     prop::collection::vec(prop_oneof![4 => "[a-c]{1,3}".prop_map(|s| s), 1 => Just(String::new()), 1 => Just("%61".to_string())], 0..5)
         .prop_map(|s| format!("/{}", s.join("/")))
@@ -161,7 +171,10 @@ proptest! {
                 body: BodyHint::Empty,
             };
             let normalized = normalize_path(raw).expect("simple paths normalize");
-            let want_allow = allow.iter().any(|p| reference_matches(p, &normalized)) && !deny.iter().any(|p| reference_matches(p, &normalized));
+            // SPEC §2: the deny list is also checked with `/` runs collapsed
+            // (these paths and patterns are lowercase already).
+            let denied = |p: &String| reference_matches(p, &normalized) || reference_matches(&collapse(p), &collapse(&normalized));
+            let want_allow = allow.iter().any(|p| reference_matches(p, &normalized)) && !deny.iter().any(denied);
             match policy.decide(&facts) {
                 Decision::Allow(a) => {
                     prop_assert_eq!(&a.path_and_query, &normalized);
@@ -219,6 +232,97 @@ proptest! {
                 prop_assert!(parse_connect_target(&a.authority()).is_ok());
             }
             Decision::Refuse(r) => prop_assert!(!r.message.contains('\n') && !r.message.contains('\r')),
+        }
+    }
+}
+
+// ---- a path the deny list refuses stays refused under what origins fold
+
+/// A path the deny list of [`FOLD_ROUTES`] refuses, spelled as the routes file does.
+fn denied_base() -> impl Strategy<Value = String> {
+    prop_oneof![
+        "[a-z]{0,4}".prop_map(|t| format!("/repos/acme/widget/git/{t}")),
+        "[a-z]{1,4}".prop_map(|t| format!("/Admin/{t}/keys")),
+        "[a-z]{1,4}".prop_map(|t| format!("/v1/Private/{t}")),
+        Just("/secret.key".to_string()),
+    ]
+}
+
+const FOLD_ROUTES: &str = r#"routes:
+  - host: h.example.com
+    path_denylist: ["/repos/acme/widget/git/**", "/Admin/*/keys", "^/v1/Private/[a-z]+", "/secret.key"]
+"#;
+
+/// One spelling change an origin undoes: flip the case of the byte at `at`,
+/// double the `/` at `at`, or insert `;x` at the end of the segment at `at`.
+#[derive(Debug, Clone, Copy)]
+enum Change {
+    Case(usize),
+    DoubleSlash(usize),
+    Param(usize),
+}
+
+fn change() -> impl Strategy<Value = Change> {
+    prop_oneof![
+        any::<usize>().prop_map(Change::Case),
+        any::<usize>().prop_map(Change::DoubleSlash),
+        any::<usize>().prop_map(Change::Param),
+    ]
+}
+
+fn apply(path: &str, c: Change) -> String {
+    let b = path.as_bytes();
+    let mut out = path.to_string();
+    match c {
+        Change::Case(i) => {
+            let i = i % b.len();
+            let flipped = if b[i].is_ascii_lowercase() {
+                b[i].to_ascii_uppercase()
+            } else {
+                b[i].to_ascii_lowercase()
+            };
+            out.replace_range(i..=i, &(flipped as char).to_string());
+        }
+        Change::DoubleSlash(i) => {
+            let slashes: Vec<usize> = path.match_indices('/').map(|(k, _)| k).collect();
+            out.insert(slashes[i % slashes.len()], '/');
+        }
+        Change::Param(i) => {
+            // Segment ends: before each '/' but the first, and the end.
+            let mut ends: Vec<usize> = path.match_indices('/').map(|(k, _)| k).skip(1).collect();
+            ends.push(path.len());
+            out.insert_str(ends[i % ends.len()], ";x");
+        }
+    }
+    out
+}
+
+proptest! {
+    #[test]
+    fn denied_path_stays_denied_under_case_slash_and_parameter_changes(
+        base in denied_base(),
+        changes in prop::collection::vec(change(), 0..6),
+    ) {
+        let policy = Policy::from_text(FOLD_ROUTES, "prop").expect("routes");
+        let connect = parse_connect_target("h.example.com:443").expect("target");
+        let mut headers = HeaderMap::new();
+        headers.insert(http::header::HOST, HeaderValue::from_static("h.example.com"));
+        let mut path = base;
+        for c in changes {
+            path = apply(&path, c);
+        }
+        let facts = RequestFacts {
+            transport: Transport::Tls { connect: &connect, sni: Some("h.example.com") },
+            method: &Method::GET,
+            target: &path,
+            version: Version::HTTP_11,
+            authority: None,
+            headers: &headers,
+            body: BodyHint::Empty,
+        };
+        match policy.decide(&facts) {
+            Decision::Refuse(r) => prop_assert_eq!(r.reason.as_str(), "path-not-allowed", "{}", path),
+            Decision::Allow(_) => prop_assert!(false, "{} was allowed", path),
         }
     }
 }

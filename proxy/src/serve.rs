@@ -155,6 +155,7 @@ pub async fn handle(
     let allowed = match decision {
         Decision::Refuse(r) => {
             record.decision = r.reason.as_str();
+            record.route = r.route.clone();
             // An HTTP/1 request whose body we never read: close the connection
             // rather than read (or misparse) what follows.
             let close = version != Version::HTTP_2 && (body_hint != BodyHint::Empty || ends_http);
