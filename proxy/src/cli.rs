@@ -16,7 +16,7 @@ const EXAMPLE: &str = "\
 Examples:
   # Standalone: ephemeral CA (its certificate path is printed), 127.0.0.1:9099
   egress-proxy --routes examples/routes.yaml
-  curl -x http://127.0.0.1:9099 --cacert /tmp/egress-proxy-ca-<pid>.pem https://api.github.com/
+  curl -x http://127.0.0.1:9099 --cacert /tmp/egress-proxy-XXXXXX/ca-cert.pem https://api.github.com/
 
   # In a bottle (what the launcher runs)
   EGRESS_PROXY_UPSTREAM_CA=/etc/egress-proxy/upstream-ca.pem \\
@@ -26,7 +26,7 @@ Examples:
   # Testing against local origins in direct mode
   egress-proxy --routes routes.yaml --allow-range 127.0.0.0/8
 
-  egress-proxy ca new --out ./ca            # ca.pem (cert+key, 0600), ca-cert.pem
+  egress-proxy ca new --out ./ca            # ca.pem (cert+key, 0600), ca-cert.pem; --force replaces
   egress-proxy check --routes routes.yaml   # validate a routes file
   egress-proxy explain --routes routes.yaml GET https://api.github.com/repos/acme/widget/issues";
 
@@ -64,7 +64,7 @@ pub struct Cli {
     )]
     pub ca_cert: Option<PathBuf>,
 
-    /// The CA private key, PKCS#8 or SEC1 EC (with --ca-cert).
+    /// The CA private key: PKCS#8, PKCS#1 (RSA) or SEC1 (EC) PEM (with --ca-cert).
     #[arg(
         long,
         env = "EGRESS_PROXY_CA_KEY",
@@ -73,7 +73,9 @@ pub struct Cli {
     )]
     pub ca_key: Option<PathBuf>,
 
-    /// Where to write the ephemeral CA's certificate when no CA is given.
+    /// Where to write the ephemeral CA's certificate when no CA is given
+    /// (default: ca-cert.pem in a new private directory under $TMPDIR, removed
+    /// on exit; its path is logged).
     #[arg(long, env = "EGRESS_PROXY_CA_OUT", value_name = "PATH")]
     pub ca_out: Option<PathBuf>,
 
@@ -190,9 +192,14 @@ pub enum Command {
 #[derive(Debug, Subcommand)]
 pub enum CaCommand {
     /// Mint a new CA: DIR/ca.pem (certificate and key, mode 0600) and DIR/ca-cert.pem.
+    /// Existing files are refused unless --force.
     New {
         #[arg(long, value_name = "DIR")]
         out: PathBuf,
+        /// Replace existing files: new files are written under a random name in
+        /// DIR and renamed over the old ones (never opened, never followed).
+        #[arg(long)]
+        force: bool,
     },
 }
 

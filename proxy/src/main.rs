@@ -9,10 +9,11 @@ use std::time::Duration;
 
 mod policy_cli;
 
+use bottle_pki::{Existing, WriteError};
 use clap::Parser;
 use egress_proxy::cli::{CaCommand, Cli, Command, parse_upstream_proxy};
 use egress_proxy::limits::Limits;
-use egress_proxy::tls::Ca;
+use egress_proxy::tls::{Ca, CaError};
 use egress_proxy::{CaSource, Config};
 
 fn main() -> ExitCode {
@@ -26,8 +27,15 @@ fn main() -> ExitCode {
     };
     match cli.command {
         Some(Command::Ca {
-            command: CaCommand::New { out },
-        }) => match Ca::write_new(&out) {
+            command: CaCommand::New { out, force },
+        }) => match Ca::write_new(
+            &out,
+            if force {
+                Existing::Replace
+            } else {
+                Existing::Refuse
+            },
+        ) {
             Ok((both, cert)) => {
                 println!(
                     "wrote {} (certificate and key, mode 0600) and {}",
@@ -37,8 +45,9 @@ fn main() -> ExitCode {
                 ExitCode::SUCCESS
             }
             Err(e) => {
-                eprintln!("egress-proxy: {e}");
-                ExitCode::from(1)
+                eprintln!("egress-proxy: ca new: {e}");
+                let usage = matches!(e, CaError::Create(WriteError::Exists { .. }));
+                ExitCode::from(if usage { 2 } else { 1 })
             }
         },
         Some(Command::Check { routes }) => policy_cli::check(&routes),
@@ -69,6 +78,10 @@ fn run(cli: Cli) -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    // The ephemeral CA's certificate goes to a fresh private directory (0700,
+    // random name), never to a name another user of /tmp can predict and plant
+    // first. It lives as long as this process; `_ca_dir` removes it on exit.
+    let mut _ca_dir = None;
     let ca = match (&cli.ca, &cli.ca_cert, &cli.ca_key) {
         (Some(p), _, _) => CaSource::Combined(p.clone()),
         (None, Some(c), Some(k)) => CaSource::Separate {
@@ -76,9 +89,23 @@ fn run(cli: Cli) -> ExitCode {
             key: k.clone(),
         },
         _ => CaSource::Ephemeral {
-            cert_out: cli.ca_out.clone().unwrap_or_else(|| {
-                std::env::temp_dir().join(format!("egress-proxy-ca-{}.pem", std::process::id()))
-            }),
+            cert_out: match cli.ca_out.clone() {
+                Some(p) => p,
+                None => match bottle_pki::private_dir("egress-proxy-") {
+                    Ok(d) => {
+                        let p = d.path().join("ca-cert.pem");
+                        _ca_dir = Some(d);
+                        p
+                    }
+                    Err(e) => {
+                        eprintln!(
+                            "egress-proxy: cannot create a private directory for the ephemeral CA certificate under {}: {e}; set TMPDIR or pass --ca-out PATH",
+                            std::env::temp_dir().display()
+                        );
+                        return ExitCode::from(1);
+                    }
+                },
+            },
         },
     };
     let limits = Limits {

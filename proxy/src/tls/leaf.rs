@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use rcgen::{
     CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, KeyPair,
-    KeyUsagePurpose, SanType, SerialNumber,
+    KeyUsagePurpose, SanType,
 };
 use rustls::ServerConfig;
 use rustls::server::{ClientHello, ResolvesServerCert};
@@ -40,23 +40,7 @@ pub struct LeafError {
     detail: String,
 }
 
-/// A random, positive 16-byte serial.
-pub fn random_serial() -> SerialNumber {
-    let mut bytes = [0u8; 16];
-    // ring's system RNG: the same source rustls uses for its own secrets.
-    let rng = ring::rand::SystemRandom::new();
-    if ring::rand::SecureRandom::fill(&rng, &mut bytes).is_err() {
-        // Only if the OS RNG fails; fall back to time so minting still works.
-        let t = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_nanos())
-            .unwrap_or(0);
-        bytes = t.to_be_bytes();
-    }
-    bytes[0] &= 0x7f;
-    bytes[0] |= 0x01;
-    SerialNumber::from_slice(&bytes)
-}
+pub use bottle_pki::random_serial;
 
 struct Entry {
     config: Arc<ServerConfig>,
