@@ -49,7 +49,7 @@ fn presence(haystack: &str, needle: &str) -> &'static str {
 
 #[test]
 fn bottle_run_end_to_end_with_squid() {
-    if !docker_ok() {
+    if !docker_or_skip() {
         return;
     }
     let bottle = unique("e2e");

@@ -69,7 +69,7 @@ fn up(bottle: &str, guard: &mut Guard, dir: &std::path::Path) -> (String, u32) {
 
 #[test]
 fn sigint_tears_everything_down() {
-    if !docker_ok() {
+    if !docker_or_skip() {
         return;
     }
     let bottle = unique("sigint");
@@ -98,7 +98,7 @@ fn sigint_tears_everything_down() {
 
 #[test]
 fn kill_9_then_cleanup_removes_the_orphan() {
-    if !docker_ok() {
+    if !docker_or_skip() {
         return;
     }
     let bottle = unique("kill");
@@ -146,7 +146,7 @@ fn kill_9_then_cleanup_removes_the_orphan() {
 
 #[test]
 fn refusals_stop_the_launch_before_anything_exists() {
-    if !docker_ok() {
+    if !docker_or_skip() {
         return;
     }
     let bottle = unique("refuse");
@@ -215,7 +215,7 @@ fn refusals_stop_the_launch_before_anything_exists() {
 
 #[test]
 fn a_sidecar_failing_at_start_is_reported_and_torn_down() {
-    if !docker_ok() {
+    if !docker_or_skip() {
         return;
     }
     let bottle = unique("fail");

@@ -7,6 +7,8 @@
 //! prefix and removed by a Drop guard, also on panic); they never touch other containers.
 //! The images come from `docker/git-gate/build.sh`, which skips when they are up to date.
 
+mod e2e_support;
+
 use std::path::Path;
 use std::process::{Command, Output};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -488,6 +490,9 @@ fn assert_refused(out: &Output, needles: &[&str], secret: &str) {
 
 #[test]
 fn clone_fetch_and_clean_push_reach_the_upstream() {
+    if !e2e_support::docker_or_skip() {
+        return;
+    }
     let w = World::start("clean", Options::default());
     w.clone();
     assert_eq!(Some(w.client_head()), w.upstream_ref("main"));
@@ -519,6 +524,9 @@ fn clone_fetch_and_clean_push_reach_the_upstream() {
 
 #[test]
 fn pushes_with_secrets_are_refused_and_land_nothing() {
+    if !e2e_support::docker_or_skip() {
+        return;
+    }
     let w = World::start("secrets", Options::default());
     w.clone();
     let before = w.upstream_ref("main");
@@ -617,6 +625,9 @@ fn pushes_with_secrets_are_refused_and_land_nothing() {
 
 #[test]
 fn force_push_and_deletion_are_refused_by_default() {
+    if !e2e_support::docker_or_skip() {
+        return;
+    }
     let w = World::start("noforce", Options::default());
     w.clone();
     w.client_ok(
@@ -644,6 +655,9 @@ fn force_push_and_deletion_are_refused_by_default() {
 
 #[test]
 fn force_push_and_deletion_land_with_allow_force() {
+    if !e2e_support::docker_or_skip() {
+        return;
+    }
     let w = World::start(
         "force",
         Options {
@@ -665,6 +679,9 @@ fn force_push_and_deletion_land_with_allow_force() {
 
 #[test]
 fn wrong_pinned_host_key_fails_clearly_and_lands_nothing() {
+    if !e2e_support::docker_or_skip() {
+        return;
+    }
     let w = World::start(
         "hostkey",
         Options {
@@ -702,6 +719,9 @@ fn wrong_pinned_host_key_fails_clearly_and_lands_nothing() {
 
 #[test]
 fn upstream_refusal_fails_the_agents_push() {
+    if !e2e_support::docker_or_skip() {
+        return;
+    }
     let w = World::start("upfail", Options::default());
     w.clone();
     // The upstream now refuses every push (as a protected branch would).
@@ -728,6 +748,9 @@ fn upstream_refusal_fails_the_agents_push() {
 
 #[test]
 fn client_cannot_reach_the_upstream_nor_the_key() {
+    if !e2e_support::docker_or_skip() {
+        return;
+    }
     let w = World::start("isolation", Options::default());
     w.clone();
     // Not by name (no DNS for the egress network) ...
@@ -802,6 +825,9 @@ fn client_cannot_reach_the_upstream_nor_the_key() {
 /// detect-secrets.
 #[test]
 fn gate_unit_and_property_tests_pass_in_the_image() {
+    if !e2e_support::docker_or_skip() {
+        return;
+    }
     ensure_images();
     let out = docker(&[
         "run",
@@ -827,6 +853,9 @@ fn gate_unit_and_property_tests_pass_in_the_image() {
 /// prints the key.
 #[test]
 fn gate_refuses_bad_config_at_start() {
+    if !e2e_support::docker_or_skip() {
+        return;
+    }
     ensure_images();
     let dir = tempfile::tempdir().expect("tempdir");
     let d = dir.path();

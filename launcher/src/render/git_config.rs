@@ -1,8 +1,9 @@
 //! The agent workspace's `.git/config`, written fresh (SPEC §6): the original
 //! file is read only for the few settings the repository needs to open
-//! (format version, extensions) and the author identity; everything else —
-//! `credential.*`, `http.*`, `url.*`, `include*`, remotes with userinfo, hooks
-//! paths — is dropped. The only remotes are git-gate's.
+//! (format version, extensions but `worktreeConfig`) and the author identity;
+//! everything else — `credential.*`, `http.*`, `url.*`, `include*`, remotes
+//! with userinfo, hooks paths, `extensions.worktreeConfig` (no
+//! `config.worktree` enters the agent for it to switch on) — is dropped. The only remotes are git-gate's.
 //!
 //! Must never: copy a setting not on the keep-list below.
 
@@ -25,7 +26,8 @@ fn keep(section: &str, sub: Option<&str>, key: &str) -> bool {
         return false;
     }
     if section == "extensions" {
-        return true;
+        // worktreeConfig would switch on a `config.worktree`; none goes in.
+        return key != "worktreeconfig";
     }
     let full = format!("{section}.{key}");
     KEEP.contains(&full.as_str())
@@ -127,6 +129,7 @@ mod tests {
 	hooksPath = /tmp/evil
 [extensions]
 	objectFormat = sha256
+	worktreeConfig = true
 [remote "origin"]
 	url = https://user:ghp_SECRETTOKEN@github.com/acme/widget.git
 	fetch = +refs/heads/*:refs/remotes/origin/*
@@ -174,6 +177,7 @@ mod tests {
             "[http",
             "[url",
             "[branch",
+            "worktreeconfig",
         ] {
             assert!(
                 !out.to_ascii_lowercase().contains(&bad.to_ascii_lowercase()),
@@ -266,7 +270,7 @@ mod prop {
                 let key = line.trim().split(" = ").next().unwrap_or_default();
                 let ok = match section.as_str() {
                     "[core]" => ["repositoryformatversion", "filemode", "ignorecase", "precomposeunicode", "logallrefupdates", "autocrlf", "eol", "bare"].contains(&key),
-                    "[extensions]" => true,
+                    "[extensions]" => key != "worktreeconfig",
                     "[user]" => ["name", "email"].contains(&key),
                     "[init]" => key == "defaultbranch",
                     _ => ["url", "fetch"].contains(&key),

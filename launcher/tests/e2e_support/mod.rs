@@ -4,7 +4,8 @@
 //!
 //! Images: the tests assume `docker/build-images.sh` ran (scripts/setup.sh runs
 //! it before the tests in CI); `bottle run` itself builds a missing image too.
-//! They skip only when `docker info` fails (CI has Docker, so there they run).
+//! No engine is a failure, never a silent pass: a dead daemon on CI must not
+//! look green. Only `BOTTLE_SKIP_DOCKER=1` skips these tests, and says so.
 
 #![allow(dead_code)]
 
@@ -13,16 +14,28 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-/// True when a Docker engine answers; tests print why they skip otherwise.
-pub fn docker_ok() -> bool {
-    let ok = Command::new("docker")
-        .args(["info", "--format", "{{.ServerVersion}}"])
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if !ok {
-        eprintln!("SKIP: `docker info` failed: no Docker engine here");
+/// The variable that, set to `1`, skips the tests that need Docker.
+pub const SKIP_VAR: &str = "BOTTLE_SKIP_DOCKER";
+
+/// True when the test should run against Docker; false (with a SKIP line)
+/// only when `BOTTLE_SKIP_DOCKER=1`. Panics when no engine answers otherwise.
+pub fn docker_or_skip() -> bool {
+    if std::env::var(SKIP_VAR).is_ok_and(|v| v == "1") {
+        eprintln!("SKIP: {SKIP_VAR}=1 asks to skip the tests that need Docker");
+        return false;
     }
-    ok
+    let out = Command::new("docker")
+        .args(["info", "--format", "{{.ServerVersion}}"])
+        .output();
+    let why = match &out {
+        Ok(o) if o.status.success() => return true,
+        Ok(o) => String::from_utf8_lossy(&o.stderr).trim().to_string(),
+        Err(e) => format!("cannot run the docker CLI: {e}"),
+    };
+    panic!(
+        "this test needs a Docker engine and none answers (`docker info`: {why}); \
+         start the engine, or set {SKIP_VAR}=1 to skip the Docker tests explicitly"
+    );
 }
 
 pub fn unique(prefix: &str) -> String {
