@@ -17,7 +17,9 @@
 //! symlinks out of the tree, or write on the host.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::ffi::OsStr;
 use std::io;
+use std::os::unix::ffi::OsStrExt;
 use std::path::{Component, Path, PathBuf};
 use std::process::Command;
 
@@ -94,6 +96,10 @@ fn git_out(dir: &Path, args: &[&str]) -> Result<Vec<u8>, WorkspaceError> {
     Ok(out.stdout)
 }
 
+fn path_from_bytes(b: &[u8]) -> PathBuf {
+    PathBuf::from(OsStr::from_bytes(b))
+}
+
 /// Where git keeps the data of the work tree at `root`.
 struct Layout {
     /// `root` is the work tree's top level (not a directory inside it).
@@ -103,8 +109,26 @@ struct Layout {
 }
 
 /// `None` when `root` is not inside a git work tree (a plain directory, a bare
-/// repository, or a `.git` directory itself).
-fn layout(root: &Path) -> Option<Layout> {
+/// repository, or a `.git` directory itself). A `root` holding a `.git` that
+/// git cannot open is an error, not a plain directory: copying it whole would
+/// take ignored files in.
+fn layout(root: &Path) -> Result<Option<Layout>, WorkspaceError> {
+    match try_layout(root) {
+        Some(l) => Ok(Some(l)),
+        None if root.join(".git").symlink_metadata().is_ok() => {
+            // Ask again for the message git gives.
+            git_out(root, &["rev-parse", "--show-toplevel"])?;
+            Err(WorkspaceError::Git {
+                path: root.display().to_string(),
+                what: "rev-parse".into(),
+                detail: "cannot open the repository".into(),
+            })
+        }
+        None => Ok(None),
+    }
+}
+
+fn try_layout(root: &Path) -> Option<Layout> {
     let out = Command::new("git")
         .args([
             "rev-parse",
@@ -119,14 +143,15 @@ fn layout(root: &Path) -> Option<Layout> {
     if !out.status.success() {
         return None;
     }
-    let s = String::from_utf8(out.stdout).ok()?;
-    let mut lines = s.lines();
-    if lines.next()? != "true" {
+    // Paths are bytes on unix: a non-UTF-8 directory name must not turn a
+    // work tree into a plain directory (which would copy ignored files).
+    let mut lines = out.stdout.split(|b| *b == b'\n').map(path_from_bytes);
+    if lines.next()? != Path::new("true") {
         return None;
     }
-    let top = PathBuf::from(lines.next()?);
-    let git_dir = PathBuf::from(lines.next()?);
-    let common = PathBuf::from(lines.next()?);
+    let top = lines.next()?;
+    let git_dir = lines.next()?;
+    let common = lines.next()?;
     // `--git-common-dir` is relative to `root` when it is relative.
     let common = if common.is_absolute() {
         common
@@ -152,7 +177,7 @@ pub fn scan(root: &Path) -> Result<WorkspaceInfo, WorkspaceError> {
         return Err(io_err(io::Error::other("not a directory")));
     }
     let mut warnings = Vec::new();
-    let (files, git_dir, worktree_git_dir) = match layout(root) {
+    let (files, git_dir, worktree_git_dir) = match layout(root)? {
         Some(l) => {
             let mut files = Vec::new();
             select(root, Path::new(""), 0, &mut files, &mut warnings)?;
@@ -221,7 +246,7 @@ fn select(
     let mut set = BTreeSet::new();
     for p in listed.split(|b| *b == 0).filter(|p| !p.is_empty()) {
         let is_sub = submodules.contains(p);
-        let rel = PathBuf::from(String::from_utf8_lossy(p).into_owned());
+        let rel = path_from_bytes(p);
         let shown = prefix.join(&rel);
         if is_sub {
             if !dir.join(&rel).join(".git").exists() {
@@ -234,11 +259,17 @@ fn select(
                 ));
                 continue;
             }
-            warnings.push(format!(
-                "submodule {}: its files are copied without its git data (its config may hold credentials); git commands inside it act on the outer repository in the agent",
-                shown.display()
-            ));
-            select(root, &shown, depth + 1, out, warnings)?;
+            let mut sub = Vec::new();
+            match select(root, &shown, depth + 1, &mut sub, warnings) {
+                Ok(()) => {
+                    out.extend(sub);
+                    warnings.push(format!(
+                        "submodule {}: its files are copied without its git data (its config may hold credentials); git commands inside it act on the outer repository in the agent",
+                        shown.display()
+                    ));
+                }
+                Err(e) => warnings.push(format!("submodule {} is left out: {e}", shown.display())),
+            }
             continue;
         }
         if p.ends_with(b"/") {
@@ -808,6 +839,35 @@ mod tests {
             git(&ws, &["branch", "--format=%(refname:short)"]),
             "feature\nmain\n"
         );
+    }
+
+    #[test]
+    fn odd_names_nested_repos_and_broken_git_dirs() {
+        let d = tempfile::tempdir().unwrap();
+        let r = d.path().join("odd");
+        std::fs::create_dir_all(&r).unwrap();
+        git(&r, &["init", "-q"]);
+        let odd = PathBuf::from(OsStr::from_bytes(b"caf\xe9.txt"));
+        std::fs::write(r.join(&odd), "x").unwrap();
+        std::fs::create_dir_all(r.join("inner")).unwrap();
+        git(&r.join("inner"), &["init", "-q"]);
+        std::fs::write(r.join("inner/x"), "x").unwrap();
+        let info = scan(&r).unwrap();
+        assert_eq!(info.files, vec![odd]);
+        assert!(
+            info.warnings
+                .iter()
+                .any(|w| w.contains("inner/ is a nested git repository")),
+            "{:?}",
+            info.warnings
+        );
+        // A `.git` git cannot open is an error, never a plain directory copied whole.
+        let b = d.path().join("broken");
+        std::fs::create_dir_all(&b).unwrap();
+        std::fs::write(b.join(".git"), "gitdir: /nonexistent/bottle-test\n").unwrap();
+        std::fs::write(b.join("secrets.json"), "IGNOREDSECRET").unwrap();
+        let e = scan(&b).unwrap_err().to_string();
+        assert!(e.contains("not a git repository"), "{e}");
     }
 
     #[test]
