@@ -62,9 +62,27 @@ pub enum WorkspaceError {
     },
 }
 
+/// `git` that finds the repository from its working directory alone: a
+/// `GIT_DIR` or `GIT_WORK_TREE` in bottle's environment (set by a hook, say)
+/// must not make it read another repository than the one being copied.
+fn git_cmd() -> Command {
+    let mut c = Command::new("git");
+    for v in [
+        "GIT_DIR",
+        "GIT_WORK_TREE",
+        "GIT_COMMON_DIR",
+        "GIT_INDEX_FILE",
+        "GIT_OBJECT_DIRECTORY",
+        "GIT_CEILING_DIRECTORIES",
+    ] {
+        c.env_remove(v);
+    }
+    c
+}
+
 /// The git repository containing `dir`, if any.
 pub fn git_toplevel(dir: &Path) -> Option<PathBuf> {
-    let out = Command::new("git")
+    let out = git_cmd()
         .args(["rev-parse", "--show-toplevel"])
         .current_dir(dir)
         .output()
@@ -78,7 +96,7 @@ pub fn git_toplevel(dir: &Path) -> Option<PathBuf> {
 
 /// Runs git in `dir`; stdout on success.
 fn git_out(dir: &Path, args: &[&str]) -> Result<Vec<u8>, WorkspaceError> {
-    let out = Command::new("git")
+    let out = git_cmd()
         .args(args)
         .current_dir(dir)
         .output()
@@ -129,7 +147,7 @@ fn layout(root: &Path) -> Result<Option<Layout>, WorkspaceError> {
 }
 
 fn try_layout(root: &Path) -> Option<Layout> {
-    let out = Command::new("git")
+    let out = git_cmd()
         .args([
             "rev-parse",
             "--is-inside-work-tree",
@@ -868,6 +886,18 @@ mod tests {
         std::fs::write(b.join("secrets.json"), "IGNOREDSECRET").unwrap();
         let e = scan(&b).unwrap_err().to_string();
         assert!(e.contains("not a git repository"), "{e}");
+    }
+
+    #[test]
+    fn git_ignores_a_repository_named_by_the_environment() {
+        let removed: Vec<_> = git_cmd()
+            .get_envs()
+            .filter(|(_, v)| v.is_none())
+            .map(|(k, _)| k.to_string_lossy().into_owned())
+            .collect();
+        for v in ["GIT_DIR", "GIT_WORK_TREE", "GIT_INDEX_FILE"] {
+            assert!(removed.iter().any(|r| r == v), "{v} reaches git");
+        }
     }
 
     #[test]
