@@ -199,6 +199,7 @@ pub fn scan(root: &Path) -> Result<WorkspaceInfo, WorkspaceError> {
         Some(l) => {
             let mut files = Vec::new();
             select(root, Path::new(""), 0, &mut files, &mut warnings)?;
+            files.sort();
             if l.toplevel {
                 let linked = (l.git_dir != l.common_dir).then_some(l.git_dir);
                 (files, Some(l.common_dir), linked)
