@@ -465,6 +465,7 @@ async fn create(
             security_opt: Some(vec!["no-new-privileges:true".into()]),
             privileged: Some(false),
             init: Some(is_agent),
+            dns: is_agent.then(|| vec![crate::plan::AGENT_DNS.to_string()]),
             pids_limit: Some(4096),
             ..Default::default()
         }),

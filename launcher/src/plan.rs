@@ -25,6 +25,11 @@ pub const PROXY_PORT: u16 = 9099;
 pub const GATE_PORT: u16 = 9418;
 /// The agent's uid/gid in bottle-agent.
 pub const AGENT_UID: u64 = 1000;
+/// The agent's only upstream DNS server: its own loopback, where nothing
+/// answers. Docker's embedded resolver still answers the bottle's names and
+/// forwards every other query there, inside the agent's network namespace, so
+/// none reaches the host's resolver (CVE-2024-29018) or leaves the bottle.
+pub const AGENT_DNS: &str = "127.0.0.1";
 /// egress-proxy runs as nobody.
 pub const PROXY_UID: u64 = 65534;
 /// git-gate's user (docker/git-gate/README.md).

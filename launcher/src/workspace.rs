@@ -17,7 +17,9 @@
 //! symlinks out of the tree, or write on the host.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::ffi::OsStr;
 use std::io;
+use std::os::unix::ffi::OsStrExt;
 use std::path::{Component, Path, PathBuf};
 use std::process::Command;
 
@@ -60,9 +62,27 @@ pub enum WorkspaceError {
     },
 }
 
+/// `git` that finds the repository from its working directory alone: a
+/// `GIT_DIR` or `GIT_WORK_TREE` in bottle's environment (set by a hook, say)
+/// must not make it read another repository than the one being copied.
+fn git_cmd() -> Command {
+    let mut c = Command::new("git");
+    for v in [
+        "GIT_DIR",
+        "GIT_WORK_TREE",
+        "GIT_COMMON_DIR",
+        "GIT_INDEX_FILE",
+        "GIT_OBJECT_DIRECTORY",
+        "GIT_CEILING_DIRECTORIES",
+    ] {
+        c.env_remove(v);
+    }
+    c
+}
+
 /// The git repository containing `dir`, if any.
 pub fn git_toplevel(dir: &Path) -> Option<PathBuf> {
-    let out = Command::new("git")
+    let out = git_cmd()
         .args(["rev-parse", "--show-toplevel"])
         .current_dir(dir)
         .output()
@@ -76,7 +96,7 @@ pub fn git_toplevel(dir: &Path) -> Option<PathBuf> {
 
 /// Runs git in `dir`; stdout on success.
 fn git_out(dir: &Path, args: &[&str]) -> Result<Vec<u8>, WorkspaceError> {
-    let out = Command::new("git")
+    let out = git_cmd()
         .args(args)
         .current_dir(dir)
         .output()
@@ -94,6 +114,10 @@ fn git_out(dir: &Path, args: &[&str]) -> Result<Vec<u8>, WorkspaceError> {
     Ok(out.stdout)
 }
 
+fn path_from_bytes(b: &[u8]) -> PathBuf {
+    PathBuf::from(OsStr::from_bytes(b))
+}
+
 /// Where git keeps the data of the work tree at `root`.
 struct Layout {
     /// `root` is the work tree's top level (not a directory inside it).
@@ -103,9 +127,27 @@ struct Layout {
 }
 
 /// `None` when `root` is not inside a git work tree (a plain directory, a bare
-/// repository, or a `.git` directory itself).
-fn layout(root: &Path) -> Option<Layout> {
-    let out = Command::new("git")
+/// repository, or a `.git` directory itself). A `root` holding a `.git` that
+/// git cannot open is an error, not a plain directory: copying it whole would
+/// take ignored files in.
+fn layout(root: &Path) -> Result<Option<Layout>, WorkspaceError> {
+    match try_layout(root) {
+        Some(l) => Ok(Some(l)),
+        None if root.join(".git").symlink_metadata().is_ok() => {
+            // Ask again for the message git gives.
+            git_out(root, &["rev-parse", "--show-toplevel"])?;
+            Err(WorkspaceError::Git {
+                path: root.display().to_string(),
+                what: "rev-parse".into(),
+                detail: "cannot open the repository".into(),
+            })
+        }
+        None => Ok(None),
+    }
+}
+
+fn try_layout(root: &Path) -> Option<Layout> {
+    let out = git_cmd()
         .args([
             "rev-parse",
             "--is-inside-work-tree",
@@ -119,14 +161,15 @@ fn layout(root: &Path) -> Option<Layout> {
     if !out.status.success() {
         return None;
     }
-    let s = String::from_utf8(out.stdout).ok()?;
-    let mut lines = s.lines();
-    if lines.next()? != "true" {
+    // Paths are bytes on unix: a non-UTF-8 directory name must not turn a
+    // work tree into a plain directory (which would copy ignored files).
+    let mut lines = out.stdout.split(|b| *b == b'\n').map(path_from_bytes);
+    if lines.next()? != Path::new("true") {
         return None;
     }
-    let top = PathBuf::from(lines.next()?);
-    let git_dir = PathBuf::from(lines.next()?);
-    let common = PathBuf::from(lines.next()?);
+    let top = lines.next()?;
+    let git_dir = lines.next()?;
+    let common = lines.next()?;
     // `--git-common-dir` is relative to `root` when it is relative.
     let common = if common.is_absolute() {
         common
@@ -152,10 +195,11 @@ pub fn scan(root: &Path) -> Result<WorkspaceInfo, WorkspaceError> {
         return Err(io_err(io::Error::other("not a directory")));
     }
     let mut warnings = Vec::new();
-    let (files, git_dir, worktree_git_dir) = match layout(root) {
+    let (files, git_dir, worktree_git_dir) = match layout(root)? {
         Some(l) => {
             let mut files = Vec::new();
             select(root, Path::new(""), 0, &mut files, &mut warnings)?;
+            files.sort();
             if l.toplevel {
                 let linked = (l.git_dir != l.common_dir).then_some(l.git_dir);
                 (files, Some(l.common_dir), linked)
@@ -221,7 +265,7 @@ fn select(
     let mut set = BTreeSet::new();
     for p in listed.split(|b| *b == 0).filter(|p| !p.is_empty()) {
         let is_sub = submodules.contains(p);
-        let rel = PathBuf::from(String::from_utf8_lossy(p).into_owned());
+        let rel = path_from_bytes(p);
         let shown = prefix.join(&rel);
         if is_sub {
             if !dir.join(&rel).join(".git").exists() {
@@ -234,11 +278,17 @@ fn select(
                 ));
                 continue;
             }
-            warnings.push(format!(
-                "submodule {}: its files are copied without its git data (its config may hold credentials); git commands inside it act on the outer repository in the agent",
-                shown.display()
-            ));
-            select(root, &shown, depth + 1, out, warnings)?;
+            let mut sub = Vec::new();
+            match select(root, &shown, depth + 1, &mut sub, warnings) {
+                Ok(()) => {
+                    out.extend(sub);
+                    warnings.push(format!(
+                        "submodule {}: its files are copied without its git data (its config may hold credentials); git commands inside it act on the outer repository in the agent",
+                        shown.display()
+                    ));
+                }
+                Err(e) => warnings.push(format!("submodule {} is left out: {e}", shown.display())),
+            }
             continue;
         }
         if p.ends_with(b"/") {
@@ -808,6 +858,47 @@ mod tests {
             git(&ws, &["branch", "--format=%(refname:short)"]),
             "feature\nmain\n"
         );
+    }
+
+    #[test]
+    fn odd_names_nested_repos_and_broken_git_dirs() {
+        let d = tempfile::tempdir().unwrap();
+        let r = d.path().join("odd");
+        std::fs::create_dir_all(&r).unwrap();
+        git(&r, &["init", "-q"]);
+        let odd = PathBuf::from(OsStr::from_bytes(b"caf\xe9.txt"));
+        std::fs::write(r.join(&odd), "x").unwrap();
+        std::fs::create_dir_all(r.join("inner")).unwrap();
+        git(&r.join("inner"), &["init", "-q"]);
+        std::fs::write(r.join("inner/x"), "x").unwrap();
+        let info = scan(&r).unwrap();
+        assert_eq!(info.files, vec![odd]);
+        assert!(
+            info.warnings
+                .iter()
+                .any(|w| w.contains("inner/ is a nested git repository")),
+            "{:?}",
+            info.warnings
+        );
+        // A `.git` git cannot open is an error, never a plain directory copied whole.
+        let b = d.path().join("broken");
+        std::fs::create_dir_all(&b).unwrap();
+        std::fs::write(b.join(".git"), "gitdir: /nonexistent/bottle-test\n").unwrap();
+        std::fs::write(b.join("secrets.json"), "IGNOREDSECRET").unwrap();
+        let e = scan(&b).unwrap_err().to_string();
+        assert!(e.contains("not a git repository"), "{e}");
+    }
+
+    #[test]
+    fn git_ignores_a_repository_named_by_the_environment() {
+        let removed: Vec<_> = git_cmd()
+            .get_envs()
+            .filter(|(_, v)| v.is_none())
+            .map(|(k, _)| k.to_string_lossy().into_owned())
+            .collect();
+        for v in ["GIT_DIR", "GIT_WORK_TREE", "GIT_INDEX_FILE"] {
+            assert!(removed.iter().any(|r| r == v), "{v} reaches git");
+        }
     }
 
     #[test]

@@ -610,7 +610,7 @@ fn pushes_with_secrets_are_refused_and_land_nothing() {
     ));
     assert_refused(
         &out,
-        &["tag message line 2", "Anthropic Key"],
+        &["tag message line 1", "Anthropic Key"],
         ANTHROPIC_TOKEN,
     );
     let tags = w.upstream_sh(&format!("git -C /srv/git/{REPO}.git tag -l"));
@@ -619,6 +619,63 @@ fn pushes_with_secrets_are_refused_and_land_nothing() {
     // The gate's own log never holds the secrets either.
     let logs = text(&docker(&["logs", &w.gate()]));
     for s in [AWS_SECRET, AWS_KEY_ID, ANTHROPIC_TOKEN, key_body.as_str()] {
+        assert!(!logs.contains(s), "gate log holds a secret");
+    }
+}
+
+/// The whole commit and tag object is scanned, not only the message: a key in an extra
+/// header (hand-made with `git hash-object --literally`, on a continuation line), in the
+/// author name, and in a tagger name are each refused, and the upstream does not move.
+#[test]
+fn secrets_in_commit_headers_and_names_are_refused() {
+    if !e2e_support::docker_or_skip() {
+        return;
+    }
+    let w = World::start("headers", Options::default());
+    w.clone();
+    let before = w.upstream_ref("main");
+
+    // An extra header `x-note` whose second (continuation) line holds the key.
+    let out = w.client_sh(&format!(
+        "cd repo && git reset -q --hard origin/main && echo a >> README && git commit -qam plain && \
+         c=$(git cat-file commit HEAD | awk '{{print}} /^committer /{{print \"x-note harmless\"; \
+         print \" {ANTHROPIC_TOKEN}\"}}' | git hash-object -t commit -w --stdin --literally) && \
+         git reset -q --hard $c && git cat-file commit HEAD | grep -c '^x-note' && \
+         echo $c > /tmp/commit && git push origin main"
+    ));
+    let commit = w.client_ok("cat /tmp/commit").trim().to_owned();
+    assert_refused(
+        &out,
+        &[&commit[..12], "commit header line 6", "Anthropic Key"],
+        ANTHROPIC_TOKEN,
+    );
+    assert_eq!(w.upstream_ref("main"), before);
+
+    // A key as the author's name.
+    let out = w.client_sh(&format!(
+        "cd repo && git reset -q --hard origin/main && echo b >> README && \
+         GIT_AUTHOR_NAME='Dev {AWS_KEY_ID}' git commit -qam plain && \
+         git rev-parse HEAD > /tmp/commit && git push origin main"
+    ));
+    let commit = w.client_ok("cat /tmp/commit").trim().to_owned();
+    assert_refused(
+        &out,
+        &[&commit[..12], "commit header line 3", "AWS Access Key"],
+        AWS_KEY_ID,
+    );
+    assert_eq!(w.upstream_ref("main"), before);
+
+    // A key as the tagger's name of an annotated tag on a clean commit.
+    let out = w.client_sh(&format!(
+        "cd repo && git reset -q --hard origin/main && \
+         GIT_COMMITTER_NAME='Rel {AWS_KEY_ID}' git tag -a named -m release && git push origin named"
+    ));
+    assert_refused(&out, &["tag header line 4", "AWS Access Key"], AWS_KEY_ID);
+    let tags = w.upstream_sh(&format!("git -C /srv/git/{REPO}.git tag -l"));
+    assert!(!tags.contains("named"), "tag landed upstream: {tags}");
+    assert_eq!(w.upstream_ref("main"), before);
+    let logs = text(&docker(&["logs", &w.gate()]));
+    for s in [AWS_KEY_ID, ANTHROPIC_TOKEN] {
         assert!(!logs.contains(s), "gate log holds a secret");
     }
 }

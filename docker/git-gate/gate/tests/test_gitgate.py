@@ -236,5 +236,80 @@ class Rules(unittest.TestCase):
                 self.assertNotIn(value, preview)
 
 
+class WholeObjectScan(unittest.TestCase):
+    """Commit and tag objects are scanned whole: headers, extra headers, names, message."""
+
+    KEY = "sk-ant-api03-" + "Ab1" * 30
+    AWS = "AKIAQYLPMN5HHHFPZAM2"
+
+    def setUp(self):
+        self.dir = tempfile.TemporaryDirectory()
+        self.cwd = os.getcwd()
+        os.chdir(self.dir.name)
+        sh(".", "init", "-q", "-b", "main")
+        with open("a.txt", "w") as f:
+            f.write("plain\n")
+        sh(".", "add", "a.txt")
+        sh(".", "commit", "-q", "-m", "one")
+        self.scanner = scan.Scanner(tempfile.mkdtemp(dir=self.dir.name))
+
+    def tearDown(self):
+        self.scanner.close()
+        os.chdir(self.cwd)
+        self.dir.cleanup()
+
+    def commit(self, headers, message="plain message\n"):
+        tree = sh(".", "rev-parse", "HEAD^{tree}").decode().strip()
+        raw = f"tree {tree}\n" + "".join(h + "\n" for h in headers) + "\n" + message
+        return sh(".", "hash-object", "-t", "commit", "-w", "--stdin", "--literally",
+                  data=raw.encode()).decode().strip()
+
+    def found(self, findings):
+        return sorted((f.kind, f.line, f.rule) for f in findings)
+
+    def test_extra_header_continuation_and_author_name(self):
+        oid = self.commit([
+            f"author Dev {self.AWS} <d@x.invalid> 1700000000 +0000",
+            "committer Dev <d@x.invalid> 1700000000 +0000",
+            "x-note harmless first line",
+            f" {self.KEY}",
+        ])
+        found = self.found(scan.scan_object(self.scanner, oid, "commit"))
+        self.assertIn(("commit header", 2, "AWS Access Key"), found)
+        self.assertIn(("commit header", 5, "Anthropic Key"), found)
+        # And through scan_commit, as the hook calls it.
+        kinds = {f.kind for f in scan.scan_commit(self.scanner, oid)}
+        self.assertEqual(kinds, {"commit header"})
+        for f in scan.scan_commit(self.scanner, oid):
+            self.assertNotIn(self.KEY, f.describe())
+            self.assertNotIn(self.AWS, f.describe())
+
+    def test_message_lines_keep_their_numbers(self):
+        oid = self.commit(["author A <a@x.invalid> 1 +0000", "committer A <a@x.invalid> 1 +0000"],
+                          f"subject\n\nuse {self.KEY}\n")
+        self.assertEqual(self.found(scan.scan_object(self.scanner, oid, "commit")),
+                         [("commit message", 3, "Anthropic Key")])
+
+    def test_ordinary_and_signed_headers_pass(self):
+        sig = ["gpgsig -----BEGIN PGP SIGNATURE-----", " ",
+               " iQEzBAABCAAdFiEEq4fbbZk5dVYxYs8bzq0AdvnOY+UFAmV0n1MACgkQzq0AdvnO",
+               " Y+VhJQf/Zm9vYmFyYmF6cXV4cXV1eHF1dXhxdXV4cXV1eHF1dXhxdXV4cXV1eHE=",
+               " =AbCd", " -----END PGP SIGNATURE-----"]
+        parent = sh(".", "rev-parse", "HEAD").decode().strip()
+        oid = self.commit([f"parent {parent}", "author Alice Example <alice@example.com> "
+                           "1700000000 +0100", "committer Bob <bob@example.com> 1700000001 "
+                           "-0500", "encoding UTF-8"] + sig,
+                          "Fix the parser\n\nSigned-off-by: Alice <alice@example.com>\n")
+        self.assertEqual(self.found(scan.scan_object(self.scanner, oid, "commit")), [])
+
+    def test_tagger_line(self):
+        head = sh(".", "rev-parse", "HEAD").decode().strip()
+        raw = (f"object {head}\ntype commit\ntag v1\n"
+               f"tagger Rel {self.AWS} <r@x.invalid> 1 +0000\n\nrelease\n")
+        oid = sh(".", "hash-object", "-t", "tag", "-w", "--stdin", data=raw.encode()).decode().strip()
+        self.assertEqual(self.found(scan.scan_tag(self.scanner, oid)),
+                         [("tag header", 4, "AWS Access Key")])
+
+
 if __name__ == "__main__":
     unittest.main()

@@ -1,4 +1,5 @@
-"""Secret scan of the objects a push adds: file contents, file paths, commit and tag messages.
+"""Secret scan of the objects a push adds: file contents, file paths, and every commit and tag
+object whole (headers such as author, committer, tagger and extra headers, and the message).
 
 It owns the diff walk (which lines are new in each commit) and the detect-secrets call. A
 line is scanned when it is added by a commit the upstream does not have, compared with the
@@ -74,7 +75,7 @@ def keep(rule: str, basename: str, line: str) -> bool:
 @dataclass(frozen=True)
 class Finding:
     commit: str      # full object id of the commit or tag
-    kind: str        # "file", "path", "commit message" or "tag message"
+    kind: str        # "file", "path", "commit header", "commit message", "tag header", "tag message"
     path: str        # file path ("" for messages)
     line: int        # 1-based line in the new file or the message
     rule: str        # detect-secrets secret type
@@ -231,13 +232,28 @@ def new_commits(tips: Iterable[str]) -> List[str]:
     return [c for c in out.decode().split() if c]
 
 
+def scan_object(scanner: Scanner, oid: str, kind: str) -> List[Finding]:
+    """Scan a commit or tag object whole, as `git cat-file` gives it raw: every header
+    (tree/object, parents, author, committer, tagger, and any extra header, multi-line
+    continuations included: fsck accepts unknown headers of any length) and the message.
+    Header lines are numbered in the object, message lines in the message."""
+    raw = git("cat-file", kind, oid).decode("utf-8", "replace")
+    header, _sep, _body = raw.partition("\n\n")
+    n_header = len(header.split("\n"))
+    lines = {i: t for i, t in enumerate(raw.split("\n"), start=1)}
+    name = "COMMIT_EDITMSG" if kind == "commit" else "TAG_EDITMSG"
+    findings = []
+    for line, rule, preview in scanner.scan_lines(name, lines):
+        if line <= n_header:
+            findings.append(Finding(oid, f"{kind} header", "", line, rule, preview))
+        else:
+            findings.append(Finding(oid, f"{kind} message", "", line - n_header - 1, rule,
+                                    preview))
+    return findings
+
+
 def scan_commit(scanner: Scanner, commit: str) -> List[Finding]:
-    findings: List[Finding] = []
-    message = git("cat-file", "commit", commit).split(b"\n\n", 1)
-    body = message[1] if len(message) > 1 else b""
-    msg_lines = {i: t for i, t in enumerate(body.decode("utf-8", "replace").split("\n"), start=1)}
-    for line, rule, preview in scanner.scan_lines("COMMIT_EDITMSG", msg_lines):
-        findings.append(Finding(commit, "commit message", "", line, rule, preview))
+    findings = scan_object(scanner, commit, "commit")
 
     parents = git("rev-list", "--parents", "-n", "1", commit).decode().split()[1:]
     base = parents[0] if parents else EMPTY_TREE
@@ -259,14 +275,8 @@ def scan_commit(scanner: Scanner, commit: str) -> List[Finding]:
 
 
 def scan_tag(scanner: Scanner, tag: str) -> List[Finding]:
-    """Scan an annotated tag's name and message."""
-    raw = git("cat-file", "tag", tag).split(b"\n\n", 1)
-    header = raw[0].decode("utf-8", "replace").split("\n")
-    body = raw[1].decode("utf-8", "replace").split("\n") if len(raw) > 1 else []
-    name = [h for h in header if h.startswith("tag ")]
-    lines = {i: t for i, t in enumerate(name + body, start=1)}
-    return [Finding(tag, "tag message", "", line, rule, preview)
-            for line, rule, preview in scanner.scan_lines("TAG_EDITMSG", lines)]
+    """Scan an annotated tag object whole: its headers (name, tagger, ...) and message."""
+    return scan_object(scanner, tag, "tag")
 
 
 def scan_push(tips: Iterable[str], tags: Iterable[str]) -> Iterator[Finding]:
