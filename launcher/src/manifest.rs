@@ -197,6 +197,7 @@ pub fn parse(
         base: base.to_path_buf(),
         home: home.map(Path::to_path_buf),
         problems: Vec::new(),
+        bottle_refs: Vec::new(),
     };
     let yaml = match front_matter(text) {
         Ok(y) => y,
@@ -252,6 +253,9 @@ struct Validator {
     base: PathBuf,
     home: Option<PathBuf>,
     problems: Vec<Problem>,
+    /// Every `agents.<a>.bottle` written, with its key path (checked at the end,
+    /// whatever else is wrong with the agent).
+    bottle_refs: Vec<(String, String)>,
 }
 
 fn kind(v: &Value) -> &'static str {
@@ -397,6 +401,9 @@ impl Validator {
     fn manifest(&mut self, doc: &Value) -> Manifest {
         let mut bottles = BTreeMap::new();
         let mut agents = BTreeMap::new();
+        // Bottles written in the file, valid or not: an agent naming an invalid
+        // bottle gets that bottle's problems, not a second "unknown bottle".
+        let mut declared = BTreeSet::new();
         let file = PathBuf::from(&self.file);
         if let Some(top) = self.mapping("", doc, &["bottles", "agents"]) {
             let mut saw_bottles = false;
@@ -407,6 +414,7 @@ impl Validator {
                         saw_bottles = true;
                         if let Some(m) = self.mapping("bottles", val, &[]) {
                             for (name, b) in m {
+                                declared.insert(name.clone());
                                 let p = join("bottles", &name);
                                 if self.name_ok(&p, &name, "bottle")
                                     && let Some(b) = self.bottle(&p, &name, b)
@@ -446,15 +454,14 @@ impl Validator {
                 );
             }
         }
-        // Cross references, checked once everything parsed.
-        let names: Vec<String> = bottles.keys().cloned().collect();
-        for a in agents.values() {
-            if !bottles.contains_key(&a.bottle)
-                && !self.problems.iter().any(|p| p.path.starts_with("bottles."))
-            {
+        // Cross references, checked once everything parsed, and reported
+        // together with every other problem.
+        let names: Vec<String> = declared.iter().cloned().collect();
+        for (path, bottle) in std::mem::take(&mut self.bottle_refs) {
+            if !declared.contains(&bottle) {
                 self.err(
-                    &format!("agents.{}.bottle", a.name),
-                    format!("unknown bottle `{}`", a.bottle),
+                    &path,
+                    format!("unknown bottle `{bottle}`"),
                     format!(
                         "use one of: {}",
                         if names.is_empty() {
@@ -518,13 +525,19 @@ impl Validator {
         for (k, val) in m {
             let p = join(path, &k);
             match k.as_str() {
-                "allow" => {
-                    for (i, h) in self.strings(&p, val).into_iter().enumerate() {
-                        if let Some(h) = self.host(&format!("{p}[{i}]"), &h) {
-                            b.allow.push(h);
+                // Hosts are checked by the engine below (`engine_check`); an
+                // entry that is not a string stays as "" so indexes line up.
+                "allow" => match val {
+                    Value::Sequence(items) => {
+                        for (i, item) in items.iter().enumerate() {
+                            let h = self.string(&format!("{p}[{i}]"), item);
+                            b.allow.push(h.unwrap_or_default());
                         }
                     }
-                }
+                    _ => {
+                        self.strings(&p, val);
+                    }
+                },
                 "outer_proxy" => match self.string(&p, val).as_deref() {
                     Some("pipelock") => b.outer_proxy = OuterProxyKind::Pipelock,
                     Some("squid") => b.outer_proxy = OuterProxyKind::Squid,
@@ -564,9 +577,9 @@ impl Validator {
                                 continue;
                             };
                             for (i, r) in items.iter().enumerate() {
-                                if let Some(r) = self.route(&format!("{rp}[{i}]"), r) {
-                                    b.routes.push(r);
-                                }
+                                // Kept even when invalid, so route indexes line up
+                                // with the rendered routes file the engine checks.
+                                b.routes.push(self.route(&format!("{rp}[{i}]"), r));
                             }
                         }
                     }
@@ -596,36 +609,12 @@ impl Validator {
             .to_string()
         });
         self.bottle_rules(path, &b);
+        self.engine_check(path, before, &mut b);
         (self.problems.len() == before).then_some(b)
     }
 
     /// Rules across entries of one bottle.
     fn bottle_rules(&mut self, path: &str, b: &Bottle) {
-        let mut hosts: BTreeMap<&str, String> = BTreeMap::new();
-        for (i, r) in b.routes.iter().enumerate() {
-            let p = format!("{path}.egress_proxy.routes[{i}].host");
-            if let Some(first) = hosts.get(r.host.as_str()) {
-                self.err(
-                    &p,
-                    format!("host `{}` already has a route at {first}", r.host),
-                    "merge the two routes into one",
-                );
-            } else {
-                hosts.insert(&r.host, p);
-            }
-        }
-        for (i, h) in b.allow.iter().enumerate() {
-            let p = format!("{path}.allow[{i}]");
-            if let Some(first) = hosts.get(h.as_str()) {
-                self.err(
-                    &p,
-                    format!("host `{h}` is also at {first}"),
-                    "list a host once: in `allow` or as a route",
-                );
-            } else {
-                hosts.insert(h, p);
-            }
-        }
         let roles: Vec<usize> = b
             .routes
             .iter()
@@ -655,52 +644,80 @@ impl Validator {
         }
     }
 
-    /// Host syntax as SPEC §2 states it (the full check is egress-proxy's at start).
-    fn host(&mut self, path: &str, raw: &str) -> Option<String> {
-        let h = raw.trim().trim_end_matches('.').to_ascii_lowercase();
-        let fix = "write a bare host name like `api.github.com` or `*.npmjs.org` (no scheme, port or path)";
-        if h.contains("://")
-            || h.contains('/')
-            || h.contains(':') && !h.starts_with('[')
-            || h.contains('@')
-        {
-            self.err(path, format!("`{raw}` is not a host"), fix);
-            return None;
+    /// Checks the bottle's routes as egress-proxy will: renders the routes
+    /// file the launcher writes and loads it with `addon_rules::Policy`. Its
+    /// errors are reported at the manifest's key path; one at a path (or under
+    /// a path) already reported by this file's own checks is left out. On
+    /// success the hosts take the engine's normalized form.
+    fn engine_check(&mut self, path: &str, before: usize, b: &mut Bottle) {
+        let rendered = crate::render::routes::render(b, |_| Some("EGRESS_PROXY_TOKEN_0".into()));
+        let n = b.routes.len();
+        let route_path = |i: usize| {
+            if i < n {
+                format!("{path}.egress_proxy.routes[{i}]")
+            } else {
+                format!("{path}.allow[{}]", i - n)
+            }
+        };
+        match addon_rules::Policy::from_text(&rendered, "routes.json") {
+            Ok(policy) => {
+                let hosts: Vec<String> = policy
+                    .routes()
+                    .iter()
+                    .map(|r| r.host().to_string())
+                    .collect();
+                for (i, h) in hosts.into_iter().enumerate() {
+                    if i < n {
+                        b.routes[i].host = h;
+                    } else if let Some(a) = b.allow.get_mut(i - n) {
+                        *a = h;
+                    }
+                }
+            }
+            Err(e) => {
+                for ce in e.errors {
+                    let key = match ce.route {
+                        Some(i) if i >= n => route_path(i),
+                        Some(i) => match ce.field.as_deref() {
+                            None => route_path(i),
+                            Some(f) => format!("{}.{}", route_path(i), manifest_field(f)),
+                        },
+                        None => format!("{path}.egress_proxy.routes"),
+                    };
+                    let reported = self.problems[before..].iter().any(|p| {
+                        key == p.path
+                            || key
+                                .strip_prefix(p.path.as_str())
+                                .is_some_and(|rest| rest.starts_with('.') || rest.starts_with('['))
+                    });
+                    if reported {
+                        continue;
+                    }
+                    let allow_entry = ce.route.is_some_and(|i| i >= n);
+                    let fix = if allow_entry && ce.message.contains("already has a route") {
+                        "list a host once: in `allow` or as a route".to_string()
+                    } else {
+                        ce.fix
+                    };
+                    let message = rendered_refs_to_paths(&ce.message, &route_path);
+                    self.err(&key, message, fix);
+                }
+            }
         }
-        if !h.is_ascii() {
-            self.err(
-                path,
-                format!("`{raw}` is not ASCII"),
-                "write international names in punycode (xn--...)",
-            );
-            return None;
-        }
-        let name = h.strip_prefix("*.").unwrap_or(&h);
-        let labels_ok = !name.is_empty()
-            && name.split('.').all(|l| {
-                !l.is_empty()
-                    && l.len() <= 63
-                    && !l.starts_with('-')
-                    && !l.ends_with('-')
-                    && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
-            });
-        if !labels_ok {
-            self.err(path, format!("`{raw}` is not a valid host name"), fix);
-            return None;
-        }
-        if h.starts_with("*.") && name.split('.').count() < 2 {
-            self.err(
-                path,
-                format!("wildcard `{raw}` is too broad"),
-                "a wildcard needs at least two labels after `*.`, e.g. `*.npmjs.org`",
-            );
-            return None;
-        }
-        Some(h)
     }
 
-    fn route(&mut self, path: &str, v: &Value) -> Option<Route> {
-        let m = self.mapping(
+    /// A route, filled as far as it is valid (problems are recorded).
+    fn route(&mut self, path: &str, v: &Value) -> Route {
+        let empty = Route {
+            host: String::new(),
+            path_allowlist: Vec::new(),
+            path_denylist: Vec::new(),
+            methods: Vec::new(),
+            strip_headers: Vec::new(),
+            auth: None,
+            role: None,
+        };
+        let Some(m) = self.mapping(
             path,
             v,
             &[
@@ -712,40 +729,25 @@ impl Validator {
                 "auth",
                 "role",
             ],
-        )?;
-        let before = self.problems.len();
-        let mut r = Route {
-            host: String::new(),
-            path_allowlist: Vec::new(),
-            path_denylist: Vec::new(),
-            methods: Vec::new(),
-            strip_headers: Vec::new(),
-            auth: None,
-            role: None,
+        ) else {
+            return empty;
         };
+        let before = self.problems.len();
+        let mut r = empty;
         let mut has_host = false;
         for (k, val) in m {
             let p = join(path, &k);
             match k.as_str() {
                 "host" => {
                     has_host = true;
-                    if let Some(h) = self.string(&p, val)
-                        && let Some(h) = self.host(&p, &h)
-                    {
+                    // Syntax, wildcards and public suffixes: `engine_check`.
+                    if let Some(h) = self.string(&p, val) {
                         r.host = h;
                     }
                 }
+                // Patterns are compiled by `engine_check`.
                 "path_allowlist" | "path_denylist" => {
                     let list = self.strings(&p, val);
-                    for (i, pat) in list.iter().enumerate() {
-                        if !pat.starts_with('/') && !pat.starts_with('^') {
-                            self.err(
-                                &format!("{p}[{i}]"),
-                                format!("pattern `{pat}` does not start with `/` or `^`"),
-                                "write a path like `/repos/acme` or a regex starting with `^`",
-                            );
-                        }
-                    }
                     if k == "path_allowlist" {
                         r.path_allowlist = list
                     } else {
@@ -811,7 +813,7 @@ impl Validator {
                 "add `auth: {scheme: Bearer, token_ref: <VAR>}`",
             );
         }
-        (self.problems.len() == before).then_some(r)
+        r
     }
 
     fn auth(&mut self, path: &str, v: &Value) -> Option<Auth> {
@@ -906,6 +908,15 @@ impl Validator {
                 "upstream" => {
                     upstream = self.string(&p, val);
                     if let Some(u) = &upstream
+                        && u.contains("://")
+                        && !u.starts_with("ssh://")
+                    {
+                        self.err(
+                            &p,
+                            format!("`{u}` is not an ssh URL: git-gate fetches and pushes over ssh only"),
+                            "write the ssh form, ssh://git@host/owner/repo.git or git@host:owner/repo.git, with `identity_file` a key the forge accepts",
+                        );
+                    } else if let Some(u) = &upstream
                         && !u.starts_with("ssh://")
                         && !u.contains(':')
                     {
@@ -978,6 +989,7 @@ impl Validator {
                 "bottle" => {
                     has_bottle = true;
                     if let Some(b) = self.string(&p, val) {
+                        self.bottle_refs.push((p.clone(), b.clone()));
                         a.bottle = b;
                     }
                 }
@@ -1041,6 +1053,43 @@ impl Validator {
         }
         (self.problems.len() == before).then_some(a)
     }
+}
+
+/// The manifest's name of a routes-file field (`auth_scheme` is `auth.scheme`).
+fn manifest_field(f: &str) -> String {
+    match f {
+        "auth_header" => "auth.header".into(),
+        "auth_scheme" => "auth.scheme".into(),
+        "token_env" | "token_file" => "auth.token_ref".into(),
+        other => other.to_string(),
+    }
+}
+
+/// Rewrites `routes[K]` in an engine message (an index into the rendered
+/// file) as the manifest's key path of that entry.
+fn rendered_refs_to_paths(msg: &str, path_of: &dyn Fn(usize) -> String) -> String {
+    let mut out = String::new();
+    let mut rest = msg;
+    while let Some(at) = rest.find("routes[") {
+        out.push_str(&rest[..at]);
+        let after = &rest[at + "routes[".len()..];
+        let digits = after.bytes().take_while(u8::is_ascii_digit).count();
+        match (
+            after[..digits].parse::<usize>(),
+            after[digits..].strip_prefix(']'),
+        ) {
+            (Ok(k), Some(tail)) => {
+                out.push_str(&path_of(k));
+                rest = tail;
+            }
+            _ => {
+                out.push_str("routes[");
+                rest = after;
+            }
+        }
+    }
+    out.push_str(rest);
+    out
 }
 
 /// Variables the launcher owns in the agent's environment.
@@ -1305,6 +1354,31 @@ agents:
                 "    command: bash",
                 "agents.coder.command",
             ),
+            // The engine's own rules (addon-rules), at the manifest's key path.
+            (
+                "public-suffix wildcard in allow",
+                "[pypi.org, Files.PythonHosted.org.]",
+                "[pypi.org, \"*.co.uk\"]",
+                "bottles.dev.allow[1]",
+            ),
+            (
+                "dot segments in a path pattern",
+                "\"/repos/acme/widget/issues\"",
+                "\"/a/../b\"",
+                "bottles.dev.egress_proxy.routes[0].path_allowlist[0]",
+            ),
+            (
+                "public-suffix wildcard route",
+                "host: api.anthropic.com\n          auth: {scheme: Bearer, token_ref: CLAUDE_OAUTH}\n          role: claude_code_oauth",
+                "host: \"*.github.io\"",
+                "bottles.dev.egress_proxy.routes[1].host",
+            ),
+            (
+                "https git upstream",
+                "upstream: ssh://git@github.com/acme/widget.git",
+                "upstream: https://github.com/acme/widget.git",
+                "bottles.dev.git[0].upstream",
+            ),
         ];
         for (name, from, to, want) in cases {
             if want.is_empty() {
@@ -1317,6 +1391,63 @@ agents:
                 "{name}: want {want}, got {p:?}"
             );
         }
+    }
+
+    #[test]
+    fn engine_errors_name_the_manifest_path_and_the_fix() {
+        let e = parse_str(&GOOD.replace(
+            "[pypi.org, Files.PythonHosted.org.]",
+            "[pypi.org, \"*.co.uk\", api.github.com]",
+        ))
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("m.yaml: bottles.dev.allow[1]: host \"*.co.uk\"")
+                && e.contains("public suffix"),
+            "{e}"
+        );
+        // A rendered index in the engine's message is the manifest's path too.
+        assert!(
+            e.contains("m.yaml: bottles.dev.allow[2]: host \"api.github.com\" already has a route, bottles.dev.egress_proxy.routes[0]; fix: list a host once"),
+            "{e}"
+        );
+        let e = parse_str(&GOOD.replace("\"/repos/acme/widget/issues\"", "\"/a/../b\""))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("bottles.dev.egress_proxy.routes[0].path_allowlist[0]: "),
+            "{e}"
+        );
+        let e = parse_str(&GOOD.replace(
+            "upstream: ssh://git@github.com/acme/widget.git",
+            "upstream: https://github.com/acme/widget.git",
+        ))
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("bottles.dev.git[0].upstream: `https://github.com/acme/widget.git` is not an ssh URL") && e.contains("fix: write the ssh form"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn unknown_bottle_is_reported_with_every_other_problem() {
+        let s = GOOD
+            .replace("    bottle: dev", "    bottle: prod\n    imgae: x")
+            .replace("outer_proxy: squid", "outer_proxy: nginx")
+            .replace("[pypi.org, Files.PythonHosted.org.]", "[\"*.co.uk\"]");
+        let p = paths(&s);
+        for want in [
+            "bottles.dev.outer_proxy",
+            "bottles.dev.allow[0]",
+            "agents.coder.imgae",
+            "agents.coder.bottle",
+        ] {
+            assert!(p.iter().any(|x| x == want), "want {want}, got {p:?}");
+        }
+        // A bottle that exists but is invalid is not also "unknown".
+        let p = paths(&GOOD.replace("outer_proxy: squid", "outer_proxy: nginx"));
+        assert!(!p.iter().any(|x| x == "agents.coder.bottle"), "{p:?}");
     }
 
     #[test]
