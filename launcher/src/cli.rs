@@ -1,7 +1,7 @@
 //! The command line (clap derive): `check`, `plan`, `run`, `list`, `cleanup`.
 //!
-//! Owns: turning arguments into calls of manifest/plan/apply/teardown, the
-//! exit codes (2 bad configuration or usage, 1 runtime failure, else the
+//! Owns: turning arguments into the phases (load -> plan -> prepare -> apply
+//! -> run -> teardown, one call each in `run`), the exit codes (2 bad configuration or usage, 1 runtime failure, else the
 //! agent's own code; 130 after Ctrl-C), and teardown on every path out of `run`.
 //!
 //! Must never: print a secret, or leave a bottle up after `run` returns
@@ -12,14 +12,12 @@ use std::path::{Path, PathBuf};
 
 use clap::{Parser, Subcommand};
 
-use crate::apply::{self, ApplyError, Options, Record, Recorder, Secrets};
-use crate::manifest;
-use crate::plan;
+use crate::docker::{self, ApplyError, Options, teardown};
+use crate::manifest::{self, Manifest};
+use crate::plan::{self, Plan};
+use crate::prepare::{self, PrepareError};
 use crate::progress::Progress;
-use crate::render;
-use crate::teardown;
-use crate::workspace;
-use crate::{images, pki};
+use crate::workspace::{self, WorkspaceInfo};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -98,6 +96,15 @@ impl From<ApplyError> for Failure {
     }
 }
 
+impl From<PrepareError> for Failure {
+    fn from(e: PrepareError) -> Self {
+        Failure {
+            code: e.exit_code(),
+            message: e.to_string(),
+        }
+    }
+}
+
 fn usage(message: impl ToString) -> Failure {
     Failure {
         code: 2,
@@ -130,23 +137,8 @@ pub async fn main(cli: Cli) -> Result<i32, Failure> {
             agent,
             json,
         } => {
-            let m = manifest::load(&manifest).map_err(usage)?;
-            let ws = workspace_for(&m, &agent)?;
-            let id = apply::new_id(
-                m.agents
-                    .get(&agent)
-                    .map(|a| a.bottle.as_str())
-                    .unwrap_or("bottle"),
-            );
-            let p = plan::plan(
-                &m,
-                &agent,
-                &id,
-                &env_lookup,
-                &|p: &Path| p.exists(),
-                ws.as_ref(),
-            )
-            .map_err(usage)?;
+            let (m, ws) = load(&manifest, &agent, Vec::new())?;
+            let p = plan(&m, &agent, ws.as_ref())?;
             if json {
                 println!(
                     "{}",
@@ -179,7 +171,7 @@ pub async fn main(cli: Cli) -> Result<i32, Failure> {
             .await
         }
         Cmd::List => {
-            let d = apply::connect().await?;
+            let d = docker::connect().await?;
             let found = teardown::find(&d).await?;
             if found.is_empty() {
                 println!("no bottles");
@@ -204,7 +196,7 @@ pub async fn main(cli: Cli) -> Result<i32, Failure> {
             Ok(0)
         }
         Cmd::Cleanup { yes, id, all } => {
-            let d = apply::connect().await?;
+            let d = docker::connect().await?;
             let found = teardown::find(&d).await?;
             let mut n = 0;
             let mut failed = Vec::new();
@@ -251,11 +243,25 @@ pub async fn main(cli: Cli) -> Result<i32, Failure> {
     }
 }
 
-/// The workspace: the agent's `workdir`, else the current git repository, else none.
-fn workspace_for(
-    m: &manifest::Manifest,
+/// Load: the manifest (validated, the agent's command replaced when one is
+/// given) and the workspace (scanned, not yet copied).
+fn load(
+    manifest_path: &Path,
     agent: &str,
-) -> Result<Option<workspace::WorkspaceInfo>, Failure> {
+    command: Vec<String>,
+) -> Result<(Manifest, Option<WorkspaceInfo>), Failure> {
+    let mut m = manifest::load(manifest_path).map_err(usage)?;
+    if !command.is_empty()
+        && let Some(a) = m.agents.get_mut(agent)
+    {
+        a.command = command;
+    }
+    let ws = workspace_for(&m, agent)?;
+    Ok((m, ws))
+}
+
+/// The workspace: the agent's `workdir`, else the current git repository, else none.
+fn workspace_for(m: &Manifest, agent: &str) -> Result<Option<WorkspaceInfo>, Failure> {
     let Some(a) = m.agents.get(agent) else {
         return Ok(None);
     };
@@ -271,6 +277,20 @@ fn workspace_for(
     }
 }
 
+/// Plan: a fresh id, then the pure plan (host variables and files only checked).
+fn plan(m: &Manifest, agent: &str, ws: Option<&WorkspaceInfo>) -> Result<Plan, Failure> {
+    let bottle = m
+        .agents
+        .get(agent)
+        .map(|a| a.bottle.as_str())
+        .unwrap_or("bottle");
+    let id = plan::new_id(bottle).map_err(|e| Failure {
+        code: 1,
+        message: format!("cannot make a bottle id: the system's random source failed ({e})"),
+    })?;
+    plan::plan(m, agent, &id, &env_lookup, &|p: &Path| p.exists(), ws).map_err(usage)
+}
+
 async fn run(
     progress: &Progress,
     manifest_path: &Path,
@@ -279,116 +299,30 @@ async fn run(
     allow_host_access: bool,
     command: Vec<String>,
 ) -> Result<i32, Failure> {
-    let mut m = manifest::load(manifest_path).map_err(usage)?;
-    if !command.is_empty()
-        && let Some(a) = m.agents.get_mut(agent)
-    {
-        a.command = command;
-    }
-    let ws = workspace_for(&m, agent)?;
-    let bottle = m
-        .agents
-        .get(agent)
-        .map(|a| a.bottle.clone())
-        .unwrap_or_default();
-    let id = apply::new_id(&bottle);
-    let p = plan::plan(
-        &m,
-        agent,
-        &id,
-        &env_lookup,
-        &|p: &Path| p.exists(),
-        ws.as_ref(),
-    )
-    .map_err(usage)?;
-    let secrets = Secrets::from_env(&p, &env_lookup)?;
-    match &ws {
-        Some(w) => {
-            for x in &w.warnings {
-                progress.warn(x);
-            }
-        }
-        None => progress.warn(
-            "not inside a git repository and no `workdir`: the agent gets an empty /workspace",
-        ),
-    }
+    let (m, ws) = load(manifest_path, agent, command)?;
+    let plan = plan(&m, agent, ws.as_ref())?;
+    // From here on everything created is recorded and torn down on every path.
+    let mut prepared = prepare::prepare(&plan, ws.as_ref(), &env_lookup, progress)?;
     let tty = std::io::stdin().is_terminal() && std::io::stdout().is_terminal();
     let opts = Options {
         allow_host_access,
         tty,
     };
-
-    let d = apply::connect().await?;
-    images::ensure(&d, &p, progress).await?;
-    let isolation = apply::choose_isolation(apply::engine_major(&d).await?, &opts)?;
-
-    // From here on everything created is recorded and torn down on every path.
-    let state_dir = apply::state_root().join(&id);
-    let cas = pki::mint_bottle_cas(&id).map_err(|e| Failure {
-        code: 1,
-        message: e.to_string(),
-    })?;
-    apply::write_state(&state_dir, &cas)?;
-    let rec = Recorder::new(Record {
-        id: id.clone(),
-        pid: std::process::id(),
-        state_dir,
-        ..Default::default()
-    });
-    let _ = apply::save_record(&rec.snapshot());
-    progress.note(&format!(
-        "bottle {id} (state in {})",
-        rec.snapshot().state_dir.display()
-    ));
-
-    let tar = match &ws {
-        Some(w) => {
-            let original = w
-                .git_dir
-                .as_ref()
-                .and_then(|g| std::fs::read_to_string(g.join("config")).ok());
-            let remotes: Vec<(String, String)> = p
-                .git_remotes
-                .iter()
-                .map(|g| (g.name.clone(), g.url.clone()))
-                .collect();
-            let cfg = render::git_config::render(original.as_deref(), &remotes);
-            Some(workspace::archive(w, &cfg).map_err(|e| Failure {
-                code: 1,
-                message: format!("workspace archive: {e}"),
-            })?)
-        }
-        None => None,
-    };
-
     let work = async {
-        let agent_name = apply::bring_up(
-            &d, &p, &secrets, &cas, tar, isolation, &opts, &rec, progress,
-        )
-        .await?;
-        progress.note(&format!("agent {agent_name} starting"));
-        apply::run_agent(&d, &agent_name, tty).await
+        let up = docker::apply(&plan, prepared.inputs(), &opts, progress).await?;
+        progress.note(&format!("agent {} starting", up.agent));
+        docker::run_agent(&up.docker, &up.agent, tty).await
     };
-    let outcome = tokio::select! {
-        r = work => Outcome::Done(r),
-        s = signal() => Outcome::Signal(s),
-    };
-    let result = match outcome {
-        Outcome::Done(Ok(code)) => Ok(i32::try_from(code).unwrap_or(1)),
-        Outcome::Done(Err(e)) => Err(Failure::from(e)),
-        Outcome::Signal(name) => {
-            progress.warn(&format!("{name}: tearing the bottle down"));
-            Ok(130)
-        }
-    };
+    let result = until_signal(work, progress).await;
     if keep && !outcome_is_signal(&result) {
+        let id = &plan.id;
         progress.note(&format!(
             "--keep: bottle {id} left up; remove it with `bottle cleanup --yes --all --id {id}`"
         ));
         return result;
     }
     let step = progress.step("tearing down");
-    let td = teardown::teardown(&d, &rec.snapshot()).await;
+    let td = teardown::undo(&prepared.record.snapshot()).await;
     step.done();
     if let Err(e) = td {
         progress.warn(&e.to_string());
@@ -399,13 +333,25 @@ async fn run(
     result
 }
 
-fn outcome_is_signal(r: &Result<i32, Failure>) -> bool {
-    matches!(r, Ok(130))
+/// Runs apply and the agent until they end or a signal comes (130 then).
+async fn until_signal(
+    work: impl std::future::Future<Output = Result<i64, ApplyError>>,
+    progress: &Progress,
+) -> Result<i32, Failure> {
+    tokio::select! {
+        r = work => match r {
+            Ok(code) => Ok(i32::try_from(code).unwrap_or(1)),
+            Err(e) => Err(Failure::from(e)),
+        },
+        name = signal() => {
+            progress.warn(&format!("{name}: tearing the bottle down"));
+            Ok(130)
+        }
+    }
 }
 
-enum Outcome {
-    Done(Result<i64, ApplyError>),
-    Signal(&'static str),
+fn outcome_is_signal(r: &Result<i32, Failure>) -> bool {
+    matches!(r, Ok(130))
 }
 
 async fn signal() -> &'static str {

@@ -233,6 +233,17 @@ pub enum PlanError {
 #[error("{}", .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n"))]
 pub struct PlanErrors(pub Vec<PlanError>);
 
+/// A fresh bottle id, `<bottle>-<8 hex>`, from the operating system's random
+/// source. The plan itself stays a pure function of the id it is given.
+pub fn new_id(bottle: &str) -> Result<String, getrandom::Error> {
+    let mut b = [0u8; 4];
+    getrandom::fill(&mut b)?;
+    Ok(format!(
+        "{bottle}-{:02x}{:02x}{:02x}{:02x}",
+        b[0], b[1], b[2], b[3]
+    ))
+}
+
 /// Names of the bottle's Docker resources.
 pub fn resource_name(id: &str, what: &str) -> String {
     format!("bottle-{id}-{what}")
@@ -876,6 +887,13 @@ agents:
 
     fn the_plan() -> Plan {
         plan(&manifest(), "coder", "dev-0001", &env_all, &|_| true, None).unwrap()
+    }
+
+    #[test]
+    fn ids_are_unique_and_docker_safe() {
+        let a = new_id("dev").unwrap();
+        assert_ne!(a, new_id("dev").unwrap());
+        assert!(a.starts_with("dev-") && a.len() == 12);
     }
 
     #[test]
