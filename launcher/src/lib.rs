@@ -11,6 +11,7 @@
 pub mod cli;
 pub mod docker;
 pub mod manifest;
+pub mod model;
 pub mod pki;
 pub mod plan;
 pub mod prepare;
