@@ -288,6 +288,11 @@ fn plan(m: &Manifest, agent: &str, ws: Option<&WorkspaceInfo>) -> Result<Plan, F
         code: 1,
         message: format!("cannot make a bottle id: the system's random source failed ({e})"),
     })?;
+    let ws = ws.map(|w| plan::WorkspacePlan {
+        source: w.root.clone(),
+        files: w.files.len(),
+        warnings: w.warnings.clone(),
+    });
     plan::plan(m, agent, &id, &env_lookup, &|p: &Path| p.exists(), ws).map_err(usage)
 }
 

@@ -21,10 +21,11 @@ use bollard::query_parameters::{
 };
 use futures_util::StreamExt;
 
+use super::engine::{ApplyError, connect, docker_err, engine_major};
 use super::firewall::{self, HostIsolation};
 use super::health::{wait_healthy, wait_log_line};
+use super::images;
 use super::record::Recorder;
-use super::{ApplyError, connect, docker_err, engine_major, images};
 use crate::pki::BottleCas;
 use crate::plan::{ContainerPlan, Plan, RoleName, Source};
 use crate::progress::Progress;
@@ -66,7 +67,7 @@ pub async fn apply(
 ) -> Result<Applied, ApplyError> {
     let d = connect().await?;
     images::ensure(&d, plan, progress).await?;
-    let isolation = firewall::choose_isolation(engine_major(&d).await?, opts)?;
+    let isolation = firewall::choose_isolation(engine_major(&d).await?, opts.allow_host_access)?;
     let agent = bring_up(&d, plan, inputs, isolation, opts, progress).await?;
     Ok(Applied { docker: d, agent })
 }

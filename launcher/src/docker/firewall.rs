@@ -6,8 +6,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::ApplyError;
-use super::apply::Options;
+use super::engine::ApplyError;
 
 /// One iptables rule, as the arguments after `-I`/`-D`.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
@@ -28,13 +27,16 @@ pub enum HostIsolation {
 }
 
 /// Decides the isolation, refusing when it cannot be had and the user did not accept the risk.
-pub fn choose_isolation(engine_major: u32, opts: &Options) -> Result<HostIsolation, ApplyError> {
+pub fn choose_isolation(
+    engine_major: u32,
+    allow_host_access: bool,
+) -> Result<HostIsolation, ApplyError> {
     if engine_major >= 28 {
         return Ok(HostIsolation::GatewayIsolated);
     }
     match iptables(&["-w", "-S", "INPUT"]) {
         Ok(_) => Ok(HostIsolation::Firewall),
-        Err(why) if opts.allow_host_access => {
+        Err(why) if allow_host_access => {
             eprintln!(
                 "bottle: warning: the host is reachable from the bottle's internal networks ({why}); continuing because of --allow-host-access"
             );

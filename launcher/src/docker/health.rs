@@ -12,7 +12,7 @@ use bollard::Docker;
 use bollard::query_parameters::LogsOptions;
 use futures_util::StreamExt;
 
-use super::{ApplyError, docker_err};
+use super::engine::{ApplyError, docker_err};
 use crate::plan::{ContainerPlan, Health, RoleName};
 use crate::secrets::Secrets;
 

@@ -10,7 +10,7 @@ use bollard::Docker;
 use bollard::query_parameters::{AttachContainerOptions, WaitContainerOptions};
 use futures_util::StreamExt;
 
-use super::{ApplyError, docker_err};
+use super::engine::{ApplyError, docker_err};
 
 /// Starts the agent attached to this terminal (or to our stdout/stderr) and
 /// returns its exit code.

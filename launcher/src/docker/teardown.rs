@@ -14,9 +14,9 @@ use bollard::query_parameters::{
     ListContainersOptions, ListNetworksOptions, RemoveContainerOptions,
 };
 
+use super::engine::{ApplyError, connect};
 use super::firewall::{self, FwRule};
 use super::record::{Record, state_root};
-use super::{ApplyError, connect};
 
 /// Undoes a record of this process: connects to the engine only when the
 /// record holds containers or networks, so a bottle that failed before

@@ -6,11 +6,35 @@
 //!
 //! Must never: stop at the first problem, or panic on any document.
 
+use std::fmt;
 use std::path::{Path, PathBuf};
 
 use serde_yaml_ng::Value;
 
-use super::Problem;
+/// One problem in the manifest.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    pub file: String,
+    /// Key path, e.g. `bottles.dev.egress_proxy.routes[2].auth`.
+    pub path: String,
+    pub message: String,
+    pub fix: String,
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let path = if self.path.is_empty() {
+            "(top level)"
+        } else {
+            &self.path
+        };
+        write!(
+            f,
+            "{}: {}: {}; fix: {}",
+            self.file, path, self.message, self.fix
+        )
+    }
+}
 
 /// Collects the problems of one manifest; the sections (`bottle`, `routes`,
 /// `git`, `agents`) add their checks as methods.

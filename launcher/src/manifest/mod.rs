@@ -19,39 +19,14 @@ mod routes;
 mod tests;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::fmt;
 use std::path::{Path, PathBuf};
 
 use serde_yaml_ng::Value;
 
 pub use crate::model::*;
 pub use agents::{RESERVED_ENV, env_name_ok};
+pub use collect::Problem;
 use collect::{Collector, join};
-
-/// One problem in the manifest.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Problem {
-    pub file: String,
-    /// Key path, e.g. `bottles.dev.egress_proxy.routes[2].auth`.
-    pub path: String,
-    pub message: String,
-    pub fix: String,
-}
-
-impl fmt::Display for Problem {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let path = if self.path.is_empty() {
-            "(top level)"
-        } else {
-            &self.path
-        };
-        write!(
-            f,
-            "{}: {}: {}; fix: {}",
-            self.file, path, self.message, self.fix
-        )
-    }
-}
 
 /// Every problem of a manifest, reported together.
 #[derive(Debug, thiserror::Error)]

@@ -9,7 +9,7 @@
 
 use std::collections::BTreeMap;
 
-use super::{
+use super::model::{
     AGENT_UID, Attachment, ContainerPlan, FilePlan, GATE_PORT, GATE_UID, GitRemote, Health,
     NetworkPlan, OAUTH_PLACEHOLDER, PROXY_PORT, PROXY_UID, RoleName, Security, Source, TokenSlot,
     resource_name,

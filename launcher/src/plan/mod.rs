@@ -13,6 +13,7 @@
 //! names), create anything, or talk to Docker. Unset/empty `token_ref`s fail here.
 
 mod containers;
+mod error;
 mod model;
 mod slots;
 mod summary;
@@ -23,57 +24,13 @@ use std::collections::BTreeMap;
 
 use crate::manifest::{Bottle, Manifest};
 use crate::render;
-use crate::workspace::WorkspaceInfo;
 
+pub use error::{PlanError, PlanErrors};
 pub use model::{
-    Attachment, ContainerPlan, FilePlan, GitRemote, Health, NetworkPlan, OuterProxyPlan, Plan,
-    RoleName, Security, Source, TokenSlot, WorkspacePlan,
+    AGENT_UID, Attachment, ContainerPlan, FilePlan, GATE_PORT, GATE_UID, GitRemote, Health,
+    NetworkPlan, OAUTH_PLACEHOLDER, OuterProxyPlan, PROXY_PORT, PROXY_UID, Plan, RoleName,
+    Security, Source, TokenSlot, WorkspacePlan, resource_name,
 };
-
-/// The egress-proxy port inside the bottle.
-pub const PROXY_PORT: u16 = 9099;
-/// git daemon port of git-gate.
-pub const GATE_PORT: u16 = 9418;
-/// The agent's uid/gid in bottle-agent.
-pub const AGENT_UID: u64 = 1000;
-/// egress-proxy runs as nobody.
-pub const PROXY_UID: u64 = 65534;
-/// git-gate's user (docker/git-gate/README.md).
-pub const GATE_UID: u64 = 9418;
-/// Placeholder given to the agent for the `claude_code_oauth` role: not a secret;
-/// egress-proxy replaces the header with the real token.
-pub const OAUTH_PLACEHOLDER: &str = "bottle-placeholder-not-a-secret";
-
-/// Why there is no plan.
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
-pub enum PlanError {
-    #[error("{file}: agents: no agent `{agent}`; fix: use one of: {known}")]
-    UnknownAgent {
-        file: String,
-        agent: String,
-        known: String,
-    },
-    #[error(
-        "{file}: {path}: host variable `{var}` is {state}; fix: export {var}=<secret> before `bottle run` (or remove the route)"
-    )]
-    TokenRef {
-        file: String,
-        path: String,
-        var: String,
-        state: &'static str,
-    },
-    #[error("{file}: {path}: file {file_path} does not exist; fix: point it at an existing file")]
-    MissingFile {
-        file: String,
-        path: String,
-        file_path: String,
-    },
-}
-
-/// Everything that can stop a plan, all at once.
-#[derive(Debug, thiserror::Error)]
-#[error("{}", .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n"))]
-pub struct PlanErrors(pub Vec<PlanError>);
 
 /// A fresh bottle id, `<bottle>-<8 hex>`, from the operating system's random
 /// source. The plan itself stays a pure function of the id it is given.
@@ -86,11 +43,6 @@ pub fn new_id(bottle: &str) -> Result<String, getrandom::Error> {
     ))
 }
 
-/// Names of the bottle's Docker resources.
-pub fn resource_name(id: &str, what: &str) -> String {
-    format!("bottle-{id}-{what}")
-}
-
 /// Builds the plan. `env` looks up host environment variables (the values are
 /// only checked for presence here); `file_exists` checks host files.
 pub fn plan(
@@ -99,7 +51,7 @@ pub fn plan(
     id: &str,
     env: &dyn Fn(&str) -> Option<String>,
     file_exists: &dyn Fn(&std::path::Path) -> bool,
-    workspace: Option<&WorkspaceInfo>,
+    workspace: Option<WorkspacePlan>,
 ) -> Result<Plan, PlanErrors> {
     let unknown = || {
         PlanErrors(vec![PlanError::UnknownAgent {
@@ -147,11 +99,7 @@ pub fn plan(
             allowlist: hosts,
         },
         git_remotes,
-        workspace: workspace.map(|w| WorkspacePlan {
-            source: w.root.clone(),
-            files: w.files.len(),
-            warnings: w.warnings.clone(),
-        }),
+        workspace,
         rendered,
         cas: "minted at run".into(),
     })

@@ -9,6 +9,25 @@ use std::path::PathBuf;
 
 use serde::Serialize;
 
+/// The egress-proxy port inside the bottle.
+pub const PROXY_PORT: u16 = 9099;
+/// git daemon port of git-gate.
+pub const GATE_PORT: u16 = 9418;
+/// The agent's uid/gid in bottle-agent.
+pub const AGENT_UID: u64 = 1000;
+/// egress-proxy runs as nobody.
+pub const PROXY_UID: u64 = 65534;
+/// git-gate's user (docker/git-gate/README.md).
+pub const GATE_UID: u64 = 9418;
+/// Placeholder given to the agent for the `claude_code_oauth` role: not a secret;
+/// egress-proxy replaces the header with the real token.
+pub const OAUTH_PLACEHOLDER: &str = "bottle-placeholder-not-a-secret";
+
+/// Names of the bottle's Docker resources.
+pub fn resource_name(id: &str, what: &str) -> String {
+    format!("bottle-{id}-{what}")
+}
+
 /// A container role, also the `bottle.role` label.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "kebab-case")]

@@ -7,7 +7,8 @@
 
 use std::collections::BTreeMap;
 
-use super::{PlanError, PlanErrors, TokenSlot};
+use super::error::{PlanError, PlanErrors};
+use super::model::TokenSlot;
 use crate::manifest::Bottle;
 
 /// The bottle's slots, and which route uses which.
