@@ -338,39 +338,35 @@ async fn run(
     result
 }
 
-/// Runs apply and the agent until they end or a signal comes (130 then).
+/// Runs apply and the agent until they end or a signal comes (130 then):
+/// the one `select!` of the launcher.
 async fn until_signal(
     work: impl std::future::Future<Output = Result<i64, ApplyError>>,
     progress: &Progress,
 ) -> Result<i32, Failure> {
-    tokio::select! {
-        r = work => match r {
-            Ok(code) => Ok(i32::try_from(code).unwrap_or(1)),
-            Err(e) => Err(Failure::from(e)),
-        },
-        name = signal() => {
-            progress.warn(&format!("{name}: tearing the bottle down"));
-            Ok(130)
-        }
-    }
-}
-
-fn outcome_is_signal(r: &Result<i32, Failure>) -> bool {
-    matches!(r, Ok(130))
-}
-
-async fn signal() -> &'static str {
     use tokio::signal::unix::{SignalKind, signal};
+    let done = |r: Result<i64, ApplyError>| match r {
+        Ok(code) => Ok(i32::try_from(code).unwrap_or(1)),
+        Err(e) => Err(Failure::from(e)),
+    };
     let (Ok(mut i), Ok(mut t), Ok(mut h)) = (
         signal(SignalKind::interrupt()),
         signal(SignalKind::terminate()),
         signal(SignalKind::hangup()),
     ) else {
-        return std::future::pending().await;
+        // No signal handling to be had: the work alone decides.
+        return done(work.await);
     };
-    tokio::select! {
+    let name = tokio::select! {
+        r = work => return done(r),
         _ = i.recv() => "interrupted",
         _ = t.recv() => "terminated",
         _ = h.recv() => "hung up",
-    }
+    };
+    progress.warn(&format!("{name}: tearing the bottle down"));
+    Ok(130)
+}
+
+fn outcome_is_signal(r: &Result<i32, Failure>) -> bool {
+    matches!(r, Ok(130))
 }

@@ -1,5 +1,5 @@
-//! Teardown: undoes exactly what `apply` recorded (containers, networks, host
-//! firewall rules, the state directory), and finds what a killed `bottle run`
+//! Teardown: undoes exactly what the record holds (apply's containers,
+//! networks and host firewall rules; prepare's state directory), and finds what a killed `bottle run`
 //! left behind (by the `bottle.id` label, the `bottle:<id>` rule comment and
 //! the state directories) for `bottle list` and `bottle cleanup`.
 //!
