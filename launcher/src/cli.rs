@@ -370,3 +370,45 @@ async fn until_signal(
 fn outcome_is_signal(r: &Result<i32, Failure>) -> bool {
     matches!(r, Ok(130))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `check` and `plan` refuse, at the manifest's key path, what
+    /// egress-proxy would refuse at start (SPEC §6), with every other problem.
+    #[tokio::test]
+    async fn check_and_plan_refuse_what_the_engine_refuses() {
+        let dir = tempfile::tempdir().unwrap();
+        let m = dir.path().join("m.yaml");
+        std::fs::write(
+            &m,
+            "bottles:\n  dev:\n    allow: [\"*.co.uk\"]\n    egress_proxy:\n      routes:\n        - host: api.example.com\n          path_allowlist: [\"/a/../b\"]\n    git:\n      - {name: w, upstream: \"https://github.com/acme/w.git\", identity_file: /k, known_host_key: \"h ssh-ed25519 AAAA\"}\nagents:\n  coder: {bottle: prod}\n",
+        )
+        .unwrap();
+        let commands = [
+            Cmd::Check {
+                manifest: m.clone(),
+            },
+            Cmd::Plan {
+                manifest: m.clone(),
+                agent: "coder".into(),
+                json: true,
+            },
+        ];
+        for cmd in commands {
+            let Err(f) = main(Cli { quiet: true, cmd }).await else {
+                panic!("accepted");
+            };
+            assert_eq!(f.code, 2);
+            for want in [
+                "bottles.dev.allow[0]: host \"*.co.uk\"",
+                "bottles.dev.egress_proxy.routes[0].path_allowlist[0]: pattern \"/a/../b\"",
+                "bottles.dev.git[0].upstream: `https://github.com/acme/w.git` is not an ssh URL",
+                "agents.coder.bottle: unknown bottle `prod`",
+            ] {
+                assert!(f.message.contains(want), "{want}:\n{}", f.message);
+            }
+        }
+    }
+}

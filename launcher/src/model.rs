@@ -54,6 +54,36 @@ pub struct Bottle {
     pub git: Vec<GitEntry>,
 }
 
+impl Bottle {
+    /// The distinct `token_ref`s in first-use order, each with the routes
+    /// (0-based) naming it: the n-th is slot `EGRESS_PROXY_TOKEN_<n>` (SPEC §6).
+    pub fn token_refs(&self) -> Vec<(&str, Vec<usize>)> {
+        let mut out: Vec<(&str, Vec<usize>)> = Vec::new();
+        for (i, r) in self.routes.iter().enumerate() {
+            let Some(a) = &r.auth else { continue };
+            match out.iter_mut().find(|(t, _)| *t == a.token_ref) {
+                Some((_, routes)) => routes.push(i),
+                None => out.push((&a.token_ref, vec![i])),
+            }
+        }
+        out
+    }
+
+    /// The token slot of route `i`, if it has a credential.
+    pub fn slot_of(&self, i: usize) -> Option<String> {
+        self.token_refs()
+            .iter()
+            .position(|(_, routes)| routes.contains(&i))
+            .map(slot_name)
+    }
+}
+
+/// The name of the n-th token slot, the only name of a secret the routes
+/// file and the plan carry.
+pub fn slot_name(n: usize) -> String {
+    format!("EGRESS_PROXY_TOKEN_{n}")
+}
+
 /// A route as the manifest writes it: SPEC §2 fields with the secret by reference.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Route {

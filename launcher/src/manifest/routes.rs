@@ -15,12 +15,12 @@ use crate::model::{Auth, Bottle, Role, Route};
 
 impl Collector {
     /// Checks the bottle's routes as egress-proxy will: renders the routes
-    /// file the launcher writes and loads it with `addon_rules::Policy`. Its
+    /// file the launcher writes (same bytes as the plan's `routes.json`) and loads it with `addon_rules::Policy`. Its
     /// errors are reported at the manifest's key path; one at a path (or under
     /// a path) already reported by this file's own checks is left out. On
     /// success the hosts take the engine's normalized form.
     pub(super) fn engine_check(&mut self, path: &str, before: usize, b: &mut Bottle) {
-        let rendered = crate::render::routes::render(b, |_| Some("EGRESS_PROXY_TOKEN_0".into()));
+        let rendered = crate::render::routes::render(b, |i| b.slot_of(i));
         let n = b.routes.len();
         let route_path = |i: usize| {
             if i < n {

@@ -73,7 +73,7 @@ pub fn plan(
     let mut rendered = BTreeMap::new();
     rendered.insert(
         "routes.json".to_string(),
-        render::routes::render(b, |i| slots.slot_of(i)),
+        render::routes::render(b, |i| b.slot_of(i)),
     );
     let networks = containers::networks(id);
     let (outer_port, outer) = containers::outer_proxy(&cx, &hosts, &mut rendered);
@@ -83,7 +83,7 @@ pub fn plan(
         containers.push(gate);
         git_remotes = remotes;
     }
-    containers.push(containers::egress_proxy(&cx, &slots.list, outer_port));
+    containers.push(containers::egress_proxy(&cx, &slots, outer_port));
     containers.push(containers::agent(&cx));
     Ok(Plan {
         id: id.to_string(),
@@ -91,7 +91,7 @@ pub fn plan(
         agent: agent.name.clone(),
         networks,
         containers,
-        token_slots: slots.list,
+        token_slots: slots,
         outer_proxy: OuterProxyPlan {
             kind: b.outer_proxy.as_str().into(),
             image: b.outer_proxy_image.clone(),

@@ -5,64 +5,39 @@
 //!
 //! Must never: read a value further than "is it set and non-empty".
 
-use std::collections::BTreeMap;
-
 use super::error::{PlanError, PlanErrors};
 use super::model::TokenSlot;
-use crate::manifest::Bottle;
+use crate::model::{Bottle, slot_name};
 
-/// The bottle's slots, and which route uses which.
-pub(super) struct Slots {
-    pub list: Vec<TokenSlot>,
-    by_route: BTreeMap<usize, String>,
-}
-
-impl Slots {
-    /// The slot name of route `i` (0-based), if it has a credential.
-    pub fn slot_of(&self, i: usize) -> Option<String> {
-        self.by_route.get(&i).cloned()
-    }
-}
-
-/// Numbers the slots and checks the host: variables set, files present.
+/// The slots (numbered by `Bottle::token_refs`), after checking the host: variables set, files present.
 pub(super) fn slots(
     b: &Bottle,
     file: &str,
     env: &dyn Fn(&str) -> Option<String>,
     file_exists: &dyn Fn(&std::path::Path) -> bool,
-) -> Result<Slots, PlanErrors> {
+) -> Result<Vec<TokenSlot>, PlanErrors> {
     let mut errors = Vec::new();
     let bp = format!("bottles.{}", b.name);
     let mut slots: Vec<TokenSlot> = Vec::new();
-    let mut route_slot: BTreeMap<usize, String> = BTreeMap::new();
-    for (i, r) in b.routes.iter().enumerate() {
-        let Some(a) = &r.auth else { continue };
-        let idx = match slots.iter().position(|s| s.token_ref == a.token_ref) {
-            Some(p) => p,
-            None => {
-                let state = match env(&a.token_ref) {
-                    None => Some("not set"),
-                    Some(v) if v.trim().is_empty() => Some("empty"),
-                    Some(_) => None,
-                };
-                if let Some(state) = state {
-                    errors.push(PlanError::TokenRef {
-                        file: file.to_string(),
-                        path: format!("{bp}.egress_proxy.routes[{i}].auth.token_ref"),
-                        var: a.token_ref.clone(),
-                        state,
-                    });
-                }
-                slots.push(TokenSlot {
-                    slot: format!("EGRESS_PROXY_TOKEN_{}", slots.len()),
-                    token_ref: a.token_ref.clone(),
-                    routes: Vec::new(),
-                });
-                slots.len() - 1
-            }
+    for (n, (token_ref, routes)) in b.token_refs().into_iter().enumerate() {
+        let state = match env(token_ref) {
+            None => Some("not set"),
+            Some(v) if v.trim().is_empty() => Some("empty"),
+            Some(_) => None,
         };
-        slots[idx].routes.push(i);
-        route_slot.insert(i, slots[idx].slot.clone());
+        if let Some(state) = state {
+            errors.push(PlanError::TokenRef {
+                file: file.to_string(),
+                path: format!("{bp}.egress_proxy.routes[{}].auth.token_ref", routes[0]),
+                var: token_ref.to_string(),
+                state,
+            });
+        }
+        slots.push(TokenSlot {
+            slot: slot_name(n),
+            token_ref: token_ref.to_string(),
+            routes,
+        });
     }
     for (i, t) in b.outer_proxy_trust.iter().enumerate() {
         if !file_exists(t) {
@@ -85,8 +60,5 @@ pub(super) fn slots(
     if !errors.is_empty() {
         return Err(PlanErrors(errors));
     }
-    Ok(Slots {
-        list: slots,
-        by_route: route_slot,
-    })
+    Ok(slots)
 }
