@@ -1,8 +1,10 @@
 //! The command line (clap derive): `check`, `plan`, `run`, `list`, `cleanup`.
 //!
 //! Owns: turning arguments into the phases (load -> plan -> prepare -> apply
-//! -> run -> teardown, one call each in `run`), the exit codes (2 bad configuration or usage, 1 runtime failure, else the
-//! agent's own code; 130 after Ctrl-C), and teardown on every path out of `run`.
+//! -> run -> teardown, one call each in `run`), the exit codes (2 bad
+//! configuration or usage, 1 runtime failure, else the agent's own code; 130
+//! after Ctrl-C), and teardown on every path out of `run` once `prepare`
+//! made something.
 //!
 //! Must never: print a secret, or leave a bottle up after `run` returns
 //! (unless `--keep`).
@@ -12,7 +14,7 @@ use std::path::{Path, PathBuf};
 
 use clap::{Parser, Subcommand};
 
-use crate::docker::{self, ApplyError, Options, teardown};
+use crate::docker::{self, ApplyError, Options};
 use crate::manifest::{self, Manifest};
 use crate::plan::{self, Plan};
 use crate::prepare::{self, PrepareError};
@@ -172,7 +174,7 @@ pub async fn main(cli: Cli) -> Result<i32, Failure> {
         }
         Cmd::List => {
             let d = docker::connect().await?;
-            let found = teardown::find(&d).await?;
+            let found = docker::teardown::find(&d).await?;
             if found.is_empty() {
                 println!("no bottles");
             }
@@ -197,7 +199,7 @@ pub async fn main(cli: Cli) -> Result<i32, Failure> {
         }
         Cmd::Cleanup { yes, id, all } => {
             let d = docker::connect().await?;
-            let found = teardown::find(&d).await?;
+            let found = docker::teardown::find(&d).await?;
             let mut n = 0;
             let mut failed = Vec::new();
             for f in found {
@@ -218,7 +220,7 @@ pub async fn main(cli: Cli) -> Result<i32, Failure> {
                     }
                 );
                 if yes {
-                    match teardown::teardown(&d, &f.record()).await {
+                    match docker::teardown::teardown(&d, &f.record()).await {
                         Ok(()) => println!("removed {what}"),
                         Err(e) => failed.push(e.to_string()),
                     }
@@ -319,6 +321,18 @@ async fn run(
         docker::run_agent(&up.docker, &up.agent, tty).await
     };
     let result = until_signal(work, progress).await;
+    teardown(&plan, &prepared, keep, result, progress).await
+}
+
+/// Teardown: undoes the record (unless `--keep` and no signal), keeping the
+/// agent's result unless teardown itself failed after a success.
+async fn teardown(
+    plan: &Plan,
+    prepared: &prepare::Prepared,
+    keep: bool,
+    result: Result<i32, Failure>,
+    progress: &Progress,
+) -> Result<i32, Failure> {
     if keep && !outcome_is_signal(&result) {
         let id = &plan.id;
         progress.note(&format!(
@@ -327,7 +341,7 @@ async fn run(
         return result;
     }
     let step = progress.step("tearing down");
-    let td = teardown::undo(&prepared.record.snapshot()).await;
+    let td = docker::teardown::undo(&prepared.record.snapshot()).await;
     step.done();
     if let Err(e) = td {
         progress.warn(&e.to_string());
