@@ -1,8 +1,10 @@
 //! The command line (clap derive): `check`, `plan`, `run`, `list`, `cleanup`.
 //!
-//! Owns: turning arguments into calls of manifest/plan/apply/teardown, the
-//! exit codes (2 bad configuration or usage, 1 runtime failure, else the
-//! agent's own code; 130 after Ctrl-C), and teardown on every path out of `run`.
+//! Owns: turning arguments into the phases (load -> plan -> prepare -> apply
+//! -> run -> teardown, one call each in `run`), the exit codes (2 bad
+//! configuration or usage, 1 runtime failure, else the agent's own code; 130
+//! after Ctrl-C), and teardown on every path out of `run` once `prepare`
+//! made something.
 //!
 //! Must never: print a secret, or leave a bottle up after `run` returns
 //! (unless `--keep`).
@@ -12,14 +14,12 @@ use std::path::{Path, PathBuf};
 
 use clap::{Parser, Subcommand};
 
-use crate::apply::{self, ApplyError, Options, Record, Recorder, Secrets};
-use crate::manifest;
-use crate::plan;
+use crate::docker::{self, ApplyError, Options};
+use crate::manifest::{self, Manifest};
+use crate::plan::{self, Plan};
+use crate::prepare::{self, PrepareError};
 use crate::progress::Progress;
-use crate::render;
-use crate::teardown;
-use crate::workspace;
-use crate::{images, pki};
+use crate::workspace::{self, WorkspaceInfo};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -98,6 +98,15 @@ impl From<ApplyError> for Failure {
     }
 }
 
+impl From<PrepareError> for Failure {
+    fn from(e: PrepareError) -> Self {
+        Failure {
+            code: e.exit_code(),
+            message: e.to_string(),
+        }
+    }
+}
+
 fn usage(message: impl ToString) -> Failure {
     Failure {
         code: 2,
@@ -130,23 +139,8 @@ pub async fn main(cli: Cli) -> Result<i32, Failure> {
             agent,
             json,
         } => {
-            let m = manifest::load(&manifest).map_err(usage)?;
-            let ws = workspace_for(&m, &agent)?;
-            let id = apply::new_id(
-                m.agents
-                    .get(&agent)
-                    .map(|a| a.bottle.as_str())
-                    .unwrap_or("bottle"),
-            );
-            let p = plan::plan(
-                &m,
-                &agent,
-                &id,
-                &env_lookup,
-                &|p: &Path| p.exists(),
-                ws.as_ref(),
-            )
-            .map_err(usage)?;
+            let (m, ws) = load(&manifest, &agent, Vec::new())?;
+            let p = plan(&m, &agent, ws.as_ref())?;
             if json {
                 println!(
                     "{}",
@@ -179,8 +173,8 @@ pub async fn main(cli: Cli) -> Result<i32, Failure> {
             .await
         }
         Cmd::List => {
-            let d = apply::connect().await?;
-            let found = teardown::find(&d).await?;
+            let d = docker::connect().await?;
+            let found = docker::teardown::find(&d).await?;
             if found.is_empty() {
                 println!("no bottles");
             }
@@ -204,8 +198,8 @@ pub async fn main(cli: Cli) -> Result<i32, Failure> {
             Ok(0)
         }
         Cmd::Cleanup { yes, id, all } => {
-            let d = apply::connect().await?;
-            let found = teardown::find(&d).await?;
+            let d = docker::connect().await?;
+            let found = docker::teardown::find(&d).await?;
             let mut n = 0;
             let mut failed = Vec::new();
             for f in found {
@@ -226,7 +220,7 @@ pub async fn main(cli: Cli) -> Result<i32, Failure> {
                     }
                 );
                 if yes {
-                    match teardown::teardown(&d, &f.record()).await {
+                    match docker::teardown::teardown(&d, &f.record()).await {
                         Ok(()) => println!("removed {what}"),
                         Err(e) => failed.push(e.to_string()),
                     }
@@ -251,11 +245,25 @@ pub async fn main(cli: Cli) -> Result<i32, Failure> {
     }
 }
 
-/// The workspace: the agent's `workdir`, else the current git repository, else none.
-fn workspace_for(
-    m: &manifest::Manifest,
+/// Load: the manifest (validated, the agent's command replaced when one is
+/// given) and the workspace (scanned, not yet copied).
+fn load(
+    manifest_path: &Path,
     agent: &str,
-) -> Result<Option<workspace::WorkspaceInfo>, Failure> {
+    command: Vec<String>,
+) -> Result<(Manifest, Option<WorkspaceInfo>), Failure> {
+    let mut m = manifest::load(manifest_path).map_err(usage)?;
+    if !command.is_empty()
+        && let Some(a) = m.agents.get_mut(agent)
+    {
+        a.command = command;
+    }
+    let ws = workspace_for(&m, agent)?;
+    Ok((m, ws))
+}
+
+/// The workspace: the agent's `workdir`, else the current git repository, else none.
+fn workspace_for(m: &Manifest, agent: &str) -> Result<Option<WorkspaceInfo>, Failure> {
     let Some(a) = m.agents.get(agent) else {
         return Ok(None);
     };
@@ -271,6 +279,25 @@ fn workspace_for(
     }
 }
 
+/// Plan: a fresh id, then the pure plan (host variables and files only checked).
+fn plan(m: &Manifest, agent: &str, ws: Option<&WorkspaceInfo>) -> Result<Plan, Failure> {
+    let bottle = m
+        .agents
+        .get(agent)
+        .map(|a| a.bottle.as_str())
+        .unwrap_or("bottle");
+    let id = plan::new_id(bottle).map_err(|e| Failure {
+        code: 1,
+        message: format!("cannot make a bottle id: the system's random source failed ({e})"),
+    })?;
+    let ws = ws.map(|w| plan::WorkspacePlan {
+        source: w.root.clone(),
+        files: w.files.len(),
+        warnings: w.warnings.clone(),
+    });
+    plan::plan(m, agent, &id, &env_lookup, &|p: &Path| p.exists(), ws).map_err(usage)
+}
+
 async fn run(
     progress: &Progress,
     manifest_path: &Path,
@@ -279,116 +306,42 @@ async fn run(
     allow_host_access: bool,
     command: Vec<String>,
 ) -> Result<i32, Failure> {
-    let mut m = manifest::load(manifest_path).map_err(usage)?;
-    if !command.is_empty()
-        && let Some(a) = m.agents.get_mut(agent)
-    {
-        a.command = command;
-    }
-    let ws = workspace_for(&m, agent)?;
-    let bottle = m
-        .agents
-        .get(agent)
-        .map(|a| a.bottle.clone())
-        .unwrap_or_default();
-    let id = apply::new_id(&bottle);
-    let p = plan::plan(
-        &m,
-        agent,
-        &id,
-        &env_lookup,
-        &|p: &Path| p.exists(),
-        ws.as_ref(),
-    )
-    .map_err(usage)?;
-    let secrets = Secrets::from_env(&p, &env_lookup)?;
-    match &ws {
-        Some(w) => {
-            for x in &w.warnings {
-                progress.warn(x);
-            }
-        }
-        None => progress.warn(
-            "not inside a git repository and no `workdir`: the agent gets an empty /workspace",
-        ),
-    }
+    let (m, ws) = load(manifest_path, agent, command)?;
+    let plan = plan(&m, agent, ws.as_ref())?;
+    // From here on everything created is recorded and torn down on every path.
+    let mut prepared = prepare::prepare(&plan, ws.as_ref(), &env_lookup, progress)?;
     let tty = std::io::stdin().is_terminal() && std::io::stdout().is_terminal();
     let opts = Options {
         allow_host_access,
         tty,
     };
-
-    let d = apply::connect().await?;
-    images::ensure(&d, &p, progress).await?;
-    let isolation = apply::choose_isolation(apply::engine_major(&d).await?, &opts)?;
-
-    // From here on everything created is recorded and torn down on every path.
-    let state_dir = apply::state_root().join(&id);
-    let cas = pki::mint_bottle_cas(&id).map_err(|e| Failure {
-        code: 1,
-        message: e.to_string(),
-    })?;
-    apply::write_state(&state_dir, &cas)?;
-    let rec = Recorder::new(Record {
-        id: id.clone(),
-        pid: std::process::id(),
-        state_dir,
-        ..Default::default()
-    });
-    let _ = apply::save_record(&rec.snapshot());
-    progress.note(&format!(
-        "bottle {id} (state in {})",
-        rec.snapshot().state_dir.display()
-    ));
-
-    let tar = match &ws {
-        Some(w) => {
-            let original = w
-                .git_dir
-                .as_ref()
-                .and_then(|g| std::fs::read_to_string(g.join("config")).ok());
-            let remotes: Vec<(String, String)> = p
-                .git_remotes
-                .iter()
-                .map(|g| (g.name.clone(), g.url.clone()))
-                .collect();
-            let cfg = render::git_config::render(original.as_deref(), &remotes);
-            Some(workspace::archive(w, &cfg).map_err(|e| Failure {
-                code: 1,
-                message: format!("workspace archive: {e}"),
-            })?)
-        }
-        None => None,
-    };
-
     let work = async {
-        let agent_name = apply::bring_up(
-            &d, &p, &secrets, &cas, tar, isolation, &opts, &rec, progress,
-        )
-        .await?;
-        progress.note(&format!("agent {agent_name} starting"));
-        apply::run_agent(&d, &agent_name, tty).await
+        let up = docker::apply(&plan, prepared.inputs(), &opts, progress).await?;
+        progress.note(&format!("agent {} starting", up.agent));
+        docker::run_agent(&up.docker, &up.agent, tty).await
     };
-    let outcome = tokio::select! {
-        r = work => Outcome::Done(r),
-        s = signal() => Outcome::Signal(s),
-    };
-    let result = match outcome {
-        Outcome::Done(Ok(code)) => Ok(i32::try_from(code).unwrap_or(1)),
-        Outcome::Done(Err(e)) => Err(Failure::from(e)),
-        Outcome::Signal(name) => {
-            progress.warn(&format!("{name}: tearing the bottle down"));
-            Ok(130)
-        }
-    };
+    let result = until_signal(work, progress).await;
+    teardown(&plan, &prepared, keep, result, progress).await
+}
+
+/// Teardown: undoes the record (unless `--keep` and no signal), keeping the
+/// agent's result unless teardown itself failed after a success.
+async fn teardown(
+    plan: &Plan,
+    prepared: &prepare::Prepared,
+    keep: bool,
+    result: Result<i32, Failure>,
+    progress: &Progress,
+) -> Result<i32, Failure> {
     if keep && !outcome_is_signal(&result) {
+        let id = &plan.id;
         progress.note(&format!(
             "--keep: bottle {id} left up; remove it with `bottle cleanup --yes --all --id {id}`"
         ));
         return result;
     }
     let step = progress.step("tearing down");
-    let td = teardown::teardown(&d, &rec.snapshot()).await;
+    let td = docker::teardown::undo(&prepared.record.snapshot()).await;
     step.done();
     if let Err(e) = td {
         progress.warn(&e.to_string());
@@ -399,27 +352,77 @@ async fn run(
     result
 }
 
-fn outcome_is_signal(r: &Result<i32, Failure>) -> bool {
-    matches!(r, Ok(130))
-}
-
-enum Outcome {
-    Done(Result<i64, ApplyError>),
-    Signal(&'static str),
-}
-
-async fn signal() -> &'static str {
+/// Runs apply and the agent until they end or a signal comes (130 then):
+/// the one `select!` of the launcher.
+async fn until_signal(
+    work: impl std::future::Future<Output = Result<i64, ApplyError>>,
+    progress: &Progress,
+) -> Result<i32, Failure> {
     use tokio::signal::unix::{SignalKind, signal};
+    let done = |r: Result<i64, ApplyError>| match r {
+        Ok(code) => Ok(i32::try_from(code).unwrap_or(1)),
+        Err(e) => Err(Failure::from(e)),
+    };
     let (Ok(mut i), Ok(mut t), Ok(mut h)) = (
         signal(SignalKind::interrupt()),
         signal(SignalKind::terminate()),
         signal(SignalKind::hangup()),
     ) else {
-        return std::future::pending().await;
+        // No signal handling to be had: the work alone decides.
+        return done(work.await);
     };
-    tokio::select! {
+    let name = tokio::select! {
+        r = work => return done(r),
         _ = i.recv() => "interrupted",
         _ = t.recv() => "terminated",
         _ = h.recv() => "hung up",
+    };
+    progress.warn(&format!("{name}: tearing the bottle down"));
+    Ok(130)
+}
+
+fn outcome_is_signal(r: &Result<i32, Failure>) -> bool {
+    matches!(r, Ok(130))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `check` and `plan` refuse, at the manifest's key path, what
+    /// egress-proxy would refuse at start (SPEC §6), with every other problem.
+    #[tokio::test]
+    async fn check_and_plan_refuse_what_the_engine_refuses() {
+        let dir = tempfile::tempdir().unwrap();
+        let m = dir.path().join("m.yaml");
+        std::fs::write(
+            &m,
+            "bottles:\n  dev:\n    allow: [\"*.co.uk\"]\n    egress_proxy:\n      routes:\n        - host: api.example.com\n          path_allowlist: [\"/a/../b\"]\n    git:\n      - {name: w, upstream: \"https://github.com/acme/w.git\", identity_file: /k, known_host_key: \"h ssh-ed25519 AAAA\"}\nagents:\n  coder: {bottle: prod}\n",
+        )
+        .unwrap();
+        let commands = [
+            Cmd::Check {
+                manifest: m.clone(),
+            },
+            Cmd::Plan {
+                manifest: m.clone(),
+                agent: "coder".into(),
+                json: true,
+            },
+        ];
+        for cmd in commands {
+            let Err(f) = main(Cli { quiet: true, cmd }).await else {
+                panic!("accepted");
+            };
+            assert_eq!(f.code, 2);
+            for want in [
+                "bottles.dev.allow[0]: host \"*.co.uk\"",
+                "bottles.dev.egress_proxy.routes[0].path_allowlist[0]: pattern \"/a/../b\"",
+                "bottles.dev.git[0].upstream: `https://github.com/acme/w.git` is not an ssh URL",
+                "agents.coder.bottle: unknown bottle `prod`",
+            ] {
+                assert!(f.message.contains(want), "{want}:\n{}", f.message);
+            }
+        }
     }
 }

@@ -1,17 +1,21 @@
 //! `bottle`: launches an agent container whose only way out is egress-proxy
 //! and an outer proxy, on isolated Docker networks (SPEC §1, §6).
 //!
-//! The flow is plan, then apply: `manifest` (parse, validate) -> `plan` (pure
-//! `Plan` value, what `bottle plan` prints) -> `apply` (the only code talking
-//! to Docker, recording what it created) -> `teardown` (undoes exactly that).
+//! The phases, in `cli::run`'s order (docs/architecture.md):
+//! load (`manifest`, `workspace`) -> plan (`plan`: a pure `Plan` value, what
+//! `bottle plan` prints) -> prepare (`prepare`: secrets, CAs, state directory,
+//! workspace archive) -> apply (`docker::apply`, recording what it creates)
+//! -> run (`docker::run`) -> teardown (`docker::teardown`, undoing exactly
+//! the record). Only `docker` talks to Docker.
 
-pub mod apply;
 pub mod cli;
-pub mod images;
+pub mod docker;
 pub mod manifest;
+pub mod model;
 pub mod pki;
 pub mod plan;
+pub mod prepare;
 pub mod progress;
 pub mod render;
-pub mod teardown;
+pub mod secrets;
 pub mod workspace;

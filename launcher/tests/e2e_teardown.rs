@@ -225,8 +225,66 @@ fn a_sidecar_failing_at_start_is_reported_and_torn_down() {
     git_repo(&dir.join("repo"));
     let secret = unique("never-shown-");
     let var = format!("FAIL_{}", bottle.to_uppercase());
-    // A dot segment: the manifest only checks the leading `/`; egress-proxy
-    // refuses the pattern at start (SPEC §2), after the outer proxy is up.
+    // An outer proxy image that exits at once (egress-proxy without
+    // `--routes`): the failure comes after networks and containers exist.
+    // (Route errors no longer get this far: `check`/`plan` validate the
+    // rendered routes with addon-rules; see the test below.)
+    std::fs::write(
+        dir.join("m.yaml"),
+        format!("bottles:\n  {bottle}:\n    outer_proxy: squid\n    outer_proxy_image: egress-proxy:latest\n    egress_proxy:\n      routes:\n        - host: api.example.com\n          auth: {{scheme: Bearer, token_ref: {var}}}\nagents:\n  a: {{bottle: {bottle}}}\n"),
+    )
+    .unwrap();
+    let state = dir.join("state");
+    let o = Command::new(bottle_bin())
+        .args([
+            "run",
+            "--manifest",
+            dir.join("m.yaml").to_str().unwrap(),
+            "--agent",
+            "a",
+            "--",
+            "true",
+        ])
+        .current_dir(dir.join("repo"))
+        .env("BOTTLE_STATE_DIR", &state)
+        .env(&var, &secret)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("outer-proxy") && err.contains("--routes PATH is required"),
+        "the sidecar's own error is shown: {err}"
+    );
+    assert!(!err.contains(&secret) && !String::from_utf8_lossy(&o.stdout).contains(&secret));
+    assert!(bottle_id(&bottle).is_none(), "networks left behind");
+    let left = docker_ok_out(&[
+        "ps",
+        "-a",
+        "--filter",
+        &format!("label=bottle.bottle={bottle}"),
+        "--format",
+        "{{.Names}}",
+    ]);
+    assert!(left.trim().is_empty(), "containers left behind: {left}");
+    assert!(
+        std::fs::read_dir(&state)
+            .map(|mut d| d.next().is_none())
+            .unwrap_or(true),
+        "state directory left behind"
+    );
+}
+
+/// SPEC §6: the launcher validates the rendered routes with addon-rules, so a
+/// pattern egress-proxy would refuse stops `run` before anything starts.
+#[test]
+fn a_route_the_engine_refuses_stops_run_before_anything_starts() {
+    let bottle = unique("eng");
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    git_repo(&dir.join("repo"));
+    let secret = unique("never-shown-");
+    let var = format!("ENG_{}", bottle.to_uppercase());
     std::fs::write(
         dir.join("m.yaml"),
         format!("bottles:\n  {bottle}:\n    outer_proxy: squid\n    egress_proxy:\n      routes:\n        - host: api.example.com\n          path_allowlist: [\"/a/../b\"]\n          auth: {{scheme: Bearer, token_ref: {var}}}\nagents:\n  a: {{bottle: {bottle}}}\n"),
@@ -249,26 +307,19 @@ fn a_sidecar_failing_at_start_is_reported_and_torn_down() {
         .output()
         .unwrap();
     let err = String::from_utf8_lossy(&o.stderr);
-    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert_eq!(o.status.code(), Some(2), "{err}");
     assert!(
-        err.contains("egress-proxy") && err.contains("routes[0]"),
-        "the proxy's own error is shown: {err}"
+        err.contains(&format!(
+            "bottles.{bottle}.egress_proxy.routes[0].path_allowlist[0]"
+        )),
+        "{err}"
     );
-    assert!(!err.contains(&secret) && !String::from_utf8_lossy(&o.stdout).contains(&secret));
-    assert!(bottle_id(&bottle).is_none(), "networks left behind");
-    let left = docker_ok_out(&[
-        "ps",
-        "-a",
-        "--filter",
-        &format!("label=bottle.bottle={bottle}"),
-        "--format",
-        "{{.Names}}",
-    ]);
-    assert!(left.trim().is_empty(), "containers left behind: {left}");
+    assert!(!err.contains(&secret));
     assert!(
-        std::fs::read_dir(&state)
-            .map(|mut d| d.next().is_none())
-            .unwrap_or(true),
-        "state directory left behind"
+        !state.exists(),
+        "nothing is created before the manifest is valid"
     );
+    if docker_or_skip() {
+        assert!(bottle_id(&bottle).is_none(), "no network was created");
+    }
 }

@@ -4,7 +4,7 @@
 
 use serde_json::json;
 
-use crate::manifest::GitEntry;
+use crate::model::GitEntry;
 
 pub fn identity_path(name: &str) -> String {
     format!("/etc/git-gate/keys/{name}")

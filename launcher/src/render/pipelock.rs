@@ -9,6 +9,8 @@
 //! Must never: render a key pipelock does not know (it rejects unknown keys;
 //! the tests check every key against its schema), or a secret.
 
+use serde::Serialize;
+
 use super::paths;
 
 /// pipelock's proxy port.
@@ -24,9 +26,93 @@ const DEFAULT_SENSITIVE: &[&str] = &[
     "X-Goog-Api-Key",
 ];
 
-fn quote(s: &str) -> String {
-    serde_json::to_string(s).unwrap_or_else(|_| "\"\"".into())
+/// pipelock.yaml, typed: the keys are pipelock's (`internal/config/schema.go`),
+/// in its order; serde renders them.
+#[derive(Serialize)]
+struct Config<'a> {
+    version: u32,
+    mode: &'static str,
+    enforce: bool,
+    api_allowlist: Vec<&'a str>,
+    fetch_proxy: FetchProxy,
+    forward_proxy: ForwardProxy,
+    tls_interception: TlsInterception,
+    request_body_scanning: RequestBodyScanning<'a>,
+    dlp: Dlp,
+    response_scanning: ResponseScanning,
+    logging: Logging,
+    sentry: Enabled,
 }
+
+#[derive(Serialize)]
+struct FetchProxy {
+    listen: String,
+    monitoring: Monitoring,
+}
+
+#[derive(Serialize)]
+struct Monitoring {
+    max_requests_per_minute: u64,
+    max_url_length: u64,
+}
+
+#[derive(Serialize)]
+struct ForwardProxy {
+    enabled: bool,
+    max_tunnel_seconds: u64,
+    idle_timeout_seconds: u64,
+}
+
+#[derive(Serialize)]
+struct TlsInterception {
+    enabled: bool,
+    ca_cert: &'static str,
+    ca_key: &'static str,
+    max_response_bytes: u64,
+}
+
+#[derive(Serialize)]
+struct RequestBodyScanning<'a> {
+    enabled: bool,
+    action: &'static str,
+    max_body_bytes: u64,
+    header_mode: &'static str,
+    sensitive_headers: Vec<&'a str>,
+}
+
+/// `action` stays unset: pipelock.md says DLP's action must be empty.
+#[derive(Serialize)]
+struct Dlp {
+    scan_env: bool,
+    include_defaults: bool,
+}
+
+#[derive(Serialize)]
+struct ResponseScanning {
+    enabled: bool,
+    action: &'static str,
+    sse_streaming: SseStreaming,
+}
+
+#[derive(Serialize)]
+struct SseStreaming {
+    enabled: bool,
+    action: &'static str,
+    max_event_bytes: u64,
+}
+
+#[derive(Serialize)]
+struct Logging {
+    format: &'static str,
+    output: &'static str,
+}
+
+#[derive(Serialize)]
+struct Enabled {
+    enabled: bool,
+}
+
+const HEADER: &str = "# Rendered by bottle. Keys: pipelock internal/config/schema.go (v2.3.0).\n";
 
 /// Renders pipelock.yaml. `injected_headers` are the routes' credential headers.
 pub fn render(hosts: &[String], injected_headers: &[String]) -> String {
@@ -41,53 +127,58 @@ pub fn render(hosts: &[String], injected_headers: &[String]) -> String {
         // An empty list would restore pipelock's defaults (Authorization included).
         sensitive.push("X-Bottle-Unused");
     }
-    let list = |v: &[&str]| v.iter().map(|h| quote(h)).collect::<Vec<_>>().join(", ");
-    format!(
-        "# Rendered by bottle. Keys: pipelock internal/config/schema.go (v2.3.0).\n\
-version: 1\n\
-mode: strict\n\
-enforce: true\n\
-api_allowlist: [{allow}]\n\
-fetch_proxy:\n\
-\x20 listen: \"0.0.0.0:{PORT}\"\n\
-\x20 monitoring:\n\
-\x20   max_requests_per_minute: 1000000\n\
-\x20   max_url_length: 16384\n\
-forward_proxy:\n\
-\x20 enabled: true\n\
-\x20 max_tunnel_seconds: 86400\n\
-\x20 idle_timeout_seconds: 3600\n\
-tls_interception:\n\
-\x20 enabled: true\n\
-\x20 ca_cert: {ca}\n\
-\x20 ca_key: {key}\n\
-\x20 max_response_bytes: 1073741824\n\
-request_body_scanning:\n\
-\x20 enabled: true\n\
-\x20 action: warn\n\
-\x20 max_body_bytes: 268435456\n\
-\x20 header_mode: sensitive\n\
-\x20 sensitive_headers: [{sensitive}]\n\
-dlp:\n\
-\x20 scan_env: true\n\
-\x20 include_defaults: true\n\
-response_scanning:\n\
-\x20 enabled: true\n\
-\x20 action: warn\n\
-\x20 sse_streaming:\n\
-\x20   enabled: true\n\
-\x20   action: warn\n\
-\x20   max_event_bytes: 16777216\n\
-logging:\n\
-\x20 format: json\n\
-\x20 output: stdout\n\
-sentry:\n\
-\x20 enabled: false\n",
-        allow = list(&hosts),
-        ca = paths::PIPELOCK_CA,
-        key = paths::PIPELOCK_KEY,
-        sensitive = list(&sensitive),
-    )
+    let config = Config {
+        version: 1,
+        mode: "strict",
+        enforce: true,
+        api_allowlist: hosts,
+        fetch_proxy: FetchProxy {
+            listen: format!("0.0.0.0:{PORT}"),
+            monitoring: Monitoring {
+                max_requests_per_minute: 1_000_000,
+                max_url_length: 16384,
+            },
+        },
+        forward_proxy: ForwardProxy {
+            enabled: true,
+            max_tunnel_seconds: 86400,
+            idle_timeout_seconds: 3600,
+        },
+        tls_interception: TlsInterception {
+            enabled: true,
+            ca_cert: paths::PIPELOCK_CA,
+            ca_key: paths::PIPELOCK_KEY,
+            max_response_bytes: 1 << 30,
+        },
+        request_body_scanning: RequestBodyScanning {
+            enabled: true,
+            action: "warn",
+            max_body_bytes: 256 << 20,
+            header_mode: "sensitive",
+            sensitive_headers: sensitive,
+        },
+        dlp: Dlp {
+            scan_env: true,
+            include_defaults: true,
+        },
+        response_scanning: ResponseScanning {
+            enabled: true,
+            action: "warn",
+            sse_streaming: SseStreaming {
+                enabled: true,
+                action: "warn",
+                max_event_bytes: 16 << 20,
+            },
+        },
+        logging: Logging {
+            format: "json",
+            output: "stdout",
+        },
+        sentry: Enabled { enabled: false },
+    };
+    // Serializing plain structs of strings, numbers and booleans cannot fail.
+    let body = serde_yaml_ng::to_string(&config).unwrap_or_default();
+    format!("{HEADER}{body}")
 }
 
 #[cfg(test)]
@@ -315,6 +406,62 @@ mod tests {
             .filter_map(|x| x.as_str())
             .collect();
         assert_eq!(allow, vec!["*.npmjs.org", "api.github.com"]);
+    }
+
+    /// The serde render means exactly what the hand-written (`format!`) one
+    /// meant: the golden before the switch, parsed, equals the new output,
+    /// parsed (only flow lists and quoting changed).
+    #[test]
+    fn serde_render_means_what_the_format_render_meant() {
+        const BEFORE: &str = r#"# Rendered by bottle. Keys: pipelock internal/config/schema.go (v2.3.0).
+version: 1
+mode: strict
+enforce: true
+api_allowlist: ["*.npmjs.org", "api.github.com"]
+fetch_proxy:
+  listen: "0.0.0.0:8888"
+  monitoring:
+    max_requests_per_minute: 1000000
+    max_url_length: 16384
+forward_proxy:
+  enabled: true
+  max_tunnel_seconds: 86400
+  idle_timeout_seconds: 3600
+tls_interception:
+  enabled: true
+  ca_cert: /etc/pipelock/ca.pem
+  ca_key: /etc/pipelock/ca-key.pem
+  max_response_bytes: 1073741824
+request_body_scanning:
+  enabled: true
+  action: warn
+  max_body_bytes: 268435456
+  header_mode: sensitive
+  sensitive_headers: ["Cookie", "X-Token", "Proxy-Authorization", "X-Goog-Api-Key"]
+dlp:
+  scan_env: true
+  include_defaults: true
+response_scanning:
+  enabled: true
+  action: warn
+  sse_streaming:
+    enabled: true
+    action: warn
+    max_event_bytes: 16777216
+logging:
+  format: json
+  output: stdout
+sentry:
+  enabled: false
+"#;
+        let now = render(
+            &["api.github.com".into(), "*.npmjs.org".into()],
+            &["Authorization".into(), "X-Api-Key".into()],
+        );
+        assert!(now.starts_with(HEADER));
+        let before: Value = serde_yaml_ng::from_str(BEFORE).unwrap();
+        let after: Value = serde_yaml_ng::from_str(&now).unwrap();
+        assert_eq!(before, after, "{now}");
     }
 
     #[test]

@@ -5,7 +5,7 @@
 
 use serde_json::{Map, Value, json};
 
-use crate::manifest::Bottle;
+use crate::model::Bottle;
 
 /// Renders the routes file. `slot_of(route_index)` names the route's token slot.
 pub fn render(bottle: &Bottle, slot_of: impl Fn(usize) -> Option<String>) -> String {

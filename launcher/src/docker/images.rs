@@ -7,7 +7,7 @@ use std::path::PathBuf;
 
 use bollard::Docker;
 
-use crate::apply::ApplyError;
+use super::engine::ApplyError;
 use crate::plan::Plan;
 use crate::progress::Progress;
 

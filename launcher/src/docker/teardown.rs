@@ -1,5 +1,5 @@
-//! Teardown: undoes exactly what `apply` recorded (containers, networks, host
-//! firewall rules, the state directory), and finds what a killed `bottle run`
+//! Teardown: undoes exactly what the record holds (apply's containers,
+//! networks and host firewall rules; prepare's state directory), and finds what a killed `bottle run`
 //! left behind (by the `bottle.id` label, the `bottle:<id>` rule comment and
 //! the state directories) for `bottle list` and `bottle cleanup`.
 //!
@@ -14,7 +14,22 @@ use bollard::query_parameters::{
     ListContainersOptions, ListNetworksOptions, RemoveContainerOptions,
 };
 
-use crate::apply::{self, ApplyError, FwRule, Record};
+use super::engine::{ApplyError, connect};
+use super::firewall::{self, FwRule};
+use super::record::{Record, state_root};
+
+/// Undoes a record of this process: connects to the engine only when the
+/// record holds containers or networks, so a bottle that failed before
+/// Docker was reached still loses its state directory.
+pub async fn undo(r: &Record) -> Result<(), ApplyError> {
+    if r.containers.is_empty() && r.networks.is_empty() {
+        return finish(r, Vec::new());
+    }
+    match connect().await {
+        Ok(d) => teardown(&d, r).await,
+        Err(e) => finish(r, vec![e.to_string()]),
+    }
+}
 
 /// Removes everything in the record; keeps going past failures and reports them.
 pub async fn teardown(d: &Docker, r: &Record) -> Result<(), ApplyError> {
@@ -47,8 +62,13 @@ pub async fn teardown(d: &Docker, r: &Record) -> Result<(), ApplyError> {
             Err(e) => failures.push(format!("network {n}: {e}")),
         }
     }
+    finish(r, failures)
+}
+
+/// The host side of teardown: firewall rules, then the state directory.
+fn finish(r: &Record, mut failures: Vec<String>) -> Result<(), ApplyError> {
     for rule in r.fw_rules.iter().rev() {
-        delete_rule(rule, &mut failures);
+        firewall::delete(rule, &mut failures);
     }
     if !r.state_dir.as_os_str().is_empty()
         && r.state_dir.file_name().is_some_and(|n| n == r.id.as_str())
@@ -65,17 +85,6 @@ pub async fn teardown(d: &Docker, r: &Record) -> Result<(), ApplyError> {
             r.id,
             failures.join("; ")
         )))
-    }
-}
-
-fn delete_rule(rule: &FwRule, failures: &mut Vec<String>) {
-    let mut a: Vec<&str> = vec!["-w", "-D", &rule.chain];
-    a.extend(rule.args.iter().map(String::as_str));
-    if let Err(e) = apply::iptables(&a)
-        && !e.contains("does a matching rule exist")
-        && !e.contains("Bad rule")
-    {
-        failures.push(format!("firewall rule {}: {e}", rule.args.join(" ")));
     }
 }
 
@@ -171,29 +180,14 @@ pub async fn find(d: &Docker) -> Result<Vec<Found>, ApplyError> {
             f.pid = labels.get("bottle.pid").and_then(|p| p.parse().ok());
         }
     }
-    if let Ok(rules) = apply::iptables(&["-w", "-S", "INPUT"]) {
-        for line in rules.lines() {
-            let Some(rest) = line.strip_prefix("-A INPUT ") else {
-                continue;
-            };
-            let args: Vec<String> = rest
-                .split_whitespace()
-                .map(|a| a.trim_matches('"').to_string())
-                .collect();
-            let Some(id) = args.iter().find_map(|a| a.strip_prefix("bottle:")) else {
-                continue;
-            };
-            let f = by.entry(id.to_string()).or_insert_with(|| Found {
-                id: id.to_string(),
-                ..Default::default()
-            });
-            f.fw_rules.push(FwRule {
-                chain: "INPUT".into(),
-                args,
-            });
-        }
+    for (id, rule) in firewall::list() {
+        let f = by.entry(id.clone()).or_insert_with(|| Found {
+            id,
+            ..Default::default()
+        });
+        f.fw_rules.push(rule);
     }
-    if let Ok(dirs) = std::fs::read_dir(apply::state_root()) {
+    if let Ok(dirs) = std::fs::read_dir(state_root()) {
         for e in dirs.flatten() {
             let p = e.path();
             let Ok(text) = std::fs::read_to_string(p.join("record.json")) else {

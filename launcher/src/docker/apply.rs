@@ -1,0 +1,395 @@
+//! Apply: executes a `Plan` on the engine — networks, host firewall rules,
+//! containers with their files and secret environment, health waits — and
+//! writes every resource it creates into the `Record` before going on, so
+//! `teardown` can undo exactly that.
+//!
+//! Must never: put a secret anywhere but the egress-proxy container's
+//! environment, give a container the Docker socket, `privileged` or a host
+//! namespace, or copy a CA key into the agent (the plan says which file goes
+//! where; this module only follows it).
+
+use std::collections::HashMap;
+use std::io::Read;
+
+use bollard::Docker;
+use bollard::models::{
+    ContainerCreateBody, EndpointSettings, HostConfig, NetworkConnectRequest, NetworkCreateRequest,
+    NetworkingConfig,
+};
+use bollard::query_parameters::{
+    CreateContainerOptions, DownloadFromContainerOptions, UploadToContainerOptions,
+};
+use futures_util::StreamExt;
+
+use super::engine::{ApplyError, connect, docker_err, engine_major};
+use super::firewall::{self, HostIsolation};
+use super::health::{wait_healthy, wait_log_line};
+use super::images;
+use super::record::Recorder;
+use crate::pki::BottleCas;
+use crate::plan::{ContainerPlan, Plan, RoleName, Source};
+use crate::progress::Progress;
+use crate::secrets::Secrets;
+
+/// Options of `bottle run` that change apply.
+#[derive(Debug, Clone, Default)]
+pub struct Options {
+    /// Run without the host firewall rule when it cannot be added.
+    pub allow_host_access: bool,
+    /// Attach a TTY (the host's stdin is a terminal).
+    pub tty: bool,
+}
+
+/// What apply needs besides the plan (made by `prepare`).
+pub struct Inputs<'a> {
+    pub secrets: &'a Secrets,
+    pub cas: &'a BottleCas,
+    /// The workspace, copied into the agent before it starts.
+    pub workspace_tar: Option<Vec<u8>>,
+    /// Where every created resource is written down.
+    pub record: &'a Recorder,
+}
+
+/// A bottle that is up, its agent created but not started.
+pub struct Applied {
+    pub docker: Docker,
+    /// The agent container's name.
+    pub agent: String,
+}
+
+/// Connects, makes sure the images exist, chooses how the host is kept out,
+/// then brings the bottle up (`bring_up`).
+pub async fn apply(
+    plan: &Plan,
+    inputs: Inputs<'_>,
+    opts: &Options,
+    progress: &Progress,
+) -> Result<Applied, ApplyError> {
+    let d = connect().await?;
+    images::ensure(&d, plan, progress).await?;
+    let isolation = firewall::choose_isolation(engine_major(&d).await?, opts.allow_host_access)?;
+    let agent = bring_up(&d, plan, inputs, isolation, opts, progress).await?;
+    Ok(Applied { docker: d, agent })
+}
+
+/// Brings up everything but the agent's start: networks, firewall, sidecars
+/// (healthy), and the agent container created with its files. Returns the
+/// agent container's name.
+async fn bring_up(
+    d: &Docker,
+    plan: &Plan,
+    inputs: Inputs<'_>,
+    isolation: HostIsolation,
+    opts: &Options,
+    progress: &Progress,
+) -> Result<String, ApplyError> {
+    let Inputs {
+        secrets,
+        cas,
+        mut workspace_tar,
+        record: rec,
+    } = inputs;
+    let pid = std::process::id().to_string();
+    // Networks.
+    let step = progress.step("creating networks");
+    for n in &plan.networks {
+        let mut labels = HashMap::from([
+            ("bottle.id".to_string(), plan.id.clone()),
+            ("bottle.network".to_string(), n.role.clone()),
+            ("bottle.pid".to_string(), pid.clone()),
+        ]);
+        labels.insert("bottle.bottle".into(), plan.bottle.clone());
+        let mut options = HashMap::new();
+        if n.internal && isolation == HostIsolation::GatewayIsolated {
+            options.insert(
+                "com.docker.network.bridge.gateway_mode_ipv4".to_string(),
+                "isolated".to_string(),
+            );
+        }
+        let resp = d
+            .create_network(NetworkCreateRequest {
+                name: n.name.clone(),
+                driver: Some("bridge".into()),
+                internal: Some(n.internal),
+                enable_ipv6: Some(false),
+                labels: Some(labels),
+                options: Some(options),
+                ..Default::default()
+            })
+            .await
+            .map_err(docker_err(format!("create network {}", n.name)))?;
+        rec.update(|r| r.networks.push(n.name.clone()));
+        if n.internal && isolation == HostIsolation::Firewall {
+            let bridge = format!("br-{}", resp.id.get(..12).unwrap_or(&resp.id));
+            let rule = firewall::drop_from_bridge(bridge, &plan.id);
+            firewall::add(&rule).map_err(|e| {
+                ApplyError::Runtime(format!(
+                    "cannot add the host firewall rule for {}: {e}",
+                    n.name
+                ))
+            })?;
+            rec.update(|r| r.fw_rules.push(rule));
+        }
+    }
+    step.done();
+
+    let mut agent_name = String::new();
+    for c in &plan.containers {
+        let step = progress.step(&format!("starting {}", c.role.as_str()));
+        create(d, c, secrets, opts, rec).await?;
+        let mut files = Vec::new();
+        for f in &c.files {
+            let data = match &f.source {
+                Source::Rendered(name) => plan
+                    .rendered
+                    .get(name)
+                    .cloned()
+                    .unwrap_or_default()
+                    .into_bytes(),
+                Source::InnerCaCert => cas.inner.cert_pem.clone().into_bytes(),
+                Source::InnerCaBundle => cas.inner.bundle_pem().into_bytes(),
+                Source::OuterCaCert => cas.outer.cert_pem.clone().into_bytes(),
+                Source::OuterCaBundle => cas.outer.bundle_pem().into_bytes(),
+                Source::OuterCaKeySec1 => cas.outer.key_sec1_pem.clone().into_bytes(),
+                Source::AgentTrustBundle => {
+                    let mut b = download_file(d, &c.name, &f.path).await?;
+                    if !b.ends_with(b"\n") && !b.is_empty() {
+                        b.push(b'\n');
+                    }
+                    b.extend_from_slice(cas.inner.cert_pem.as_bytes());
+                    b
+                }
+                Source::HostFiles(paths) => {
+                    let mut b = Vec::new();
+                    for p in paths {
+                        let mut x = std::fs::read(p).map_err(|source| ApplyError::Io {
+                            what: format!("read {}", p.display()),
+                            source,
+                        })?;
+                        if !x.ends_with(b"\n") {
+                            x.push(b'\n');
+                        }
+                        b.extend(x);
+                    }
+                    b
+                }
+            };
+            files.push((
+                f.path.trim_start_matches('/').to_string(),
+                f.mode,
+                f.uid,
+                f.gid,
+                data,
+            ));
+        }
+        upload(
+            d,
+            &c.name,
+            files_tar(&files).map_err(|source| ApplyError::Io {
+                what: "build the file archive".into(),
+                source,
+            })?,
+        )
+        .await?;
+        if c.role == RoleName::Agent {
+            if let Some(tar) = workspace_tar.take() {
+                upload(d, &c.name, tar).await?;
+            }
+            agent_name = c.name.clone();
+            step.done();
+            break;
+        }
+        d.start_container(&c.name, None)
+            .await
+            .map_err(docker_err(format!("start {}", c.name)))?;
+        // Engine 28+ isolated networks have no host address: the host cannot
+        // probe a container there, so readiness comes from its log instead.
+        let host_blind = isolation == HostIsolation::GatewayIsolated
+            && plan
+                .networks
+                .iter()
+                .any(|n| n.internal && c.health.network() == Some(n.name.as_str()));
+        if host_blind {
+            wait_log_line(d, c, secrets, "listening").await?;
+        } else {
+            wait_healthy(d, c, secrets).await?;
+        }
+        step.done();
+    }
+    Ok(agent_name)
+}
+
+async fn create(
+    d: &Docker,
+    c: &ContainerPlan,
+    secrets: &Secrets,
+    opts: &Options,
+    rec: &Recorder,
+) -> Result<(), ApplyError> {
+    let mut env: Vec<String> = c.env.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    for slot in c.secret_env.keys() {
+        let v = secrets
+            .0
+            .get(slot)
+            .ok_or_else(|| ApplyError::Config(format!("no value for {slot}")))?;
+        env.push(format!("{slot}={}", v.expose()));
+    }
+    let mut labels: HashMap<String, String> = c.labels.clone().into_iter().collect();
+    labels.insert("bottle.pid".into(), std::process::id().to_string());
+    let first = c
+        .networks
+        .first()
+        .ok_or_else(|| ApplyError::Runtime(format!("{} has no network", c.name)))?;
+    let is_agent = c.role == RoleName::Agent;
+    let body = ContainerCreateBody {
+        image: Some(c.image.clone()),
+        cmd: (!c.command.is_empty()).then(|| c.command.clone()),
+        env: Some(env),
+        user: c.security.user.clone(),
+        labels: Some(labels),
+        hostname: Some(c.role.as_str().to_string()),
+        tty: Some(is_agent && opts.tty),
+        open_stdin: Some(is_agent && opts.tty),
+        stdin_once: Some(is_agent && opts.tty),
+        attach_stdin: Some(is_agent && opts.tty),
+        attach_stdout: Some(is_agent),
+        attach_stderr: Some(is_agent),
+        host_config: Some(HostConfig {
+            network_mode: Some(first.network.clone()),
+            cap_drop: Some(c.security.cap_drop.clone()),
+            cap_add: (!c.security.cap_add.is_empty()).then(|| c.security.cap_add.clone()),
+            security_opt: Some(vec!["no-new-privileges:true".into()]),
+            privileged: Some(false),
+            init: Some(is_agent),
+            dns: is_agent.then(|| vec![crate::plan::AGENT_DNS.to_string()]),
+            pids_limit: Some(4096),
+            ..Default::default()
+        }),
+        networking_config: Some(NetworkingConfig {
+            endpoints_config: Some(HashMap::from([(
+                first.network.clone(),
+                EndpointSettings {
+                    aliases: Some(first.aliases.clone()),
+                    ..Default::default()
+                },
+            )])),
+        }),
+        ..Default::default()
+    };
+    d.create_container(
+        Some(CreateContainerOptions {
+            name: Some(c.name.clone()),
+            ..Default::default()
+        }),
+        body,
+    )
+    .await
+    .map_err(docker_err(format!(
+        "create container {} (image {})",
+        c.name, c.image
+    )))?;
+    rec.update(|r| r.containers.push(c.name.clone()));
+    for a in c.networks.iter().skip(1) {
+        d.connect_network(
+            &a.network,
+            NetworkConnectRequest {
+                container: c.name.clone(),
+                endpoint_config: Some(EndpointSettings {
+                    aliases: Some(a.aliases.clone()),
+                    ..Default::default()
+                }),
+            },
+        )
+        .await
+        .map_err(docker_err(format!("connect {} to {}", c.name, a.network)))?;
+    }
+    Ok(())
+}
+
+/// A tar of files at absolute paths (leading `/` stripped), without directory
+/// entries so existing directories keep their owners.
+pub fn files_tar(files: &[(String, u32, u64, u64, Vec<u8>)]) -> std::io::Result<Vec<u8>> {
+    let mut b = tar::Builder::new(Vec::new());
+    for (path, mode, uid, gid, data) in files {
+        let mut h = tar::Header::new_gnu();
+        h.set_entry_type(tar::EntryType::Regular);
+        h.set_mode(*mode);
+        h.set_uid(*uid);
+        h.set_gid(*gid);
+        h.set_size(data.len() as u64);
+        h.set_mtime(0);
+        b.append_data(&mut h, path, &data[..])?;
+    }
+    b.into_inner()
+}
+
+async fn upload(d: &Docker, name: &str, tar: Vec<u8>) -> Result<(), ApplyError> {
+    d.upload_to_container(
+        name,
+        Some(UploadToContainerOptions {
+            path: "/".into(),
+            ..Default::default()
+        }),
+        bollard::body_full(tar.into()),
+    )
+    .await
+    .map_err(docker_err(format!("copy files into {name}")))
+}
+
+/// One file's content from a (created) container.
+async fn download_file(d: &Docker, name: &str, path: &str) -> Result<Vec<u8>, ApplyError> {
+    let mut s = d.download_from_container(
+        name,
+        Some(DownloadFromContainerOptions { path: path.into() }),
+    );
+    let mut tar = Vec::new();
+    while let Some(chunk) = s.next().await {
+        tar.extend_from_slice(&chunk.map_err(docker_err(format!("read {path} from {name}")))?);
+    }
+    let mut a = tar::Archive::new(&tar[..]);
+    let entries = a.entries().map_err(|source| ApplyError::Io {
+        what: format!("read {path} archive"),
+        source,
+    })?;
+    for e in entries {
+        let mut e = e.map_err(|source| ApplyError::Io {
+            what: format!("read {path} archive"),
+            source,
+        })?;
+        if e.header().entry_type().is_file() {
+            let mut v = Vec::new();
+            e.read_to_end(&mut v).map_err(|source| ApplyError::Io {
+                what: format!("read {path}"),
+                source,
+            })?;
+            return Ok(v);
+        }
+    }
+    Err(ApplyError::Runtime(format!(
+        "{path} in image of {name} is not a regular file"
+    )))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn files_tar_has_no_directory_entries() {
+        let t = files_tar(&[("etc/x/y".into(), 0o600, 65534, 65534, b"k".to_vec())]).unwrap();
+        let mut a = tar::Archive::new(&t[..]);
+        let e: Vec<_> = a
+            .entries()
+            .unwrap()
+            .map(|e| {
+                let e = e.unwrap();
+                (
+                    e.path().unwrap().display().to_string(),
+                    e.header().mode().unwrap(),
+                    e.header().uid().unwrap(),
+                )
+            })
+            .collect();
+        assert_eq!(e, vec![("etc/x/y".to_string(), 0o600, 65534)]);
+    }
+}

@@ -1,0 +1,28 @@
+//! Everything that talks to the Docker engine (bollard), and the host state
+//! that goes with a running bottle: `apply` executes a `Plan`, `run` attaches
+//! the agent, `teardown` undoes what the `record` holds, `images` checks and
+//! builds images, `firewall` keeps the host out of the internal networks,
+//! `health` waits for the sidecars.
+//!
+//! Owns: every bollard call of the launcher, and the one `docker start -ai`
+//! delegated to the Docker CLI for terminals. No module outside this one
+//! talks to Docker.
+//!
+//! Must never: put a secret anywhere but the egress-proxy container's
+//! environment (no argv, label, file, log line or error message), give a
+//! container the Docker socket, `privileged` or a host namespace, or copy a
+//! CA key into the agent.
+
+pub mod apply;
+mod engine;
+pub mod firewall;
+mod health;
+pub mod images;
+pub mod record;
+pub mod run;
+pub mod teardown;
+
+pub use apply::{Applied, Inputs, Options, apply};
+pub use engine::{ApplyError, connect, engine_major};
+pub use record::{Record, Recorder};
+pub use run::run_agent;
