@@ -75,8 +75,8 @@ pub(crate) fn decoded_eq_ignore_case(s: &str, word: &str) -> bool {
         let (c, step) = match b[i] {
             b'+' => (b' ', 1),
             b'%' => match (
-                b.get(i + 1).copied().and_then(hexval),
-                b.get(i + 2).copied().and_then(hexval),
+                b.get(i + 1).copied().and_then(crate::path::hex_digit),
+                b.get(i + 2).copied().and_then(crate::path::hex_digit),
             ) {
                 (Some(h), Some(l)) => (h * 16 + l, 3),
                 _ => (b'%', 1),
@@ -90,10 +90,6 @@ pub(crate) fn decoded_eq_ignore_case(s: &str, word: &str) -> bool {
         j += 1;
     }
     j == w.len()
-}
-
-fn hexval(b: u8) -> Option<u8> {
-    (b as char).to_digit(16).map(|d| d as u8)
 }
 
 #[cfg(test)]

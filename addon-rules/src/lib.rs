@@ -26,7 +26,7 @@ mod target;
 pub use decide::{Allowed, BodyHint, Decision, RequestFacts, Transport};
 pub use error::{ConfigError, LoadError};
 pub use host::HostPattern;
-pub use path::{PathError, is_normalized, normalize_path};
+pub use path::{PathError, hex_digit, is_normalized, normalize_path};
 pub use pattern::PatternList;
 pub use reason::{Reason, Refusal};
 pub use routes::{Credential, Policy, Route, TokenSource, Unmatched};

@@ -51,7 +51,8 @@ fn is_unreserved(b: u8) -> bool {
     b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~')
 }
 
-fn hex(b: u8) -> Option<u8> {
+/// The value of one hex digit (either case); the workspace's one hex decoder.
+pub fn hex_digit(b: u8) -> Option<u8> {
     match b {
         b'0'..=b'9' => Some(b - b'0'),
         b'a'..=b'f' => Some(b - b'a' + 10),
@@ -86,8 +87,8 @@ pub fn normalize_path(raw: &str) -> Result<String, PathError> {
         let b = bytes[i];
         if b == b'%' {
             let (h, l) = match (
-                bytes.get(i + 1).copied().and_then(hex),
-                bytes.get(i + 2).copied().and_then(hex),
+                bytes.get(i + 1).copied().and_then(hex_digit),
+                bytes.get(i + 2).copied().and_then(hex_digit),
             ) {
                 (Some(h), Some(l)) => (h, l),
                 _ => return Err(PathError::MalformedPercent),

@@ -9,13 +9,11 @@
 //! Must never: write a key anywhere but the bottle's state directory (mode
 //! 0600), or hand a key to the agent container. `bottle plan` never calls it.
 
-use p256::pkcs8::DecodePrivateKey;
-use rcgen::{
-    BasicConstraints, CertificateParams, DistinguishedName, DnType, IsCa, KeyPair, KeyUsagePurpose,
-    PKCS_ECDSA_P256_SHA256,
-};
 use std::fmt;
-use time::{Duration, OffsetDateTime};
+
+/// How long a bottle's CAs are valid. A bottle is torn down and its CAs
+/// re-minted long before; 30 days bounds a key left behind in a state dir.
+pub const BOTTLE_CA_VALIDITY: time::Duration = time::Duration::days(30);
 
 /// Errors while minting a CA.
 #[derive(Debug, thiserror::Error)]
@@ -24,10 +22,14 @@ pub enum PkiError {
     Mint {
         what: &'static str,
         #[source]
-        source: rcgen::Error,
+        source: bottle_pki::CaError,
     },
-    #[error("cannot convert the {what} CA key to SEC1: {detail}")]
-    Sec1 { what: &'static str, detail: String },
+    #[error("cannot convert the {what} CA key to SEC1: {source}")]
+    Sec1 {
+        what: &'static str,
+        #[source]
+        source: bottle_pki::KeyError,
+    },
 }
 
 /// One CA: certificate and key in the layouts the sidecars read.
@@ -76,41 +78,24 @@ pub fn mint_bottle_cas(bottle_id: &str) -> Result<BottleCas, PkiError> {
     })
 }
 
-/// An ECDSA P-256 CA with a SubjectKeyIdentifier and `pathlen:0`: it signs
-/// leaves only. No name constraints: egress-proxy mints for any host it
-/// intercepts. Valid from an hour ago (clock skew between containers) for 30 days.
+/// An ECDSA P-256 CA (`bottle_pki::mint_ca`: subject key identifier, random
+/// serial) with `pathlen:0`: it signs leaves only. No name constraints:
+/// egress-proxy mints for any host it intercepts. Valid from an hour ago
+/// (clock skew between containers) for `BOTTLE_CA_VALIDITY`.
 pub fn mint_ca(common_name: &str, what: &'static str) -> Result<Ca, PkiError> {
-    let mint = |source| PkiError::Mint { what, source };
-    let key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256).map_err(mint)?;
-    let mut params = CertificateParams::new(Vec::<String>::new()).map_err(mint)?;
-    let mut dn = DistinguishedName::new();
-    dn.push(DnType::CommonName, common_name);
-    dn.push(DnType::OrganizationName, "bottle egress");
-    params.distinguished_name = dn;
-    params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
-    params.key_usages = vec![
-        KeyUsagePurpose::KeyCertSign,
-        KeyUsagePurpose::CrlSign,
-        KeyUsagePurpose::DigitalSignature,
-    ];
-    let now = OffsetDateTime::now_utc();
-    params.not_before = now - Duration::hours(1);
-    params.not_after = now + Duration::days(30);
-    let cert = params.self_signed(&key).map_err(mint)?;
-    let sec1 = p256::SecretKey::from_pkcs8_der(&key.serialize_der())
-        .map_err(|e| PkiError::Sec1 {
-            what,
-            detail: e.to_string(),
-        })?
-        .to_sec1_pem(p256::pkcs8::LineEnding::LF)
-        .map_err(|e| PkiError::Sec1 {
-            what,
-            detail: e.to_string(),
-        })?;
+    let ca = bottle_pki::mint_ca(&bottle_pki::CaSpec {
+        common_name,
+        organization: "bottle egress",
+        valid_for: BOTTLE_CA_VALIDITY,
+        path_len: Some(0),
+    })
+    .map_err(|source| PkiError::Mint { what, source })?;
     Ok(Ca {
-        cert_pem: cert.pem(),
-        key_pkcs8_pem: key.serialize_pem(),
-        key_sec1_pem: sec1.to_string(),
+        key_sec1_pem: ca
+            .key_sec1_pem()
+            .map_err(|source| PkiError::Sec1 { what, source })?,
+        key_pkcs8_pem: ca.key_pkcs8_pem(),
+        cert_pem: ca.cert_pem,
     })
 }
 

@@ -183,11 +183,11 @@ impl Tracker {
             let b = input[i];
             i += 1;
             let next = match (chunk, b) {
-                (Chunk::Start, _) => hex(b).map(|d| Chunk::Size(u64::from(d))),
+                (Chunk::Start, _) => addon_rules::hex_digit(b).map(|d| Chunk::Size(u64::from(d))),
                 (Chunk::Size(n), b'\t' | b' ') => Some(Chunk::Lws(n)),
                 (Chunk::Size(n) | Chunk::Lws(n), b';') => Some(Chunk::Ext(n)),
                 (Chunk::Size(n) | Chunk::Lws(n) | Chunk::Ext(n), b'\r') => Some(Chunk::SizeLf(n)),
-                (Chunk::Size(n), _) => hex(b).and_then(|d| {
+                (Chunk::Size(n), _) => addon_rules::hex_digit(b).and_then(|d| {
                     n.checked_mul(16)
                         .and_then(|n| n.checked_add(u64::from(d)))
                         .map(Chunk::Size)
@@ -389,15 +389,6 @@ impl Tracker {
             ends_http: connect || upgrade,
             refusal: None,
         }))
-    }
-}
-
-fn hex(b: u8) -> Option<u8> {
-    match b {
-        b'0'..=b'9' => Some(b - b'0'),
-        b'a'..=b'f' => Some(b - b'a' + 10),
-        b'A'..=b'F' => Some(b - b'A' + 10),
-        _ => None,
     }
 }
 

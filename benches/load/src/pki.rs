@@ -6,8 +6,8 @@
 
 use anyhow::{Context, Result};
 use rcgen::{
-    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
-    Issuer, KeyPair, KeyUsagePurpose, SanType,
+    CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, Issuer, KeyPair,
+    KeyUsagePurpose, SanType,
 };
 use rustls::pki_types::CertificateDer;
 use rustls::pki_types::pem::PemObject;
@@ -15,46 +15,38 @@ use std::net::{IpAddr, Ipv4Addr};
 use std::path::{Path, PathBuf};
 use time::{Duration, OffsetDateTime};
 
+/// The harness's CAs and origin leaf live for one run; two days covers a
+/// run started just before midnight on a skewed clock, and no more.
+pub const BENCH_VALIDITY: Duration = Duration::days(2);
+
 /// A CA certificate with its key, both as PEM.
 pub struct CaPem {
     pub cert: String,
     pub key: String,
 }
 
-fn ca_params(common_name: &str) -> CertificateParams {
-    let mut params = CertificateParams::default();
-    let mut dn = DistinguishedName::new();
-    dn.push(DnType::CommonName, common_name);
-    dn.push(DnType::OrganizationName, "bottle egress load harness");
-    params.distinguished_name = dn;
-    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    params.key_usages = vec![
-        KeyUsagePurpose::KeyCertSign,
-        KeyUsagePurpose::CrlSign,
-        KeyUsagePurpose::DigitalSignature,
-    ];
-    let now = OffsetDateTime::now_utc();
-    params.not_before = now - Duration::hours(1);
-    params.not_after = now + Duration::days(2);
-    params
-}
-
-/// Mints a fresh P-256 CA.
+/// Mints a fresh P-256 CA (`bottle_pki::mint_ca`, the product's CA profile,
+/// without a path length limit), valid for `BENCH_VALIDITY`.
 pub fn mint_ca(common_name: &str) -> Result<CaPem> {
-    let key = KeyPair::generate().context("generating CA key")?;
-    let cert = ca_params(common_name)
-        .self_signed(&key)
-        .context("self-signing CA")?;
+    let ca = bottle_pki::mint_ca(&bottle_pki::CaSpec {
+        common_name,
+        organization: "bottle egress load harness",
+        valid_for: BENCH_VALIDITY,
+        path_len: None,
+    })
+    .context("minting CA")?;
     Ok(CaPem {
-        cert: cert.pem(),
-        key: key.serialize_pem(),
+        key: ca.key_pkcs8_pem(),
+        cert: ca.cert_pem,
     })
 }
 
-/// Loads a CA (certificate + PKCS#8 key PEM) as an rcgen issuer for minting leaves.
+/// Loads a CA (certificate + key PEM) as an rcgen issuer for minting leaves.
 pub fn load_issuer(cert_pem: &str, key_pem: &str) -> Result<Issuer<'static, KeyPair>> {
-    let key = KeyPair::from_pem(key_pem).context("parsing CA key PEM")?;
-    Issuer::from_ca_cert_pem(cert_pem, key).context("parsing CA certificate PEM")
+    bottle_pki::load_ca(cert_pem, key_pem)
+        .context("loading CA")?
+        .into_issuer()
+        .context("parsing CA certificate")
 }
 
 /// The origin's server certificate: every loopback IP 127.0.0.1..=127.0.0.254 (the S3
@@ -75,8 +67,8 @@ pub fn mint_origin_leaf(ca: &CaPem) -> Result<(String, String)> {
     params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
     params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
     let now = OffsetDateTime::now_utc();
-    params.not_before = now - Duration::hours(1);
-    params.not_after = now + Duration::days(2);
+    params.not_before = now - bottle_pki::BACKDATE;
+    params.not_after = now + BENCH_VALIDITY;
     let cert = params
         .signed_by(&key, &issuer)
         .context("signing origin certificate")?;
@@ -116,19 +108,15 @@ pub fn write_proxy_ca(dir: &Path, ca: &CaPem) -> Result<ProxyCaFiles> {
     })
 }
 
-/// Writes a file only its owner can read.
+/// Writes a file only its owner can read (a new file renamed over any old one).
 pub fn write_private(path: &Path, contents: &str) -> Result<()> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    let _ = std::fs::remove_file(path);
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(path)
-        .with_context(|| format!("creating {}", path.display()))?;
-    f.write_all(contents.as_bytes())
-        .with_context(|| format!("writing {}", path.display()))
+    bottle_pki::write_new(
+        path,
+        contents.as_bytes(),
+        0o600,
+        bottle_pki::Existing::Replace,
+    )
+    .with_context(|| format!("writing {}", path.display()))
 }
 
 /// Reads every certificate of a PEM file.
