@@ -27,7 +27,7 @@ use rmcp::transport::streamable_http_server::session::local::LocalSessionManager
 use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, StreamableHttpService};
 use rmcp::{ErrorData, ServerHandler, schemars, tool, tool_handler, tool_router};
 use serde::Deserialize;
-use serde_json::json;
+use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 
 use crate::change::{self, Limits};
@@ -129,14 +129,16 @@ fn tool_error(msg: impl Into<String>) -> CallToolResult {
 }
 
 fn client_name(ctx: &RequestContext<RoleServer>) -> String {
-    ctx.peer
-        .peer_info()
-        .map(|i| {
-            let c = &i.client_info;
-            let s = format!("{} {}", c.name, c.version);
-            s.chars().take(200).collect()
-        })
-        .unwrap_or_else(|| "unknown client".to_string())
+    // Per-request `_meta` (protocol 2026-07-28, stateless), else the
+    // session's `initialize`.
+    let info = ctx
+        .meta
+        .client_info()
+        .or_else(|| ctx.peer.peer_info().map(|i| i.client_info.clone()));
+    match info {
+        Some(c) => format!("{} {}", c.name, c.version).chars().take(200).collect(),
+        None => "unknown client".to_string(),
+    }
 }
 
 impl Supervise {
@@ -400,6 +402,7 @@ pub async fn serve(
         .with_max_request_body_bytes(cfg.max_body_bytes)
         .with_cancellation_token(shutdown.child_token());
     let conns = Arc::new(tokio::sync::Semaphore::new(cfg.max_connections));
+    let max_body = cfg.max_body_bytes;
     let shared = Arc::new(Shared {
         cfg,
         layout,
@@ -433,7 +436,7 @@ pub async fn serve(
         let mcp = mcp.clone();
         tokio::spawn(async move {
             let _permit = permit;
-            serve_connection(stream, peer, mcp).await;
+            serve_connection(stream, peer, mcp, max_body).await;
         });
     }
 }
@@ -442,15 +445,11 @@ async fn serve_connection(
     stream: tokio::net::TcpStream,
     peer: SocketAddr,
     mcp: StreamableHttpService<Supervise, LocalSessionManager>,
+    max_body: usize,
 ) {
     let svc = hyper::service::service_fn(move |req: http::Request<Incoming>| {
-        let mut mcp = mcp.clone();
-        async move {
-            if req.uri().path() != "/mcp" {
-                return Ok::<_, Infallible>(not_found());
-            }
-            tower_service::Service::call(&mut mcp, req).await
-        }
+        let mcp = mcp.clone();
+        async move { Ok::<_, Infallible>(front(req, mcp, max_body).await) }
     });
     let io = hyper_util::rt::TokioIo::new(stream);
     let conn = hyper::server::conn::http1::Builder::new()
@@ -461,4 +460,69 @@ async fn serve_connection(
     if let Err(e) = conn.await {
         tracing::debug!(%peer, error = %e, "connection ended");
     }
+}
+
+/// A JSON-RPC error answer with an HTTP status.
+fn rpc_error(status: u16, id: Value, code: i64, message: &str) -> http::Response<BoxBody> {
+    let body = json!({"jsonrpc": "2.0", "id": id, "error": {"code": code, "message": message}});
+    let mut r = http::Response::new(Full::new(Bytes::from(body.to_string())).boxed());
+    *r.status_mut() = http::StatusCode::from_u16(status).unwrap_or(http::StatusCode::BAD_REQUEST);
+    r.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("application/json"),
+    );
+    r
+}
+
+/// In front of rmcp: `/mcp` only; a POST body is read whole (bounded) and
+/// must be JSON, else a JSON-RPC parse error; an error rmcp answers in plain
+/// text becomes a JSON-RPC error with the same status, so every malformed
+/// message gets a JSON-RPC answer.
+async fn front(
+    req: http::Request<Incoming>,
+    mut mcp: StreamableHttpService<Supervise, LocalSessionManager>,
+    max_body: usize,
+) -> http::Response<BoxBody> {
+    if req.uri().path() != "/mcp" {
+        return not_found();
+    }
+    let (parts, body) = req.into_parts();
+    let (id, resp) = if parts.method == http::Method::POST {
+        let bytes = match http_body_util::Limited::new(body, max_body).collect().await {
+            Ok(c) => c.to_bytes(),
+            Err(e) if e.is::<http_body_util::LengthLimitError>() => {
+                let msg = format!("request body larger than {max_body} bytes");
+                return rpc_error(413, Value::Null, -32600, &msg);
+            }
+            Err(e) => return rpc_error(400, Value::Null, -32700, &format!("unreadable body: {e}")),
+        };
+        let id = match serde_json::from_slice::<Value>(&bytes) {
+            Ok(v) => v.get("id").cloned().unwrap_or(Value::Null),
+            Err(e) => return rpc_error(400, Value::Null, -32700, &format!("parse error: {e}")),
+        };
+        let req = http::Request::from_parts(parts, Full::new(bytes));
+        (id, tower_service::Service::call(&mut mcp, req).await)
+    } else {
+        let req = http::Request::from_parts(parts, body);
+        (Value::Null, tower_service::Service::call(&mut mcp, req).await)
+    };
+    let resp = match resp {
+        Ok(r) => r,
+        Err(never) => match never {},
+    };
+    let is_json = resp
+        .headers()
+        .get(http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"));
+    if resp.status().as_u16() < 400 || is_json {
+        return resp;
+    }
+    let status = resp.status().as_u16();
+    let text: String = match resp.into_body().collect().await {
+        Ok(c) => String::from_utf8_lossy(&c.to_bytes()).trim().chars().take(500).collect(),
+        Err(never) => match never {},
+    };
+    let code = if status >= 500 { -32603 } else { -32600 };
+    rpc_error(status, id, code, &text)
 }
