@@ -136,7 +136,10 @@ fn client_name(ctx: &RequestContext<RoleServer>) -> String {
         .client_info()
         .or_else(|| ctx.peer.peer_info().map(|i| i.client_info.clone()));
     match info {
-        Some(c) => format!("{} {}", c.name, c.version).chars().take(200).collect(),
+        Some(c) => format!("{} {}", c.name, c.version)
+            .chars()
+            .take(200)
+            .collect(),
         None => "unknown client".to_string(),
     }
 }
@@ -504,7 +507,10 @@ async fn front(
         (id, tower_service::Service::call(&mut mcp, req).await)
     } else {
         let req = http::Request::from_parts(parts, body);
-        (Value::Null, tower_service::Service::call(&mut mcp, req).await)
+        (
+            Value::Null,
+            tower_service::Service::call(&mut mcp, req).await,
+        )
     };
     let resp = match resp {
         Ok(r) => r,
@@ -520,7 +526,11 @@ async fn front(
     }
     let status = resp.status().as_u16();
     let text: String = match resp.into_body().collect().await {
-        Ok(c) => String::from_utf8_lossy(&c.to_bytes()).trim().chars().take(500).collect(),
+        Ok(c) => String::from_utf8_lossy(&c.to_bytes())
+            .trim()
+            .chars()
+            .take(500)
+            .collect(),
         Err(never) => match never {},
     };
     let code = if status >= 500 { -32603 } else { -32600 };

@@ -20,7 +20,10 @@ fn tool_list_is_exactly_the_three_tools_and_none_decides() {
         .map(|t| t["name"].as_str().unwrap().to_string())
         .collect();
     names.sort();
-    assert_eq!(names, ["list-egress-routes", "proposal-status", "request-egress"]);
+    assert_eq!(
+        names,
+        ["list-egress-routes", "proposal-status", "request-egress"]
+    );
     for n in &names {
         assert!(!n.contains("approve") && !n.contains("reject") && !n.contains("decide"));
     }
@@ -32,12 +35,20 @@ fn tool_list_is_exactly_the_three_tools_and_none_decides() {
         .find(|t| t["name"] == "request-egress")
         .unwrap();
     let schema = &re["inputSchema"];
-    assert!(schema["required"].as_array().unwrap().contains(&json!("justification")));
+    assert!(
+        schema["required"]
+            .as_array()
+            .unwrap()
+            .contains(&json!("justification"))
+    );
     let props: Vec<&String> = schema["properties"].as_object().unwrap().keys().collect();
     assert_eq!(props, ["host", "justification", "methods", "paths"]);
     // An approve tool does not exist, whatever the agent calls.
     let r = agent.call("approve", json!({"id": "p0123456789abcdef"}));
-    assert!(r.get("protocol_error").is_some() || r["isError"] == true, "{r}");
+    assert!(
+        r.get("protocol_error").is_some() || r["isError"] == true,
+        "{r}"
+    );
 }
 
 #[test]
@@ -76,7 +87,10 @@ fn request_egress_refuses_what_addon_rules_refuses() {
     let sc = sidecar(&st.root(), &[]);
     let mut agent = Agent::connect(sc.addr);
     let cases = [
-        (json!({"host": "*.github.io", "justification": "docs"}), "public suffix"),
+        (
+            json!({"host": "*.github.io", "justification": "docs"}),
+            "public suffix",
+        ),
         (
             json!({"host": "example.com", "paths": ["^(unclosed"], "justification": "x"}),
             "path_allowlist[0]",
@@ -122,7 +136,9 @@ fn request_egress_queues_a_proposal_and_answers_pending_after_the_wait() {
     assert_eq!(p.request.justification, "download the test fixtures");
     assert_eq!(
         p.route_after,
-        Some(json!({"host": "files.example.com", "path_allowlist": ["/dl/**"], "methods": ["GET"]}))
+        Some(
+            json!({"host": "files.example.com", "path_allowlist": ["/dl/**"], "methods": ["GET"]})
+        )
     );
     assert!(!p.widens_credential);
     let r = agent.call("proposal-status", json!({"id": id}));
@@ -143,7 +159,10 @@ fn extending_a_credential_route_is_flagged_for_the_operator() {
     let p = &bottle_supervise::host::list(&[st.root()]).unwrap()[0];
     assert!(p.widens_credential);
     // The operator sees the slot name; the agent never did.
-    assert_eq!(p.route_after.as_ref().unwrap()["token_env"], "EGRESS_PROXY_TOKEN_0");
+    assert_eq!(
+        p.route_after.as_ref().unwrap()["token_env"],
+        "EGRESS_PROXY_TOKEN_0"
+    );
 }
 
 #[test]
@@ -192,7 +211,10 @@ fn nothing_the_agent_sends_creates_a_decision() {
     }
     for tool in ["approve", "reject", "decide", "approve-egress"] {
         let r = agent.call(tool, json!({"id": id}));
-        assert!(r.get("protocol_error").is_some() || r["isError"] == true, "{r}");
+        assert!(
+            r.get("protocol_error").is_some() || r["isError"] == true,
+            "{r}"
+        );
     }
     assert_eq!(st.count("decisions"), 0);
     let r = agent.call("proposal-status", json!({"id": id}));
@@ -208,14 +230,22 @@ fn pending_proposals_are_capped() {
         let r = agent.call("request-egress", json!({"host": h, "justification": "x"}));
         assert_eq!(r["structuredContent"]["status"], "pending", "{r}");
     }
-    let r = agent.call("request-egress", json!({"host": "c.example.com", "justification": "x"}));
+    let r = agent.call(
+        "request-egress",
+        json!({"host": "c.example.com", "justification": "x"}),
+    );
     let (err, text) = text_of(&r);
     assert!(err && text.contains("already wait"), "{r}");
     assert_eq!(st.count("proposals"), 2);
     // A decision frees a slot.
-    let first = bottle_supervise::host::list(&[st.root()]).unwrap()[0].id.clone();
+    let first = bottle_supervise::host::list(&[st.root()]).unwrap()[0]
+        .id
+        .clone();
     bottle_supervise::host::reject(&[st.root()], first.as_str(), "no", "op").unwrap();
-    let r = agent.call("request-egress", json!({"host": "c.example.com", "justification": "x"}));
+    let r = agent.call(
+        "request-egress",
+        json!({"host": "c.example.com", "justification": "x"}),
+    );
     assert_eq!(r["structuredContent"]["status"], "pending", "{r}");
 }
 
@@ -224,15 +254,31 @@ fn request_egress_is_rate_limited() {
     let st = State::new(ROUTES);
     let sc = sidecar(
         &st.root(),
-        &["--decision-wait", "0", "--rate-limit", "2", "--rate-window", "3600"],
+        &[
+            "--decision-wait",
+            "0",
+            "--rate-limit",
+            "2",
+            "--rate-window",
+            "3600",
+        ],
     );
     let mut agent = Agent::connect(sc.addr);
     // Refused calls count too: validation is work.
-    let r = agent.call("request-egress", json!({"host": "*.github.io", "justification": "x"}));
+    let r = agent.call(
+        "request-egress",
+        json!({"host": "*.github.io", "justification": "x"}),
+    );
     assert_eq!(r["isError"], true);
-    let r = agent.call("request-egress", json!({"host": "a.example.com", "justification": "x"}));
+    let r = agent.call(
+        "request-egress",
+        json!({"host": "a.example.com", "justification": "x"}),
+    );
     assert_eq!(r["structuredContent"]["status"], "pending", "{r}");
-    let r = agent.call("request-egress", json!({"host": "b.example.com", "justification": "x"}));
+    let r = agent.call(
+        "request-egress",
+        json!({"host": "b.example.com", "justification": "x"}),
+    );
     let (err, text) = text_of(&r);
     assert!(err && text.contains("rate limit"), "{r}");
     assert_eq!(st.count("proposals"), 1);
@@ -245,9 +291,18 @@ fn oversized_requests_are_refused() {
     let mut agent = Agent::connect(sc.addr);
     let many: Vec<String> = (0..17).map(|i| format!("/p{i}")).collect();
     let cases = [
-        (json!({"host": "e.com", "justification": "x".repeat(2001)}), "justification"),
-        (json!({"host": "e.com", "justification": "  "}), "justification"),
-        (json!({"host": "e.com", "paths": many, "justification": "x"}), "paths requested"),
+        (
+            json!({"host": "e.com", "justification": "x".repeat(2001)}),
+            "justification",
+        ),
+        (
+            json!({"host": "e.com", "justification": "  "}),
+            "justification",
+        ),
+        (
+            json!({"host": "e.com", "paths": many, "justification": "x"}),
+            "paths requested",
+        ),
         (
             json!({"host": "e.com", "paths": [format!("/{}", "a".repeat(600))], "justification": "x"}),
             "bytes each",
@@ -286,7 +341,10 @@ fn malformed_json_rpc_gets_errors_and_the_server_stays_up() {
     let sc = sidecar(&st.root(), &[]);
     let (status, body) = post_mcp(sc.addr, "supervise", "{not json", None);
     assert!((400..500).contains(&status), "{status} {body}");
-    assert!(body.contains("\"jsonrpc\"") && body.contains("\"error\""), "{body}");
+    assert!(
+        body.contains("\"jsonrpc\"") && body.contains("\"error\""),
+        "{body}"
+    );
     for bad in [
         r#"{"jsonrpc":"2.0","id":1}"#,
         r#"[]"#,
@@ -295,10 +353,16 @@ fn malformed_json_rpc_gets_errors_and_the_server_stays_up() {
     ] {
         let (status, body) = post_mcp(sc.addr, "supervise", bad, None);
         assert!((400..500).contains(&status), "{bad}: {status} {body}");
-        assert!(body.contains("\"jsonrpc\"") && body.contains("\"error\""), "{bad}: {body}");
+        assert!(
+            body.contains("\"jsonrpc\"") && body.contains("\"error\""),
+            "{bad}: {body}"
+        );
     }
     // Over the body bound: 413, not read whole.
-    let big = format!(r#"{{"jsonrpc":"2.0","id":1,"method":"x","params":{{"p":"{}"}}}}"#, "a".repeat(100_000));
+    let big = format!(
+        r#"{{"jsonrpc":"2.0","id":1,"method":"x","params":{{"p":"{}"}}}}"#,
+        "a".repeat(100_000)
+    );
     let (status, body) = post_mcp(sc.addr, "supervise", &big, None);
     assert_eq!(status, 413);
     assert!(body.contains("\"error\""), "{body}");
@@ -306,7 +370,10 @@ fn malformed_json_rpc_gets_errors_and_the_server_stays_up() {
     // session still works.
     let mut agent = Agent::connect(sc.addr);
     let r = agent.call("request-egress", json!({"host": 5, "justification": []}));
-    assert!(r.get("protocol_error").is_some() || r["isError"] == true, "{r}");
+    assert!(
+        r.get("protocol_error").is_some() || r["isError"] == true,
+        "{r}"
+    );
     let r = agent.call("list-egress-routes", json!({}));
     assert_eq!(r["isError"], false, "{r}");
     let (status, _) = post_mcp(sc.addr, "supervise", INITIALIZE, None);

@@ -66,7 +66,9 @@ impl State {
         self.dir.path().to_path_buf()
     }
     pub fn count(&self, sub: &str) -> usize {
-        std::fs::read_dir(self.dir.path().join(sub)).unwrap().count()
+        std::fs::read_dir(self.dir.path().join(sub))
+            .unwrap()
+            .count()
     }
 }
 
