@@ -383,9 +383,9 @@ pub struct Approved {
 
 /// Approves proposal `id`: validates it again with addon-rules against the
 /// live routes file, rewrites that file atomically (egress-proxy
-/// `--watch-routes` or a SIGHUP picks it up), publishes the decision and the
-/// new view to the sidecar, keeps the approval in `approved.json` and appends
-/// to `audit.jsonl`. `operator` is who decided.
+/// `--watch-routes` or a SIGHUP picks it up), appends to `audit.jsonl`,
+/// publishes the new view, keeps the approval in `approved.json`, and last
+/// publishes the decision. `operator` is who decided.
 pub fn approve(state_dirs: &[PathBuf], id: &str, operator: &str) -> Result<Approved, HostError> {
     let (l, pid) = locate(state_dirs, id)?;
     let _lock = lock(&l)?;
@@ -421,7 +421,6 @@ pub fn approve(state_dirs: &[PathBuf], id: &str, operator: &str) -> Result<Appro
             .map(ViewRoute::from_route),
         reason: None,
     };
-    publish_decision(&l, &decision)?;
     let meta: BottleMeta = read_json(&l.bottle())
         .map_err(io(&l.bottle()))?
         .unwrap_or(BottleMeta {
@@ -439,6 +438,9 @@ pub fn approve(state_dirs: &[PathBuf], id: &str, operator: &str) -> Result<Appro
         route: planned.after.clone(),
     });
     write_json(&l.approved(), &kept, 0o600)?;
+    // Last: once the agent reads "approved", the routes, the view and the
+    // kept approval are already in place.
+    publish_decision(&l, &decision)?;
     Ok(Approved {
         id: pid,
         kind: planned.kind,
