@@ -58,7 +58,7 @@ struct BottleMeta {
     allow: Vec<String>,
 }
 
-/// Creates (or refreshes) a state directory for a bottle: `routes.json` (the
+/// Creates (or refreshes) a state directory for a bottle: `routes/routes.json` (the
 /// launcher's rendered routes, JSON), `bottle.json`, `view/view.json`, and
 /// empty `proposals/` and `decisions/`. The routes are validated first.
 pub fn init(
@@ -72,6 +72,7 @@ pub fn init(
     let policy = load_routes(routes_json, &l.routes())?;
     for (dir, mode) in [
         (l.root.clone(), 0o700),
+        (l.routes_dir(), 0o755),
         (l.view_dir(), 0o755),
         // The sidecar writes here: the launcher gives it to the sidecar's uid.
         (l.proposals(), 0o755),

@@ -2,7 +2,8 @@
 //!
 //! ```text
 //! <state>/                      the host's; never mounted whole into a container
-//!   routes.json                 the live routes file (egress-proxy --routes, --watch-routes)
+//!   routes/routes.json          the live routes file (egress-proxy --routes, --watch-routes;
+//!                               the directory is mounted read-only into egress-proxy)
 //!   bottle.json                 {bottle, allow}: what the view is rebuilt from
 //!   approved.json               approvals kept for the bottle's next run
 //!   audit.jsonl                 one line per decision
@@ -38,7 +39,7 @@ impl Layout {
         Layout { root: root.into() }
     }
     pub fn routes(&self) -> PathBuf {
-        self.root.join("routes.json")
+        self.root.join("routes").join("routes.json")
     }
     pub fn bottle(&self) -> PathBuf {
         self.root.join("bottle.json")
@@ -48,6 +49,9 @@ impl Layout {
     }
     pub fn audit(&self) -> PathBuf {
         self.root.join("audit.jsonl")
+    }
+    pub fn routes_dir(&self) -> PathBuf {
+        self.root.join("routes")
     }
     pub fn lock(&self) -> PathBuf {
         self.root.join(".lock")

@@ -26,7 +26,7 @@ fn proposal(id: &str, request: serde_json::Value) -> serde_json::Value {
 fn approve_validates_again_and_refuses_without_touching_anything() {
     let st = State::new(ROUTES);
     let dirs = [st.root()];
-    let routes_before = std::fs::read(st.root().join("routes.json")).unwrap();
+    let routes_before = std::fs::read(st.root().join("routes/routes.json")).unwrap();
     let cases = [
         // the engine refuses it
         (
@@ -71,7 +71,7 @@ fn approve_validates_again_and_refuses_without_touching_anything() {
         assert!(e.contains(why), "{id}: {e}");
     }
     assert_eq!(
-        std::fs::read(st.root().join("routes.json")).unwrap(),
+        std::fs::read(st.root().join("routes/routes.json")).unwrap(),
         routes_before
     );
     assert_eq!(st.count("decisions"), 0);
@@ -105,7 +105,8 @@ fn list_marks_a_credential_widening_and_shows_the_route_after() {
     // Approved, the credential stays on the route; the view shows only that one is there.
     host::approve(&[st.root()], "p00000000000000a1", "op").unwrap();
     let routes: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(st.root().join("routes.json")).unwrap()).unwrap();
+        serde_json::from_slice(&std::fs::read(st.root().join("routes/routes.json")).unwrap())
+            .unwrap();
     assert_eq!(routes["routes"][0]["token_env"], "EGRESS_PROXY_TOKEN_0");
     let view = std::fs::read_to_string(st.root().join("view/view.json")).unwrap();
     assert!(!view.contains("EGRESS_PROXY_TOKEN"));

@@ -129,7 +129,7 @@ fn approval_applies_live_through_egress_proxy_and_rejection_changes_nothing() {
     let _proxy = Proxy(
         Command::new(egress_proxy_bin())
             .arg("--routes")
-            .arg(st.root().join("routes.json"))
+            .arg(st.root().join("routes/routes.json"))
             .arg("--watch-routes")
             .args(["--listen", &proxy_addr.to_string(), "--log-format", "text"])
             .arg("--ca-out")
@@ -222,7 +222,7 @@ fn approval_applies_live_through_egress_proxy_and_rejection_changes_nothing() {
     );
 
     // 7. A rejection reaches the agent and leaves the routes file byte-identical.
-    let before = std::fs::read(st.root().join("routes.json")).unwrap();
+    let before = std::fs::read(st.root().join("routes/routes.json")).unwrap();
     agent.send(json!({"op": "call", "tool": "request-egress", "args": {
         "host": "example.org", "justification": "browse"}}));
     let pending = wait_pending(&dirs, 1);
@@ -232,7 +232,7 @@ fn approval_applies_live_through_egress_proxy_and_rejection_changes_nothing() {
     assert_eq!(r["structuredContent"]["status"], "rejected", "{r}");
     assert_eq!(r["structuredContent"]["reason"], "not needed for this task");
     assert_eq!(
-        std::fs::read(st.root().join("routes.json")).unwrap(),
+        std::fs::read(st.root().join("routes/routes.json")).unwrap(),
         before
     );
     let r = agent.call("proposal-status", json!({"id": rid}));
@@ -251,7 +251,7 @@ fn approval_applies_live_through_egress_proxy_and_rejection_changes_nothing() {
         Err(host::HostError::AlreadyDecided(..))
     ));
     assert_eq!(
-        std::fs::read(st.root().join("routes.json")).unwrap(),
+        std::fs::read(st.root().join("routes/routes.json")).unwrap(),
         before
     );
 
