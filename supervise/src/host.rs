@@ -331,6 +331,22 @@ pub struct AuditRecord {
     pub route_after: Option<Value>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
+    /// The operator's edits, when the approval was edited (`request` is
+    /// then what the agent asked, and `route_after` what was applied).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub edit: Option<Edit>,
+}
+
+/// The operator's edits to a proposal before approving it: replace the
+/// requested paths or methods. The host stays the one the agent asked for,
+/// and the edited change is validated like any other.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Edit {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub paths: Option<Vec<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub methods: Option<Vec<String>>,
 }
 
 fn audit(l: &Layout, rec: &AuditRecord) -> Result<(), HostError> {
@@ -388,9 +404,30 @@ pub struct Approved {
 /// publishes the new view, keeps the approval in `approved.json`, and last
 /// publishes the decision. `operator` is who decided.
 pub fn approve(state_dirs: &[PathBuf], id: &str, operator: &str) -> Result<Approved, HostError> {
+    approve_edited(state_dirs, id, operator, None)
+}
+
+/// [`approve`], with the operator's edits to the requested paths or methods
+/// applied first (the TUI's "edit"). The audit keeps both what the agent
+/// asked and the edit.
+pub fn approve_edited(
+    state_dirs: &[PathBuf],
+    id: &str,
+    operator: &str,
+    edit: Option<&Edit>,
+) -> Result<Approved, HostError> {
     let (l, pid) = locate(state_dirs, id)?;
     let _lock = lock(&l)?;
-    let p = pending_proposal(&l, &pid)?;
+    let mut p = pending_proposal(&l, &pid)?;
+    let asked = p.request.clone();
+    if let Some(e) = edit {
+        if let Some(paths) = &e.paths {
+            p.request.paths.clone_from(paths);
+        }
+        if let Some(methods) = &e.methods {
+            p.request.methods.clone_from(methods);
+        }
+    }
     let planned = plan_for(&l, &p)?;
     let time = state::now_rfc3339();
 
@@ -404,11 +441,12 @@ pub fn approve(state_dirs: &[PathBuf], id: &str, operator: &str) -> Result<Appro
             decision: Status::Approved,
             operator: operator.to_string(),
             client: p.client.clone(),
-            request: p.request.clone(),
+            request: asked,
             kind: Some(planned.kind),
             route_before: planned.before.clone(),
             route_after: Some(planned.after.clone()),
             reason: None,
+            edit: edit.cloned(),
         },
     )?;
     let decision = Decision {
@@ -487,6 +525,7 @@ pub fn reject(
             route_before: None,
             route_after: None,
             reason: Some(why.to_string()),
+            edit: None,
         },
     )?;
     publish_decision(

@@ -132,3 +132,48 @@ fn a_rejection_needs_a_reason() {
     ));
     assert_eq!(st.count("decisions"), 0);
 }
+
+#[test]
+fn an_edited_approval_applies_the_edit_validated_and_audits_both() {
+    let st = State::new(ROUTES);
+    let dirs = [st.root()];
+    let req = json!({"host": "files.example.com", "paths": ["/**"], "methods": ["GET", "POST"],
+                     "justification": "downloads"});
+    write_proposal(
+        &st,
+        "p00000000000000c1",
+        proposal("p00000000000000c1", req.clone()),
+    );
+    // An edit the engine refuses is refused, nothing written.
+    let bad = host::Edit {
+        paths: Some(vec!["^(".into()]),
+        methods: None,
+    };
+    let e = host::approve_edited(&dirs, "p00000000000000c1", "op", Some(&bad)).unwrap_err();
+    assert!(e.to_string().contains("path_allowlist[0]"), "{e}");
+    assert_eq!(st.count("decisions"), 0);
+    // The operator narrows it.
+    let narrow = host::Edit {
+        paths: Some(vec!["/dl/**".into()]),
+        methods: Some(vec!["GET".into()]),
+    };
+    let a = host::approve_edited(&dirs, "p00000000000000c1", "op", Some(&narrow)).unwrap();
+    assert_eq!(
+        a.route_after,
+        json!({"host": "files.example.com", "path_allowlist": ["/dl/**"], "methods": ["GET"]})
+    );
+    let audit: serde_json::Value = serde_json::from_str(
+        std::fs::read_to_string(st.root().join("audit.jsonl"))
+            .unwrap()
+            .trim(),
+    )
+    .unwrap();
+    assert_eq!(audit["request"]["paths"], json!(["/**"]));
+    assert_eq!(audit["edit"]["paths"], json!(["/dl/**"]));
+    assert_eq!(audit["route_after"]["methods"], json!(["GET"]));
+    // The next run re-applies what was approved, not what was asked.
+    let merged = host::merge_approved(ROUTES, &st.root().join("approved.json")).unwrap();
+    let policy = addon_rules::Policy::from_text(&merged.text, "m").unwrap();
+    let r = policy.route_for_host("files.example.com").unwrap();
+    assert_eq!(r.path_allowlist().entries(), ["/dl/**"]);
+}
