@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # Builds the images `bottle` runs, offline (nothing is pulled): egress-proxy,
-# bottle-agent, bottle-squid, and bottle-git-gate via docker/git-gate/build.sh.
+# bottle-supervise, bottle-agent, bottle-squid, and bottle-git-gate via
+# docker/git-gate/build.sh.
 #
 # Idempotent: every image carries a label `bottle.content-hash` computed from its
 # inputs (this script, the files it copies, the package list, and for egress-proxy
-# the release binary); an image whose label matches is skipped.
+# the release binaries); an image whose label matches is skipped.
 #
 # Usage: docker/build-images.sh [IMAGE...]   (default: all; names as above)
 set -euo pipefail
@@ -106,6 +107,32 @@ DOCKERFILE
   log "$name built"
 }
 
+# The supervise sidecar (docs/supervise.md): a static binary alone in the
+# image, like egress-proxy. It runs as 65534; the launcher gives it
+# proposals/ of the state directory.
+build_supervise() {
+  local name=bottle-supervise:latest target=x86_64-unknown-linux-gnu
+  log "compiling bottle-supervise (static, release)"
+  ( cd "$root" && RUSTFLAGS='-C target-feature=+crt-static' \
+      cargo build --quiet --release -p bottle-supervise --target "$target" )
+  local bin="$root/target/$target/release/bottle-supervise"
+  local h; h=$(hash_of "$here/build-images.sh" "$bin")
+  if [[ "$(current_hash "$name")" == "$h" ]]; then log "$name up to date"; return; fi
+  local ctx; ctx=$(mktemp -d)
+  trap 'rm -rf "$ctx"' RETURN
+  cp "$bin" "$ctx/bottle-supervise"
+  cat > "$ctx/Dockerfile" <<DOCKERFILE
+FROM scratch
+COPY bottle-supervise /bottle-supervise
+USER 65534:65534
+EXPOSE 9100
+ENTRYPOINT ["/bottle-supervise", "--state", "/state"]
+LABEL bottle.content-hash=$h
+DOCKERFILE
+  DOCKER_BUILDKIT=0 docker build --quiet -t "$name" "$ctx" >/dev/null 2> >(grep -v -e DEPRECATED -e BuildKit -e "environment-variable" -e "^$" >&2)
+  log "$name built"
+}
+
 build_git_gate() {
   if [[ -f "$here/git-gate/build.sh" ]]; then
     log "building bottle-git-gate (docker/git-gate/build.sh)"
@@ -116,11 +143,11 @@ build_git_gate() {
 }
 
 images=("$@")
-((${#images[@]})) || images=(bottle-agent bottle-squid egress-proxy bottle-git-gate)
+((${#images[@]})) || images=(bottle-agent bottle-squid egress-proxy bottle-supervise bottle-git-gate)
 for img in "${images[@]}"; do
   case "${img%%:*}" in
-    bottle-agent|bottle-squid|egress-proxy|bottle-git-gate) ;;
-    *) echo "build-images: unknown image '$img' (known: bottle-agent bottle-squid egress-proxy bottle-git-gate)" >&2; exit 2 ;;
+    bottle-agent|bottle-squid|egress-proxy|bottle-supervise|bottle-git-gate) ;;
+    *) echo "build-images: unknown image '$img' (known: bottle-agent bottle-squid egress-proxy bottle-supervise bottle-git-gate)" >&2; exit 2 ;;
   esac
 done
 # The Debian images mostly wait on apt downloads and the Rust build on the
@@ -131,6 +158,7 @@ for img in "${images[@]}"; do
     bottle-agent) build_agent & pids+=($!) ;;
     bottle-squid) build_squid & pids+=($!) ;;
     egress-proxy) build_egress_proxy & pids+=($!) ;;
+    bottle-supervise) build_supervise & pids+=($!) ;;
     bottle-git-gate) build_git_gate & pids+=($!) ;;
   esac
 done

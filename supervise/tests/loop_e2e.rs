@@ -1,0 +1,270 @@
+//! The whole loop on loopback: the real egress-proxy (`--watch-routes` on
+//! the state directory's routes file), the real sidecar, the agent's MCP
+//! client (official Python SDK), and the host library deciding.
+//!
+//! egress-proxy is the workspace's binary: build it first with
+//! `cargo build -p egress-proxy` (or point `EGRESS_PROXY_BIN` at one).
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, Command};
+use std::time::{Duration, Instant};
+
+use bottle_supervise::host;
+use common::*;
+use serde_json::{Value, json};
+
+const SECRET: &str = "s3cret-token-value-never-shown";
+
+fn egress_proxy_bin() -> PathBuf {
+    let p = std::env::var_os("EGRESS_PROXY_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| target_dir().join("debug/egress-proxy"));
+    assert!(
+        p.is_file(),
+        "{} missing: run `cargo build -p egress-proxy` first (or set EGRESS_PROXY_BIN)",
+        p.display()
+    );
+    p
+}
+
+struct Proxy(Child);
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// An origin on loopback that answers every request `200 hello`.
+fn origin() -> SocketAddr {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = l.local_addr().unwrap();
+    std::thread::spawn(move || {
+        for s in l.incoming() {
+            let Ok(mut s) = s else { continue };
+            std::thread::spawn(move || {
+                let mut buf = [0u8; 4096];
+                let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
+                let _ = s.read(&mut buf);
+                let _ = s.write_all(
+                    b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nConnection: close\r\n\r\nhello",
+                );
+            });
+        }
+    });
+    addr
+}
+
+/// A plain `http://` GET through the proxy: (status, decision header, body).
+fn get_via(proxy: SocketAddr, url_host: &str, path: &str) -> (u16, Option<String>, String) {
+    let mut s = TcpStream::connect(proxy).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    write!(
+        s,
+        "GET http://{url_host}{path} HTTP/1.1\r\nHost: {url_host}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut buf = Vec::new();
+    let _ = s.read_to_end(&mut buf);
+    let text = String::from_utf8_lossy(&buf).to_string();
+    let status = text
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let decision = text.lines().find_map(|l| {
+        let (k, v) = l.split_once(':')?;
+        k.eq_ignore_ascii_case("x-egress-proxy-decision")
+            .then(|| v.trim().to_string())
+    });
+    let body = text.split("\r\n\r\n").nth(1).unwrap_or("").to_string();
+    (status, decision, body)
+}
+
+fn wait_pending(state: &[PathBuf], n: usize) -> Vec<host::Pending> {
+    let until = Instant::now() + Duration::from_secs(15);
+    loop {
+        let p = host::list(state).unwrap();
+        if p.len() >= n {
+            return p;
+        }
+        assert!(Instant::now() < until, "no proposal appeared");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn audit_lines(st: &State) -> Vec<Value> {
+    std::fs::read_to_string(st.root().join("audit.jsonl"))
+        .unwrap_or_default()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+/// Every file the sidecar can see, concatenated.
+fn sidecar_visible(st: &State) -> String {
+    let mut all = String::new();
+    for sub in ["view", "proposals", "decisions"] {
+        for e in std::fs::read_dir(st.root().join(sub)).unwrap() {
+            all += &std::fs::read_to_string(e.unwrap().path()).unwrap();
+        }
+    }
+    all
+}
+
+#[test]
+fn approval_applies_live_through_egress_proxy_and_rejection_changes_nothing() {
+    let routes = r#"{"unmatched": "deny", "routes": [
+        {"host": "api.github.com", "path_allowlist": ["/repos/acme/widget/issues"],
+         "auth_scheme": "Bearer", "token_env": "EGRESS_PROXY_TOKEN_0"}
+    ]}"#;
+    let st = State::new(routes);
+    let dirs = [st.root()];
+    let origin = origin();
+    let proxy_addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let _proxy = Proxy(
+        Command::new(egress_proxy_bin())
+            .arg("--routes")
+            .arg(st.root().join("routes/routes.json"))
+            .arg("--watch-routes")
+            .args(["--listen", &proxy_addr.to_string(), "--log-format", "text"])
+            .arg("--ca-out")
+            .arg(st.root().join("ca.pem"))
+            .env("EGRESS_PROXY_TOKEN_0", SECRET)
+            .spawn()
+            .unwrap(),
+    );
+    wait_connectable(proxy_addr);
+    let target = origin.to_string();
+
+    // 1. A new host is refused.
+    let (status, decision, _) = get_via(proxy_addr, &target, "/hello");
+    assert_eq!(
+        (status, decision.as_deref()),
+        (403, Some("host-not-allowed"))
+    );
+
+    // 2. The agent asks; the sidecar waits for the decision.
+    let sc = sidecar(&st.root(), &["--decision-wait", "30"]);
+    let mut agent = Agent::connect(sc.addr);
+    agent.send(json!({"op": "call", "tool": "request-egress", "args": {
+        "host": "127.0.0.1", "paths": ["/hello"], "methods": ["GET"],
+        "justification": "fetch the greeting the tests need"}}));
+
+    // 3. The operator sees it and approves.
+    let pending = wait_pending(&dirs, 1);
+    let p = &pending[0];
+    assert_eq!(p.request.host, "127.0.0.1");
+    assert_eq!(p.client, "test-agent 1.0");
+    assert!(!p.widens_credential);
+    let id = p.id.to_string();
+    let approved_at = Instant::now();
+    let a = host::approve(&dirs, &id, "test-operator").unwrap();
+    assert_eq!(
+        a.route_after,
+        json!({"host": "127.0.0.1", "path_allowlist": ["/hello"], "methods": ["GET"]})
+    );
+
+    // 4. The waiting tool call answers "approved" with the route.
+    let r = agent.recv();
+    let v = &r["structuredContent"];
+    assert_eq!(v["status"], "approved", "{r}");
+    assert_eq!(v["id"], id.as_str());
+    assert_eq!(v["route"]["host"], "127.0.0.1");
+
+    // 5. Within seconds, with no restart, the proxy forwards it.
+    let applied = loop {
+        let (status, decision, body) = get_via(proxy_addr, &target, "/hello");
+        if decision.as_deref() != Some("host-not-allowed") {
+            assert_eq!((status, decision, body.as_str()), (200, None, "hello"));
+            break approved_at.elapsed();
+        }
+        assert!(
+            approved_at.elapsed() < Duration::from_secs(10),
+            "never applied"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    eprintln!("approval applied through egress-proxy --watch-routes in {applied:?}");
+    // Still only the approved path.
+    let (status, decision, _) = get_via(proxy_addr, &target, "/other");
+    assert_eq!(
+        (status, decision.as_deref()),
+        (403, Some("path-not-allowed"))
+    );
+
+    // 6. Audited and kept.
+    let audit = audit_lines(&st);
+    assert_eq!(audit.len(), 1);
+    assert_eq!(audit[0]["id"], id.as_str());
+    assert_eq!(audit[0]["decision"], "approved");
+    assert_eq!(audit[0]["operator"], "test-operator");
+    assert_eq!(audit[0]["client"], "test-agent 1.0");
+    assert_eq!(audit[0]["request"]["host"], "127.0.0.1");
+    assert_eq!(
+        audit[0]["request"]["justification"],
+        "fetch the greeting the tests need"
+    );
+    assert_eq!(audit[0]["route_after"]["host"], "127.0.0.1");
+    let merged = host::merge_approved(routes, &st.root().join("approved.json")).unwrap();
+    assert_eq!(merged.applied.len(), 1);
+    let policy = addon_rules::Policy::from_text(&merged.text, "merged").unwrap();
+    assert!(policy.route_for_host("127.0.0.1").is_some());
+    // The agent's listing shows it now.
+    let r = agent.call("list-egress-routes", json!({}));
+    assert_eq!(
+        r["structuredContent"]["routes"][1]["host"], "127.0.0.1",
+        "{r}"
+    );
+
+    // 7. A rejection reaches the agent and leaves the routes file byte-identical.
+    let before = std::fs::read(st.root().join("routes/routes.json")).unwrap();
+    agent.send(json!({"op": "call", "tool": "request-egress", "args": {
+        "host": "example.org", "justification": "browse"}}));
+    let pending = wait_pending(&dirs, 1);
+    let rid = pending[0].id.to_string();
+    host::reject(&dirs, &rid, "not needed for this task", "test-operator").unwrap();
+    let r = agent.recv();
+    assert_eq!(r["structuredContent"]["status"], "rejected", "{r}");
+    assert_eq!(r["structuredContent"]["reason"], "not needed for this task");
+    assert_eq!(
+        std::fs::read(st.root().join("routes/routes.json")).unwrap(),
+        before
+    );
+    let r = agent.call("proposal-status", json!({"id": rid}));
+    assert_eq!(r["structuredContent"]["status"], "rejected", "{r}");
+    let audit = audit_lines(&st);
+    assert_eq!(audit.len(), 2);
+    assert_eq!(audit[1]["decision"], "rejected");
+    assert_eq!(audit[1]["reason"], "not needed for this task");
+    // Decided once: a second decision on either is refused.
+    assert!(matches!(
+        host::approve(&dirs, &rid, "x"),
+        Err(host::HostError::AlreadyDecided(..))
+    ));
+    assert!(matches!(
+        host::reject(&dirs, &id, "late", "x"),
+        Err(host::HostError::AlreadyDecided(..))
+    ));
+    assert_eq!(
+        std::fs::read(st.root().join("routes/routes.json")).unwrap(),
+        before
+    );
+
+    // 8. Nothing the sidecar can read holds the secret or its slot name.
+    let seen = sidecar_visible(&st);
+    assert!(
+        !seen.contains(SECRET) && !seen.contains("EGRESS_PROXY_TOKEN"),
+        "{seen}"
+    );
+
+    // 9. Revoked: the next run starts without it.
+    host::revoke(&st.root().join("approved.json"), &id).unwrap();
+    let merged = host::merge_approved(routes, &st.root().join("approved.json")).unwrap();
+    assert!(merged.applied.is_empty());
+    assert_eq!(merged.text, routes);
+}
