@@ -92,6 +92,10 @@ async fn serve_client(shared: Arc<Shared>, stream: TcpStream, client: SocketAddr
     let limits = &shared.limits;
     let conn = hyper::server::conn::http1::Builder::new()
         .timer(TokioTimer::new())
+        // Header names reach an HTTP/1 origin as the client spelled them
+        // (the case map travels in the request's extensions), as mitmproxy
+        // does: some origins match names case-sensitively.
+        .preserve_header_case(true)
         .header_read_timeout(limits.header_read_timeout)
         .max_buf_size(limits.max_head_bytes)
         .serve_connection(TokioIo::new(stream), svc)

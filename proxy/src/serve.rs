@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
 use std::time::Instant;
 
-use addon_rules::{BodyHint, ConnectTarget, Decision, RequestFacts, Transport};
+use addon_rules::{BodyHint, ConnectTarget, Decision, Reason, Refusal, RequestFacts, Transport};
 use bytes::Bytes;
 use http::{Method, Request, Response, StatusCode, Version};
 use http_body_util::BodyExt;
@@ -78,7 +78,7 @@ pub async fn handle(
                     .unwrap_or((400, "the request head could not be checked"));
                 record.decision = "bad-request";
                 let resp = refusal(status, "bad-request", why, true);
-                return Ok(finish(resp, record, None));
+                return Ok(finish(resp, record, version, None));
             }
         },
     };
@@ -92,7 +92,7 @@ pub async fn handle(
     {
         let resp = Response::new(full(Bytes::from_static(b"ok\n")));
         record.decision = "healthz";
-        return Ok(finish(resp, record, None));
+        return Ok(finish(resp, record, version, None));
     }
 
     // hyper's buffer limit is not exact (reads grow adaptively), so the head
@@ -100,7 +100,7 @@ pub async fn handle(
     if head_size(&req) > ctx.shared.limits.max_head_bytes {
         record.decision = "bad-request";
         let resp = refusal(431, "bad-request", "request head larger than 64 KiB", true);
-        return Ok(finish(resp, record, None));
+        return Ok(finish(resp, record, version, None));
     }
 
     let body_hint = body_hint(&req);
@@ -159,7 +159,7 @@ pub async fn handle(
             // rather than read (or misparse) what follows.
             let close = version != Version::HTTP_2 && (body_hint != BodyHint::Empty || ends_http);
             let resp = refusal(r.status.as_u16(), r.reason.as_str(), &r.message, close);
-            return Ok(finish(resp, record, None));
+            return Ok(finish(resp, record, version, unread_h2_body(req)));
         }
         Decision::Allow(a) => a,
     };
@@ -177,7 +177,7 @@ pub async fn handle(
                 // rather than forward without the credential.
                 record.decision = "upstream-unreachable";
                 let resp = refusal(502, "upstream-unreachable", "credential not loaded", true);
-                return Ok(finish(resp, record, None));
+                return Ok(finish(resp, record, version, None));
             }
         },
         None => None,
@@ -204,6 +204,18 @@ pub async fn handle(
     };
     drop(loaded);
 
+    // An h2 GET/HEAD whose head did not say whether a body follows: the
+    // body must be seen to be empty before anything is forwarded.
+    let mut req = req;
+    if plan.drop_body {
+        let wait = ctx.shared.limits.header_read_timeout;
+        if let Err(r) = expect_no_body(req.body_mut(), &method, wait).await {
+            record.decision = r.reason.as_str();
+            let resp = refusal(r.status.as_u16(), r.reason.as_str(), &r.message, false);
+            return Ok(finish(resp, record, version, unread_h2_body(req)));
+        }
+    }
+
     let bytes_in = record.bytes_in.clone();
     let resp = forward::forward(&ctx.shared, req, plan, bytes_in).await;
     let resp = match resp {
@@ -225,7 +237,7 @@ pub async fn handle(
             http::HeaderValue::from_static("close"),
         );
     }
-    Ok(finish(resp, record, None))
+    Ok(finish(resp, record, version, None))
 }
 
 /// Approximate size of the request head as received (line plus headers).
@@ -250,16 +262,72 @@ fn body_hint(req: &Request<Incoming>) -> BodyHint {
     BodyHint::NonEmpty
 }
 
-/// Wraps the response body so the access-log line is written when it ends.
+/// Waits for the end of an h2 request stream that must carry no body (a
+/// `GET`/`HEAD` whose head announced none): empty DATA frames and trailers
+/// are fine, one byte of data is a 400 `bad-request`, decided before anything
+/// is forwarded. A stream that neither ends nor sends data within `wait` is
+/// refused the same way rather than forwarded with a body still to come.
+async fn expect_no_body(
+    body: &mut Incoming,
+    method: &Method,
+    wait: std::time::Duration,
+) -> Result<(), Refusal> {
+    let bad = |why: &str| Refusal::new(Reason::BadRequest, format!("{method} {why}"));
+    let deadline = tokio::time::Instant::now() + wait;
+    loop {
+        match tokio::time::timeout_at(deadline, body.frame()).await {
+            Err(_) => return Err(bad("request stream did not end (a body may follow)")),
+            Ok(None) => return Ok(()),
+            Ok(Some(Err(_))) => return Err(bad("request stream failed")),
+            Ok(Some(Ok(f))) => {
+                if f.data_ref().is_some_and(|d| !d.is_empty()) {
+                    return Err(bad("with a request body"));
+                }
+            }
+        }
+    }
+}
+
+/// The body of a refused h2 request, to keep until the refusal is sent.
+/// Dropping it earlier makes h2 reset the stream with CANCEL before the
+/// response goes out, and the client sees no reason at all; kept, the stream
+/// ends with the response and h2 sends RST_STREAM(NO_ERROR) (RFC 9113 §8.1).
+/// HTTP/1 drops it: the connection closes after a refusal with a body.
+fn unread_h2_body(req: Request<Incoming>) -> Option<Incoming> {
+    (req.version() == Version::HTTP_2).then(|| req.into_body())
+}
+
+/// Wraps the response body so the access-log line is written when it ends;
+/// `keep` (an unread request body) lives as long as the response body.
 fn finish(
     resp: Response<BoxBody>,
     mut record: AccessRecord,
-    _extra: Option<()>,
+    version: Version,
+    keep: Option<Incoming>,
 ) -> Response<BoxBody> {
     record.status = resp.status().as_u16();
+    // hyper's h2 server sends a body even on a HEAD response, which the
+    // client must treat as a protocol error (RFC 9113 §8.1.1); HTTP/1 drops
+    // it itself and keeps the length the GET would have.
+    let resp = if record.method == Method::HEAD && version == Version::HTTP_2 {
+        resp.map(|_| crate::body::empty())
+    } else {
+        resp
+    };
     let counter = record.bytes_out.clone();
     let on_end: Box<dyn FnOnce(bool) + Send> = Box::new(move |_complete| record.emit());
-    resp.map(|b| Tracked::new(b, counter, Some(on_end)).boxed_unsync())
+    let body = resp.map(|b| Tracked::new(b, counter, Some(on_end)));
+    match keep {
+        None => body.map(BodyExt::boxed_unsync),
+        // Dropped with the response body, after its last frame was sent.
+        Some(keep) => body.map(|b| {
+            b.map_frame(move |f| {
+                let _ = &keep;
+                f
+            })
+            .boxed_unsync()
+        }),
+    }
 }
 
 /// A response for requests the proxy port cannot serve at all.

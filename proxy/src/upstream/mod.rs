@@ -473,6 +473,10 @@ where
     I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
 {
     let (s, conn) = http1::Builder::new()
+        // Writes header names in the case of the client's HTTP/1 request
+        // (its case map is in the request's extensions; h2 requests have
+        // none and go lowercase) and keeps the origin's case for the client.
+        .preserve_header_case(true)
         .handshake(io)
         .await
         .map_err(|e| UpstreamError::Unreachable(format!("HTTP/1 handshake: {e}")))?;
