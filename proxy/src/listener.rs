@@ -15,10 +15,12 @@ use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::io::AsyncWriteExt;
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
+use tokio::sync::OwnedSemaphorePermit;
 
 use crate::body::{BoxBody, empty};
 use crate::h1scan::H1Scan;
+use crate::io::Lingering;
 use crate::refuse::refusal;
 use crate::serve::{self, Ctx, Via};
 use crate::state::Shared;
@@ -56,13 +58,16 @@ pub async fn run(shared: Arc<Shared>, listener: TcpListener) {
         let shared = shared.clone();
         tokio::spawn(async move {
             let _counted = crate::metrics::get().connection();
-            serve_client(shared, stream, client).await;
-            drop(permit);
+            serve_client(shared, Lingering::new(stream, permit), client).await;
         });
     }
 }
 
-async fn serve_client(shared: Arc<Shared>, stream: TcpStream, client: SocketAddr) {
+async fn serve_client(
+    shared: Arc<Shared>,
+    stream: Lingering<OwnedSemaphorePermit>,
+    client: SocketAddr,
+) {
     let (stream, heads) = H1Scan::new(stream, shared.limits.max_head_bytes);
     let ctx = Arc::new(Ctx {
         shared: shared.clone(),

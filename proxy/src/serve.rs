@@ -78,7 +78,7 @@ pub async fn handle(
                     .unwrap_or((400, "the request head could not be checked"));
                 record.decision = "bad-request";
                 let resp = refusal(status, "bad-request", why, true);
-                return Ok(finish(resp, record, version, None));
+                return Ok(finish(resp, record, version));
             }
         },
     };
@@ -92,7 +92,7 @@ pub async fn handle(
     {
         let resp = Response::new(full(Bytes::from_static(b"ok\n")));
         record.decision = "healthz";
-        return Ok(finish(resp, record, version, None));
+        return Ok(finish(resp, record, version));
     }
 
     // hyper's buffer limit is not exact (reads grow adaptively), so the head
@@ -100,7 +100,7 @@ pub async fn handle(
     if head_size(&req) > ctx.shared.limits.max_head_bytes {
         record.decision = "bad-request";
         let resp = refusal(431, "bad-request", "request head larger than 64 KiB", true);
-        return Ok(finish(resp, record, version, None));
+        return Ok(finish(resp, record, version));
     }
 
     let body_hint = body_hint(&req);
@@ -159,7 +159,7 @@ pub async fn handle(
             // rather than read (or misparse) what follows.
             let close = version != Version::HTTP_2 && (body_hint != BodyHint::Empty || ends_http);
             let resp = refusal(r.status.as_u16(), r.reason.as_str(), &r.message, close);
-            return Ok(finish(resp, record, version, unread_h2_body(req)));
+            return Ok(finish(resp, record, version));
         }
         Decision::Allow(a) => a,
     };
@@ -177,7 +177,7 @@ pub async fn handle(
                 // rather than forward without the credential.
                 record.decision = "upstream-unreachable";
                 let resp = refusal(502, "upstream-unreachable", "credential not loaded", true);
-                return Ok(finish(resp, record, version, None));
+                return Ok(finish(resp, record, version));
             }
         },
         None => None,
@@ -212,7 +212,7 @@ pub async fn handle(
         if let Err(r) = expect_no_body(req.body_mut(), &method, wait).await {
             record.decision = r.reason.as_str();
             let resp = refusal(r.status.as_u16(), r.reason.as_str(), &r.message, false);
-            return Ok(finish(resp, record, version, unread_h2_body(req)));
+            return Ok(finish(resp, record, version));
         }
     }
 
@@ -237,7 +237,7 @@ pub async fn handle(
             http::HeaderValue::from_static("close"),
         );
     }
-    Ok(finish(resp, record, version, None))
+    Ok(finish(resp, record, version))
 }
 
 /// Approximate size of the request head as received (line plus headers).
@@ -288,22 +288,11 @@ async fn expect_no_body(
     }
 }
 
-/// The body of a refused h2 request, to keep until the refusal is sent.
-/// Dropping it earlier makes h2 reset the stream with CANCEL before the
-/// response goes out, and the client sees no reason at all; kept, the stream
-/// ends with the response and h2 sends RST_STREAM(NO_ERROR) (RFC 9113 §8.1).
-/// HTTP/1 drops it: the connection closes after a refusal with a body.
-fn unread_h2_body(req: Request<Incoming>) -> Option<Incoming> {
-    (req.version() == Version::HTTP_2).then(|| req.into_body())
-}
-
-/// Wraps the response body so the access-log line is written when it ends;
-/// `keep` (an unread request body) lives as long as the response body.
+/// Wraps the response body so the access-log line is written when it ends.
 fn finish(
     resp: Response<BoxBody>,
     mut record: AccessRecord,
     version: Version,
-    keep: Option<Incoming>,
 ) -> Response<BoxBody> {
     record.status = resp.status().as_u16();
     // hyper's h2 server sends a body even on a HEAD response, which the
@@ -316,18 +305,7 @@ fn finish(
     };
     let counter = record.bytes_out.clone();
     let on_end: Box<dyn FnOnce(bool) + Send> = Box::new(move |_complete| record.emit());
-    let body = resp.map(|b| Tracked::new(b, counter, Some(on_end)));
-    match keep {
-        None => body.map(BodyExt::boxed_unsync),
-        // Dropped with the response body, after its last frame was sent.
-        Some(keep) => body.map(|b| {
-            b.map_frame(move |f| {
-                let _ = &keep;
-                f
-            })
-            .boxed_unsync()
-        }),
-    }
+    resp.map(|b| Tracked::new(b, counter, Some(on_end)).boxed_unsync())
 }
 
 /// A response for requests the proxy port cannot serve at all.
