@@ -216,7 +216,7 @@ async fn refusal_reaches_a_client_whose_body_is_still_in_flight() {
         ("--http1.1", plain),
     ];
     // The reset raced with the client's reads: try several times.
-    for round in 0..10 {
+    for round in 0..40 {
         for (http, url) in &cases {
             let out = tokio::process::Command::new("curl")
                 .args(["-sS", "--max-time", "20", http, "-x"])
