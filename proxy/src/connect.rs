@@ -17,6 +17,7 @@ use hyper_util::server::conn::auto;
 use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio_rustls::LazyConfigAcceptor;
 
+use crate::body::Guarded;
 use crate::h1scan::H1Scan;
 use crate::io::Prefixed;
 use crate::serve::{self, Ctx, Via};
@@ -245,15 +246,9 @@ where
         // connection would hold the full size of this future (S6).
         Box::pin(async move {
             let resp = serve::handle(ctx, req).await?;
-            Ok::<_, std::convert::Infallible>(resp.map(|b| {
-                http_body_util::BodyExt::boxed_unsync(http_body_util::BodyExt::map_frame(
-                    b,
-                    move |f| {
-                        let _ = &busy;
-                        f
-                    },
-                ))
-            }))
+            Ok::<_, std::convert::Infallible>(
+                resp.map(|b| http_body_util::BodyExt::boxed_unsync(Guarded::new(b, busy))),
+            )
         })
     });
     let conn = builder.serve_connection_with_upgrades(TokioIo::new(io), svc);

@@ -305,6 +305,23 @@ async fn content_length_list_gets_the_proxys_own_400() {
     f.origin.assert_untouched("Content-Length lists");
 }
 
+/// A refusal inside a tunnel keeps its `Content-Length` framing, as on the
+/// proxy port (the idle-timeout bookkeeping once hid the body's size and
+/// turned every tunnel refusal into a chunked one).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refusal_in_a_tunnel_has_a_content_length() {
+    let f = Fixture::start().await;
+    let h = f.tls_host();
+    let req = format!("GET /echo/secret/x HTTP/1.1\r\nHost: {h}\r\n\r\n");
+    let r = raw::tls_exchange(f.proxy.addr, &f.proxy.ca, &h, req.as_bytes()).await;
+    r.assert_refused(403, "path-not-allowed", "denied path in a tunnel");
+    assert_eq!(
+        (r.header("content-length"), r.header("transfer-encoding")),
+        (Some(r.body.len().to_string().as_str()), None),
+        "{r:?}"
+    );
+}
+
 // ------------------------------------- a tunnel that is not HTTP/1 (§3, no blind tunnels)
 
 /// A tunnel whose first line is not an HTTP/1.x request line is closed as
