@@ -20,6 +20,7 @@ use tokio_rustls::LazyConfigAcceptor;
 use crate::body::Guarded;
 use crate::h1scan::H1Scan;
 use crate::io::Prefixed;
+use crate::limits::MAX_SNIFFED_METHOD;
 use crate::serve::{self, Ctx, Via};
 use crate::state::Shared;
 
@@ -43,9 +44,6 @@ enum Line {
     /// After `HTTP/1.x\r`.
     Lf,
 }
-
-/// The longest method the classifier takes for HTTP/1.
-const MAX_METHOD: usize = 16;
 
 /// Classifies the first bytes of a tunnel, resuming where the last call
 /// stopped (each byte is looked at once, however the client splits them).
@@ -83,7 +81,7 @@ impl Classifier {
         while let Some(&b) = all.get(self.seen) {
             self.seen += 1;
             self.line = match (self.line, b) {
-                (Line::Method(n), b'A'..=b'Z') if n < MAX_METHOD => Line::Method(n + 1),
+                (Line::Method(n), b'A'..=b'Z') if n < MAX_SNIFFED_METHOD => Line::Method(n + 1),
                 // The h2 prior-knowledge preface is not HTTP/1 (h2c is refused).
                 (Line::Method(_), b' ') if all.starts_with(b"PRI ") => return Some(Sniffed::Other),
                 (Line::Method(n), b' ') if n > 0 => Line::Target(0),

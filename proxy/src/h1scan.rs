@@ -21,16 +21,10 @@ use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 
-use crate::listener::MAX_CONNECT_TARGET;
 use http::HeaderValue;
 use tokio::io::{AsyncRead, ReadBuf};
 
-/// hyper's default limit on the number of request headers.
-const MAX_HEADERS: usize = 100;
-/// hyper's limit on chunk extension bytes per body.
-const MAX_CHUNK_EXTENSIONS: u64 = 16 * 1024;
-/// Buffers above this are released between reads.
-const KEEP_CAPACITY: usize = 16 * 1024;
+use crate::limits::{MAX_CHUNK_EXTENSIONS, MAX_CONNECT_TARGET, MAX_HEADERS, SCAN_KEEP_CAPACITY};
 /// What hyper receives in place of a head it would reject.
 const SYNTHETIC_HEAD: &[u8] = b"GET / HTTP/1.1\r\nhost: egress-proxy.invalid\r\n\r\n";
 
@@ -530,10 +524,10 @@ impl<S: AsyncRead + Unpin> AsyncRead for H1Scan<S> {
                 continue;
             }
             // Idle keep-alive connections must not keep a large read's buffers.
-            if this.raw.capacity() > KEEP_CAPACITY {
+            if this.raw.capacity() > SCAN_KEEP_CAPACITY {
                 this.raw = Vec::new();
             }
-            if this.ready.capacity() > KEEP_CAPACITY {
+            if this.ready.capacity() > SCAN_KEEP_CAPACITY {
                 this.ready = Vec::new();
                 this.ready_pos = 0;
             }

@@ -11,6 +11,8 @@ use std::task::{Context, Poll};
 
 use tokio::io::{AsyncRead, ReadBuf};
 
+use crate::limits::{LINGER_BYTES, LINGER_IDLE, LINGER_TOTAL};
+
 /// `prefix` is read first, then `inner`; writes go to `inner`.
 pub struct Prefixed<S> {
     prefix: Vec<u8>,
@@ -91,12 +93,6 @@ macro_rules! write_through {
 pub(crate) use write_through;
 
 write_through!(Prefixed);
-
-/// How long a closing client connection is read and discarded, in all and
-/// between two reads, and how many bytes at most (see [`Lingering`]).
-const LINGER_TOTAL: std::time::Duration = std::time::Duration::from_secs(5);
-const LINGER_IDLE: std::time::Duration = std::time::Duration::from_secs(2);
-const LINGER_BYTES: usize = 16 << 20;
 
 /// A client's TCP stream that closes the way HTTP/1 needs (RFC 9112 §9.6,
 /// nginx's lingering close): when dropped, it sends FIN and then reads and

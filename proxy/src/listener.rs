@@ -21,12 +21,10 @@ use tokio::sync::OwnedSemaphorePermit;
 use crate::body::{BoxBody, empty};
 use crate::h1scan::H1Scan;
 use crate::io::Lingering;
+use crate::limits::{ACCEPT_BACKOFF, MAX_CONNECT_TARGET};
 use crate::refuse::refusal;
 use crate::serve::{self, Ctx, Via};
 use crate::state::Shared;
-
-/// SPEC §5: a CONNECT line over 8 KiB is a 400.
-pub(crate) const MAX_CONNECT_TARGET: usize = 8 * 1024;
 
 const OVERLOADED: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\ncontent-type: text/plain; charset=utf-8\r\nx-egress-proxy-decision: overloaded\r\nconnection: close\r\ncontent-length: 65\r\n\r\negress-proxy refused this connection (overloaded): too many open\n";
 
@@ -38,7 +36,7 @@ pub async fn run(shared: Arc<Shared>, listener: TcpListener) {
             Err(e) => {
                 // EMFILE and the like: back off instead of spinning.
                 tracing::warn!(error = %e, "accept failed");
-                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                tokio::time::sleep(ACCEPT_BACKOFF).await;
                 continue;
             }
         };

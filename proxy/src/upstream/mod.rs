@@ -17,7 +17,7 @@ use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex, Weak};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use http::{Method, Request, Response, StatusCode, Uri};
 use hyper::body::{Body, Incoming};
@@ -28,7 +28,10 @@ use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 
 use crate::body::{BoxBody, Tracked};
-use crate::limits::Limits;
+use crate::limits::{
+    Limits, POOL_READY_WAIT, UPSTREAM_H2_CONNECTION_WINDOW, UPSTREAM_H2_MAX_FRAME,
+    UPSTREAM_H2_STREAM_WINDOW,
+};
 use crate::tls::upstream::ClientTls;
 use address::AddressPolicy;
 
@@ -330,7 +333,7 @@ impl Upstream {
             // The connection task may not have noticed the end of the last
             // exchange yet; give it a moment rather than opening a new one.
             if !s.is_ready() {
-                let _ = tokio::time::timeout(Duration::from_millis(200), s.ready()).await;
+                let _ = tokio::time::timeout(POOL_READY_WAIT, s.ready()).await;
             }
             if s.is_ready() {
                 return Some(Conn::H1(s));
@@ -386,21 +389,11 @@ impl Upstream {
     where
         I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
     {
-        // One upstream h2 connection carries many clients' streams: a client
-        // that stops reading must only stall its own stream. Per-stream flow
-        // control bounds what one stream buffers (1 MiB: the smallest window
-        // at which a download through the proxy stops waiting on window
-        // updates, S4 in docs/benchmarks.md; 256 KiB gave 0.70x direct, 1, 2
-        // and 8 MiB 0.84x); the connection window is made too large to be the
-        // limit, or a few unread streams would hold it and starve every other
-        // stream (ops_hostile test).
+        // Flow control per stream, not per connection: see the constants.
         let (s, conn) = http2::Builder::new(TokioExecutor::new())
-            .initial_stream_window_size(1 << 20)
-            .initial_connection_window_size(1 << 30)
-            // Let the origin send DATA frames up to 1 MiB instead of 16 KiB:
-            // fewer frames, wake-ups and window updates on large downloads
-            // (S4 in docs/benchmarks.md).
-            .max_frame_size(1 << 20)
+            .initial_stream_window_size(UPSTREAM_H2_STREAM_WINDOW)
+            .initial_connection_window_size(UPSTREAM_H2_CONNECTION_WINDOW)
+            .max_frame_size(UPSTREAM_H2_MAX_FRAME)
             .handshake(io)
             .await
             .map_err(|e| UpstreamError::Unreachable(format!("h2 handshake: {e}")))?;
