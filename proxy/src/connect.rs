@@ -21,7 +21,7 @@ use crate::body::Guarded;
 use crate::h1scan::H1Scan;
 use crate::io::Prefixed;
 use crate::limits::MAX_SNIFFED_METHOD;
-use crate::serve::{self, Ctx, Via};
+use crate::serve::{self, ClientHello, Ctx, Tunnel};
 use crate::state::Shared;
 
 /// What the first bytes of a tunnel are.
@@ -150,7 +150,10 @@ pub async fn tunnel(
             let ctx = Arc::new(Ctx {
                 shared,
                 client,
-                via: Via::Cleartext { connect: target },
+                tunnel: Some(Tunnel {
+                    connect: target,
+                    tls: None,
+                }),
                 raw: Some(heads),
             });
             serve_http(ctx, io, true).await;
@@ -178,16 +181,16 @@ pub async fn tunnel(
             };
             let alpn = tls.get_ref().1.alpn_protocol();
             let h1_only = alpn == Some(b"http/1.1");
-            let via = Via::Tls {
+            let tunnel = Some(Tunnel {
                 connect: target,
-                sni,
-            };
+                tls: Some(ClientHello { sni }),
+            });
             if alpn == Some(b"h2") {
                 // h2 is framed by hyper itself: nothing to scan, no cost.
                 let ctx = Arc::new(Ctx {
                     shared,
                     client,
-                    via,
+                    tunnel,
                     raw: None,
                 });
                 serve_http(ctx, tls, false).await;
@@ -198,7 +201,7 @@ pub async fn tunnel(
                 let ctx = Arc::new(Ctx {
                     shared,
                     client,
-                    via,
+                    tunnel,
                     raw: Some(heads),
                 });
                 serve_http(ctx, io, h1_only).await;

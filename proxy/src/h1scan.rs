@@ -21,7 +21,8 @@ use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 
-use http::HeaderValue;
+use addon_rules::{Reason, Refusal};
+use http::{HeaderValue, StatusCode};
 use tokio::io::{AsyncRead, ReadBuf};
 
 use crate::limits::{MAX_CHUNK_EXTENSIONS, MAX_CONNECT_TARGET, MAX_HEADERS, SCAN_KEEP_CAPACITY};
@@ -40,8 +41,9 @@ pub struct RawHead {
     pub dropped_content_length: Vec<HeaderValue>,
     /// The bytes after this request are not HTTP/1 (`CONNECT`, `Upgrade`).
     pub ends_http: bool,
-    /// The head was malformed: `(status, why)`; hyper got a synthetic request.
-    pub refusal: Option<(u16, &'static str)>,
+    /// The head was malformed (400 or 431 `bad-request`); hyper got a
+    /// synthetic request.
+    pub refusal: Option<Refusal>,
 }
 
 /// The per-connection queue of raw heads shared with `serve::handle`.
@@ -256,15 +258,21 @@ impl Tracker {
                 && self.head.len() > line_limit
                 && memchr_nl(&self.head[..line_limit]).is_none()
             {
-                return self.refuse(400, "CONNECT line longer than 8 KiB");
+                return self.refuse(StatusCode::BAD_REQUEST, "CONNECT line longer than 8 KiB");
             }
             if self.head.len() > self.max_head {
-                return self.refuse(431, "request head larger than 64 KiB");
+                return self.refuse(
+                    StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+                    "request head larger than 64 KiB",
+                );
             }
             return Step::Held(skip + take);
         };
         if end > self.max_head {
-            return self.refuse(431, "request head larger than 64 KiB");
+            return self.refuse(
+                StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+                "request head larger than 64 KiB",
+            );
         }
         let extra = self.head.len() - end;
         self.head.truncate(end);
@@ -278,17 +286,17 @@ impl Tracker {
                 }
                 Step::Head { used, bytes }
             }
-            Err(why) => self.refuse(400, why),
+            Err(why) => self.refuse(StatusCode::BAD_REQUEST, why),
         }
     }
 
-    fn refuse(&mut self, status: u16, why: &'static str) -> Step {
+    fn refuse(&mut self, status: StatusCode, why: &'static str) -> Step {
         self.heads.push(RawHead {
             method: String::new(),
             target: String::new(),
             dropped_content_length: Vec::new(),
             ends_http: true,
-            refusal: Some((status, why)),
+            refusal: Some(Refusal::with_status(Reason::BadRequest, status, why)),
         });
         self.head = Vec::new();
         self.state = State::Refused;
@@ -705,7 +713,10 @@ GET http://h/d#frag HTTP/1.1\nHost: h\n\n";
             );
             assert_eq!(out, SYNTHETIC_HEAD, "{:?}", String::from_utf8_lossy(req));
             assert_eq!(heads.len(), 1);
-            assert_eq!(heads[0].refusal.map(|r| r.0), Some(status));
+            assert_eq!(
+                heads[0].refusal.as_ref().map(|r| r.status.as_u16()),
+                Some(status)
+            );
         }
     }
 
@@ -715,7 +726,10 @@ GET http://h/d#frag HTTP/1.1\nHost: h\n\n";
         req.extend(std::iter::repeat_n(b'a', 1024 * 1024));
         let (out, heads) = drain(vec![req], 64 * 1024, 8192);
         assert_eq!(out, SYNTHETIC_HEAD);
-        assert_eq!(heads[0].refusal.map(|r| r.0), Some(400));
+        assert_eq!(
+            heads[0].refusal.as_ref().map(|r| r.status.as_u16()),
+            Some(400)
+        );
         // A long GET line is only bounded by the head limit.
         let mut req = b"GET /".to_vec();
         req.extend(std::iter::repeat_n(b'a', 20 * 1024));
@@ -733,11 +747,17 @@ GET http://h/d#frag HTTP/1.1\nHost: h\n\n";
         }
         let (out, heads) = drain(vec![req.clone()], 1024, 8192);
         assert_eq!(out, SYNTHETIC_HEAD);
-        assert_eq!(heads[0].refusal.map(|r| r.0), Some(431));
+        assert_eq!(
+            heads[0].refusal.as_ref().map(|r| r.status.as_u16()),
+            Some(431)
+        );
         // A complete head just over the limit too.
         req.extend_from_slice(b"\r\n");
         let (_, heads) = drain(vec![req.clone()], req.len() - 1, 8192);
-        assert_eq!(heads[0].refusal.map(|r| r.0), Some(431));
+        assert_eq!(
+            heads[0].refusal.as_ref().map(|r| r.status.as_u16()),
+            Some(431)
+        );
         let (out, heads) = drain(vec![req.clone()], req.len(), 8192);
         assert_eq!(out, req);
         assert!(heads[0].refusal.is_none());

@@ -9,24 +9,26 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Instant;
 
+use addon_rules::{Reason, Refusal};
 use http::{Method, Request, Response};
 use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::io::AsyncWriteExt;
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::OwnedSemaphorePermit;
 
 use crate::body::{BoxBody, empty};
 use crate::h1scan::H1Scan;
 use crate::io::Lingering;
 use crate::limits::{ACCEPT_BACKOFF, MAX_CONNECT_TARGET};
-use crate::refuse::refusal;
-use crate::serve::{self, Ctx, Via};
+use crate::log::AccessRecord;
+use crate::metrics::Outcome;
+use crate::refuse;
+use crate::serve::{self, Ctx};
 use crate::state::Shared;
-
-const OVERLOADED: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\ncontent-type: text/plain; charset=utf-8\r\nx-egress-proxy-decision: overloaded\r\nconnection: close\r\ncontent-length: 65\r\n\r\negress-proxy refused this connection (overloaded): too many open\n";
 
 /// Accepts clients until the task is dropped.
 pub async fn run(shared: Arc<Shared>, listener: TcpListener) {
@@ -44,12 +46,7 @@ pub async fn run(shared: Arc<Shared>, listener: TcpListener) {
         let permit = match shared.connections.clone().try_acquire_owned() {
             Ok(p) => p,
             Err(_) => {
-                crate::metrics::get().overloaded();
-                tokio::spawn(async move {
-                    let mut s = stream;
-                    let _ = s.write_all(OVERLOADED).await;
-                    let _ = s.shutdown().await;
-                });
+                tokio::spawn(overloaded(stream, client));
                 continue;
             }
         };
@@ -61,6 +58,19 @@ pub async fn run(shared: Arc<Shared>, listener: TcpListener) {
     }
 }
 
+/// Over the connection limit: a 503 `overloaded` written at once, without
+/// reading anything from the client, and its access-log line.
+async fn overloaded(mut stream: TcpStream, client: SocketAddr) {
+    let refusal = Refusal::new(Reason::Overloaded, "too many open client connections");
+    let mut record = AccessRecord::connection(client, Instant::now());
+    record.status = refusal.status.as_u16();
+    record.decision = Outcome::Refused(refusal.reason);
+    crate::metrics::get().overloaded();
+    record.emit();
+    let _ = stream.write_all(&refuse::http1_bytes(&refusal)).await;
+    let _ = stream.shutdown().await;
+}
+
 async fn serve_client(
     shared: Arc<Shared>,
     stream: Lingering<OwnedSemaphorePermit>,
@@ -70,7 +80,7 @@ async fn serve_client(
     let ctx = Arc::new(Ctx {
         shared: shared.clone(),
         client,
-        via: Via::Proxy,
+        tunnel: None,
         raw: Some(heads),
     });
     // Tunnels are awaited inside this task so the connection permit covers them.
@@ -125,8 +135,8 @@ fn on_connect(
 ) -> Response<BoxBody> {
     let raw = req.uri().to_string();
     let parsed = if raw.len() > MAX_CONNECT_TARGET {
-        Err(addon_rules::Refusal::new(
-            addon_rules::Reason::BadRequest,
+        Err(Refusal::new(
+            Reason::BadRequest,
             "CONNECT line longer than 8 KiB",
         ))
     } else {
@@ -135,14 +145,14 @@ fn on_connect(
     let target = match parsed {
         Ok(t) => t,
         Err(r) => {
-            crate::log::AccessRecord {
+            AccessRecord {
                 host: raw.chars().take(256).collect(),
                 status: r.status.as_u16(),
-                decision: r.reason.as_str(),
-                ..crate::log::AccessRecord::new(ctx.client, req.method(), std::time::Instant::now())
+                decision: Outcome::Refused(r.reason),
+                ..AccessRecord::new(ctx.client, req.method(), Instant::now())
             }
             .emit();
-            return refusal(r.status.as_u16(), r.reason.as_str(), &r.message, true);
+            return refuse::response(&r, true);
         }
     };
     let shared = ctx.shared.clone();

@@ -19,6 +19,7 @@ use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Instant;
 
+use addon_rules::{Reason, Refusal};
 use http::{Method, Request, Response, StatusCode, Uri};
 use hyper::body::{Body, Incoming};
 use hyper::client::conn::{http1, http2};
@@ -93,26 +94,32 @@ pub enum UpstreamError {
 }
 
 impl UpstreamError {
-    /// (status, reason) of the refusal the client gets.
-    pub fn status_and_reason(&self) -> (StatusCode, &'static str) {
+    /// The reason of the refusal the client gets.
+    pub fn reason(&self) -> Reason {
         match self {
-            UpstreamError::DestinationNotAllowed(_) => {
-                (StatusCode::FORBIDDEN, "destination-not-allowed")
-            }
-            UpstreamError::ProxyRefused(s) => {
-                // 407 would ask the agent for proxy credentials it must not have.
-                let s = if *s == StatusCode::PROXY_AUTHENTICATION_REQUIRED
-                    || !(s.is_client_error() || s.is_server_error())
-                {
-                    StatusCode::BAD_GATEWAY
-                } else {
-                    *s
-                };
-                (s, "upstream-proxy-refused")
-            }
-            UpstreamError::Unreachable(_) => (StatusCode::BAD_GATEWAY, "upstream-unreachable"),
-            UpstreamError::Timeout(_) => (StatusCode::GATEWAY_TIMEOUT, "upstream-timeout"),
+            UpstreamError::DestinationNotAllowed(_) => Reason::DestinationNotAllowed,
+            UpstreamError::ProxyRefused(_) => Reason::UpstreamProxyRefused,
+            UpstreamError::Unreachable(_) => Reason::UpstreamUnreachable,
+            UpstreamError::Timeout(_) => Reason::UpstreamTimeout,
         }
+    }
+
+    /// The refusal the client gets: the reason's status, except that an
+    /// upstream proxy's refusal passes its own status on (a 407 would ask
+    /// the agent for proxy credentials it must not have: 502, as for a
+    /// status that is no error at all).
+    pub fn refusal(&self) -> Refusal {
+        let reason = self.reason();
+        let status = match self {
+            UpstreamError::ProxyRefused(s)
+                if *s != StatusCode::PROXY_AUTHENTICATION_REQUIRED
+                    && (s.is_client_error() || s.is_server_error()) =>
+            {
+                *s
+            }
+            _ => reason.default_status(),
+        };
+        Refusal::with_status(reason, status, self.to_string())
     }
 }
 
@@ -489,5 +496,51 @@ fn set_uri(req: &mut Request<BoxBody>, absolute: Option<&Origin>, path: &str) {
     };
     if let Ok(u) = uri.parse::<Uri>() {
         *req.uri_mut() = u;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn upstream_errors_map_to_their_refusal() {
+        let cases = [
+            (
+                UpstreamError::DestinationNotAllowed("10.0.0.1".into()),
+                403,
+                Reason::DestinationNotAllowed,
+            ),
+            (
+                UpstreamError::ProxyRefused(StatusCode::FORBIDDEN),
+                403,
+                Reason::UpstreamProxyRefused,
+            ),
+            (
+                UpstreamError::ProxyRefused(StatusCode::PROXY_AUTHENTICATION_REQUIRED),
+                502,
+                Reason::UpstreamProxyRefused,
+            ),
+            (
+                UpstreamError::ProxyRefused(StatusCode::MOVED_PERMANENTLY),
+                502,
+                Reason::UpstreamProxyRefused,
+            ),
+            (
+                UpstreamError::Unreachable("x".into()),
+                502,
+                Reason::UpstreamUnreachable,
+            ),
+            (
+                UpstreamError::Timeout("h:1".into()),
+                504,
+                Reason::UpstreamTimeout,
+            ),
+        ];
+        for (e, status, reason) in cases {
+            let r = e.refusal();
+            assert_eq!((r.status.as_u16(), r.reason), (status, reason), "{e}");
+            assert_eq!(r.message, e.to_string());
+        }
     }
 }
