@@ -1,9 +1,11 @@
 //! The proxy port: accepting clients and their first request.
 //!
-//! Owns: the accept loop, the connection limit (503 `overloaded` beyond it),
-//! TCP_NODELAY, and HTTP/1.1 on the proxy port: `CONNECT host:port` (answered
-//! 200 at once, then handed to `connect`), absolute-form `http://` requests
-//! and `GET /healthz`.
+//! Owns: the accept loop, the connection limit (503 `overloaded` beyond it,
+//! with its access-log line), TCP_NODELAY, the lingering close of client
+//! sockets (`io::Lingering`, which holds the connection's permit), and
+//! HTTP/1.1 on the proxy port: `CONNECT host:port` (answered 200 at once,
+//! then handed to `connect`), absolute-form `http://` requests and
+//! `GET /healthz` (both served by `serve`).
 //! Must never: resolve or contact the CONNECT target (that happens only for an
 //! allowed request inside the tunnel).
 
