@@ -4,20 +4,20 @@
 //! `Result<_, Refusal>` (in the spirit of pingora's request filter → upstream
 //! peer → upstream request filter → response filter):
 //!
-//! 1. [`raw_head`]: the HTTP/1 head as the client sent it (`h1scan`);
+//! 1. `raw_head`: the HTTP/1 head as the client sent it (`h1scan`);
 //! 2. `GET /healthz` on the proxy port, answered here;
-//! 3. [`head_size`]: SPEC §5, 64 KiB;
-//! 4. [`request_filter`]: the facts of the request, judged by the policy
+//! 3. `head_size`: SPEC §5, 64 KiB;
+//! 4. `request_filter`: the facts of the request, judged by the policy
 //!    (the single place a request is allowed or refused);
-//! 5. [`upstream_peer`]: where the allowed request goes and with what
+//! 5. `upstream_peer`: where the allowed request goes and with what
 //!    credential (`forward::Plan`);
-//! 6. [`request_body_filter`]: an h2 `GET`/`HEAD` whose head did not say
+//! 6. `request_body_filter`: an h2 `GET`/`HEAD` whose head did not say
 //!    whether a body follows must show it has none;
 //! 7. `forward::forward` (headers, bodies, the upstream), its failures mapped
 //!    by `UpstreamError::refusal`;
-//! 8. [`response_filter`]: `Connection: close` where HTTP/1 must stop.
+//! 8. `response_filter`: `Connection: close` where HTTP/1 must stop.
 //!
-//! Then one place, [`answer`], turns the outcome into the response and the
+//! Then one place, `answer`, turns the outcome into the response and the
 //! access-log record.
 //! Must never: poll a refused request's body (no `100 Continue`, nothing read),
 //! touch DNS or the upstream for a refused request, or judge a request itself.
