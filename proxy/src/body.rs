@@ -109,3 +109,45 @@ where
         self.inner.size_hint()
     }
 }
+
+/// A body that keeps `guard` alive until the body is dropped. Frames, the
+/// end of stream and the size hint pass through unchanged, so a response
+/// keeps its `Content-Length` (a `map_frame` closure holding the guard
+/// would hide the size and turn it into a chunked one).
+pub struct Guarded<B, G> {
+    inner: B,
+    _guard: G,
+}
+
+impl<B, G> Guarded<B, G> {
+    pub fn new(inner: B, guard: G) -> Self {
+        Guarded {
+            inner,
+            _guard: guard,
+        }
+    }
+}
+
+impl<B, G> Body for Guarded<B, G>
+where
+    B: Body + Unpin,
+    G: Unpin,
+{
+    type Data = B::Data;
+    type Error = B::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<B::Data>, B::Error>>> {
+        Pin::new(&mut self.inner).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}

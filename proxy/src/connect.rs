@@ -17,9 +17,11 @@ use hyper_util::server::conn::auto;
 use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio_rustls::LazyConfigAcceptor;
 
+use crate::body::Guarded;
 use crate::h1scan::H1Scan;
 use crate::io::Prefixed;
-use crate::serve::{self, Ctx, Via};
+use crate::limits::MAX_SNIFFED_METHOD;
+use crate::serve::{self, ClientHello, Ctx, Tunnel};
 use crate::state::Shared;
 
 /// What the first bytes of a tunnel are.
@@ -30,48 +32,93 @@ pub enum Sniffed {
     Other,
 }
 
-/// Classifies the first bytes of a tunnel. `bytes` holds at least one byte;
-/// `complete` says no more bytes will come soon enough to help.
-pub fn classify(bytes: &[u8]) -> Option<Sniffed> {
-    let first = *bytes.first()?;
-    if first == 0x16 {
-        // TLS handshake record; a ClientHello is checked by rustls.
-        return Some(Sniffed::Tls);
-    }
-    // The h2 prior-knowledge preface is not HTTP/1 (h2c is refused).
-    if bytes.starts_with(b"PRI ") {
-        return Some(Sniffed::Other);
-    }
-    // HTTP/1: a method token (uppercase letters) then a space.
-    for (i, b) in bytes.iter().enumerate() {
-        match b {
-            b'A'..=b'Z' => {}
-            b' ' if i > 0 => return Some(Sniffed::Http1),
-            _ => return Some(Sniffed::Other),
-        }
-        if i >= 16 {
-            return Some(Sniffed::Other);
-        }
-    }
-    None
+/// Where in an HTTP/1 request line the classifier is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Line {
+    /// The method token: this many uppercase letters so far.
+    Method(usize),
+    /// The request-target: this many bytes so far.
+    Target(usize),
+    /// `HTTP/1.x`: this many bytes of it so far.
+    Version(usize),
+    /// After `HTTP/1.x\r`.
+    Lf,
 }
 
-/// Reads until the first bytes can be classified (at most 18 bytes).
-async fn sniff<S: AsyncRead + Unpin>(io: &mut S) -> std::io::Result<(Sniffed, Vec<u8>)> {
+/// Classifies the first bytes of a tunnel, resuming where the last call
+/// stopped (each byte is looked at once, however the client splits them).
+///
+/// TLS: a handshake record's first byte (the ClientHello is checked by
+/// rustls). HTTP/1: the whole first line is an HTTP/1.x request line,
+/// `METHOD SP target SP HTTP/1.x` then CRLF or LF, so an `EHLO`, an SSH
+/// banner, a line with no version, or control bytes after a method-like
+/// prefix close the tunnel at once instead of waiting for a head that will
+/// never come. A target longer than `max_line` is left to the head limit of
+/// `h1scan` (431). Bytes of 0x80 and above in the target are left to
+/// `h1scan` too, which refuses them with a reason.
+#[derive(Debug)]
+pub struct Classifier {
+    seen: usize,
+    line: Line,
+    max_line: usize,
+}
+
+impl Classifier {
+    pub fn new(max_line: usize) -> Self {
+        Classifier {
+            seen: 0,
+            line: Line::Method(0),
+            max_line,
+        }
+    }
+
+    /// Looks at the bytes of `all` not seen yet (`all` only grows).
+    /// `None`: more bytes are needed.
+    pub fn classify(&mut self, all: &[u8]) -> Option<Sniffed> {
+        if self.seen == 0 && all.first() == Some(&0x16) {
+            return Some(Sniffed::Tls);
+        }
+        while let Some(&b) = all.get(self.seen) {
+            self.seen += 1;
+            self.line = match (self.line, b) {
+                (Line::Method(n), b'A'..=b'Z') if n < MAX_SNIFFED_METHOD => Line::Method(n + 1),
+                // The h2 prior-knowledge preface is not HTTP/1 (h2c is refused).
+                (Line::Method(_), b' ') if all.starts_with(b"PRI ") => return Some(Sniffed::Other),
+                (Line::Method(n), b' ') if n > 0 => Line::Target(0),
+                (Line::Target(n), b' ') if n > 0 => Line::Version(0),
+                (Line::Target(n), 0x21..=0x7e | 0x80..=0xff) => {
+                    if n >= self.max_line {
+                        return Some(Sniffed::Http1);
+                    }
+                    Line::Target(n + 1)
+                }
+                (Line::Version(7), b'0' | b'1') => Line::Version(8),
+                (Line::Version(n), _) if n < 7 && b == b"HTTP/1."[n] => Line::Version(n + 1),
+                (Line::Version(8), b'\r') => Line::Lf,
+                (Line::Version(8) | Line::Lf, b'\n') => return Some(Sniffed::Http1),
+                _ => return Some(Sniffed::Other),
+            };
+        }
+        None
+    }
+}
+
+/// Reads until the first bytes can be classified (at most the first line).
+async fn sniff<S: AsyncRead + Unpin>(
+    io: &mut S,
+    max_line: usize,
+) -> std::io::Result<(Sniffed, Vec<u8>)> {
+    let mut classifier = Classifier::new(max_line);
     let mut buf = Vec::with_capacity(32);
-    let mut chunk = [0u8; 18];
+    let mut chunk = [0u8; 2048];
     loop {
-        let want = 18 - buf.len();
-        let n = io.read(&mut chunk[..want]).await?;
+        let n = io.read(&mut chunk).await?;
         if n == 0 {
             return Ok((Sniffed::Other, buf));
         }
         buf.extend_from_slice(&chunk[..n]);
-        if let Some(kind) = classify(&buf) {
+        if let Some(kind) = classifier.classify(&buf) {
             return Ok((kind, buf));
-        }
-        if buf.len() >= 18 {
-            return Ok((Sniffed::Other, buf));
         }
     }
 }
@@ -85,7 +132,11 @@ pub async fn tunnel(
 ) {
     let mut io = TokioIo::new(upgraded);
     let limits = shared.limits.clone();
-    let sniffed = tokio::time::timeout(limits.handshake_timeout, sniff(&mut io)).await;
+    let sniffed = tokio::time::timeout(
+        limits.handshake_timeout,
+        sniff(&mut io, limits.max_head_bytes),
+    )
+    .await;
     let Ok(Ok((kind, prefix))) = sniffed else {
         return;
     };
@@ -99,7 +150,10 @@ pub async fn tunnel(
             let ctx = Arc::new(Ctx {
                 shared,
                 client,
-                via: Via::Cleartext { connect: target },
+                tunnel: Some(Tunnel {
+                    connect: target,
+                    tls: None,
+                }),
                 raw: Some(heads),
             });
             serve_http(ctx, io, true).await;
@@ -127,16 +181,16 @@ pub async fn tunnel(
             };
             let alpn = tls.get_ref().1.alpn_protocol();
             let h1_only = alpn == Some(b"http/1.1");
-            let via = Via::Tls {
+            let tunnel = Some(Tunnel {
                 connect: target,
-                sni,
-            };
+                tls: Some(ClientHello { sni }),
+            });
             if alpn == Some(b"h2") {
                 // h2 is framed by hyper itself: nothing to scan, no cost.
                 let ctx = Arc::new(Ctx {
                     shared,
                     client,
-                    via,
+                    tunnel,
                     raw: None,
                 });
                 serve_http(ctx, tls, false).await;
@@ -147,7 +201,7 @@ pub async fn tunnel(
                 let ctx = Arc::new(Ctx {
                     shared,
                     client,
-                    via,
+                    tunnel,
                     raw: Some(heads),
                 });
                 serve_http(ctx, io, h1_only).await;
@@ -166,6 +220,8 @@ where
     builder
         .http1()
         .timer(TokioTimer::new())
+        // Client header-name case kept for an HTTP/1 origin (see listener).
+        .preserve_header_case(true)
         .header_read_timeout(limits.header_read_timeout)
         .max_buf_size(limits.max_head_bytes)
         .keep_alive(true);
@@ -191,15 +247,9 @@ where
         // connection would hold the full size of this future (S6).
         Box::pin(async move {
             let resp = serve::handle(ctx, req).await?;
-            Ok::<_, std::convert::Infallible>(resp.map(|b| {
-                http_body_util::BodyExt::boxed_unsync(http_body_util::BodyExt::map_frame(
-                    b,
-                    move |f| {
-                        let _ = &busy;
-                        f
-                    },
-                ))
-            }))
+            Ok::<_, std::convert::Infallible>(
+                resp.map(|b| http_body_util::BodyExt::boxed_unsync(Guarded::new(b, busy))),
+            )
         })
     });
     let conn = builder.serve_connection_with_upgrades(TokioIo::new(io), svc);
@@ -223,12 +273,41 @@ mod tests {
 
     #[test]
     fn classification() {
+        let classify = |b: &[u8]| Classifier::new(64).classify(b);
         assert_eq!(classify(&[0x16, 3, 1]), Some(Sniffed::Tls));
-        assert_eq!(classify(b"GET / HTTP/1.1"), Some(Sniffed::Http1));
+        assert_eq!(classify(b"GET / HTTP/1.1\r\n"), Some(Sniffed::Http1));
+        assert_eq!(classify(b"GET http://h/x HTTP/1.0\n"), Some(Sniffed::Http1));
+        assert_eq!(classify(b"GET / HTTP/1.1"), None);
         assert_eq!(classify(b"SSH-2.0-OpenSSH"), Some(Sniffed::Other));
         assert_eq!(classify(b"PRI * HTTP/2.0"), Some(Sniffed::Other));
         assert_eq!(classify(b"GE"), None);
         assert_eq!(classify(b" GET"), Some(Sniffed::Other));
         assert_eq!(classify(&[0u8; 4]), Some(Sniffed::Other));
+        assert_eq!(classify(b"EHLO example.test\r\n"), Some(Sniffed::Other));
+        assert_eq!(classify(b"GET /x\r\n"), Some(Sniffed::Other));
+        assert_eq!(classify(b"GET / HTTP/2.0\r\n"), Some(Sniffed::Other));
+        assert_eq!(classify(b"GET \x00\x01\x02"), Some(Sniffed::Other));
+        assert_eq!(classify(b"GET / HTTP/1.1\rX"), Some(Sniffed::Other));
+        assert_eq!(classify(b"ABCDEFGHIJKLMNOPQ"), Some(Sniffed::Other));
+        // A long target is left to the head limit.
+        assert_eq!(
+            classify(&[&b"GET /"[..], &[b'a'; 100]].concat()),
+            Some(Sniffed::Http1)
+        );
+    }
+
+    #[test]
+    fn classification_resumes_byte_by_byte() {
+        for line in [&b"GET /a HTTP/1.1\r\n"[..], b"EHLO x\r\n", b"\x16\x03"] {
+            let mut c = Classifier::new(64);
+            let mut got = None;
+            for i in 1..=line.len() {
+                got = c.classify(&line[..i]);
+                if got.is_some() {
+                    break;
+                }
+            }
+            assert_eq!(got, Classifier::new(64).classify(line), "{line:?}");
+        }
     }
 }

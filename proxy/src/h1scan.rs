@@ -21,16 +21,11 @@ use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 
-use crate::listener::MAX_CONNECT_TARGET;
-use http::HeaderValue;
+use addon_rules::{Reason, Refusal};
+use http::{HeaderValue, StatusCode};
 use tokio::io::{AsyncRead, ReadBuf};
 
-/// hyper's default limit on the number of request headers.
-const MAX_HEADERS: usize = 100;
-/// hyper's limit on chunk extension bytes per body.
-const MAX_CHUNK_EXTENSIONS: u64 = 16 * 1024;
-/// Buffers above this are released between reads.
-const KEEP_CAPACITY: usize = 16 * 1024;
+use crate::limits::{MAX_CHUNK_EXTENSIONS, MAX_CONNECT_TARGET, MAX_HEADERS, SCAN_KEEP_CAPACITY};
 /// What hyper receives in place of a head it would reject.
 const SYNTHETIC_HEAD: &[u8] = b"GET / HTTP/1.1\r\nhost: egress-proxy.invalid\r\n\r\n";
 
@@ -46,8 +41,9 @@ pub struct RawHead {
     pub dropped_content_length: Vec<HeaderValue>,
     /// The bytes after this request are not HTTP/1 (`CONNECT`, `Upgrade`).
     pub ends_http: bool,
-    /// The head was malformed: `(status, why)`; hyper got a synthetic request.
-    pub refusal: Option<(u16, &'static str)>,
+    /// The head was malformed (400 or 431 `bad-request`); hyper got a
+    /// synthetic request.
+    pub refusal: Option<Refusal>,
 }
 
 /// The per-connection queue of raw heads shared with `serve::handle`.
@@ -262,15 +258,21 @@ impl Tracker {
                 && self.head.len() > line_limit
                 && memchr_nl(&self.head[..line_limit]).is_none()
             {
-                return self.refuse(400, "CONNECT line longer than 8 KiB");
+                return self.refuse(StatusCode::BAD_REQUEST, "CONNECT line longer than 8 KiB");
             }
             if self.head.len() > self.max_head {
-                return self.refuse(431, "request head larger than 64 KiB");
+                return self.refuse(
+                    StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+                    "request head larger than 64 KiB",
+                );
             }
             return Step::Held(skip + take);
         };
         if end > self.max_head {
-            return self.refuse(431, "request head larger than 64 KiB");
+            return self.refuse(
+                StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+                "request head larger than 64 KiB",
+            );
         }
         let extra = self.head.len() - end;
         self.head.truncate(end);
@@ -284,17 +286,17 @@ impl Tracker {
                 }
                 Step::Head { used, bytes }
             }
-            Err(why) => self.refuse(400, why),
+            Err(why) => self.refuse(StatusCode::BAD_REQUEST, why),
         }
     }
 
-    fn refuse(&mut self, status: u16, why: &'static str) -> Step {
+    fn refuse(&mut self, status: StatusCode, why: &'static str) -> Step {
         self.heads.push(RawHead {
             method: String::new(),
             target: String::new(),
             dropped_content_length: Vec::new(),
             ends_http: true,
-            refusal: Some((status, why)),
+            refusal: Some(Refusal::with_status(Reason::BadRequest, status, why)),
         });
         self.head = Vec::new();
         self.state = State::Refused;
@@ -403,22 +405,15 @@ fn last_is_chunked(value: &[u8]) -> bool {
         .is_some_and(|t| t.trim().eq_ignore_ascii_case("chunked"))
 }
 
-/// hyper's rule: a comma list of equal decimal values.
+/// hyper's rule: one decimal number per header line, no sign, no list
+/// (`Content-Length: 3, 3` is refused by hyper, so by the proxy too), below
+/// hyper's ceiling of `u64::MAX - 2`.
 fn content_length(value: &[u8]) -> Option<u64> {
-    let s = std::str::from_utf8(value).ok()?;
-    let mut out = None;
-    for v in s.split(',') {
-        let v = v.trim();
-        if v.is_empty() || !v.bytes().all(|b| b.is_ascii_digit()) {
-            return None;
-        }
-        let n: u64 = v.parse().ok()?;
-        if out.is_some_and(|o| o != n) {
-            return None;
-        }
-        out = Some(n);
+    if value.is_empty() || !value.iter().all(u8::is_ascii_digit) {
+        return None;
     }
-    out
+    let n: u64 = std::str::from_utf8(value).ok()?.parse().ok()?;
+    (n <= u64::MAX - 2).then_some(n)
 }
 
 /// The end of the head (after its empty line), searching from `from`:
@@ -528,10 +523,10 @@ impl<S: AsyncRead + Unpin> AsyncRead for H1Scan<S> {
                 continue;
             }
             // Idle keep-alive connections must not keep a large read's buffers.
-            if this.raw.capacity() > KEEP_CAPACITY {
+            if this.raw.capacity() > SCAN_KEEP_CAPACITY {
                 this.raw = Vec::new();
             }
-            if this.ready.capacity() > KEEP_CAPACITY {
+            if this.ready.capacity() > SCAN_KEEP_CAPACITY {
                 this.ready = Vec::new();
                 this.ready_pos = 0;
             }
@@ -672,7 +667,7 @@ GET http://h/d#frag HTTP/1.1\nHost: h\n\n";
 
     #[test]
     fn heads_hyper_would_reject_are_refused_by_the_proxy() {
-        let cases: [(&[u8], u16); 8] = [
+        let cases: [(&[u8], u16); 9] = [
             (
                 "CONNECT b\u{fc}cher.example:443 HTTP/1.1\r\n\r\n".as_bytes(),
                 400,
@@ -686,6 +681,7 @@ GET http://h/d#frag HTTP/1.1\nHost: h\n\n";
                 400,
             ),
             (b"GET / HTTP/1.1\r\nContent-Length: 3, 40\r\n\r\nabc", 400),
+            (b"POST / HTTP/1.1\r\nContent-Length: 3, 3\r\n\r\nabc", 400),
             (b"GET / HTTP/1.1\r\nContent-Length: +3\r\n\r\nabc", 400),
             (
                 b"POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
@@ -708,7 +704,10 @@ GET http://h/d#frag HTTP/1.1\nHost: h\n\n";
             );
             assert_eq!(out, SYNTHETIC_HEAD, "{:?}", String::from_utf8_lossy(req));
             assert_eq!(heads.len(), 1);
-            assert_eq!(heads[0].refusal.map(|r| r.0), Some(status));
+            assert_eq!(
+                heads[0].refusal.as_ref().map(|r| r.status.as_u16()),
+                Some(status)
+            );
         }
     }
 
@@ -718,7 +717,10 @@ GET http://h/d#frag HTTP/1.1\nHost: h\n\n";
         req.extend(std::iter::repeat_n(b'a', 1024 * 1024));
         let (out, heads) = drain(vec![req], 64 * 1024, 8192);
         assert_eq!(out, SYNTHETIC_HEAD);
-        assert_eq!(heads[0].refusal.map(|r| r.0), Some(400));
+        assert_eq!(
+            heads[0].refusal.as_ref().map(|r| r.status.as_u16()),
+            Some(400)
+        );
         // A long GET line is only bounded by the head limit.
         let mut req = b"GET /".to_vec();
         req.extend(std::iter::repeat_n(b'a', 20 * 1024));
@@ -736,11 +738,17 @@ GET http://h/d#frag HTTP/1.1\nHost: h\n\n";
         }
         let (out, heads) = drain(vec![req.clone()], 1024, 8192);
         assert_eq!(out, SYNTHETIC_HEAD);
-        assert_eq!(heads[0].refusal.map(|r| r.0), Some(431));
+        assert_eq!(
+            heads[0].refusal.as_ref().map(|r| r.status.as_u16()),
+            Some(431)
+        );
         // A complete head just over the limit too.
         req.extend_from_slice(b"\r\n");
         let (_, heads) = drain(vec![req.clone()], req.len() - 1, 8192);
-        assert_eq!(heads[0].refusal.map(|r| r.0), Some(431));
+        assert_eq!(
+            heads[0].refusal.as_ref().map(|r| r.status.as_u16()),
+            Some(431)
+        );
         let (out, heads) = drain(vec![req.clone()], req.len(), 8192);
         assert_eq!(out, req);
         assert!(heads[0].refusal.is_none());

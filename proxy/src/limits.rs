@@ -1,9 +1,59 @@
 //! Resource limits of the proxy, in one place.
 //!
-//! Owns: every bound (sizes, counts, timeouts) with its default.
-//! Must never: be read from the network; only the CLI may change it.
+//! Owns: every bound of the request path (sizes, counts, timeouts): the ones
+//! the CLI can change in `Limits`, with their defaults, and the fixed ones as
+//! constants below. The leaf certificate's validity is not a resource bound:
+//! it belongs to the certificate profile in `tls/leaf.rs`.
+//! Must never: be read from the network; only the CLI may change `Limits`.
 
 use std::time::Duration;
+
+/// SPEC §5: a CONNECT line over 8 KiB is a 400.
+pub const MAX_CONNECT_TARGET: usize = 8 * 1024;
+
+/// hyper's default limit on the number of request headers (a head with more
+/// is refused by the proxy before hyper sees it).
+pub const MAX_HEADERS: usize = 100;
+
+/// hyper's limit on chunk extension bytes per body.
+pub const MAX_CHUNK_EXTENSIONS: u64 = 16 * 1024;
+
+/// Scanner buffers above this are released between reads, so an idle
+/// keep-alive connection does not keep a large read's memory.
+pub const SCAN_KEEP_CAPACITY: usize = 16 * 1024;
+
+/// The longest method token the tunnel sniffer takes for HTTP/1.
+pub const MAX_SNIFFED_METHOD: usize = 16;
+
+/// The largest reply head accepted from the upstream proxy.
+pub const MAX_UPSTREAM_PROXY_REPLY: usize = 16 * 1024;
+
+/// Lingering close of a client connection (`io::Lingering`): how long what
+/// the client still sends is read and discarded, in all and between two
+/// reads, and how many bytes at most.
+pub const LINGER_TOTAL: Duration = Duration::from_secs(5);
+pub const LINGER_IDLE: Duration = Duration::from_secs(2);
+pub const LINGER_BYTES: usize = 16 << 20;
+
+/// After `accept` fails (EMFILE and the like), wait this long instead of spinning.
+pub const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
+
+/// How long a pooled HTTP/1 connection may take to become ready (its task
+/// may not have seen the end of the last exchange yet) before a new one is opened.
+pub const POOL_READY_WAIT: Duration = Duration::from_millis(200);
+
+/// One upstream h2 connection carries many clients' streams: a client that
+/// stops reading must only stall its own stream. Per-stream flow control
+/// bounds what one stream buffers (1 MiB: the smallest window at which a
+/// download through the proxy stops waiting on window updates, S4 in
+/// docs/benchmarks.md; 256 KiB gave 0.70x direct, 1, 2 and 8 MiB 0.84x).
+pub const UPSTREAM_H2_STREAM_WINDOW: u32 = 1 << 20;
+/// Made too large to be the limit, or a few unread streams would hold it and
+/// starve every other stream (ops_hostile test).
+pub const UPSTREAM_H2_CONNECTION_WINDOW: u32 = 1 << 30;
+/// Lets the origin send DATA frames up to 1 MiB instead of 16 KiB: fewer
+/// frames, wake-ups and window updates on large downloads (S4).
+pub const UPSTREAM_H2_MAX_FRAME: u32 = 1 << 20;
 
 /// Every bound the proxy enforces. One struct so the CLI and later tasks
 /// (limits flags, reload) have one place to change.
@@ -13,7 +63,7 @@ pub struct Limits {
     pub max_connections: usize,
     /// Maximum concurrent h2 streams per client connection.
     pub max_h2_streams: u32,
-    /// Maximum request head size (hyper answers 431 beyond).
+    /// Maximum request head size (431 beyond; SPEC §5, 64 KiB).
     pub max_head_bytes: usize,
     /// Time for a client to send a request head or finish a TLS handshake.
     pub header_read_timeout: Duration,

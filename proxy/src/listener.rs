@@ -1,32 +1,36 @@
 //! The proxy port: accepting clients and their first request.
 //!
-//! Owns: the accept loop, the connection limit (503 `overloaded` beyond it),
-//! TCP_NODELAY, and HTTP/1.1 on the proxy port: `CONNECT host:port` (answered
-//! 200 at once, then handed to `connect`), absolute-form `http://` requests
-//! and `GET /healthz`.
+//! Owns: the accept loop, the connection limit (503 `overloaded` beyond it,
+//! with its access-log line), TCP_NODELAY, the lingering close of client
+//! sockets (`io::Lingering`, which holds the connection's permit), and
+//! HTTP/1.1 on the proxy port: `CONNECT host:port` (answered 200 at once,
+//! then handed to `connect`), absolute-form `http://` requests and
+//! `GET /healthz` (both served by `serve`).
 //! Must never: resolve or contact the CONNECT target (that happens only for an
 //! allowed request inside the tunnel).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Instant;
 
+use addon_rules::{Reason, Refusal};
 use http::{Method, Request, Response};
 use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::OwnedSemaphorePermit;
 
 use crate::body::{BoxBody, empty};
 use crate::h1scan::H1Scan;
-use crate::refuse::refusal;
-use crate::serve::{self, Ctx, Via};
+use crate::io::Lingering;
+use crate::limits::{ACCEPT_BACKOFF, MAX_CONNECT_TARGET};
+use crate::log::AccessRecord;
+use crate::metrics::Outcome;
+use crate::refuse;
+use crate::serve::{self, Ctx};
 use crate::state::Shared;
-
-/// SPEC §5: a CONNECT line over 8 KiB is a 400.
-pub(crate) const MAX_CONNECT_TARGET: usize = 8 * 1024;
-
-const OVERLOADED: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\ncontent-type: text/plain; charset=utf-8\r\nx-egress-proxy-decision: overloaded\r\nconnection: close\r\ncontent-length: 65\r\n\r\negress-proxy refused this connection (overloaded): too many open\n";
 
 /// Accepts clients until the task is dropped.
 pub async fn run(shared: Arc<Shared>, listener: TcpListener) {
@@ -36,7 +40,7 @@ pub async fn run(shared: Arc<Shared>, listener: TcpListener) {
             Err(e) => {
                 // EMFILE and the like: back off instead of spinning.
                 tracing::warn!(error = %e, "accept failed");
-                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                tokio::time::sleep(ACCEPT_BACKOFF).await;
                 continue;
             }
         };
@@ -44,30 +48,41 @@ pub async fn run(shared: Arc<Shared>, listener: TcpListener) {
         let permit = match shared.connections.clone().try_acquire_owned() {
             Ok(p) => p,
             Err(_) => {
-                crate::metrics::get().overloaded();
-                tokio::spawn(async move {
-                    let mut s = stream;
-                    let _ = s.write_all(OVERLOADED).await;
-                    let _ = s.shutdown().await;
-                });
+                tokio::spawn(overloaded(stream, client));
                 continue;
             }
         };
         let shared = shared.clone();
         tokio::spawn(async move {
             let _counted = crate::metrics::get().connection();
-            serve_client(shared, stream, client).await;
-            drop(permit);
+            serve_client(shared, Lingering::new(stream, permit), client).await;
         });
     }
 }
 
-async fn serve_client(shared: Arc<Shared>, stream: TcpStream, client: SocketAddr) {
+/// Over the connection limit: a 503 `overloaded` written at once, without
+/// reading anything from the client, and its access-log line.
+async fn overloaded(mut stream: TcpStream, client: SocketAddr) {
+    let refusal = Refusal::new(Reason::Overloaded, "too many open client connections");
+    let mut record = AccessRecord::connection(client, Instant::now());
+    record.status = refusal.status.as_u16();
+    record.decision = Outcome::Refused(refusal.reason);
+    crate::metrics::get().overloaded();
+    record.emit();
+    let _ = stream.write_all(&refuse::http1_bytes(&refusal)).await;
+    let _ = stream.shutdown().await;
+}
+
+async fn serve_client(
+    shared: Arc<Shared>,
+    stream: Lingering<OwnedSemaphorePermit>,
+    client: SocketAddr,
+) {
     let (stream, heads) = H1Scan::new(stream, shared.limits.max_head_bytes);
     let ctx = Arc::new(Ctx {
         shared: shared.clone(),
         client,
-        via: Via::Proxy,
+        tunnel: None,
         raw: Some(heads),
     });
     // Tunnels are awaited inside this task so the connection permit covers them.
@@ -92,6 +107,10 @@ async fn serve_client(shared: Arc<Shared>, stream: TcpStream, client: SocketAddr
     let limits = &shared.limits;
     let conn = hyper::server::conn::http1::Builder::new()
         .timer(TokioTimer::new())
+        // Header names reach an HTTP/1 origin as the client spelled them
+        // (the case map travels in the request's extensions), as mitmproxy
+        // does: some origins match names case-sensitively.
+        .preserve_header_case(true)
         .header_read_timeout(limits.header_read_timeout)
         .max_buf_size(limits.max_head_bytes)
         .serve_connection(TokioIo::new(stream), svc)
@@ -118,8 +137,8 @@ fn on_connect(
 ) -> Response<BoxBody> {
     let raw = req.uri().to_string();
     let parsed = if raw.len() > MAX_CONNECT_TARGET {
-        Err(addon_rules::Refusal::new(
-            addon_rules::Reason::BadRequest,
+        Err(Refusal::new(
+            Reason::BadRequest,
             "CONNECT line longer than 8 KiB",
         ))
     } else {
@@ -128,14 +147,14 @@ fn on_connect(
     let target = match parsed {
         Ok(t) => t,
         Err(r) => {
-            crate::log::AccessRecord {
+            AccessRecord {
                 host: raw.chars().take(256).collect(),
                 status: r.status.as_u16(),
-                decision: r.reason.as_str(),
-                ..crate::log::AccessRecord::new(ctx.client, req.method(), std::time::Instant::now())
+                decision: Outcome::Refused(r.reason),
+                ..AccessRecord::new(ctx.client, req.method(), Instant::now())
             }
             .emit();
-            return refusal(r.status.as_u16(), r.reason.as_str(), &r.message, true);
+            return refuse::response(&r, true);
         }
     };
     let shared = ctx.shared.clone();

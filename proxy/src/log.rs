@@ -20,16 +20,19 @@ use tracing_subscriber::fmt::format::Writer;
 use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields};
 use tracing_subscriber::registry::LookupSpan;
 
+use crate::metrics::Outcome;
+
 /// The facts of one request for its access-log line.
 #[derive(Debug)]
 pub struct AccessRecord {
     pub client: SocketAddr,
-    pub method: Method,
+    /// `None` when no request was read (a connection refused as overloaded).
+    pub method: Option<Method>,
     pub host: String,
     /// The path without the query.
     pub path: String,
     pub status: u16,
-    pub decision: &'static str,
+    pub decision: Outcome,
     pub route: Option<String>,
     pub bytes_in: Arc<AtomicU64>,
     pub bytes_out: Arc<AtomicU64>,
@@ -37,14 +40,22 @@ pub struct AccessRecord {
 }
 
 impl AccessRecord {
+    /// A record for a request; `decision` is set when it is answered.
     pub fn new(client: SocketAddr, method: &Method, start: Instant) -> Self {
+        let mut r = AccessRecord::connection(client, start);
+        r.method = Some(method.clone());
+        r
+    }
+
+    /// A record for a connection no request was read from.
+    pub fn connection(client: SocketAddr, start: Instant) -> Self {
         AccessRecord {
             client,
-            method: method.clone(),
+            method: None,
             host: String::new(),
             path: String::new(),
             status: 0,
-            decision: "",
+            decision: Outcome::Allowed,
             route: None,
             bytes_in: Arc::new(AtomicU64::new(0)),
             bytes_out: Arc::new(AtomicU64::new(0)),
@@ -52,14 +63,14 @@ impl AccessRecord {
         }
     }
 
-    /// Writes the access-log line.
+    /// Writes the access-log line (and counts the request in the metrics).
     pub fn emit(&self) {
         crate::metrics::get().request(self.decision, self.start.elapsed());
         let path = self.path.split('?').next().unwrap_or("");
         tracing::info!(
             target: "access",
             client = %self.client,
-            method = %self.method,
+            method = %self.method.as_ref().map_or("", Method::as_str),
             host = %self.host,
             path = %path,
             status = self.status,

@@ -5,8 +5,8 @@
 //! refused as overloaded, leaf mints and leaf cache hits, and the request
 //! duration histogram. Encoding is prometheus-client's (OpenMetrics text).
 //! Must never: carry a secret, a host, a path or a query in a label. Labels
-//! are closed sets (decision reasons, error kinds), so the agent cannot grow
-//! the registry without bound by sending odd requests.
+//! are closed sets by type (`Outcome`, `addon_rules::Reason`), so the
+//! agent cannot grow the registry without bound by sending odd requests.
 //!
 //! Why a process-wide registry rather than one in `Shared`: the proxy is one
 //! per process, and the stages that count (listener, serve, leaf cache, log)
@@ -16,12 +16,42 @@
 use std::sync::LazyLock;
 use std::time::Duration;
 
+use addon_rules::Reason;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
+
+/// What became of a request: the access log's `decision` and the metrics
+/// label. A closed set by its type, so neither can carry request data.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// Forwarded (whatever the origin answered).
+    Allowed,
+    /// `GET /healthz` on the proxy port.
+    Healthz,
+    /// Refused by the proxy with this reason.
+    Refused(Reason),
+}
+
+impl Outcome {
+    /// `allowed`, `healthz` or the SPEC §3 reason.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Allowed => "allowed",
+            Outcome::Healthz => "healthz",
+            Outcome::Refused(r) => r.as_str(),
+        }
+    }
+}
+
+impl std::fmt::Display for Outcome {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
 
 /// The decision of a request (`allowed`, `healthz` or a refusal reason).
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -58,34 +88,6 @@ pub struct ResultLabel {
 impl std::fmt::Debug for Metrics {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("Metrics { .. }")
-    }
-}
-
-/// Decisions are a closed set; anything else is counted as `other` so a
-/// label can never carry request data.
-const KNOWN_DECISIONS: &[&str] = &[
-    "allowed",
-    "healthz",
-    "bad-request",
-    "bad-path",
-    "git-push",
-    "authority-mismatch",
-    "method-not-allowed",
-    "host-not-allowed",
-    "path-not-allowed",
-    "cleartext-credentials",
-    "destination-not-allowed",
-    "upstream-proxy-refused",
-    "upstream-unreachable",
-    "upstream-timeout",
-    "overloaded",
-];
-
-fn closed(label: &str) -> String {
-    if KNOWN_DECISIONS.contains(&label) {
-        label.to_owned()
-    } else {
-        "other".to_owned()
     }
 }
 
@@ -154,32 +156,28 @@ impl Metrics {
     }
 
     /// One finished request (called where its access-log line is written).
-    pub fn request(&self, decision: &str, elapsed: Duration) {
+    pub fn request(&self, decision: Outcome, elapsed: Duration) {
         self.requests
             .get_or_create(&DecisionLabel {
-                decision: closed(decision),
+                decision: decision.as_str().to_owned(),
             })
             .inc();
         self.duration.observe(elapsed.as_secs_f64());
     }
 
-    /// An allowed request that failed upstream (`reason` is the refusal reason).
-    pub fn upstream_error(&self, reason: &str) {
+    /// An allowed request that failed upstream, by the reason it was refused with.
+    pub fn upstream_error(&self, reason: Reason) {
         self.upstream_errors
             .get_or_create(&KindLabel {
-                kind: closed(reason),
+                kind: reason.as_str().to_owned(),
             })
             .inc();
     }
 
-    /// A connection refused because the connection limit was reached.
+    /// A connection refused because the connection limit was reached (its
+    /// access-log record counts it among the requests).
     pub fn overloaded(&self) {
         self.overloaded_connections.inc();
-        self.requests
-            .get_or_create(&DecisionLabel {
-                decision: "overloaded".into(),
-            })
-            .inc();
     }
 
     pub fn leaf_minted(&self) {
@@ -245,18 +243,27 @@ mod tests {
     #[test]
     fn labels_are_a_closed_set() {
         let m = Metrics::new();
-        m.request("allowed", Duration::from_millis(3));
-        m.request("host-not-allowed", Duration::from_millis(1));
-        m.request("/etc/passwd?token=x", Duration::from_millis(1));
-        m.upstream_error("upstream-timeout");
+        m.request(Outcome::Allowed, Duration::from_millis(3));
+        m.request(Outcome::Healthz, Duration::from_millis(1));
+        for r in Reason::ALL {
+            m.request(Outcome::Refused(r), Duration::from_millis(1));
+        }
+        m.upstream_error(Reason::UpstreamTimeout);
         let text = m.encode();
         assert!(text.contains("egress_proxy_requests_total{decision=\"allowed\"} 1"));
-        assert!(text.contains("egress_proxy_requests_total{decision=\"host-not-allowed\"} 1"));
-        assert!(text.contains("egress_proxy_requests_total{decision=\"other\"} 1"));
-        assert!(!text.contains("passwd"));
-        assert!(!text.contains("token=x"));
+        assert!(text.contains("egress_proxy_requests_total{decision=\"healthz\"} 1"));
+        for r in Reason::ALL {
+            let line = format!("egress_proxy_requests_total{{decision=\"{r}\"}} 1");
+            assert!(text.contains(&line), "{line}");
+        }
+        assert_eq!(
+            text.matches("egress_proxy_requests_total{").count(),
+            Reason::ALL.len() + 2,
+            "one series per outcome, nothing else"
+        );
         assert!(text.contains("egress_proxy_upstream_errors_total{kind=\"upstream-timeout\"} 1"));
-        assert!(text.contains("egress_proxy_request_duration_seconds_count 3"));
+        let n = Reason::ALL.len() + 2;
+        assert!(text.contains(&format!("egress_proxy_request_duration_seconds_count {n}")));
     }
 
     #[test]

@@ -1,53 +1,117 @@
-//! The client side of HTTP: requests on the proxy port and inside tunnels.
+//! The client side of HTTP: one request through its stages.
 //!
-//! Owns: turning one client request into `RequestFacts`, asking the policy
-//! (the single place a request is judged), and answering with a refusal or
-//! handing the allowed request to `forward`. Also `GET /healthz` on the proxy
-//! port and the access-log record of each request.
+//! Owns: the stages of a request, in order, each a function returning
+//! `Result<_, Refusal>` (in the spirit of pingora's request filter → upstream
+//! peer → upstream request filter → response filter):
+//!
+//! 1. `raw_head`: the HTTP/1 head as the client sent it (`h1scan`);
+//! 2. `GET /healthz` on the proxy port, answered here;
+//! 3. `head_size`: SPEC §5, 64 KiB;
+//! 4. `request_filter`: the facts of the request, judged by the policy
+//!    (the single place a request is allowed or refused);
+//! 5. `upstream_peer`: where the allowed request goes and with what
+//!    credential (`forward::Plan`);
+//! 6. `request_body_filter`: an h2 `GET`/`HEAD` whose head did not say
+//!    whether a body follows must show it has none;
+//! 7. `forward::forward` (headers, bodies, the upstream), its failures mapped
+//!    by `UpstreamError::refusal`;
+//! 8. `response_filter`: `Connection: close` where HTTP/1 must stop.
+//!
+//! Then one place, `answer`, turns the outcome into the response and the
+//! access-log record.
 //! Must never: poll a refused request's body (no `100 Continue`, nothing read),
 //! touch DNS or the upstream for a refused request, or judge a request itself.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::AtomicU64;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
-use addon_rules::{BodyHint, ConnectTarget, Decision, RequestFacts, Transport};
+use addon_rules::{
+    Allowed, BodyHint, ConnectTarget, Decision, Reason, Refusal, RequestFacts, Transport,
+};
 use bytes::Bytes;
-use http::{Method, Request, Response, StatusCode, Version};
+use http::{HeaderMap, Method, Request, Response, StatusCode, Version};
 use http_body_util::BodyExt;
 use hyper::body::{Body, Incoming};
 
 use crate::body::{BoxBody, Tracked, full};
 use crate::forward::{self, Plan};
+use crate::h1scan::{RawHead, RawHeads};
 use crate::log::AccessRecord;
-use crate::refuse::refusal;
-use crate::state::Shared;
+use crate::metrics::Outcome;
+use crate::refuse;
+use crate::state::{Loaded, Shared};
 use crate::upstream::{Origin, SendOpts};
-
-/// How the client's connection reached the request.
-#[derive(Debug, Clone)]
-pub enum Via {
-    /// Inside a CONNECT tunnel, TLS terminated with a leaf (`sni` as sent).
-    Tls {
-        connect: ConnectTarget,
-        sni: Option<String>,
-    },
-    /// Cleartext HTTP/1 inside a CONNECT tunnel.
-    Cleartext { connect: ConnectTarget },
-    /// A request on the proxy port itself (absolute-form `http://`).
-    Proxy,
-}
 
 /// One client connection's context.
 #[derive(Debug, Clone)]
 pub struct Ctx {
     pub shared: Arc<Shared>,
     pub client: SocketAddr,
-    pub via: Via,
+    /// The CONNECT tunnel the requests come through; `None` on the proxy port.
+    pub tunnel: Option<Tunnel>,
     /// The raw heads of an HTTP/1 connection (`None` for h2).
-    pub raw: Option<crate::h1scan::RawHeads>,
+    pub raw: Option<RawHeads>,
+}
+
+/// A CONNECT tunnel: its target, and the ClientHello when TLS was
+/// terminated. The policy sees it as an `addon_rules::Transport`.
+#[derive(Debug, Clone)]
+pub struct Tunnel {
+    pub connect: ConnectTarget,
+    /// `Some` when the tunnel carries TLS; `None`: cleartext HTTP/1.
+    pub tls: Option<ClientHello>,
+}
+
+/// What the client's TLS ClientHello said.
+#[derive(Debug, Clone)]
+pub struct ClientHello {
+    /// The server name as sent (a different one than the CONNECT host is 421).
+    pub sni: Option<String>,
+}
+
+impl Ctx {
+    /// How the requests of this connection reach the proxy, for the policy.
+    pub fn transport(&self) -> Transport<'_> {
+        match &self.tunnel {
+            None => Transport::PlainProxy,
+            Some(Tunnel {
+                connect,
+                tls: Some(hello),
+            }) => Transport::Tls {
+                connect,
+                sni: hello.sni.as_deref(),
+            },
+            Some(Tunnel { connect, tls: None }) => Transport::CleartextTunnel { connect },
+        }
+    }
+}
+
+/// How a request left the stages when it was not refused.
+enum Exit {
+    Healthz,
+    /// The origin's response (or the 101 of a WebSocket bridge).
+    Forwarded(Response<BoxBody>),
+}
+
+/// A refused request; `close`: the HTTP/1 connection must not carry another
+/// request after it (its body was never read, or its head could not be
+/// trusted).
+struct Stop {
+    refusal: Refusal,
+    close: bool,
+}
+
+/// `result.or_stop(close)`: a stage's refusal as a [`Stop`].
+trait OrStop<T> {
+    fn or_stop(self, close: bool) -> Result<T, Stop>;
+}
+
+impl<T> OrStop<T> for Result<T, Refusal> {
+    fn or_stop(self, close: bool) -> Result<T, Stop> {
+        self.map_err(|refusal| Stop { refusal, close })
+    }
 }
 
 /// Serves one request. Never fails: errors become refusals.
@@ -55,188 +119,111 @@ pub async fn handle(
     ctx: Arc<Ctx>,
     req: Request<Incoming>,
 ) -> Result<Response<BoxBody>, Infallible> {
-    let start = Instant::now();
-    let method = req.method().clone();
     let version = req.version();
-    let mut record = AccessRecord::new(ctx.client, &method, start);
-    record.host = match &ctx.via {
-        Via::Tls { connect, .. } | Via::Cleartext { connect } => connect.host.clone(),
-        Via::Proxy => req.uri().host().unwrap_or("").to_ascii_lowercase(),
+    let mut record = AccessRecord::new(ctx.client, req.method(), Instant::now());
+    record.host = match &ctx.tunnel {
+        Some(t) => t.connect.host.clone(),
+        None => req.uri().host().unwrap_or("").to_ascii_lowercase(),
     };
     record.path = req.uri().path().to_owned();
+    let outcome = stages(&ctx, req, &mut record).await;
+    Ok(answer(outcome, record, version))
+}
 
-    // HTTP/1: the head as the client sent it (hyper hides a `#fragment` and a
-    // Content-Length next to Transfer-Encoding). A scanned connection whose
-    // head is missing or is another request's cannot be checked: refuse.
-    let mut raw = match ctx.raw.as_ref().filter(|_| version != Version::HTTP_2) {
-        None => None,
-        Some(q) => match q.pop() {
-            Some(h) if h.refusal.is_none() && h.method == method.as_str() => Some(h),
-            other => {
-                let (status, why) = other
-                    .and_then(|h| h.refusal)
-                    .unwrap_or((400, "the request head could not be checked"));
-                record.decision = "bad-request";
-                let resp = refusal(status, "bad-request", why, true);
-                return Ok(finish(resp, record, None));
-            }
-        },
-    };
-    let ends_http = raw.as_ref().is_some_and(|h| h.ends_http);
-
-    if matches!(ctx.via, Via::Proxy)
-        && req.uri().scheme().is_none()
-        && req.uri().authority().is_none()
-        && method == Method::GET
-        && req.uri().path() == "/healthz"
-    {
-        let resp = Response::new(full(Bytes::from_static(b"ok\n")));
-        record.decision = "healthz";
-        return Ok(finish(resp, record, None));
+/// The stages in order; the first refusal ends the request.
+async fn stages(
+    ctx: &Ctx,
+    mut req: Request<Incoming>,
+    record: &mut AccessRecord,
+) -> Result<Exit, Stop> {
+    let h1 = req.version() != Version::HTTP_2;
+    let head = raw_head(ctx, &req).or_stop(true)?;
+    if is_healthz(ctx, &req) {
+        return Ok(Exit::Healthz);
     }
+    head_size(ctx, &req).or_stop(true)?;
+    let ends_http = head.as_ref().is_some_and(|h| h.ends_http);
+    let body = body_hint(&req);
 
-    // hyper's buffer limit is not exact (reads grow adaptively), so the head
-    // size is checked here too: SPEC §5, 64 KiB, 431.
-    if head_size(&req) > ctx.shared.limits.max_head_bytes {
-        record.decision = "bad-request";
-        let resp = refusal(431, "bad-request", "request head larger than 64 KiB", true);
-        return Ok(finish(resp, record, None));
-    }
-
-    let body_hint = body_hint(&req);
-    let target = if version == Version::HTTP_2 {
-        req.uri()
-            .path_and_query()
-            .map(|p| p.as_str().to_owned())
-            .unwrap_or_default()
-    } else if let Some(h) = raw.as_mut() {
-        std::mem::take(&mut h.target)
-    } else {
-        req.uri().to_string()
-    };
-    // Only with both Content-Length and Transfer-Encoding (hyper dropped the
-    // former): the policy must see the conflict.
-    let with_cl;
-    let headers = match raw.as_ref() {
-        Some(h) if !h.dropped_content_length.is_empty() => {
-            let mut m = req.headers().clone();
-            for v in &h.dropped_content_length {
-                m.append(http::header::CONTENT_LENGTH, v.clone());
-            }
-            with_cl = m;
-            &with_cl
-        }
-        _ => req.headers(),
-    };
-    let authority = if version == Version::HTTP_2 {
-        req.uri().authority().map(|a| a.as_str().to_owned())
-    } else {
-        None
-    };
-    let transport = match &ctx.via {
-        Via::Tls { connect, sni } => Transport::Tls {
-            connect,
-            sni: sni.as_deref(),
-        },
-        Via::Cleartext { connect } => Transport::CleartextTunnel { connect },
-        Via::Proxy => Transport::PlainProxy,
-    };
     let loaded = ctx.shared.loaded.load_full();
-    let facts = RequestFacts {
-        transport,
-        method: &method,
-        target: &target,
-        version,
-        authority: authority.as_deref(),
-        headers,
-        body: body_hint,
-    };
-    let decision = loaded.policy.decide(&facts);
-    let allowed = match decision {
-        Decision::Refuse(r) => {
-            record.decision = r.reason.as_str();
-            record.route = r.route.clone();
-            // An HTTP/1 request whose body we never read: close the connection
-            // rather than read (or misparse) what follows.
-            let close = version != Version::HTTP_2 && (body_hint != BodyHint::Empty || ends_http);
-            let resp = refusal(r.status.as_u16(), r.reason.as_str(), &r.message, close);
-            return Ok(finish(resp, record, None));
-        }
-        Decision::Allow(a) => a,
-    };
-    record.decision = "allowed";
+    // A refused HTTP/1 request whose body we never read: close the
+    // connection rather than read (or misparse) what follows.
+    let unread = h1 && (body != BodyHint::Empty || ends_http);
+    let allowed = request_filter(ctx, &req, head, body, &loaded).or_stop(unread)?;
     record.route = allowed.route.map(|r| r.host().to_owned());
     record.host = allowed.host.clone();
     if let Some(p) = allowed.path_and_query.split('?').next() {
         record.path = p.to_owned();
     }
-    let credential = match allowed.credential {
-        Some(c) => match loaded.secret(&c.source) {
-            Some(secret) => Some((c.header.clone(), c.scheme.clone(), secret.clone())),
-            None => {
-                // Cannot happen (loading checks every credential); refuse
-                // rather than forward without the credential.
-                record.decision = "upstream-unreachable";
-                let resp = refusal(502, "upstream-unreachable", "credential not loaded", true);
-                return Ok(finish(resp, record, None));
-            }
-        },
-        None => None,
-    };
-    let tls = matches!(ctx.via, Via::Tls { .. });
-    let route_names_ip = match (allowed.route, allowed.host.parse::<std::net::IpAddr>()) {
-        (Some(r), Ok(ip)) => r.names_ip(&ip),
-        _ => false,
-    };
-    let plan = Plan {
-        origin: Origin {
-            tls,
-            host: allowed.host.clone(),
-            port: allowed.port,
-        },
-        path_and_query: allowed.path_and_query.clone(),
-        credential,
-        strip: allowed.strip_headers.to_vec(),
-        opts: SendOpts {
-            websocket: allowed.websocket,
-            route_names_ip,
-        },
-        drop_body: matches!(method, Method::GET | Method::HEAD) && body_hint == BodyHint::Unknown,
-    };
+    let plan = upstream_peer(ctx, &loaded, &allowed, req.method(), body).or_stop(true)?;
     drop(loaded);
 
-    let bytes_in = record.bytes_in.clone();
-    let resp = forward::forward(&ctx.shared, req, plan, bytes_in).await;
-    let resp = match resp {
-        Ok(r) => r,
-        Err(e) => {
-            let (status, reason) = e.status_and_reason();
-            record.decision = reason;
-            crate::metrics::get().upstream_error(reason);
-            tracing::debug!(error = %e, "upstream failure");
-            refusal(status.as_u16(), reason, &e.to_string(), false)
-        }
-    };
-    // The bytes after an `Upgrade` request are not scanned: unless it became
-    // a tunnel, the connection must not carry another request.
-    let mut resp = resp;
-    if ends_http && resp.status() != StatusCode::SWITCHING_PROTOCOLS {
-        resp.headers_mut().insert(
-            http::header::CONNECTION,
-            http::HeaderValue::from_static("close"),
-        );
+    if plan.drop_body {
+        let wait = ctx.shared.limits.header_read_timeout;
+        request_body_filter(&mut req, wait).await.or_stop(false)?;
     }
-    Ok(finish(resp, record, None))
+    let bytes_in = record.bytes_in.clone();
+    let resp = forward::forward(&ctx.shared, req, plan, bytes_in)
+        .await
+        .map_err(|e| {
+            crate::metrics::get().upstream_error(e.reason());
+            tracing::debug!(error = %e, "upstream failure");
+            e.refusal()
+        })
+        .or_stop(false)?;
+    Ok(Exit::Forwarded(response_filter(resp, ends_http)))
 }
 
-/// Approximate size of the request head as received (line plus headers).
-fn head_size(req: &Request<Incoming>) -> usize {
+/// HTTP/1: the head as the client sent it (hyper hides a `#fragment` and a
+/// `Content-Length` next to `Transfer-Encoding`). A scanned connection whose
+/// head is missing, malformed or is another request's cannot be checked.
+fn raw_head(ctx: &Ctx, req: &Request<Incoming>) -> Result<Option<RawHead>, Refusal> {
+    let Some(q) = ctx
+        .raw
+        .as_ref()
+        .filter(|_| req.version() != Version::HTTP_2)
+    else {
+        return Ok(None);
+    };
+    match q.pop() {
+        Some(h) if h.refusal.is_none() && h.method == req.method().as_str() => Ok(Some(h)),
+        Some(RawHead {
+            refusal: Some(r), ..
+        }) => Err(r),
+        _ => Err(Refusal::new(
+            Reason::BadRequest,
+            "the request head could not be checked",
+        )),
+    }
+}
+
+/// `GET /healthz` in origin form on the proxy port (not inside a tunnel).
+fn is_healthz(ctx: &Ctx, req: &Request<Incoming>) -> bool {
+    ctx.tunnel.is_none()
+        && req.uri().scheme().is_none()
+        && req.uri().authority().is_none()
+        && req.method() == Method::GET
+        && req.uri().path() == "/healthz"
+}
+
+/// SPEC §5: a head over 64 KiB is a 431. hyper's buffer limit is not exact
+/// (reads grow adaptively), so the size is checked here too.
+fn head_size(ctx: &Ctx, req: &Request<Incoming>) -> Result<(), Refusal> {
     let line = req.method().as_str().len() + req.uri().to_string().len() + 12;
-    req.headers()
+    let size = req
+        .headers()
         .iter()
         .map(|(k, v)| k.as_str().len() + v.len() + 4)
         .sum::<usize>()
-        + line
+        + line;
+    if size > ctx.shared.limits.max_head_bytes {
+        return Err(Refusal::with_status(
+            Reason::BadRequest,
+            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            "request head larger than 64 KiB",
+        ));
+    }
+    Ok(())
 }
 
 /// What the transport tells about the request body (see `BodyHint`).
@@ -251,27 +238,168 @@ fn body_hint(req: &Request<Incoming>) -> BodyHint {
     BodyHint::NonEmpty
 }
 
-/// Wraps the response body so the access-log line is written when it ends.
-fn finish(
-    resp: Response<BoxBody>,
+/// The facts of the request, judged by the policy.
+fn request_filter<'p>(
+    ctx: &Ctx,
+    req: &Request<Incoming>,
+    mut head: Option<RawHead>,
+    body: BodyHint,
+    loaded: &'p Loaded,
+) -> Result<Allowed<'p>, Refusal> {
+    let h2 = req.version() == Version::HTTP_2;
+    let target = match (h2, head.as_mut()) {
+        (true, _) => req
+            .uri()
+            .path_and_query()
+            .map(|p| p.as_str().to_owned())
+            .unwrap_or_default(),
+        (false, Some(h)) => std::mem::take(&mut h.target),
+        (false, None) => req.uri().to_string(),
+    };
+    // Only with both Content-Length and Transfer-Encoding (hyper dropped the
+    // former): the policy must see the conflict.
+    let with_cl: HeaderMap;
+    let headers = match head.as_ref() {
+        Some(h) if !h.dropped_content_length.is_empty() => {
+            let mut m = req.headers().clone();
+            for v in &h.dropped_content_length {
+                m.append(http::header::CONTENT_LENGTH, v.clone());
+            }
+            with_cl = m;
+            &with_cl
+        }
+        _ => req.headers(),
+    };
+    let authority = h2.then(|| req.uri().authority().map(|a| a.as_str()));
+    let facts = RequestFacts {
+        transport: ctx.transport(),
+        method: req.method(),
+        target: &target,
+        version: req.version(),
+        authority: authority.flatten(),
+        headers,
+        body,
+    };
+    match loaded.policy.decide(&facts) {
+        Decision::Allow(a) => Ok(a),
+        Decision::Refuse(r) => Err(r),
+    }
+}
+
+/// Where the allowed request goes, with what credential and options.
+fn upstream_peer(
+    ctx: &Ctx,
+    loaded: &Loaded,
+    allowed: &Allowed<'_>,
+    method: &Method,
+    body: BodyHint,
+) -> Result<Plan, Refusal> {
+    let credential = match allowed.credential {
+        None => None,
+        Some(c) => match loaded.secret(&c.source) {
+            Some(secret) => Some((c.header.clone(), c.scheme.clone(), secret.clone())),
+            // Cannot happen (loading checks every credential); refuse
+            // rather than forward without the credential.
+            None => {
+                return Err(Refusal::new(
+                    Reason::UpstreamUnreachable,
+                    "credential not loaded",
+                ));
+            }
+        },
+    };
+    let route_names_ip = match (allowed.route, allowed.host.parse::<std::net::IpAddr>()) {
+        (Some(r), Ok(ip)) => r.names_ip(&ip),
+        _ => false,
+    };
+    let tls = ctx.tunnel.as_ref().is_some_and(|t| t.tls.is_some());
+    Ok(Plan {
+        origin: Origin {
+            tls,
+            host: allowed.host.clone(),
+            port: allowed.port,
+        },
+        path_and_query: allowed.path_and_query.clone(),
+        credential,
+        strip: allowed.strip_headers.to_vec(),
+        opts: SendOpts {
+            websocket: allowed.websocket,
+            route_names_ip,
+        },
+        drop_body: matches!(*method, Method::GET | Method::HEAD) && body == BodyHint::Unknown,
+    })
+}
+
+/// An h2 `GET`/`HEAD` whose head did not say whether a body follows: waits
+/// for the end of the request stream. Empty DATA frames and trailers are
+/// fine; one byte of data is a 400 `bad-request`, decided before anything is
+/// forwarded. A stream that neither ends nor sends data within `wait` is
+/// refused the same way rather than forwarded with a body still to come.
+async fn request_body_filter(req: &mut Request<Incoming>, wait: Duration) -> Result<(), Refusal> {
+    let method = req.method().clone();
+    let bad = |why: &str| Refusal::new(Reason::BadRequest, format!("{method} {why}"));
+    let deadline = tokio::time::Instant::now() + wait;
+    loop {
+        match tokio::time::timeout_at(deadline, req.body_mut().frame()).await {
+            Err(_) => return Err(bad("request stream did not end (a body may follow)")),
+            Ok(None) => return Ok(()),
+            Ok(Some(Err(_))) => return Err(bad("request stream failed")),
+            Ok(Some(Ok(f))) => {
+                if f.data_ref().is_some_and(|d| !d.is_empty()) {
+                    return Err(bad("with a request body"));
+                }
+            }
+        }
+    }
+}
+
+/// The bytes after an `Upgrade` request are not scanned: unless it became
+/// a tunnel, the connection must not carry another request.
+fn response_filter(mut resp: Response<BoxBody>, ends_http: bool) -> Response<BoxBody> {
+    if ends_http && resp.status() != StatusCode::SWITCHING_PROTOCOLS {
+        resp.headers_mut().insert(
+            http::header::CONNECTION,
+            http::HeaderValue::from_static("close"),
+        );
+    }
+    resp
+}
+
+/// The one place a request's outcome becomes its response and its
+/// access-log record (written when the response body ends).
+fn answer(
+    outcome: Result<Exit, Stop>,
     mut record: AccessRecord,
-    _extra: Option<()>,
+    version: Version,
 ) -> Response<BoxBody> {
+    let resp = match outcome {
+        Ok(Exit::Healthz) => {
+            record.decision = Outcome::Healthz;
+            Response::new(full(Bytes::from_static(b"ok\n")))
+        }
+        Ok(Exit::Forwarded(resp)) => {
+            record.decision = Outcome::Allowed;
+            resp
+        }
+        Err(Stop { refusal, close }) => {
+            record.decision = Outcome::Refused(refusal.reason);
+            // A refusal after route matching names its route.
+            if refusal.route.is_some() {
+                record.route = refusal.route.clone();
+            }
+            let resp = refuse::response(&refusal, close);
+            // hyper's h2 server sends a body even on a HEAD response, which
+            // the client must treat as a protocol error (RFC 9113 §8.1.1);
+            // HTTP/1 drops it itself and keeps the length a GET would have.
+            if record.method.as_ref() == Some(&Method::HEAD) && version == Version::HTTP_2 {
+                resp.map(|_| crate::body::empty())
+            } else {
+                resp
+            }
+        }
+    };
     record.status = resp.status().as_u16();
     let counter = record.bytes_out.clone();
     let on_end: Box<dyn FnOnce(bool) + Send> = Box::new(move |_complete| record.emit());
     resp.map(|b| Tracked::new(b, counter, Some(on_end)).boxed_unsync())
 }
-
-/// A response for requests the proxy port cannot serve at all.
-pub fn not_a_proxy_request() -> Response<BoxBody> {
-    refusal(
-        StatusCode::BAD_REQUEST.as_u16(),
-        "bad-request",
-        "send CONNECT host:port or an absolute-form http:// request",
-        true,
-    )
-}
-
-/// Counter type shared with `forward` for the request body.
-pub type Counter = Arc<AtomicU64>;

@@ -17,8 +17,9 @@ use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex, Weak};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
+use addon_rules::{Reason, Refusal};
 use http::{Method, Request, Response, StatusCode, Uri};
 use hyper::body::{Body, Incoming};
 use hyper::client::conn::{http1, http2};
@@ -28,7 +29,10 @@ use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 
 use crate::body::{BoxBody, Tracked};
-use crate::limits::Limits;
+use crate::limits::{
+    Limits, POOL_READY_WAIT, UPSTREAM_H2_CONNECTION_WINDOW, UPSTREAM_H2_MAX_FRAME,
+    UPSTREAM_H2_STREAM_WINDOW,
+};
 use crate::tls::upstream::ClientTls;
 use address::AddressPolicy;
 
@@ -90,26 +94,32 @@ pub enum UpstreamError {
 }
 
 impl UpstreamError {
-    /// (status, reason) of the refusal the client gets.
-    pub fn status_and_reason(&self) -> (StatusCode, &'static str) {
+    /// The reason of the refusal the client gets.
+    pub fn reason(&self) -> Reason {
         match self {
-            UpstreamError::DestinationNotAllowed(_) => {
-                (StatusCode::FORBIDDEN, "destination-not-allowed")
-            }
-            UpstreamError::ProxyRefused(s) => {
-                // 407 would ask the agent for proxy credentials it must not have.
-                let s = if *s == StatusCode::PROXY_AUTHENTICATION_REQUIRED
-                    || !(s.is_client_error() || s.is_server_error())
-                {
-                    StatusCode::BAD_GATEWAY
-                } else {
-                    *s
-                };
-                (s, "upstream-proxy-refused")
-            }
-            UpstreamError::Unreachable(_) => (StatusCode::BAD_GATEWAY, "upstream-unreachable"),
-            UpstreamError::Timeout(_) => (StatusCode::GATEWAY_TIMEOUT, "upstream-timeout"),
+            UpstreamError::DestinationNotAllowed(_) => Reason::DestinationNotAllowed,
+            UpstreamError::ProxyRefused(_) => Reason::UpstreamProxyRefused,
+            UpstreamError::Unreachable(_) => Reason::UpstreamUnreachable,
+            UpstreamError::Timeout(_) => Reason::UpstreamTimeout,
         }
+    }
+
+    /// The refusal the client gets: the reason's status, except that an
+    /// upstream proxy's refusal passes its own status on (a 407 would ask
+    /// the agent for proxy credentials it must not have: 502, as for a
+    /// status that is no error at all).
+    pub fn refusal(&self) -> Refusal {
+        let reason = self.reason();
+        let status = match self {
+            UpstreamError::ProxyRefused(s)
+                if *s != StatusCode::PROXY_AUTHENTICATION_REQUIRED
+                    && (s.is_client_error() || s.is_server_error()) =>
+            {
+                *s
+            }
+            _ => reason.default_status(),
+        };
+        Refusal::with_status(reason, status, self.to_string())
     }
 }
 
@@ -330,7 +340,7 @@ impl Upstream {
             // The connection task may not have noticed the end of the last
             // exchange yet; give it a moment rather than opening a new one.
             if !s.is_ready() {
-                let _ = tokio::time::timeout(Duration::from_millis(200), s.ready()).await;
+                let _ = tokio::time::timeout(POOL_READY_WAIT, s.ready()).await;
             }
             if s.is_ready() {
                 return Some(Conn::H1(s));
@@ -386,21 +396,11 @@ impl Upstream {
     where
         I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
     {
-        // One upstream h2 connection carries many clients' streams: a client
-        // that stops reading must only stall its own stream. Per-stream flow
-        // control bounds what one stream buffers (1 MiB: the smallest window
-        // at which a download through the proxy stops waiting on window
-        // updates, S4 in docs/benchmarks.md; 256 KiB gave 0.70x direct, 1, 2
-        // and 8 MiB 0.84x); the connection window is made too large to be the
-        // limit, or a few unread streams would hold it and starve every other
-        // stream (ops_hostile test).
+        // Flow control per stream, not per connection: see the constants.
         let (s, conn) = http2::Builder::new(TokioExecutor::new())
-            .initial_stream_window_size(1 << 20)
-            .initial_connection_window_size(1 << 30)
-            // Let the origin send DATA frames up to 1 MiB instead of 16 KiB:
-            // fewer frames, wake-ups and window updates on large downloads
-            // (S4 in docs/benchmarks.md).
-            .max_frame_size(1 << 20)
+            .initial_stream_window_size(UPSTREAM_H2_STREAM_WINDOW)
+            .initial_connection_window_size(UPSTREAM_H2_CONNECTION_WINDOW)
+            .max_frame_size(UPSTREAM_H2_MAX_FRAME)
             .handshake(io)
             .await
             .map_err(|e| UpstreamError::Unreachable(format!("h2 handshake: {e}")))?;
@@ -473,6 +473,10 @@ where
     I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
 {
     let (s, conn) = http1::Builder::new()
+        // Writes header names in the case of the client's HTTP/1 request
+        // (its case map is in the request's extensions; h2 requests have
+        // none and go lowercase) and keeps the origin's case for the client.
+        .preserve_header_case(true)
         .handshake(io)
         .await
         .map_err(|e| UpstreamError::Unreachable(format!("HTTP/1 handshake: {e}")))?;
@@ -492,5 +496,51 @@ fn set_uri(req: &mut Request<BoxBody>, absolute: Option<&Origin>, path: &str) {
     };
     if let Ok(u) = uri.parse::<Uri>() {
         *req.uri_mut() = u;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn upstream_errors_map_to_their_refusal() {
+        let cases = [
+            (
+                UpstreamError::DestinationNotAllowed("10.0.0.1".into()),
+                403,
+                Reason::DestinationNotAllowed,
+            ),
+            (
+                UpstreamError::ProxyRefused(StatusCode::FORBIDDEN),
+                403,
+                Reason::UpstreamProxyRefused,
+            ),
+            (
+                UpstreamError::ProxyRefused(StatusCode::PROXY_AUTHENTICATION_REQUIRED),
+                502,
+                Reason::UpstreamProxyRefused,
+            ),
+            (
+                UpstreamError::ProxyRefused(StatusCode::MOVED_PERMANENTLY),
+                502,
+                Reason::UpstreamProxyRefused,
+            ),
+            (
+                UpstreamError::Unreachable("x".into()),
+                502,
+                Reason::UpstreamUnreachable,
+            ),
+            (
+                UpstreamError::Timeout("h:1".into()),
+                504,
+                Reason::UpstreamTimeout,
+            ),
+        ];
+        for (e, status, reason) in cases {
+            let r = e.refusal();
+            assert_eq!((r.status.as_u16(), r.reason), (status, reason), "{e}");
+            assert_eq!(r.message, e.to_string());
+        }
     }
 }

@@ -11,9 +11,7 @@ use tokio::net::TcpStream;
 
 use super::UpstreamError;
 use crate::io::Prefixed;
-
-/// The largest reply head accepted from the upstream proxy.
-const MAX_REPLY: usize = 16 * 1024;
+use crate::limits::MAX_UPSTREAM_PROXY_REPLY;
 
 /// Opens a tunnel to `target` (`host:port`) through the proxy at `proxy`.
 pub async fn connect(proxy: &str, target: &str) -> Result<Prefixed<TcpStream>, UpstreamError> {
@@ -40,7 +38,7 @@ pub async fn connect(proxy: &str, target: &str) -> Result<Prefixed<TcpStream>, U
         if let Some(pos) = find_head_end(&buf) {
             break pos;
         }
-        if buf.len() > MAX_REPLY {
+        if buf.len() > MAX_UPSTREAM_PROXY_REPLY {
             return Err(UpstreamError::Unreachable(format!(
                 "upstream proxy {proxy}: reply head too large"
             )));
