@@ -11,8 +11,11 @@
 //! are named by where they come from ([`TokenSource`]), the proxy reads them.
 //! That keeps it table-testable, fuzzable and benchmarkable on its own.
 
+mod authority;
+mod credentials;
 mod decide;
 mod error;
+mod facts;
 mod framing;
 mod git;
 mod host;
@@ -20,11 +23,15 @@ mod method_override;
 mod path;
 mod pattern;
 mod reason;
+mod request_target;
 mod routes;
+mod routing;
 mod target;
+mod trace;
 
-pub use decide::{Allowed, BodyHint, Decision, RequestFacts, Transport};
+pub use decide::{Allowed, Decision};
 pub use error::{ConfigError, LoadError};
+pub use facts::{BodyHint, RequestFacts, Transport};
 pub use host::HostPattern;
 pub use path::{PathError, is_normalized, normalize_path};
 pub use pattern::PatternList;

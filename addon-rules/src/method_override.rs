@@ -66,6 +66,14 @@ pub(crate) fn find_refused(
     None
 }
 
+/// A client-sent method name for a message: at most 40 characters, quoted.
+pub(crate) fn shorten(s: &str) -> String {
+    match s.char_indices().nth(40) {
+        Some((i, _)) => format!("{:?}...", &s[..i]),
+        None => format!("{s:?}"),
+    }
+}
+
 /// Form-style decoding (`+` is a space, `%xx` decoded, a malformed escape
 /// kept as written, bytes that are not UTF-8 replaced).
 fn form_decode(s: &str) -> String {

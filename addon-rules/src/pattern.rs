@@ -325,6 +325,19 @@ fn compile_plain(e: &str) -> Compiled {
     Compiled::Glob(Glob { segs })
 }
 
+/// The path with every segment's `;` parameters removed, the form a Tomcat-
+/// or Jetty-style origin reads; `None` when it has none.
+pub(crate) fn without_parameters(path: &str) -> Option<String> {
+    if !path.contains(';') {
+        return None;
+    }
+    let segments: Vec<&str> = path
+        .split('/')
+        .map(|seg| seg.split_once(';').map_or(seg, |(name, _)| name))
+        .collect();
+    Some(segments.join("/"))
+}
+
 /// The form an origin that ignores case and merges slashes reads: ASCII
 /// lowercase, runs of `/` collapsed to one. Borrowed when already folded.
 pub(crate) fn fold_path(path: &str) -> std::borrow::Cow<'_, str> {
@@ -492,6 +505,20 @@ mod tests {
         assert!(l.matches("/") && l.matches("//x"));
         let l = list(&["/a/"]);
         assert!(l.matches("/a/") && l.matches("/a/b") && !l.matches("/a"));
+    }
+
+    #[test]
+    fn parameters_are_removed_from_every_segment() {
+        assert_eq!(without_parameters("/a/b"), None);
+        assert_eq!(
+            without_parameters("/a;x=1/secret;jsessionid=2/c").as_deref(),
+            Some("/a/secret/c")
+        );
+        assert_eq!(
+            without_parameters("/a/secret;/x").as_deref(),
+            Some("/a/secret/x")
+        );
+        assert_eq!(without_parameters("/a/b;").as_deref(), Some("/a/b"));
     }
 
     #[test]
