@@ -127,11 +127,14 @@ impl Policy {
 }
 
 /// The normalized path plus `?query`, as sent upstream.
-fn with_query(mut path: String, query: Option<&str>) -> String {
-    if let Some(q) = query {
-        path.reserve(1 + q.len());
-        path.push('?');
-        path.push_str(q);
-    }
-    path
+fn with_query(path: String, query: Option<&str>) -> String {
+    let Some(q) = query else {
+        return path;
+    };
+    // A new string of the exact size: cheaper than growing `path` in place.
+    let mut s = String::with_capacity(path.len() + 1 + q.len());
+    s.push_str(&path);
+    s.push('?');
+    s.push_str(q);
+    s
 }

@@ -50,12 +50,13 @@ pub(crate) fn push_signal(
     // segment rule above reads names (case-insensitive, `;` parameters
     // dropped) and with one trailing `/` allowed, variants a lax origin may
     // still route to the advertisement.
+    // The query first: most requests with a query ask for no service.
     if let Some(q) = query
-        && ends_with_info_refs(normalized_path)
         && q.split(['&', ';']).any(|pair| {
             let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
             decoded_eq_ignore_case(k, "service") && decoded_eq_ignore_case(v, RECEIVE_PACK)
         })
+        && ends_with_info_refs(normalized_path)
     {
         return Some("the query asks for service=git-receive-pack");
     }

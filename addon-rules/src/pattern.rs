@@ -341,7 +341,14 @@ pub(crate) fn without_parameters(path: &str) -> Option<String> {
 /// The form an origin that ignores case and merges slashes reads: ASCII
 /// lowercase, runs of `/` collapsed to one. Borrowed when already folded.
 pub(crate) fn fold_path(path: &str) -> std::borrow::Cow<'_, str> {
-    let folded_already = !path.bytes().any(|b| b.is_ascii_uppercase()) && !path.contains("//");
+    // One pass, no allocation: this runs on every request to a route with
+    // a deny list, and most paths are folded already.
+    let mut prev = 0u8;
+    let folded_already = path.bytes().all(|c| {
+        let ok = !c.is_ascii_uppercase() && !(c == b'/' && prev == b'/');
+        prev = c;
+        ok
+    });
     if folded_already {
         return std::borrow::Cow::Borrowed(path);
     }
