@@ -345,7 +345,7 @@ pub(crate) fn fold_path(path: &str) -> std::borrow::Cow<'_, str> {
     // a deny list, and most paths are folded already.
     let mut prev = 0u8;
     let folded_already = path.bytes().all(|c| {
-        let ok = !c.is_ascii_uppercase() && !(c == b'/' && prev == b'/');
+        let ok = !(c.is_ascii_uppercase() || (c == b'/' && prev == b'/'));
         prev = c;
         ok
     });
