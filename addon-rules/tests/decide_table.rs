@@ -1357,26 +1357,3 @@ fn refusals_after_route_matching_name_the_route() {
         );
     }
 }
-
-#[test]
-fn zz_dump_explain_tmp() {
-    let Ok(out) = std::env::var("EXPLAIN_DUMP") else {
-        return;
-    };
-    let p = policy("table.yaml");
-    let mut s = String::new();
-    for r in rows() {
-        let facts = r.req.facts();
-        let (d, steps) = p.explain(&facts);
-        s.push_str(&format!(
-            "## {} {}\n{}\n",
-            r.name,
-            d.label(),
-            steps.join("\n")
-        ));
-        if let Decision::Refuse(f) = d {
-            s.push_str(&format!("{f} {:?}\n", f.route));
-        }
-    }
-    std::fs::write(out, s).unwrap();
-}

@@ -201,34 +201,3 @@ fn hostile_yaml_is_an_error_not_a_hang_or_panic() {
         assert!(Policy::from_text(junk, "junk").is_err(), "{junk:?}");
     }
 }
-
-#[test]
-fn zz_dump_errors_tmp() {
-    let Ok(out) = std::env::var("ERRORS_DUMP") else {
-        return;
-    };
-    let mut s = String::new();
-    let mut fs: Vec<_> = std::fs::read_dir(testdata("broken"))
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .collect();
-    fs.sort();
-    for f in fs {
-        let text = std::fs::read_to_string(&f).unwrap();
-        match Policy::from_text(&text, "x") {
-            Ok(_) => s.push_str(&format!("## {} OK\n", f.display())),
-            Err(e) => s.push_str(&format!("## {}\n{e}\n", f.display())),
-        }
-    }
-    for t in [
-        "routes: [{host: a.example.com, methodz: [GET], path_allowlist: [x], token_env: 1}]",
-        "{\"routes\": 3}",
-        "unmatched: x",
-    ] {
-        match Policy::from_text(t, "y") {
-            Ok(_) => s.push_str("OK\n"),
-            Err(e) => s.push_str(&format!("{e}\n")),
-        }
-    }
-    std::fs::write(out, s).unwrap();
-}
