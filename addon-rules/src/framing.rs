@@ -1,13 +1,52 @@
 //! Framing and method rules of SPEC §3.5 that need only the request head:
 //! `TRACE` and `CONNECT` in a tunnel, `GET`/`HEAD` with a body,
 //! `Content-Length` / `Transfer-Encoding` conflicts, and `Upgrade` tokens.
-//! Owns the WebSocket-upgrade recognition. Must never accept a head whose
-//! framing two HTTP parsers could read differently (request smuggling).
+//! Owns the WebSocket-upgrade recognition and step 5 of a decision (which
+//! also refuses a method override naming `TRACE` or `CONNECT`).
+//! Must never accept a head whose framing two HTTP parsers could read
+//! differently (request smuggling).
 
 use http::{HeaderMap, Method, Version, header};
 
-use crate::decide::BodyHint;
+use crate::facts::{BodyHint, RequestFacts};
+use crate::method_override;
 use crate::reason::{Reason, Refusal};
+use crate::trace::Trace;
+
+/// Step 5 of a decision: framing and method, and a method override naming
+/// `TRACE` or `CONNECT`. `Ok(true)` for a valid WebSocket upgrade request.
+pub(crate) fn check_request(
+    req: &RequestFacts<'_>,
+    query: Option<&str>,
+    trace: &mut Trace<'_>,
+) -> Result<bool, Refusal> {
+    let websocket = check(req.method, req.version, req.headers, req.body)?;
+    // An override to TRACE would echo the request, injected credential
+    // included, back to the agent: refused like TRACE itself, on every
+    // route (docs/routes.md).
+    if let Some((what, m)) = method_override::find_refused(req.headers, query, |m| {
+        m.eq_ignore_ascii_case("TRACE") || m.eq_ignore_ascii_case("CONNECT")
+    }) {
+        return Err(Refusal::new(
+            Reason::MethodNotAllowed,
+            format!(
+                "{what} names {}, which is not allowed through the proxy",
+                method_override::shorten(&m)
+            ),
+        ));
+    }
+    trace.step(|| {
+        format!(
+            "5 framing: ok{}",
+            if websocket {
+                " (websocket upgrade)"
+            } else {
+                ""
+            }
+        )
+    });
+    Ok(websocket)
+}
 
 fn bad(msg: impl Into<String>) -> Refusal {
     Refusal::new(Reason::BadRequest, msg)

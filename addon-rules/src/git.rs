@@ -7,8 +7,29 @@
 
 use http::HeaderMap;
 
+use crate::reason::{Reason, Refusal};
+use crate::trace::Trace;
+
 const RECEIVE_PACK: &str = "git-receive-pack";
 const RECEIVE_PACK_CT: &str = "application/x-git-receive-pack-request";
+
+/// Step 3 of a decision: 403 `git-push` when any signal says push.
+pub(crate) fn block_push(
+    normalized_path: &str,
+    query: Option<&str>,
+    headers: &HeaderMap,
+    trace: &mut Trace<'_>,
+) -> Result<(), Refusal> {
+    if let Some(signal) = push_signal(normalized_path, query, headers) {
+        trace.step(|| format!("3 git-push: {signal}"));
+        return Err(Refusal::new(
+            Reason::GitPush,
+            format!("git push over HTTP is blocked: {signal}"),
+        ));
+    }
+    trace.step(|| "3 git-push: not a push".into());
+    Ok(())
+}
 
 /// Which signal identified a push, for messages and `explain`.
 pub(crate) fn push_signal(
@@ -29,12 +50,13 @@ pub(crate) fn push_signal(
     // segment rule above reads names (case-insensitive, `;` parameters
     // dropped) and with one trailing `/` allowed, variants a lax origin may
     // still route to the advertisement.
+    // The query first: most requests with a query ask for no service.
     if let Some(q) = query
-        && ends_with_info_refs(normalized_path)
         && q.split(['&', ';']).any(|pair| {
             let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
             decoded_eq_ignore_case(k, "service") && decoded_eq_ignore_case(v, RECEIVE_PACK)
         })
+        && ends_with_info_refs(normalized_path)
     {
         return Some("the query asks for service=git-receive-pack");
     }

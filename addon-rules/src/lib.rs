@@ -10,9 +10,28 @@
 //! It must never do I/O, block, spawn, log, or hold a secret value: credentials
 //! are named by where they come from ([`TokenSource`]), the proxy reads them.
 //! That keeps it table-testable, fuzzable and benchmarkable on its own.
+//!
+//! Where each rule lives:
+//!
+//! | SPEC | file |
+//! |---|---|
+//! | §2 routes file: model / document, keys / per-field loading | `routes/mod.rs` / `routes/document.rs`, `routes/load.rs` / `routes/fields.rs` |
+//! | §2 hosts, wildcards, PSL / path patterns, folded forms | `host.rs` / `pattern.rs` |
+//! | §3 the ordered steps, [`Decision`] / request facts / trace | `decide.rs` / `facts.rs` / `trace.rs` |
+//! | §3.1 target (host syntax in `target.rs`) | `request_target.rs` |
+//! | §3.2 path normalization | `path.rs` |
+//! | §3.3 git-push block | `git.rs` |
+//! | §3.4 authority | `authority.rs` |
+//! | §3.5 framing and method | `framing.rs` |
+//! | §3.6 route: host, `methods` and overrides, deny and allow lists | `routing.rs`, `method_override.rs` |
+//! | §3.7 credentials | `credentials.rs` |
+//! | reasons and refusals | `reason.rs` |
 
+mod authority;
+mod credentials;
 mod decide;
 mod error;
+mod facts;
 mod framing;
 mod git;
 mod host;
@@ -20,23 +39,18 @@ mod method_override;
 mod path;
 mod pattern;
 mod reason;
+mod request_target;
 mod routes;
+mod routing;
 mod target;
+mod trace;
 
-pub use decide::{Allowed, BodyHint, Decision, RequestFacts, Transport};
+pub use decide::{Allowed, Decision};
 pub use error::{ConfigError, LoadError};
+pub use facts::{BodyHint, RequestFacts, Transport};
 pub use host::HostPattern;
 pub use path::{PathError, hex_digit, is_normalized, normalize_path};
 pub use pattern::PatternList;
 pub use reason::{Reason, Refusal};
-pub use routes::{Credential, Policy, Route, TokenSource, Unmatched};
+pub use routes::{CREDENTIAL_STRIP_HEADERS, Credential, Policy, Route, TokenSource, Unmatched};
 pub use target::{ConnectTarget, parse_connect_target};
-
-/// Client headers removed on every credential route before the route's own
-/// header is added (SPEC §3.7), lowercase.
-pub const CREDENTIAL_STRIP_HEADERS: [&str; 4] = [
-    "authorization",
-    "proxy-authorization",
-    "cookie",
-    "x-api-key",
-];

@@ -30,8 +30,13 @@ pub(crate) fn find_refused(
     query: Option<&str>,
     mut refused: impl FnMut(&str) -> bool,
 ) -> Option<(&'static str, String)> {
-    for name in HEADERS {
-        for v in headers.get_all(name) {
+    // One pass over the names, no lookup by name: parsing and hashing three
+    // names would cost more than the rest of a decision's header work.
+    for key in headers.keys() {
+        let Some(name) = HEADERS.iter().copied().find(|h| *h == key.as_str()) else {
+            continue;
+        };
+        for v in headers.get_all(key) {
             let Ok(v) = v.to_str() else {
                 return Some((name, "(a value that is not ASCII text)".to_string()));
             };
@@ -64,6 +69,14 @@ pub(crate) fn find_refused(
         }
     }
     None
+}
+
+/// A client-sent method name for a message: at most 40 characters, quoted.
+pub(crate) fn shorten(s: &str) -> String {
+    match s.char_indices().nth(40) {
+        Some((i, _)) => format!("{:?}...", &s[..i]),
+        None => format!("{s:?}"),
+    }
 }
 
 /// Form-style decoding (`+` is a space, `%xx` decoded, a malformed escape

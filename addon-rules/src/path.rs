@@ -47,6 +47,17 @@ impl std::fmt::Display for PathError {
 
 impl std::error::Error for PathError {}
 
+/// Step 2 of a decision: the normalized path, or 400 `bad-path`.
+pub(crate) fn normalize_step(
+    raw_path: &str,
+    trace: &mut crate::trace::Trace<'_>,
+) -> Result<String, crate::reason::Refusal> {
+    let path = normalize_path(raw_path)
+        .map_err(|e| crate::reason::Refusal::new(crate::reason::Reason::BadPath, e.to_string()))?;
+    trace.step(|| format!("2 path: normalized to {path:?}"));
+    Ok(path)
+}
+
 fn is_unreserved(b: u8) -> bool {
     b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~')
 }

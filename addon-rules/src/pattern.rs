@@ -325,10 +325,30 @@ fn compile_plain(e: &str) -> Compiled {
     Compiled::Glob(Glob { segs })
 }
 
+/// The path with every segment's `;` parameters removed, the form a Tomcat-
+/// or Jetty-style origin reads; `None` when it has none.
+pub(crate) fn without_parameters(path: &str) -> Option<String> {
+    if !path.contains(';') {
+        return None;
+    }
+    let segments: Vec<&str> = path
+        .split('/')
+        .map(|seg| seg.split_once(';').map_or(seg, |(name, _)| name))
+        .collect();
+    Some(segments.join("/"))
+}
+
 /// The form an origin that ignores case and merges slashes reads: ASCII
 /// lowercase, runs of `/` collapsed to one. Borrowed when already folded.
 pub(crate) fn fold_path(path: &str) -> std::borrow::Cow<'_, str> {
-    let folded_already = !path.bytes().any(|b| b.is_ascii_uppercase()) && !path.contains("//");
+    // One pass, no allocation: this runs on every request to a route with
+    // a deny list, and most paths are folded already.
+    let mut prev = 0u8;
+    let folded_already = path.bytes().all(|c| {
+        let ok = !(c.is_ascii_uppercase() || (c == b'/' && prev == b'/'));
+        prev = c;
+        ok
+    });
     if folded_already {
         return std::borrow::Cow::Borrowed(path);
     }
@@ -492,6 +512,20 @@ mod tests {
         assert!(l.matches("/") && l.matches("//x"));
         let l = list(&["/a/"]);
         assert!(l.matches("/a/") && l.matches("/a/b") && !l.matches("/a"));
+    }
+
+    #[test]
+    fn parameters_are_removed_from_every_segment() {
+        assert_eq!(without_parameters("/a/b"), None);
+        assert_eq!(
+            without_parameters("/a;x=1/secret;jsessionid=2/c").as_deref(),
+            Some("/a/secret/c")
+        );
+        assert_eq!(
+            without_parameters("/a/secret;/x").as_deref(),
+            Some("/a/secret/x")
+        );
+        assert_eq!(without_parameters("/a/b;").as_deref(), Some("/a/b"));
     }
 
     #[test]
