@@ -104,6 +104,8 @@ pub struct Proxy {
     child: Child,
     lines: Arc<Mutex<Vec<String>>>,
     secrets: Vec<String>,
+    /// `EGRESS_PROXY_CA*` set: no `--ca-out` file is written.
+    ca_from_env: bool,
 }
 
 impl Drop for Proxy {
@@ -179,8 +181,14 @@ impl Proxy {
         p
     }
 
+    /// The CA clients trust. An ephemeral CA must have been written, unless the
+    /// test handed the proxy a CA through its environment instead.
     fn read_ca(&mut self) {
-        self.ca_pem = std::fs::read_to_string(&self.ca_files.cert).expect("proxy CA written");
+        match std::fs::read_to_string(&self.ca_files.cert) {
+            Ok(pem) => self.ca_pem = pem,
+            Err(_) if self.ca_from_env => {}
+            Err(e) => panic!("proxy CA written to {}: {e}", self.ca_files.cert.display()),
+        }
     }
 
     fn spawn(opts: ProxyOpts) -> Proxy {
@@ -254,6 +262,10 @@ impl Proxy {
             });
         }
         let secrets = opts.tokens.iter().map(|(_, v)| v.clone()).collect();
+        let ca_from_env = opts
+            .env
+            .iter()
+            .any(|(k, _)| k.starts_with("EGRESS_PROXY_CA"));
         Proxy {
             addr: SocketAddr::from(([0, 0, 0, 0], 0)),
             admin: None,
@@ -265,6 +277,7 @@ impl Proxy {
             child,
             lines,
             secrets,
+            ca_from_env,
         }
     }
 
