@@ -4,15 +4,18 @@
 //!
 //! Run: `cargo bench -p egress-proxy --bench proxy`.
 
-#[path = "../tests/common/mod.rs"]
-mod common;
+#[path = "../tests/support/mod.rs"]
+mod support;
 
 use std::sync::Arc;
 
-use common::*;
 use criterion::{Criterion, criterion_group, criterion_main};
 use egress_proxy::tls::{Ca, LeafCache};
 use http::Request;
+use support::clients::{body, collect, connect, h1, h2, tls};
+use support::origin::Origin;
+use support::pki::{TestCa, provider};
+use support::proxy::{ProxySetup, SECRET, routes_with_credential};
 
 fn leaf(c: &mut Criterion) {
     let (ca, _) = Ca::mint("bench CA").unwrap();
@@ -87,15 +90,15 @@ fn request(c: &mut Criterion) {
         .build()
         .unwrap();
     let (origin, proxy, pki) = rt.block_on(async {
-        let pki = OriginPki::new();
-        let origin = Origin::tls(&pki, &["h2", "http/1.1"]).await;
+        let pki = Arc::new(TestCa::new("test origin CA"));
+        let origin = Origin::hello(&pki, &["h2", "http/1.1"]).await;
         let mut s = ProxySetup::new(&routes_with_credential(""));
         s.env.push(("TEST_TOKEN".into(), SECRET.into()));
-        s.upstream_ca = Some(pki.ca_pem.clone());
+        s.upstream_ca = Some(pki.cert_pem.clone());
         (origin, s.start().await, pki)
     });
     let _ = &pki;
-    let port = origin.port();
+    let port = origin.https.port();
     let url = format!("https://localhost:{port}/allowed");
     for alpn in ["http/1.1", "h2"] {
         let (mut h1c, mut h2c) = (None, None);
@@ -129,10 +132,10 @@ fn request(c: &mut Criterion) {
                 }
             })
         });
-        origin.seen.lock().unwrap().clear();
+        origin.clear_seen();
     }
     // The origin recorded every request; keep memory flat between benches.
-    origin.seen.lock().unwrap().clear();
+    origin.clear_seen();
 }
 
 criterion_group!(benches, leaf, handshake, request);

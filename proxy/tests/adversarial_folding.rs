@@ -222,7 +222,7 @@ async fn refusals_that_matched_a_route_log_it() {
     let access = loop {
         let access: Vec<serde_json::Value> = f
             .proxy
-            .stderr_lines()
+            .lines()
             .iter()
             .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
             .filter(|v| v.get("decision").is_some())
@@ -236,7 +236,7 @@ async fn refusals_that_matched_a_route_log_it() {
         access.len(),
         want.len(),
         "access lines: {}",
-        f.proxy.stderr_redacted()
+        f.proxy.redacted()
     );
     for (v, (decision, route)) in access.iter().zip(want) {
         assert_eq!(

@@ -7,14 +7,17 @@
 //! resolver seam; sockets, proxy and origin are real. The "private" service is a
 //! canary listener on 127.0.0.2 that must never see a connection.
 
-mod common;
+mod support;
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use common::{Origin, ProxySetup, T};
 use egress_proxy::upstream::resolve::{Lookup, Resolve, Resolver};
+use support::T;
+use support::origin::Origin;
+use support::pki::TestCa;
+use support::proxy::{ProxySetup, TestProxy};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
@@ -90,8 +93,12 @@ async fn get(proxy: SocketAddr, host: &str, port: u16) -> (u16, String, String) 
     (status, decision, body)
 }
 
-async fn setup(script: Vec<Vec<&'static str>>) -> (Origin, common::TestProxy, Arc<AtomicUsize>) {
-    let origin = Origin::plain().await;
+async fn setup(script: Vec<Vec<&'static str>>) -> (Origin, TestProxy, Arc<AtomicUsize>) {
+    let origin = Origin::hello(
+        &Arc::new(TestCa::new("test origin CA")),
+        &["h2", "http/1.1"],
+    )
+    .await;
     let calls = Arc::new(AtomicUsize::new(0));
     let mut setup = ProxySetup::new("unmatched: deny\nroutes:\n  - host: \"*.rebind.example\"\n");
     // Only the origin's address is permitted; 127.0.0.2 is "private".
@@ -110,10 +117,14 @@ async fn setup(script: Vec<Vec<&'static str>>) -> (Origin, common::TestProxy, Ar
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rebinding_between_check_and_connect_never_reaches_the_private_address() {
     let (origin, proxy, calls) = setup(vec![vec![ALLOWED], vec![PRIVATE]]).await;
-    let hits = canary(origin.port()).await;
+    let hits = canary(origin.http.port()).await;
     for i in 0..20 {
-        let (status, decision, body) =
-            get(proxy.addr, &format!("h{i}.rebind.example"), origin.port()).await;
+        let (status, decision, body) = get(
+            proxy.addr,
+            &format!("h{i}.rebind.example"),
+            origin.http.port(),
+        )
+        .await;
         assert_eq!(
             calls.load(Ordering::SeqCst),
             i + 1,
@@ -143,10 +154,14 @@ async fn rebinding_between_check_and_connect_never_reaches_the_private_address()
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mixed_answers_dial_only_the_permitted_address() {
     let (origin, proxy, _calls) = setup(vec![vec![PRIVATE, ALLOWED], vec![ALLOWED, PRIVATE]]).await;
-    let hits = canary(origin.port()).await;
+    let hits = canary(origin.http.port()).await;
     for i in 0..4 {
-        let (status, _, body) =
-            get(proxy.addr, &format!("m{i}.rebind.example"), origin.port()).await;
+        let (status, _, body) = get(
+            proxy.addr,
+            &format!("m{i}.rebind.example"),
+            origin.http.port(),
+        )
+        .await;
         assert_eq!(status, 200, "request {i}: {body}");
         assert!(body.starts_with("hello from origin"), "request {i}: {body}");
     }

@@ -580,10 +580,10 @@ async fn unmatched_forward_still_blocks_git_push_and_adds_no_credential() {
     assert_eq!(seen.len(), 1);
     assert!(
         seen[0].header("authorization") != Some(f.token.as_bytes())
-            && !seen[0]
-                .headers
-                .iter()
-                .any(|(_, v)| v.windows(f.token.len()).any(|w| w == f.token.as_bytes())),
+            && !seen[0].headers.iter().any(|(_, v)| v
+                .as_bytes()
+                .windows(f.token.len())
+                .any(|w| w == f.token.as_bytes())),
         "an unrouted host never receives the route's credential"
     );
 }

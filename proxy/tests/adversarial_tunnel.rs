@@ -415,7 +415,7 @@ async fn cr_lf_in_header_values_and_obs_fold_are_400() {
             seen[0]
                 .headers
                 .iter()
-                .all(|(_, v)| !v.contains(&b'\n') && !v.contains(&b'\r')),
+                .all(|(_, v)| !v.as_bytes().contains(&b'\n') && !v.as_bytes().contains(&b'\r')),
             "bare LF: no CR/LF may reach the origin inside a header value"
         );
     }

@@ -85,7 +85,7 @@ async fn curl_http1_allowed_gets_body_and_origin_sees_injected_credential() {
     f.assert_no_token(text.as_bytes(), "curl output");
     f.proxy.assert_no_secret_in_logs();
     assert!(
-        !f.proxy.stderr_redacted().contains("query-marker-7731"),
+        !f.proxy.redacted().contains("query-marker-7731"),
         "the access log must not carry the query string"
     );
 }

@@ -42,7 +42,7 @@ async fn origin_echo_large_and_h2_work_directly() {
     );
     let seen = o.seen();
     assert_eq!(seen.len(), 3);
-    assert_eq!(seen[0].version, "HTTP/2.0");
+    assert_eq!(seen[0].version, http::Version::HTTP_2);
     assert_eq!(o.connections(), 3);
 }
 

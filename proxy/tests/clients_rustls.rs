@@ -346,7 +346,7 @@ async fn access_log_has_one_json_line_per_request_with_spec_keys() {
     for _ in 0..50 {
         entries = f
             .proxy
-            .stderr_lines()
+            .lines()
             .iter()
             .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
             .filter(|v| v.get("decision").is_some())
@@ -398,7 +398,7 @@ async fn access_log_has_one_json_line_per_request_with_spec_keys() {
         assert_eq!(v["method"], "GET", "{v}");
     }
     assert!(
-        !f.proxy.stderr_redacted().contains("query-marker-5521"),
+        !f.proxy.redacted().contains("query-marker-5521"),
         "no query string in the logs"
     );
     f.proxy.assert_no_secret_in_logs();

@@ -3,12 +3,15 @@
 //! port only (requests by decision, upstream errors, active connections, leaf
 //! mints and cache hits, duration histogram, overloaded connections).
 
-#[path = "ops_support/mod.rs"]
-mod ops_support;
+mod support;
 
 use std::time::{Duration, Instant};
 
-use ops_support::*;
+use support::T;
+use support::clients::*;
+use support::origin::Origin;
+use support::proxy::{Proxy, ProxyOpts};
+use support::raw::{plain_get, raw_exchange};
 
 /// The value of the sample whose line starts with `series ` (0 if absent).
 fn sample(metrics: &str, series: &str) -> f64 {
@@ -19,7 +22,7 @@ fn sample(metrics: &str, series: &str) -> f64 {
         .unwrap_or(0.0)
 }
 
-async fn metrics(proxy: &Proc) -> String {
+async fn metrics(proxy: &Proxy) -> String {
     let (status, body) = plain_get(proxy.admin.expect("admin"), "/metrics")
         .await
         .unwrap();
@@ -29,12 +32,13 @@ async fn metrics(proxy: &Proc) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn healthz_on_both_ports_and_metrics_on_the_admin_port_only() {
-    let origin = Origin::start().await;
-    let mut opts =
-        Opts::new("unmatched: deny\nroutes:\n  - host: localhost\n    path_allowlist: [\"/ok\"]\n");
-    opts.upstream_ca = Some(origin.ca_pem.clone());
+    let origin = Origin::streaming().await;
+    let mut opts = ProxyOpts::ephemeral(
+        "unmatched: deny\nroutes:\n  - host: localhost\n    path_allowlist: [\"/ok\"]\n",
+    );
+    opts.upstream_ca = Some(origin.ca_file.clone());
     opts.admin = true;
-    let proxy = Proc::start(opts);
+    let proxy = Proxy::start(opts);
     let admin = proxy.admin.expect("admin address");
 
     let (status, body) = plain_get(admin, "/healthz").await.unwrap();
@@ -58,7 +62,7 @@ async fn healthz_on_both_ports_and_metrics_on_the_admin_port_only() {
     .unwrap();
     assert!(text.starts_with("HTTP/1.1 405"), "{text}");
 
-    let tp = origin.tls_port;
+    let tp = origin.https.port();
     let host = format!("localhost:{tp}");
     // Allowed twice over two tunnels (one mint, then a cache hit), refused once.
     let mut a = h1_through(&proxy, "localhost", tp).await.expect("tunnel");
@@ -78,7 +82,7 @@ async fn healthz_on_both_ports_and_metrics_on_the_admin_port_only() {
         .await
         .unwrap();
     assert_eq!(
-        (got.status, got.decision.as_deref()),
+        (got.status, got.decision()),
         (502, Some("upstream-unreachable"))
     );
 
@@ -152,9 +156,11 @@ async fn healthz_on_both_ports_and_metrics_on_the_admin_port_only() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn over_max_connections_a_client_gets_503_overloaded_and_others_keep_working() {
-    let mut opts = Opts::new("routes: []\n").arg("--max-connections").arg("3");
+    let mut opts = ProxyOpts::ephemeral("routes: []\n")
+        .arg("--max-connections")
+        .arg("3");
     opts.admin = true;
-    let proxy = Proc::start(opts);
+    let proxy = Proxy::start(opts);
     let hold: Vec<_> = {
         let mut v = Vec::new();
         for _ in 0..3 {

@@ -4,29 +4,31 @@
 //! the exit code is 0; past the grace the rest is cut and the exit is still
 //! 0; an idle keep-alive timeout never cuts a response that is streaming.
 
-#[path = "ops_support/mod.rs"]
-mod ops_support;
+mod support;
 
 use std::time::{Duration, Instant};
 
 use http_body_util::BodyExt;
-use ops_support::*;
+use support::T;
+use support::clients::*;
+use support::origin::Origin;
+use support::proxy::{Proxy, ProxyOpts};
 use tokio::io::AsyncReadExt;
 
 fn routes() -> String {
     "unmatched: deny\nroutes:\n  - host: localhost\n".into()
 }
 
-fn start(args: &[&str]) -> (Proc, u16, Origin) {
+fn start(args: &[&str]) -> (Proxy, u16, Origin) {
     let rt = tokio::runtime::Handle::current();
-    let origin = tokio::task::block_in_place(|| rt.block_on(Origin::start()));
-    let mut opts = Opts::new(&routes());
-    opts.upstream_ca = Some(origin.ca_pem.clone());
+    let origin = tokio::task::block_in_place(|| rt.block_on(Origin::streaming()));
+    let mut opts = ProxyOpts::ephemeral(routes());
+    opts.upstream_ca = Some(origin.ca_file.clone());
     for a in args {
         opts.args.push((*a).into());
     }
-    let proxy = Proc::start(opts);
-    let tp = origin.tls_port;
+    let proxy = Proxy::start(opts);
+    let tp = origin.https.port();
     (proxy, tp, origin)
 }
 

@@ -7,14 +7,19 @@
 //! before, during and after (run with `--no-capture` to see them); asserts
 //! only generous bounds so a noisy CI machine does not flake.
 
-#[path = "ops_support/mod.rs"]
-mod ops_support;
+mod support;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use ops_support::*;
+use support::T;
+use support::clients::*;
+use support::origin::Origin;
+use support::pki::provider;
+use support::proxy::{Proxy, ProxyOpts};
+use support::raw::plain_get;
+use support::tools::quantile;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -44,14 +49,14 @@ fn client_hello() -> Vec<u8> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hostile_clients_do_not_starve_a_normal_client_and_memory_stays_bounded() {
-    let origin = Origin::start().await;
-    let mut opts = Opts::new("unmatched: deny\nroutes:\n  - host: localhost\n");
-    opts.upstream_ca = Some(origin.ca_pem.clone());
+    let origin = Origin::streaming().await;
+    let mut opts = ProxyOpts::ephemeral("unmatched: deny\nroutes:\n  - host: localhost\n");
+    opts.upstream_ca = Some(origin.ca_file.clone());
     opts.args.push("--header-read-timeout".into());
     opts.args.push(HEADER_TIMEOUT_S.to_string());
-    let proxy = Proc::start(opts);
+    let proxy = Proxy::start(opts);
     let addr = proxy.addr;
-    let tp = origin.tls_port;
+    let tp = origin.https.port();
     let host = format!("localhost:{tp}");
 
     // Warm up (leaf minted, pools filled), then the baseline.
@@ -149,7 +154,7 @@ async fn hostile_clients_do_not_starve_a_normal_client_and_memory_stays_bounded(
         let answered = hello_answered.clone();
         let stop = stop.clone();
         hostile.push(tokio::spawn(async move {
-            let Ok(mut s) = connect(addr, "localhost:443").await else {
+            let Ok(mut s) = try_tunnel(addr, "localhost:443").await else {
                 return;
             };
             for b in &hello {

@@ -3,10 +3,14 @@
 //! the text format, start-up lines, and a grep of everything the proxy wrote
 //! (and its metrics and argv) for the test secrets and query strings.
 
-#[path = "ops_support/mod.rs"]
-mod ops_support;
+mod support;
 
-use ops_support::*;
+use support::T;
+use support::clients::*;
+use support::origin::Origin;
+use support::proxy::{Proxy, ProxyOpts};
+use support::raw::{plain_get, raw_exchange};
+use support::tools::path_of;
 use tokio::io::AsyncWriteExt;
 
 const TOKEN: &str = "ops-injected-token-9c1e5b7d";
@@ -58,13 +62,13 @@ fn assert_spec_keys(v: &serde_json::Value) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn json_access_lines_have_the_spec_keys_and_no_secret_or_query() {
-    let origin = Origin::start().await;
-    let mut opts = Opts::new(&routes());
-    opts.env.push(("OPS_TOKEN".into(), TOKEN.into()));
-    opts.upstream_ca = Some(origin.ca_pem.clone());
+    let origin = Origin::streaming().await;
+    let mut opts = ProxyOpts::ephemeral(routes());
+    opts.tokens.push(("OPS_TOKEN".into(), TOKEN.into()));
+    opts.upstream_ca = Some(origin.ca_file.clone());
     opts.admin = true;
-    let mut proxy = Proc::start(opts);
-    let tp = origin.tls_port;
+    let mut proxy = Proxy::start(opts);
+    let tp = origin.https.port();
 
     // Allowed over h1 inside a tunnel, with a client credential that must go.
     let mut h1 = h1_through(&proxy, "localhost", tp).await.expect("tunnel");
@@ -73,7 +77,7 @@ async fn json_access_lines_have_the_spec_keys_and_no_secret_or_query() {
         .header("authorization", format!("Bearer {CLIENT_SECRET}"))
         .body(empty())
         .unwrap();
-    let got = collect(h1.send_request(req).await.expect("h1 request"))
+    let got = try_collect(h1.send_request(req).await.expect("h1 request"))
         .await
         .unwrap();
     assert_eq!(got.status, 200, "allowed h1");
@@ -86,7 +90,7 @@ async fn json_access_lines_have_the_spec_keys_and_no_secret_or_query() {
     .await
     .unwrap();
     assert_eq!(
-        (got.status, got.decision.as_deref()),
+        (got.status, got.decision()),
         (403, Some("path-not-allowed"))
     );
 
@@ -99,10 +103,10 @@ async fn json_access_lines_have_the_spec_keys_and_no_secret_or_query() {
         .unwrap();
     let resp = h2.send_request(req).await.expect("h2 request");
     assert_eq!(resp.version(), http::Version::HTTP_2);
-    assert_eq!(collect(resp).await.unwrap().status, 200, "allowed h2");
+    assert_eq!(try_collect(resp).await.unwrap().status, 200, "allowed h2");
 
     // Plain http:// on the proxy port: allowed, and refused (credential route).
-    let pp = origin.plain_port;
+    let pp = origin.http.port();
     let text = raw_exchange(
         proxy.addr,
         format!("GET http://127.0.0.1:{pp}/plain?y={} HTTP/1.1\r\nHost: 127.0.0.1:{pp}\r\nConnection: close\r\n\r\n", QUERIES[3]).as_bytes(),
@@ -209,12 +213,14 @@ async fn json_access_lines_have_the_spec_keys_and_no_secret_or_query() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn text_format_is_one_readable_line_per_request() {
-    let origin = Origin::start().await;
-    let mut opts = Opts::new(&routes()).arg("--log-format").arg("text");
-    opts.env.push(("OPS_TOKEN".into(), TOKEN.into()));
-    opts.upstream_ca = Some(origin.ca_pem.clone());
+    let origin = Origin::streaming().await;
+    let mut opts = ProxyOpts::ephemeral(routes())
+        .arg("--log-format")
+        .arg("text");
+    opts.tokens.push(("OPS_TOKEN".into(), TOKEN.into()));
+    opts.upstream_ca = Some(origin.ca_file.clone());
     let proxy = {
-        // `Proc::start` waits for the JSON `listening` line; in text format
+        // `Proxy::start` waits for the JSON `listening` line; in text format
         // the address is found by a plain request on a known port instead.
         let port = {
             let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
@@ -224,7 +230,7 @@ async fn text_format_is_one_readable_line_per_request() {
         opts.args.push(format!("127.0.0.1:{port}"));
         TextProc::start(opts, port)
     };
-    let tp = origin.tls_port;
+    let tp = origin.https.port();
     let mut h1 = proxy.h1(tp).await;
     let got = get1(
         &mut h1,
@@ -290,15 +296,15 @@ async fn text_format_is_one_readable_line_per_request() {
 
 /// The proxy started with `--log-format text`.
 struct TextProc {
-    inner: Proc,
+    inner: Proxy,
 }
 
 impl TextProc {
-    fn start(mut opts: Opts, port: u16) -> TextProc {
-        // Start with JSON start-up detection disabled: drive `Proc` by a
+    fn start(mut opts: ProxyOpts, port: u16) -> TextProc {
+        // Start with JSON start-up detection disabled: drive `Proxy` by a
         // readiness probe on the port instead.
         opts.admin = false;
-        let inner = Proc::start_unparsed(opts, port);
+        let inner = Proxy::start_on(opts, port);
         TextProc { inner }
     }
     fn lines(&self) -> Vec<String> {
@@ -326,7 +332,7 @@ async fn token_file_readable_by_others_is_warned_about_without_its_value() {
         loose.display(),
         tight.display()
     );
-    let mut proxy = Proc::start(Opts::new(&routes));
+    let mut proxy = Proxy::start(ProxyOpts::ephemeral(routes));
     let warn = proxy.wait_line(
         |v| {
             v["msg"]

@@ -3,14 +3,17 @@
 //! policies sees only those two policies' answers and no error; a bad file
 //! mid-run keeps the last good policy and logs every error of the file.
 
-#[path = "ops_support/mod.rs"]
-mod ops_support;
+mod support;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use ops_support::*;
+use support::T;
+use support::clients::*;
+use support::origin::Origin;
+use support::proxy::{Proxy, ProxyOpts};
+use support::raw::plain_get;
 
 fn policy(path: &str) -> String {
     format!("unmatched: deny\nroutes:\n  - host: localhost\n    path_allowlist: [\"{path}\"]\n")
@@ -37,15 +40,15 @@ fn answer_of(s: &Seen) -> Result<char, String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reloads_under_load_swap_atomically_and_a_bad_file_keeps_the_last_good_policy() {
-    let origin = Origin::start().await;
-    let mut opts = Opts::new(&policy("/a"));
-    opts.upstream_ca = Some(origin.ca_pem.clone());
-    let mut proxy = Proc::start(opts);
+    let origin = Origin::streaming().await;
+    let mut opts = ProxyOpts::ephemeral(policy("/a"));
+    opts.upstream_ca = Some(origin.ca_file.clone());
+    let mut proxy = Proxy::start(opts);
     let proxy_ref = Arc::new(ProcHandle {
         addr: proxy.addr,
         ca_pem: proxy.ca_pem.clone(),
     });
-    let tp = origin.tls_port;
+    let tp = origin.https.port();
 
     let stop = Arc::new(AtomicBool::new(false));
     let client = {
@@ -68,7 +71,7 @@ async fn reloads_under_load_swap_atomically_and_a_bad_file_keeps_the_last_good_p
                     Ok(g) => seen.push(Seen {
                         path,
                         status: g.status,
-                        decision: g.decision,
+                        decision: g.decision().map(str::to_owned),
                     }),
                     Err(e) => {
                         errors.push(e.to_string());
@@ -166,7 +169,7 @@ async fn reloads_under_load_swap_atomically_and_a_bad_file_keeps_the_last_good_p
         let s = Seen {
             path,
             status: g.status,
-            decision: g.decision,
+            decision: g.decision().map(str::to_owned),
         };
         assert_eq!(answer_of(&s), Ok('A'), "after a bad reload: {s:?}");
     }
@@ -176,11 +179,11 @@ async fn reloads_under_load_swap_atomically_and_a_bad_file_keeps_the_last_good_p
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_request_in_flight_finishes_under_the_policy_it_started_with() {
-    let origin = Origin::start().await;
-    let mut opts = Opts::new(&policy("/slow"));
-    opts.upstream_ca = Some(origin.ca_pem.clone());
-    let mut proxy = Proc::start(opts);
-    let tp = origin.tls_port;
+    let origin = Origin::streaming().await;
+    let mut opts = ProxyOpts::ephemeral(policy("/slow"));
+    opts.upstream_ca = Some(origin.ca_file.clone());
+    let mut proxy = Proxy::start(opts);
+    let tp = origin.https.port();
     let handle = ProcHandle {
         addr: proxy.addr,
         ca_pem: proxy.ca_pem.clone(),
@@ -195,7 +198,7 @@ async fn a_request_in_flight_finishes_under_the_policy_it_started_with() {
     // Reload to a policy that no longer allows /slow while the body streams.
     proxy.reload_with(&policy("/other"));
     proxy.wait_line(|v| v["msg"] == "routes reloaded", "the reload line");
-    let got = tokio::time::timeout(T, collect(resp))
+    let got = tokio::time::timeout(T, try_collect(resp))
         .await
         .expect("bounded")
         .expect("body");
@@ -205,13 +208,10 @@ async fn a_request_in_flight_finishes_under_the_policy_it_started_with() {
     let g = get1(&mut send, &format!("localhost:{tp}"), "/slow?n=1")
         .await
         .unwrap();
-    assert_eq!(
-        (g.status, g.decision.as_deref()),
-        (403, Some("path-not-allowed"))
-    );
+    assert_eq!((g.status, g.decision()), (403, Some("path-not-allowed")));
 }
 
-/// What a client task needs of the proxy (the `Proc` itself stays with the test).
+/// What a client task needs of the proxy (the `Proxy` itself stays with the test).
 struct ProcHandle {
     addr: std::net::SocketAddr,
     ca_pem: String,
@@ -229,7 +229,7 @@ impl ProcHandle {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn watch_routes_reloads_when_the_routes_file_or_a_token_file_changes() {
     use std::os::unix::fs::PermissionsExt;
-    let origin = Origin::start().await;
+    let origin = Origin::streaming().await;
     let dir = tempfile::tempdir().unwrap();
     let token = dir.path().join("token");
     std::fs::write(&token, "watch-token-one-1a2b").unwrap();
@@ -241,15 +241,15 @@ async fn watch_routes_reloads_when_the_routes_file_or_a_token_file_changes() {
             token.display()
         )
     };
-    let mut opts = Opts::new(&with_token("/a")).arg("--watch-routes");
-    opts.upstream_ca = Some(origin.ca_pem.clone());
-    let mut proxy = Proc::start(opts);
-    let tp = origin.tls_port;
+    let mut opts = ProxyOpts::ephemeral(with_token("/a")).arg("--watch-routes");
+    opts.upstream_ca = Some(origin.ca_file.clone());
+    let mut proxy = Proxy::start(opts);
+    let tp = origin.https.port();
     let handle = ProcHandle {
         addr: proxy.addr,
         ca_pem: proxy.ca_pem.clone(),
     };
-    let reloads = |p: &Proc| p.count(|v| v["msg"] == "routes reloaded");
+    let reloads = |p: &Proxy| p.count(|v| v["msg"] == "routes reloaded");
 
     // The routes file changes (written elsewhere, moved into place): no signal.
     let tmp = proxy.dir.path().join("next.yaml");

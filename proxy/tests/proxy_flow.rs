@@ -2,21 +2,27 @@
 //! rustls/hyper client: credential injection, refusals that never reach the
 //! origin, h1 and h2, streaming, header hygiene, pooling, upstream failures.
 
-mod common;
+mod support;
 
-use common::*;
+use std::sync::Arc;
+
 use http::Request;
+use support::T;
+use support::clients::{CBody, body, collect, connect, h1, h2, https_get, tls, tls_any_sni};
+use support::origin::Origin;
+use support::pki::TestCa;
+use support::proxy::{ProxySetup, SECRET, TestProxy, routes_with_credential};
 
 fn get(uri: &str) -> Request<CBody> {
     Request::get(uri).body(body("")).unwrap()
 }
 
-async fn setup() -> (OriginPki, Origin, TestProxy) {
-    let pki = OriginPki::new();
-    let origin = Origin::tls(&pki, &["h2", "http/1.1"]).await;
+async fn setup() -> (Arc<TestCa>, Origin, TestProxy) {
+    let pki = Arc::new(TestCa::new("test origin CA"));
+    let origin = Origin::hello(&pki, &["h2", "http/1.1"]).await;
     let mut s = ProxySetup::new(&routes_with_credential(""));
     s.env.push(("TEST_TOKEN".into(), SECRET.into()));
-    s.upstream_ca = Some(pki.ca_pem.clone());
+    s.upstream_ca = Some(pki.cert_pem.clone());
     let proxy = s.start().await;
     (pki, origin, proxy)
 }
@@ -25,14 +31,17 @@ async fn setup() -> (OriginPki, Origin, TestProxy) {
 async fn allowed_request_gets_the_credential_and_the_client_never_sees_it() {
     let (_pki, origin, proxy) = setup().await;
     for alpn in ["http/1.1", "h2"] {
-        let req = Request::get(format!("https://localhost:{}/allowed/x?q=1", origin.port()))
-            .header("authorization", "Bearer agent-own-token")
-            .header("cookie", "session=agent")
-            .header("x-api-key", "agent-key")
-            .header("proxy-authorization", "Basic Zm9vOmJhcg==")
-            .body(body(""))
-            .unwrap();
-        let got = https_get(&proxy, "localhost", origin.port(), alpn, req).await;
+        let req = Request::get(format!(
+            "https://localhost:{}/allowed/x?q=1",
+            origin.https.port()
+        ))
+        .header("authorization", "Bearer agent-own-token")
+        .header("cookie", "session=agent")
+        .header("x-api-key", "agent-key")
+        .header("proxy-authorization", "Basic Zm9vOmJhcg==")
+        .body(body(""))
+        .unwrap();
+        let got = https_get(&proxy, "localhost", origin.https.port(), alpn, req).await;
         assert_eq!(got.status, 200, "{alpn}: {got:?}");
         assert_eq!(
             got.decision(),
@@ -41,12 +50,12 @@ async fn allowed_request_gets_the_credential_and_the_client_never_sees_it() {
         );
         assert!(got.headers.get("alt-svc").is_none(), "Alt-Svc removed");
         assert_eq!(got.headers.get("x-origin").unwrap(), "yes");
-        assert!(!got.body.contains(SECRET) && !format!("{:?}", got.headers).contains(SECRET));
+        assert!(!got.text().contains(SECRET) && !format!("{:?}", got.headers).contains(SECRET));
     }
     let seen = origin.seen();
     assert_eq!(seen.len(), 2);
     for s in &seen {
-        assert_eq!(s.target, "/allowed/x?q=1");
+        assert_eq!(s.path, "/allowed/x?q=1");
         let auth: Vec<_> = s.headers.get_all("authorization").iter().collect();
         assert_eq!(auth.len(), 1, "exactly one Authorization: {:?}", s.headers);
         assert_eq!(auth[0], format!("Bearer {SECRET}").as_str());
@@ -59,7 +68,7 @@ async fn allowed_request_gets_the_credential_and_the_client_never_sees_it() {
 #[tokio::test]
 async fn refusals_answer_with_reason_and_the_origin_sees_nothing() {
     let (_pki, origin, proxy) = setup().await;
-    let port = origin.port();
+    let port = origin.https.port();
     let cases: Vec<(&str, Request<CBody>, u16, &str)> = vec![
         (
             "path not in allow list",
@@ -119,13 +128,10 @@ async fn refusals_answer_with_reason_and_the_origin_sees_nothing() {
                 .unwrap()
                 .starts_with("text/plain")
         );
-        assert!(!got.body.contains(SECRET));
+        assert!(!got.text().contains(SECRET));
     }
     assert!(origin.seen().is_empty(), "origin saw {:?}", origin.seen());
-    assert_eq!(
-        origin.connections.load(std::sync::atomic::Ordering::SeqCst),
-        0
-    );
+    assert_eq!(origin.connections(), 0);
 }
 
 #[tokio::test]
@@ -160,10 +166,13 @@ async fn unrouted_host_is_intercepted_then_refused_without_any_lookup() {
 async fn sni_other_than_the_connect_host_is_421() {
     let (_pki, origin, proxy) = setup().await;
     for alpn in ["http/1.1", "h2"] {
-        let (s, status) = connect(proxy.addr, &format!("localhost:{}", origin.port())).await;
+        let (s, status) = connect(proxy.addr, &format!("localhost:{}", origin.https.port())).await;
         assert!(status.starts_with("HTTP/1.1 200"));
         let t = tls_any_sni(s, "evil.example", &[alpn]).await;
-        let req = get(&format!("https://localhost:{}/allowed", origin.port()));
+        let req = get(&format!(
+            "https://localhost:{}/allowed",
+            origin.https.port()
+        ));
         let resp = if alpn == "h2" {
             h2(t).await.send_request(req).await.unwrap()
         } else {
@@ -180,9 +189,9 @@ async fn sni_other_than_the_connect_host_is_421() {
 async fn sse_events_flow_before_the_response_ends() {
     let (_pki, origin, proxy) = setup().await;
     for alpn in ["http/1.1", "h2"] {
-        let (s, _) = connect(proxy.addr, &format!("localhost:{}", origin.port())).await;
+        let (s, _) = connect(proxy.addr, &format!("localhost:{}", origin.https.port())).await;
         let t = tls(s, &proxy.ca_pem, "localhost", &[alpn]).await.unwrap();
-        let req = get(&format!("https://localhost:{}/sse", origin.port()));
+        let req = get(&format!("https://localhost:{}/sse", origin.https.port()));
         let resp = if alpn == "h2" {
             let mut c = h2(t).await;
             tokio::time::timeout(T, c.send_request(req))
@@ -205,7 +214,7 @@ async fn sse_events_flow_before_the_response_ends() {
             .unwrap()
             .unwrap();
         assert_eq!(first.into_data().unwrap().as_ref(), b"data: one\n\n");
-        origin.release.notify_one();
+        origin.release_one();
         let rest = tokio::time::timeout(T, body.collect())
             .await
             .unwrap()
@@ -219,23 +228,26 @@ async fn sse_events_flow_before_the_response_ends() {
 async fn upstream_connections_are_pooled_across_clients() {
     let (_pki, origin, proxy) = setup().await;
     // HTTP/1.1 origin: reuse only after both directions were read.
-    let pki = OriginPki::new();
+    let pki = Arc::new(TestCa::new("test origin CA"));
     drop(pki);
     for i in 0..4 {
         let alpn = if i % 2 == 0 { "http/1.1" } else { "h2" };
         let got = https_get(
             &proxy,
             "localhost",
-            origin.port(),
+            origin.https.port(),
             alpn,
-            get(&format!("https://localhost:{}/allowed", origin.port())),
+            get(&format!(
+                "https://localhost:{}/allowed",
+                origin.https.port()
+            )),
         )
         .await;
         assert_eq!(got.status, 200);
     }
     assert_eq!(origin.seen().len(), 4);
     assert_eq!(
-        origin.connections.load(std::sync::atomic::Ordering::SeqCst),
+        origin.connections(),
         1,
         "four requests from four client connections share one upstream connection"
     );
@@ -243,19 +255,22 @@ async fn upstream_connections_are_pooled_across_clients() {
 
 #[tokio::test]
 async fn h1_only_origin_is_pooled_after_full_reads() {
-    let pki = OriginPki::new();
-    let origin = Origin::tls(&pki, &["http/1.1"]).await;
+    let pki = Arc::new(TestCa::new("test origin CA"));
+    let origin = Origin::hello(&pki, &["http/1.1"]).await;
     let mut s = ProxySetup::new(&routes_with_credential(""));
     s.env.push(("TEST_TOKEN".into(), SECRET.into()));
-    s.upstream_ca = Some(pki.ca_pem.clone());
+    s.upstream_ca = Some(pki.cert_pem.clone());
     let proxy = s.start().await;
     for _ in 0..3 {
         let got = https_get(
             &proxy,
             "localhost",
-            origin.port(),
+            origin.https.port(),
             "h2",
-            get(&format!("https://localhost:{}/allowed", origin.port())),
+            get(&format!(
+                "https://localhost:{}/allowed",
+                origin.https.port()
+            )),
         )
         .await;
         assert_eq!(got.status, 200);
@@ -264,52 +279,49 @@ async fn h1_only_origin_is_pooled_after_full_reads() {
             http::Version::HTTP_11
         );
     }
-    assert_eq!(
-        origin.connections.load(std::sync::atomic::Ordering::SeqCst),
-        1
-    );
+    assert_eq!(origin.connections(), 1);
 }
 
 #[tokio::test]
 async fn direct_mode_refuses_private_addresses_without_allow_range() {
-    let pki = OriginPki::new();
-    let origin = Origin::tls(&pki, &["h2", "http/1.1"]).await;
+    let pki = Arc::new(TestCa::new("test origin CA"));
+    let origin = Origin::hello(&pki, &["h2", "http/1.1"]).await;
     let mut s = ProxySetup::new(&routes_with_credential(""));
     s.env.push(("TEST_TOKEN".into(), SECRET.into()));
-    s.upstream_ca = Some(pki.ca_pem.clone());
+    s.upstream_ca = Some(pki.cert_pem.clone());
     s.allow.clear();
     let proxy = s.start().await;
     let got = https_get(
         &proxy,
         "localhost",
-        origin.port(),
+        origin.https.port(),
         "http/1.1",
-        get(&format!("https://localhost:{}/allowed", origin.port())),
+        get(&format!(
+            "https://localhost:{}/allowed",
+            origin.https.port()
+        )),
     )
     .await;
     assert_eq!(got.status, 403, "{got:?}");
     assert_eq!(got.decision(), Some("destination-not-allowed"));
     assert!(origin.seen().is_empty());
-    assert_eq!(
-        origin.connections.load(std::sync::atomic::Ordering::SeqCst),
-        0
-    );
+    assert_eq!(origin.connections(), 0);
 }
 
 #[tokio::test]
 async fn route_naming_the_ip_opens_it_but_never_the_proxy_itself() {
-    let pki = OriginPki::new();
-    let origin = Origin::tls(&pki, &["http/1.1"]).await;
+    let pki = Arc::new(TestCa::new("test origin CA"));
+    let origin = Origin::hello(&pki, &["http/1.1"]).await;
     let mut s = ProxySetup::new("routes:\n  - host: 127.0.0.1\n");
-    s.upstream_ca = Some(pki.ca_pem.clone());
+    s.upstream_ca = Some(pki.cert_pem.clone());
     s.allow.clear();
     let proxy = s.start().await;
     let got = https_get(
         &proxy,
         "127.0.0.1",
-        origin.port(),
+        origin.https.port(),
         "http/1.1",
-        get(&format!("https://127.0.0.1:{}/x", origin.port())),
+        get(&format!("https://127.0.0.1:{}/x", origin.https.port())),
     )
     .await;
     assert_eq!(got.status, 200, "{got:?}");
@@ -331,14 +343,14 @@ async fn route_naming_the_ip_opens_it_but_never_the_proxy_itself() {
 
 #[tokio::test]
 async fn unreachable_origin_is_502_and_slow_origin_is_504() {
-    let pki = OriginPki::new();
-    let origin = Origin::tls(&pki, &["http/1.1"]).await;
+    let pki = Arc::new(TestCa::new("test origin CA"));
+    let origin = Origin::hello(&pki, &["http/1.1"]).await;
     let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let dead_port = closed.local_addr().unwrap().port();
     drop(closed);
     let mut s = ProxySetup::new(&routes_with_credential(""));
     s.env.push(("TEST_TOKEN".into(), SECRET.into()));
-    s.upstream_ca = Some(pki.ca_pem.clone());
+    s.upstream_ca = Some(pki.cert_pem.clone());
     s.upstream_timeout = Some(std::time::Duration::from_secs(1));
     let proxy = s.start().await;
     let got = https_get(
@@ -354,9 +366,9 @@ async fn unreachable_origin_is_502_and_slow_origin_is_504() {
     let got = https_get(
         &proxy,
         "localhost",
-        origin.port(),
+        origin.https.port(),
         "h2",
-        get(&format!("https://localhost:{}/slow", origin.port())),
+        get(&format!("https://localhost:{}/slow", origin.https.port())),
     )
     .await;
     assert_eq!(got.status, 504, "{got:?}");
@@ -365,8 +377,8 @@ async fn unreachable_origin_is_502_and_slow_origin_is_504() {
 
 #[tokio::test]
 async fn untrusted_origin_certificate_is_502() {
-    let pki = OriginPki::new();
-    let origin = Origin::tls(&pki, &["http/1.1"]).await;
+    let pki = Arc::new(TestCa::new("test origin CA"));
+    let origin = Origin::hello(&pki, &["http/1.1"]).await;
     // No --upstream-ca: the origin's test CA is not trusted.
     let mut s = ProxySetup::new(&routes_with_credential(""));
     s.env.push(("TEST_TOKEN".into(), SECRET.into()));
@@ -374,9 +386,12 @@ async fn untrusted_origin_certificate_is_502() {
     let got = https_get(
         &proxy,
         "localhost",
-        origin.port(),
+        origin.https.port(),
         "http/1.1",
-        get(&format!("https://localhost:{}/allowed", origin.port())),
+        get(&format!(
+            "https://localhost:{}/allowed",
+            origin.https.port()
+        )),
     )
     .await;
     assert_eq!(got.status, 502);
@@ -391,8 +406,8 @@ async fn plain_http_to_a_credential_route_is_refused_and_healthz_answers() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let req = format!(
         "GET http://localhost:{}/allowed HTTP/1.1\r\nHost: localhost:{}\r\nConnection: close\r\n\r\n",
-        origin.port(),
-        origin.port()
+        origin.https.port(),
+        origin.https.port()
     );
     s.write_all(req.as_bytes()).await.unwrap();
     let mut out = Vec::new();
@@ -423,7 +438,7 @@ async fn plain_http_to_a_credential_route_is_refused_and_healthz_answers() {
 #[tokio::test]
 async fn tunnel_that_is_neither_tls_nor_http_is_closed() {
     let (_pki, origin, proxy) = setup().await;
-    let (mut s, status) = connect(proxy.addr, &format!("localhost:{}", origin.port())).await;
+    let (mut s, status) = connect(proxy.addr, &format!("localhost:{}", origin.https.port())).await;
     assert!(status.starts_with("HTTP/1.1 200"));
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     s.write_all(b"SSH-2.0-OpenSSH_9.6\r\n").await.unwrap();
@@ -433,23 +448,20 @@ async fn tunnel_that_is_neither_tls_nor_http_is_closed() {
         .unwrap()
         .unwrap_or(0);
     assert_eq!(n, 0, "closed without a byte");
-    assert_eq!(
-        origin.connections.load(std::sync::atomic::Ordering::SeqCst),
-        0
-    );
+    assert_eq!(origin.connections(), 0);
 }
 
 #[tokio::test]
 async fn refused_h1_request_with_unread_body_closes_and_sends_no_100_continue() {
     let (_pki, origin, proxy) = setup().await;
-    let (s, _) = connect(proxy.addr, &format!("localhost:{}", origin.port())).await;
+    let (s, _) = connect(proxy.addr, &format!("localhost:{}", origin.https.port())).await;
     let mut t = tls(s, &proxy.ca_pem, "localhost", &["http/1.1"])
         .await
         .unwrap();
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let head = format!(
         "POST /other HTTP/1.1\r\nHost: localhost:{}\r\nContent-Length: 1000000\r\nExpect: 100-continue\r\n\r\n",
-        origin.port()
+        origin.https.port()
     );
     t.write_all(head.as_bytes()).await.unwrap();
     let mut out = Vec::new();
@@ -470,11 +482,11 @@ async fn refused_h1_request_with_unread_body_closes_and_sends_no_100_continue() 
 #[tokio::test]
 async fn websocket_is_bridged_on_a_matching_101_even_when_the_origin_offers_h2() {
     let (_pki, origin, proxy) = setup().await;
-    let (s, _) = connect(proxy.addr, &format!("localhost:{}", origin.port())).await;
+    let (s, _) = connect(proxy.addr, &format!("localhost:{}", origin.https.port())).await;
     let t = tls(s, &proxy.ca_pem, "localhost", &["http/1.1"])
         .await
         .unwrap();
-    let url = format!("wss://localhost:{}/ws", origin.port());
+    let url = format!("wss://localhost:{}/ws", origin.https.port());
     let (mut ws, resp) = tokio::time::timeout(T, tokio_tungstenite::client_async(url, t))
         .await
         .unwrap()

@@ -1,16 +1,22 @@
 //! Operation: reloading the routes file and token files (what SIGHUP does),
 //! a bad reload keeping the old policy, and the connection limit (503).
 
-mod common;
+mod support;
 
-use common::*;
+use std::sync::Arc;
+
 use http::Request;
+use support::T;
+use support::clients::{body, connect, https_get};
+use support::origin::Origin;
+use support::pki::TestCa;
+use support::proxy::ProxySetup;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 #[tokio::test]
 async fn reload_rereads_token_files_and_a_bad_file_keeps_the_old_policy() {
-    let pki = OriginPki::new();
-    let origin = Origin::tls(&pki, &["http/1.1"]).await;
+    let pki = Arc::new(TestCa::new("test origin CA"));
+    let origin = Origin::hello(&pki, &["http/1.1"]).await;
     let dir = tempfile::tempdir().unwrap();
     let token = dir.path().join("token");
     std::fs::write(&token, "  first-token-aaaa\n").unwrap();
@@ -19,9 +25,9 @@ async fn reload_rereads_token_files_and_a_bad_file_keeps_the_old_policy() {
         token.display()
     );
     let mut s = ProxySetup::new(&routes);
-    s.upstream_ca = Some(pki.ca_pem.clone());
+    s.upstream_ca = Some(pki.cert_pem.clone());
     let proxy = s.start().await;
-    let port = origin.port();
+    let port = origin.https.port();
     let url = format!("https://localhost:{port}/a");
     let got = https_get(
         &proxy,

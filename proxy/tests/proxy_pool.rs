@@ -2,13 +2,15 @@
 //! connection after reading the next request: an idempotent request is retried
 //! once on a new connection, a POST with a body is not.
 
-mod common;
+mod support;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use common::*;
 use http::Request;
+use support::T;
+use support::clients::{CBody, Got, body, collect, h1};
+use support::proxy::{ProxySetup, TestProxy};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
@@ -82,9 +84,9 @@ async fn idempotent_request_on_a_stale_pooled_connection_is_retried_once() {
         .await;
     let url = format!("http://127.0.0.1:{port}/x");
     let got = plain_request(&proxy, Request::get(&url).body(body("")).unwrap()).await;
-    assert_eq!((got.status, got.body.as_str()), (200, "ok"));
+    assert_eq!((got.status, got.text().as_str()), (200, "ok"));
     let got = plain_request(&proxy, Request::get(&url).body(body("")).unwrap()).await;
-    assert_eq!((got.status, got.body.as_str()), (200, "ok"), "{got:?}");
+    assert_eq!((got.status, got.text().as_str()), (200, "ok"), "{got:?}");
     assert_eq!(
         conns.load(Ordering::SeqCst),
         2,

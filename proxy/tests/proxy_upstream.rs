@@ -2,12 +2,16 @@
 //! that records what it received), and leaf certificate properties read back
 //! from real handshakes.
 
-mod common;
+mod support;
 
 use std::sync::{Arc, Mutex};
 
-use common::*;
 use http::Request;
+use support::T;
+use support::clients::{body, connect, https_get, tls};
+use support::origin::Origin;
+use support::pki::TestCa;
+use support::proxy::{ProxySetup, SECRET, TestProxy, routes_with_credential};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 
@@ -81,10 +85,10 @@ async fn connect_proxy(status: u16) -> (std::net::SocketAddr, Arc<Mutex<Vec<Prox
     (addr, logs)
 }
 
-async fn proxy_via(pki: &OriginPki, outer: std::net::SocketAddr) -> TestProxy {
+async fn proxy_via(pki: &TestCa, outer: std::net::SocketAddr) -> TestProxy {
     let mut s = ProxySetup::new(&routes_with_credential("  - host: plain.localhost.test\n"));
     s.env.push(("TEST_TOKEN".into(), SECRET.into()));
-    s.upstream_ca = Some(pki.ca_pem.clone());
+    s.upstream_ca = Some(pki.cert_pem.clone());
     s.upstream_proxy = Some(outer.to_string());
     // No allow range: through an upstream proxy nothing is resolved or checked locally.
     s.allow.clear();
@@ -93,11 +97,11 @@ async fn proxy_via(pki: &OriginPki, outer: std::net::SocketAddr) -> TestProxy {
 
 #[tokio::test]
 async fn every_connection_goes_through_the_upstream_proxy_and_waits_for_its_reply() {
-    let pki = OriginPki::new();
-    let origin = Origin::tls(&pki, &["h2", "http/1.1"]).await;
+    let pki = Arc::new(TestCa::new("test origin CA"));
+    let origin = Origin::hello(&pki, &["h2", "http/1.1"]).await;
     let (outer, logs) = connect_proxy(200).await;
     let proxy = proxy_via(&pki, outer).await;
-    let port = origin.port();
+    let port = origin.https.port();
     let got = https_get(
         &proxy,
         "localhost",
@@ -135,7 +139,7 @@ async fn every_connection_goes_through_the_upstream_proxy_and_waits_for_its_repl
 
 #[tokio::test]
 async fn refused_requests_never_reach_the_upstream_proxy() {
-    let pki = OriginPki::new();
+    let pki = Arc::new(TestCa::new("test origin CA"));
     let (outer, logs) = connect_proxy(200).await;
     let proxy = proxy_via(&pki, outer).await;
     let got = https_get(
@@ -154,7 +158,7 @@ async fn refused_requests_never_reach_the_upstream_proxy() {
 
 #[tokio::test]
 async fn upstream_proxy_403_is_passed_as_upstream_proxy_refused_and_407_becomes_502() {
-    let pki = OriginPki::new();
+    let pki = Arc::new(TestCa::new("test origin CA"));
     for (status, want) in [(403u16, 403u16), (407, 502)] {
         let (outer, logs) = connect_proxy(status).await;
         let proxy = proxy_via(&pki, outer).await;
@@ -177,7 +181,7 @@ async fn upstream_proxy_403_is_passed_as_upstream_proxy_refused_and_407_becomes_
 
 #[tokio::test]
 async fn leaf_has_san_eku_validity_and_chains_to_the_ca() {
-    let pki = OriginPki::new();
+    let pki = Arc::new(TestCa::new("test origin CA"));
     let proxy = ProxySetup::new(&routes_with_credential(""))
         .tap_env()
         .start()

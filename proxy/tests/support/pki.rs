@@ -4,6 +4,7 @@
 //! Keys live only in the test's temp dir; nothing here is ever logged.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use rcgen::{
     BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
@@ -74,6 +75,12 @@ impl TestCa {
     }
 }
 
+/// The crypto provider every test client and server uses (the product's: ring).
+pub fn provider() -> Arc<rustls::crypto::CryptoProvider> {
+    Arc::new(rustls::crypto::ring::default_provider())
+}
+
+/// A rustls root store holding every certificate of `pem`.
 pub fn root_store_from_pem(pem: &[u8]) -> rustls::RootCertStore {
     use rustls::pki_types::{CertificateDer, pem::PemObject};
     let mut roots = rustls::RootCertStore::empty();

@@ -1,5 +1,5 @@
 //! Raw-socket clients (tokio TcpStream + tokio-rustls) for what a normal client
-//! would not send, plus small hyper h1/h2 client helpers over a CONNECT tunnel.
+//! would not send, and the one CONNECT every client in this support library uses.
 //!
 //! Responses are parsed by hand here on purpose: the bytes the proxy wrote are what
 //! is asserted, with no client library smoothing them over.
@@ -8,9 +8,6 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
-use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_rustls::client::TlsStream;
@@ -18,8 +15,13 @@ use tokio_rustls::client::TlsStream;
 use super::STEP;
 use super::pki::TestCa;
 
+// The hyper clients lived here once; their old paths keep working.
+pub use super::clients::{Got as Collected, collect, empty, h1_client, h2_client, request};
+
 #[derive(Debug, Clone)]
 pub struct RawResponse {
+    /// The head as received (status line and header lines).
+    pub head: String,
     pub status: u16,
     pub version: String,
     pub headers: Vec<(String, String)>,
@@ -140,6 +142,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
                     .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
                     .collect();
                 let mut resp = RawResponse {
+                    head: head.clone(),
                     status,
                     version,
                     headers,
@@ -243,24 +246,47 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
     }
 }
 
-/// Opens a TCP connection to the proxy.
-pub async fn dial(proxy: SocketAddr) -> TcpStream {
+/// Opens a TCP connection to the proxy (bounded by `STEP`).
+pub async fn try_dial(proxy: SocketAddr) -> std::io::Result<TcpStream> {
     let s = tokio::time::timeout(STEP, TcpStream::connect(proxy))
         .await
-        .expect("connect to proxy timed out")
-        .expect("connect to proxy");
+        .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "connect timed out"))??;
     let _ = s.set_nodelay(true);
-    s
+    Ok(s)
 }
 
-/// Sends `CONNECT target` and reads the proxy's answer head.
-pub async fn connect(proxy: SocketAddr, target: &str) -> (Conn<TcpStream>, RawResponse) {
-    let mut c = Conn::new(dial(proxy).await);
+pub async fn dial(proxy: SocketAddr) -> TcpStream {
+    try_dial(proxy).await.expect("connect to proxy")
+}
+
+/// The one CONNECT: sends `CONNECT target` on a fresh connection and reads the
+/// proxy's answer (head, and the body of a refusal). The outer error is the
+/// dial or the send; the inner one a missing or stalled answer.
+pub async fn try_connect(
+    proxy: SocketAddr,
+    target: &str,
+) -> std::io::Result<(Conn<TcpStream>, std::io::Result<RawResponse>)> {
+    let mut c = Conn::new(try_dial(proxy).await?);
     c.send(format!("CONNECT {target} HTTP/1.1\r\nHost: {target}\r\n\r\n").as_bytes())
+        .await?;
+    let answer = c.read_connect_answer().await;
+    Ok((c, answer))
+}
+
+/// [`try_connect`] that must reach the proxy; the answer may still be missing.
+pub async fn connect_answer(
+    proxy: SocketAddr,
+    target: &str,
+) -> (Conn<TcpStream>, std::io::Result<RawResponse>) {
+    try_connect(proxy, target)
         .await
-        .expect("send CONNECT");
-    let r = c.read_connect_answer().await.expect("CONNECT answer");
-    (c, r)
+        .expect("dial the proxy and send CONNECT")
+}
+
+/// Sends `CONNECT target` and reads the proxy's answer.
+pub async fn connect(proxy: SocketAddr, target: &str) -> (Conn<TcpStream>, RawResponse) {
+    let (c, answer) = connect_answer(proxy, target).await;
+    (c, answer.expect("CONNECT answer"))
 }
 
 /// CONNECT that must be answered 200; returns the TCP stream ready for TLS.
@@ -277,14 +303,13 @@ pub async fn tunnel(proxy: SocketAddr, target: &str) -> TcpStream {
     c.io
 }
 
+/// A client config trusting `roots`, offering `alpn`.
 pub fn client_config(roots: rustls::RootCertStore, alpn: &[&[u8]]) -> rustls::ClientConfig {
-    let mut cfg = rustls::ClientConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .expect("protocols")
-    .with_root_certificates(roots)
-    .with_no_client_auth();
+    let mut cfg = rustls::ClientConfig::builder_with_provider(super::pki::provider())
+        .with_safe_default_protocol_versions()
+        .expect("protocols")
+        .with_root_certificates(roots)
+        .with_no_client_auth();
     cfg.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
     cfg
 }
@@ -292,7 +317,7 @@ pub fn client_config(roots: rustls::RootCertStore, alpn: &[&[u8]]) -> rustls::Cl
 /// A config that accepts any server certificate: only for tests that must send an
 /// SNI different from the name the proxy's leaf is for.
 pub fn insecure_client_config(alpn: &[&[u8]]) -> rustls::ClientConfig {
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let provider = super::pki::provider();
     let mut cfg = rustls::ClientConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
         .expect("protocols")
@@ -422,96 +447,33 @@ pub fn host_of(target: &str) -> String {
         .to_string()
 }
 
-/// An HTTP/2 client over CONNECT + TLS (ALPN h2 only). Panics if h2 is not agreed.
-pub async fn h2_client(
-    proxy: SocketAddr,
-    ca: &TestCa,
-    target: &str,
-) -> hyper::client::conn::http2::SendRequest<Full<Bytes>> {
-    let host = host_of(target);
-    let tcp = tunnel(proxy, target).await;
-    let tls = tls(tcp, &host, ca, &[b"h2"]).await;
-    assert_eq!(
-        tls.get_ref().1.alpn_protocol(),
-        Some(&b"h2"[..]),
-        "the proxy must agree ALPN h2 when the client offers only h2"
-    );
-    let (send, conn) =
-        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tls))
-            .await
-            .expect("h2 handshake through the proxy");
-    tokio::spawn(async move {
-        let _ = conn.await;
-    });
-    send
+/// A whole request on a fresh connection to `addr`: the answer as text, read
+/// until the peer closes or `STEP` passes.
+pub async fn raw_exchange(addr: SocketAddr, raw: &[u8]) -> std::io::Result<String> {
+    let mut s = try_dial(addr).await?;
+    s.write_all(raw).await?;
+    let mut out = Vec::new();
+    let _ = tokio::time::timeout(STEP, s.read_to_end(&mut out)).await;
+    Ok(String::from_utf8_lossy(&out).into_owned())
 }
 
-/// An HTTP/1.1 hyper client over CONNECT + TLS.
-pub async fn h1_client(
-    proxy: SocketAddr,
-    ca: &TestCa,
-    target: &str,
-) -> hyper::client::conn::http1::SendRequest<Full<Bytes>> {
-    let host = host_of(target);
-    let tcp = tunnel(proxy, target).await;
-    let tls = tls(tcp, &host, ca, &[b"http/1.1"]).await;
-    let (send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
-        .await
-        .expect("h1 handshake");
-    tokio::spawn(async move {
-        let _ = conn.with_upgrades().await;
-    });
-    send
-}
-
-/// A response with its body collected (bounded by `STEP`).
-pub struct Collected {
-    pub status: u16,
-    pub headers: hyper::HeaderMap,
-    pub body: Bytes,
-    pub version: hyper::Version,
-}
-
-impl Collected {
-    pub fn decision(&self) -> Option<&str> {
-        self.headers
-            .get("x-egress-proxy-decision")
-            .and_then(|v| v.to_str().ok())
-    }
-    #[track_caller]
-    pub fn assert_refused(&self, status: u16, reason: &str, what: &str) {
-        assert_eq!(
-            (self.status, self.decision()),
-            (status, Some(reason)),
-            "{what}: want {status} `{reason}`, got {} {:?} {:?}",
-            self.status,
-            self.decision(),
-            String::from_utf8_lossy(&self.body)
-        );
-    }
-}
-
-pub async fn collect(resp: hyper::Response<hyper::body::Incoming>) -> Collected {
-    let (parts, body) = resp.into_parts();
-    let body = tokio::time::timeout(STEP, body.collect())
-        .await
-        .expect("body timed out")
-        .expect("body")
-        .to_bytes();
-    Collected {
-        status: parts.status.as_u16(),
-        headers: parts.headers,
-        body,
-        version: parts.version,
-    }
-}
-
-pub fn request(method: &str, uri: &str) -> hyper::http::request::Builder {
-    hyper::Request::builder().method(method).uri(uri)
-}
-
-pub fn empty() -> Full<Bytes> {
-    Full::new(Bytes::new())
+/// An origin-form GET (admin port, or the proxy port itself): (status, body).
+pub async fn plain_get(addr: SocketAddr, path: &str) -> std::io::Result<(u16, String)> {
+    let text = raw_exchange(
+        addr,
+        format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").as_bytes(),
+    )
+    .await?;
+    let status = text
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let body = text
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_owned())
+        .unwrap_or_default();
+    Ok((status, body))
 }
 
 /// Waits a little so anything the proxy would wrongly forward has time to land.

@@ -252,3 +252,17 @@ pub fn git_cmd_out(dir: &Path, args: &[&str]) -> String {
     let o = run(c, "git");
     String::from_utf8_lossy(&o.stdout).trim().to_string()
 }
+
+pub fn path_of(p: &Path) -> String {
+    p.display().to_string()
+}
+
+/// The `q`-quantile (0..=1) of `samples` (sorted in place).
+pub fn quantile(samples: &mut [Duration], q: f64) -> Duration {
+    if samples.is_empty() {
+        return Duration::ZERO;
+    }
+    samples.sort();
+    let i = ((samples.len() as f64 - 1.0) * q).round() as usize;
+    samples[i.min(samples.len() - 1)]
+}
