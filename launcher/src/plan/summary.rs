@@ -6,6 +6,15 @@
 use super::model::{Plan, RoleName};
 
 impl Plan {
+    /// The runtime as `bottle plan` shows it (`auto` is resolved at run).
+    pub fn runtime_line(&self) -> String {
+        if self.runtime == "auto" {
+            "auto (resolved at run: runsc when the engine has it, else runc)".into()
+        } else {
+            self.runtime.clone()
+        }
+    }
+
     /// The compact summary `bottle plan` prints for people.
     pub fn summary(&self) -> String {
         let mut s = format!(
@@ -69,6 +78,37 @@ impl Plan {
                 a.env.keys().cloned().collect::<Vec<_>>().join(" ")
             ));
             s.push_str(&format!("agent command: {}\n", a.command.join(" ")));
+        }
+        s.push_str(&format!("agent runtime: {}\n", self.runtime_line()));
+        if let Some(b) = &self.build {
+            s.push_str(&format!(
+                "agent image build: {} (context {}) -> {}\n",
+                b.dockerfile.display(),
+                b.context.display(),
+                b.tag
+            ));
+        }
+        match &self.prompt {
+            Some(p) => s.push_str(&format!("agent prompt: {} -> {}\n", p.source, p.path)),
+            None => s.push_str("agent prompt: none\n"),
+        }
+        if !self.skills.is_empty() {
+            s.push_str("agent skills:\n");
+            for k in &self.skills {
+                s.push_str(&format!(
+                    "  {} ({}) -> {}\n",
+                    k.name,
+                    k.source.display(),
+                    k.path
+                ));
+            }
+        }
+        if self.supervise {
+            s.push_str(&format!(
+                "agent MCP config: {} (supervise at {})\n",
+                crate::render::paths::AGENT_MCP,
+                crate::render::mcp::SUPERVISE_URL
+            ));
         }
         s.push_str(&format!(
             "outer proxy: {} ({}), allowlist: {}\n",

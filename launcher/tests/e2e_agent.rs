@@ -1,0 +1,138 @@
+//! The agent side of a bottle on real Docker (issue 15): the prompt file
+//! (0400, the agent's own, its path in the command as `{prompt_file}`), the
+//! skills copied from `$HOME/.claude/skills`, and the supervise MCP
+//! configuration, seen from inside the agent through `bottle run` (squid
+//! outer proxy); and a `build:` agent image built on the first run, skipped
+//! on the second.
+//!
+//! Needs the images of docker/build-images.sh (CI: scripts/setup.sh builds them).
+
+mod e2e_support;
+
+use e2e_support::*;
+use std::path::Path;
+use std::process::{Command, Output};
+
+/// `bottle <args>` with HOME and the state directory in `dir`, from `dir`.
+fn bottle(dir: &Path, args: &[&str]) -> Output {
+    Command::new(bottle_bin())
+        .args(args)
+        .current_dir(dir)
+        .env("HOME", dir)
+        .env("BOTTLE_STATE_DIR", dir.join("state"))
+        .output()
+        .unwrap()
+}
+
+fn text(o: &Output) -> (String, String) {
+    (
+        String::from_utf8_lossy(&o.stdout).into_owned(),
+        String::from_utf8_lossy(&o.stderr).into_owned(),
+    )
+}
+
+/// A HOME with one skill (a SKILL.md and a nested script) and a prompt file.
+fn home(dir: &Path) {
+    let s = dir.join(".claude/skills/review");
+    std::fs::create_dir_all(s.join("bin")).unwrap();
+    std::fs::write(s.join("SKILL.md"), "# review skill\n").unwrap();
+    std::fs::write(s.join("bin/run.sh"), "#!/bin/sh\necho skill-ran\n").unwrap();
+    std::fs::write(dir.join("prompt.md"), "PROMPT-NEEDLE: fix the tests\n").unwrap();
+}
+
+#[test]
+fn agent_sees_its_prompt_skills_and_mcp_config() {
+    if !docker_or_skip() {
+        return;
+    }
+    let bottle_name = unique("ag");
+    let _g = Guard::new(&bottle_name);
+    let d = tempfile::tempdir().unwrap();
+    home(d.path());
+    std::fs::write(
+        d.path().join("m.yaml"),
+        format!(
+            "bottles:\n  {bottle_name}:\n    outer_proxy: squid\n    allow: [pypi.org]\n    supervise: true\n    runtime: runc\nagents:\n  a:\n    bottle: {bottle_name}\n    prompt_file: prompt.md\n    skills: [review]\n    command: [bash, -c, 'echo prompt-arg={{prompt_file}}']\n"
+        ),
+    )
+    .unwrap();
+    let script = "set -e; p=/home/agent/.bottle/prompt.md; stat -c 'prompt %a %U' $p; cat $p; \
+        stat -c 'skills %U' /home/agent/.claude /home/agent/.claude/skills/review; \
+        cat /home/agent/.claude/skills/review/SKILL.md; sh /home/agent/.claude/skills/review/bin/run.sh; \
+        touch /home/agent/.claude/written && echo home-writable; \
+        echo mcp=$BOTTLE_MCP_CONFIG; cat $BOTTLE_MCP_CONFIG; echo no_proxy=$NO_PROXY";
+    let o = bottle(
+        d.path(),
+        &[
+            "-q", "run", "-m", "m.yaml", "-a", "a", "--", "bash", "-c", script,
+        ],
+    );
+    let (out, err) = text(&o);
+    assert!(o.status.success(), "{out}\n{err}");
+    for want in [
+        "prompt 400 agent\n",
+        "PROMPT-NEEDLE: fix the tests\n",
+        "skills agent\nskills agent\n",
+        "# review skill\n",
+        "skill-ran\n",
+        "home-writable\n",
+        "mcp=/etc/bottle/mcp.json\n",
+        "\"url\": \"http://supervise:9100/mcp\"",
+        "\"type\": \"http\"",
+    ] {
+        assert!(out.contains(want), "want {want:?} in:\n{out}\n{err}");
+    }
+    assert!(
+        out.lines()
+            .any(|l| l.starts_with("no_proxy=") && l.split(['=', ',']).any(|h| h == "supervise")),
+        "{out}"
+    );
+    // The manifest's command gets the prompt's path for `{prompt_file}`.
+    let o = bottle(d.path(), &["-q", "run", "-m", "m.yaml", "-a", "a"]);
+    let (out, err) = text(&o);
+    assert!(o.status.success(), "{out}\n{err}");
+    assert!(
+        out.contains("prompt-arg=/home/agent/.bottle/prompt.md"),
+        "{out}\n{err}"
+    );
+}
+
+/// `check` names a missing skill's path and the fix; `plan` shows the
+/// prompt source, the skills and the runtime.
+#[test]
+fn check_names_a_missing_skill_and_plan_shows_prompt_skills_runtime() {
+    let d = tempfile::tempdir().unwrap();
+    home(d.path());
+    std::fs::write(
+        d.path().join("m.yaml"),
+        "bottles:\n  dev: {allow: [pypi.org]}\nagents:\n  a: {bottle: dev, prompt_file: prompt.md, skills: [review, gone]}\n",
+    )
+    .unwrap();
+    let o = bottle(d.path(), &["check", "-m", "m.yaml"]);
+    let (_, err) = text(&o);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    let gone = d.path().join(".claude/skills/gone");
+    assert!(
+        err.contains(&format!(
+            "m.yaml: agents.a.skills[1]: skill `gone` not found: {} is not a directory; fix: install the skill at {}",
+            gone.display(),
+            gone.display()
+        )),
+        "{err}"
+    );
+    std::fs::create_dir_all(&gone).unwrap();
+    let o = bottle(d.path(), &["plan", "-m", "m.yaml", "-a", "a"]);
+    let (out, err) = text(&o);
+    assert!(o.status.success(), "{err}");
+    for want in [
+        format!(
+            "agent prompt: {} -> /home/agent/.bottle/prompt.md",
+            d.path().join("prompt.md").display()
+        ),
+        "agent skills:\n  review (".to_string(),
+        "  gone (".to_string(),
+        "agent runtime: auto".to_string(),
+    ] {
+        assert!(out.contains(&want), "{want}\n{out}");
+    }
+}
