@@ -150,7 +150,8 @@ pub async fn main(cli: Cli) -> Result<i32, Failure> {
                     })?
                 );
             } else {
-                print!("{}", p.summary());
+                let resolved = engine_runtime(&m, &p).await;
+                print!("{}", p.summary_for(resolved.as_deref()));
                 println!("(names use a fresh id at each run)");
             }
             Ok(0)
@@ -245,6 +246,24 @@ pub async fn main(cli: Cli) -> Result<i32, Failure> {
     }
 }
 
+/// `bottle plan`'s view of `auto`: asks the engine when it answers within
+/// a few seconds, else None ("resolved at run"). Never an error: plan must
+/// work without Docker.
+async fn engine_runtime(m: &Manifest, p: &Plan) -> Option<String> {
+    let want = m.bottles.get(&p.bottle)?.runtime;
+    let ask = async {
+        let d = docker::connect().await.ok()?;
+        docker::runtime::resolve(&d, want)
+            .await
+            .ok()
+            .map(String::from)
+    };
+    tokio::time::timeout(std::time::Duration::from_secs(3), ask)
+        .await
+        .ok()
+        .flatten()
+}
+
 /// Load: the manifest (validated, the agent's command replaced when one is
 /// given) and the workspace (scanned, not yet copied).
 fn load(
@@ -308,12 +327,23 @@ async fn run(
 ) -> Result<i32, Failure> {
     let (m, ws) = load(manifest_path, agent, command)?;
     let plan = plan(&m, agent, ws.as_ref())?;
+    // The runtime is resolved before anything is made: `runsc` asked for and
+    // not registered stops here.
+    let want = m
+        .bottles
+        .get(&plan.bottle)
+        .map(|b| b.runtime)
+        .unwrap_or_default();
+    let d = docker::connect().await?;
+    let agent_runtime = docker::runtime::resolve(&d, want).await?;
+    progress.note(&format!("agent runtime: {agent_runtime}"));
     // From here on everything created is recorded and torn down on every path.
     let mut prepared = prepare::prepare(&plan, ws.as_ref(), &env_lookup, progress)?;
     let tty = std::io::stdin().is_terminal() && std::io::stdout().is_terminal();
     let opts = Options {
         allow_host_access,
         tty,
+        agent_runtime: Some(agent_runtime.to_string()),
     };
     let work = async {
         let up = docker::apply(&plan, prepared.inputs(), &opts, progress).await?;

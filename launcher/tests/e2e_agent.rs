@@ -136,3 +136,66 @@ fn check_names_a_missing_skill_and_plan_shows_prompt_skills_runtime() {
         assert!(out.contains(&want), "{want}\n{out}");
     }
 }
+
+/// The engine's registered runtimes (`docker info`).
+fn engine_has_runsc() -> bool {
+    docker_ok_out(&["info", "--format", "{{json .Runtimes}}"]).contains("\"runsc\"")
+}
+
+/// `runtime: auto` runs the agent under gVisor when the engine has `runsc`
+/// (its kernel log says "Starting gVisor"), and the sidecars stay on runc;
+/// without `runsc` registered, `runtime: runsc` stops before anything starts
+/// (exit 2, the fix named) and `auto` falls back to runc.
+#[test]
+fn runtime_auto_uses_gvisor_when_registered_and_runsc_refuses_without_it() {
+    if !docker_or_skip() {
+        return;
+    }
+    let has = engine_has_runsc();
+    let bottle_name = unique("rt");
+    let _g = Guard::new(&bottle_name);
+    let d = tempfile::tempdir().unwrap();
+    let manifest = |rt: &str| {
+        std::fs::write(
+            d.path().join("m.yaml"),
+            format!("bottles:\n  {bottle_name}:\n    outer_proxy: squid\n    allow: [pypi.org]\n    runtime: {rt}\nagents:\n  a: {{bottle: {bottle_name}}}\n"),
+        )
+        .unwrap();
+    };
+    manifest("auto");
+    let script = "dmesg 2>/dev/null | head -1; getent hosts egress-proxy >/dev/null && echo proxy-resolves; \
+        curl -s -o /dev/null -w 'healthz=%{http_code}\\n' --noproxy '*' http://egress-proxy:9099/healthz";
+    let o = bottle(
+        d.path(),
+        &["run", "-m", "m.yaml", "-a", "a", "--", "bash", "-c", script],
+    );
+    let (out, err) = text(&o);
+    assert!(o.status.success(), "{out}\n{err}");
+    assert!(
+        out.contains("proxy-resolves\n") && out.contains("healthz=200"),
+        "{out}\n{err}"
+    );
+    if has {
+        assert!(out.contains("Starting gVisor"), "{out}\n{err}");
+        assert!(err.contains("agent runtime: runsc"), "{err}");
+        let o = bottle(d.path(), &["plan", "-m", "m.yaml", "-a", "a"]);
+        assert!(
+            text(&o)
+                .0
+                .contains("agent runtime: auto -> runsc (asked the engine)")
+        );
+    } else {
+        eprintln!("NOTE: the engine has no runsc; checking the fallback and the refusal only");
+        assert!(!out.contains("gVisor"), "{out}");
+        assert!(err.contains("agent runtime: runc"), "{err}");
+        manifest("runsc");
+        let o = bottle(d.path(), &["run", "-m", "m.yaml", "-a", "a", "--", "true"]);
+        let (out, err) = text(&o);
+        assert_eq!(o.status.code(), Some(2), "{out}\n{err}");
+        assert!(
+            err.contains("has no runtime `runsc`") && err.contains("fix: install gVisor"),
+            "{err}"
+        );
+        assert!(bottle_id(&bottle_name).is_none(), "nothing may start");
+    }
+}

@@ -38,6 +38,8 @@ pub struct Options {
     pub allow_host_access: bool,
     /// Attach a TTY (the host's stdin is a terminal).
     pub tty: bool,
+    /// The agent's OCI runtime, resolved against the engine (`runtime::resolve`).
+    pub agent_runtime: Option<String>,
 }
 
 /// What apply needs besides the plan (made by `prepare`).
@@ -278,6 +280,11 @@ async fn create(
             init: Some(is_agent),
             dns: is_agent.then(|| vec![crate::plan::AGENT_DNS.to_string()]),
             pids_limit: Some(4096),
+            runtime: if is_agent {
+                opts.agent_runtime.clone()
+            } else {
+                None
+            },
             ..Default::default()
         }),
         networking_config: Some(NetworkingConfig {

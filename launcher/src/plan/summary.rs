@@ -6,17 +6,25 @@
 use super::model::{Plan, RoleName};
 
 impl Plan {
-    /// The runtime as `bottle plan` shows it (`auto` is resolved at run).
-    pub fn runtime_line(&self) -> String {
-        if self.runtime == "auto" {
-            "auto (resolved at run: runsc when the engine has it, else runc)".into()
-        } else {
-            self.runtime.clone()
+    /// The runtime as `bottle plan` shows it; `resolved` is what the engine
+    /// answered for `auto`, when it could be asked.
+    pub fn runtime_line(&self, resolved: Option<&str>) -> String {
+        match (self.runtime.as_str(), resolved) {
+            ("auto", Some(r)) => format!("auto -> {r} (asked the engine)"),
+            ("auto", None) => {
+                "auto (resolved at run: runsc when the engine has it, else runc)".into()
+            }
+            (r, _) => r.to_string(),
         }
     }
 
-    /// The compact summary `bottle plan` prints for people.
+    /// The compact summary, `auto` runtime unresolved.
     pub fn summary(&self) -> String {
+        self.summary_for(None)
+    }
+
+    /// The compact summary `bottle plan` prints for people.
+    pub fn summary_for(&self, runtime: Option<&str>) -> String {
         let mut s = format!(
             "bottle `{}` for agent `{}` (id {})\n",
             self.bottle, self.agent, self.id
@@ -79,7 +87,7 @@ impl Plan {
             ));
             s.push_str(&format!("agent command: {}\n", a.command.join(" ")));
         }
-        s.push_str(&format!("agent runtime: {}\n", self.runtime_line()));
+        s.push_str(&format!("agent runtime: {}\n", self.runtime_line(runtime)));
         if let Some(b) = &self.build {
             s.push_str(&format!(
                 "agent image build: {} (context {}) -> {}\n",
