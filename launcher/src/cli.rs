@@ -1,4 +1,4 @@
-//! The command line (clap derive): `check`, `plan`, `run`, `list`, `cleanup`.
+//! The command line (clap derive): `check`, `plan`, `run`, `build`, `list`, `cleanup`.
 //!
 //! Owns: turning arguments into the phases (load -> plan -> prepare -> apply
 //! -> run -> teardown, one call each in `run`), the exit codes (2 bad
@@ -14,6 +14,7 @@ use std::path::{Path, PathBuf};
 
 use clap::{Parser, Subcommand};
 
+use crate::build::{self, BuildContext};
 use crate::docker::{self, ApplyError, Options};
 use crate::manifest::{self, Manifest};
 use crate::plan::{self, Plan};
@@ -67,6 +68,13 @@ pub enum Cmd {
         /// The agent's command (replaces the manifest's).
         #[arg(last = true)]
         command: Vec<String>,
+    },
+    /// Build the agent's image from its `build:` (skipped when its content-hash tag exists).
+    Build {
+        #[arg(long, short)]
+        manifest: PathBuf,
+        #[arg(long, short)]
+        agent: String,
     },
     /// Bottles on this host, their sidecars and whether their `bottle run` still lives.
     List,
@@ -139,7 +147,7 @@ pub async fn main(cli: Cli) -> Result<i32, Failure> {
             agent,
             json,
         } => {
-            let (m, ws) = load(&manifest, &agent, Vec::new())?;
+            let (m, ws, _) = load(&manifest, &agent, Vec::new())?;
             let p = plan(&m, &agent, ws.as_ref())?;
             if json {
                 println!(
@@ -172,6 +180,20 @@ pub async fn main(cli: Cli) -> Result<i32, Failure> {
                 command,
             )
             .await
+        }
+        Cmd::Build { manifest, agent } => {
+            let (m, ws, ctx) = load(&manifest, &agent, Vec::new())?;
+            let p = plan(&m, &agent, ws.as_ref())?;
+            let Some(ctx) = ctx else {
+                return Err(usage(format!(
+                    "{}: agents.{agent}: has no `build:`; fix: add `build: {{dockerfile: ..., context: ...}}` to the agent, or use `image:` without building",
+                    manifest.display()
+                )));
+            };
+            let d = docker::connect().await?;
+            docker::images::build_agent(&d, &p, Some(&ctx.tar), &progress).await?;
+            println!("{}", ctx.tag);
+            Ok(0)
         }
         Cmd::List => {
             let d = docker::connect().await?;
@@ -266,19 +288,32 @@ async fn engine_runtime(m: &Manifest, p: &Plan) -> Option<String> {
 
 /// Load: the manifest (validated, the agent's command replaced when one is
 /// given) and the workspace (scanned, not yet copied).
+/// With `build:`, the build context is read here and the agent's image
+/// becomes its content-hash tag, so the plan names the image it will run.
 fn load(
     manifest_path: &Path,
     agent: &str,
     command: Vec<String>,
-) -> Result<(Manifest, Option<WorkspaceInfo>), Failure> {
+) -> Result<(Manifest, Option<WorkspaceInfo>, Option<BuildContext>), Failure> {
     let mut m = manifest::load(manifest_path).map_err(usage)?;
-    if !command.is_empty()
-        && let Some(a) = m.agents.get_mut(agent)
-    {
-        a.command = command;
+    let mut ctx = None;
+    if let Some(a) = m.agents.get_mut(agent) {
+        if !command.is_empty() {
+            a.command = command;
+        }
+        if let Some(b) = &a.build {
+            let c = build::context(agent, b).map_err(|e| {
+                usage(format!(
+                    "{}: agents.{agent}.build: {e}; fix: check the Dockerfile and context paths",
+                    manifest_path.display()
+                ))
+            })?;
+            a.image = c.tag.clone();
+            ctx = Some(c);
+        }
     }
     let ws = workspace_for(&m, agent)?;
-    Ok((m, ws))
+    Ok((m, ws, ctx))
 }
 
 /// The workspace: the agent's `workdir`, else the current git repository, else none.
@@ -325,7 +360,7 @@ async fn run(
     allow_host_access: bool,
     command: Vec<String>,
 ) -> Result<i32, Failure> {
-    let (m, ws) = load(manifest_path, agent, command)?;
+    let (m, ws, ctx) = load(manifest_path, agent, command)?;
     let plan = plan(&m, agent, ws.as_ref())?;
     // The runtime is resolved before anything is made: `runsc` asked for and
     // not registered stops here.
@@ -339,6 +374,7 @@ async fn run(
     progress.note(&format!("agent runtime: {agent_runtime}"));
     // From here on everything created is recorded and torn down on every path.
     let mut prepared = prepare::prepare(&plan, ws.as_ref(), &env_lookup, progress)?;
+    prepared.build_context = ctx.map(|c| c.tar);
     let tty = std::io::stdin().is_terminal() && std::io::stdout().is_terminal();
     let opts = Options {
         allow_host_access,

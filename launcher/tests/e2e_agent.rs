@@ -199,3 +199,143 @@ fn runtime_auto_uses_gvisor_when_registered_and_runsc_refuses_without_it() {
         assert!(bottle_id(&bottle_name).is_none(), "nothing may start");
     }
 }
+
+/// Removes an image when dropped.
+struct ImageGuard(String);
+impl Drop for ImageGuard {
+    fn drop(&mut self) {
+        let _ = docker(&["rmi", "-f", &self.0]);
+    }
+}
+
+/// A stub agent image from a manifest `build:` (FROM bottle-agent, a script
+/// added): `bottle run` builds it with progress lines, the second run skips
+/// the build, and the stub agent sees its prompt file and skills.
+/// `bottle build` prints the tag and skips an unchanged build too.
+#[test]
+fn build_agent_image_on_first_run_skip_when_unchanged_stub_sees_prompt_and_skills() {
+    if !docker_or_skip() {
+        return;
+    }
+    let bottle_name = unique("bd");
+    let agent = unique("stub");
+    let _g = Guard::new(&bottle_name);
+    let d = tempfile::tempdir().unwrap();
+    home(d.path());
+    let ctx = d.path().join("agent");
+    std::fs::create_dir_all(&ctx).unwrap();
+    std::fs::write(
+        ctx.join("Dockerfile"),
+        "FROM bottle-agent:latest\nCOPY stub-agent /usr/local/bin/stub-agent\n",
+    )
+    .unwrap();
+    let script = ctx.join("stub-agent");
+    std::fs::write(
+        &script,
+        "#!/bin/bash\necho \"stub agent, prompt at $1\"\ncat \"$1\"\nls /home/agent/.claude/skills\n",
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::write(
+        d.path().join("m.yaml"),
+        format!(
+            "bottles:\n  {bottle_name}:\n    outer_proxy: squid\n    allow: [pypi.org]\nagents:\n  {agent}:\n    bottle: {bottle_name}\n    build: {{dockerfile: agent/Dockerfile, context: agent}}\n    prompt_file: prompt.md\n    skills: [review]\n    command: [stub-agent, \"{{prompt_file}}\"]\n"
+        ),
+    )
+    .unwrap();
+    let o = bottle(d.path(), &["plan", "-m", "m.yaml", "-a", &agent]);
+    let (out, err) = text(&o);
+    assert!(o.status.success(), "{err}");
+    let tag = out
+        .lines()
+        .find_map(|l| l.strip_prefix("agent image build: "))
+        .and_then(|l| l.rsplit(" -> ").next())
+        .unwrap_or_else(|| panic!("no build line:\n{out}"))
+        .to_string();
+    assert!(tag.starts_with(&format!("bottle-agent-{agent}:")), "{tag}");
+    let _img = ImageGuard(tag.clone());
+    let run = || {
+        let o = bottle(d.path(), &["run", "-m", "m.yaml", "-a", &agent]);
+        let (out, err) = text(&o);
+        assert!(o.status.success(), "{out}\n{err}");
+        (out, err)
+    };
+    let (out, err) = run();
+    assert!(
+        err.contains(&format!("building agent image {tag}")),
+        "{err}"
+    );
+    assert!(
+        err.contains("bottle: build: Step 1/") && err.contains(" : COPY stub-agent"),
+        "{err}"
+    );
+    for want in [
+        "stub agent, prompt at /home/agent/.bottle/prompt.md\n",
+        "PROMPT-NEEDLE: fix the tests\n",
+        "review\n",
+    ] {
+        assert!(out.contains(want), "{want:?} in\n{out}\n{err}");
+    }
+    let (out2, err2) = run();
+    assert!(!err2.contains("building agent image"), "{err2}");
+    assert!(
+        err2.contains(&format!("agent image {tag} is up to date: build skipped")),
+        "{err2}"
+    );
+    assert_eq!(out2, out);
+    // `bottle build` of the unchanged context: the same tag, nothing built.
+    let o = bottle(d.path(), &["build", "-m", "m.yaml", "-a", &agent]);
+    let (bout, berr) = text(&o);
+    assert!(o.status.success(), "{berr}");
+    assert_eq!(bout.trim(), tag);
+    assert!(berr.contains("build skipped"), "{berr}");
+    // A changed context gets a new tag, which `bottle build` builds.
+    std::fs::write(&script, "#!/bin/bash\necho changed\n").unwrap();
+    let o = bottle(d.path(), &["build", "-m", "m.yaml", "-a", &agent]);
+    let (bout, berr) = text(&o);
+    assert!(o.status.success(), "{berr}");
+    let tag2 = bout.trim().to_string();
+    let _img2 = ImageGuard(tag2.clone());
+    assert_ne!(tag2, tag);
+    assert!(
+        berr.contains(&format!("building agent image {tag2}")),
+        "{berr}"
+    );
+}
+
+/// A Dockerfile that cannot build stops `bottle build` with the builder's
+/// message and the fix; nothing is pulled.
+#[test]
+fn build_failure_names_the_dockerfile_and_the_fix() {
+    if !docker_or_skip() {
+        return;
+    }
+    let d = tempfile::tempdir().unwrap();
+    let agent = unique("bad");
+    std::fs::write(
+        d.path().join("Dockerfile"),
+        "FROM bottle-agent:latest\nRUN echo build-said-no; exit 3\n",
+    )
+    .unwrap();
+    std::fs::write(
+        d.path().join("m.yaml"),
+        format!("bottles:\n  dev: {{allow: [pypi.org]}}\nagents:\n  {agent}: {{bottle: dev, build: {{dockerfile: Dockerfile}}}}\n"),
+    )
+    .unwrap();
+    let o = bottle(d.path(), &["build", "-m", "m.yaml", "-a", &agent]);
+    let (out, err) = text(&o);
+    assert_eq!(o.status.code(), Some(1), "{out}\n{err}");
+    assert!(
+        err.contains("building bottle-agent-") && err.contains("failed"),
+        "{err}"
+    );
+    assert!(err.contains("build-said-no"), "{err}");
+    let _ = docker(&[
+        "image",
+        "prune",
+        "-f",
+        "--filter",
+        &format!("label=bottle.build={agent}"),
+    ]);
+}

@@ -50,6 +50,8 @@ pub struct Inputs<'a> {
     pub workspace_tar: Option<Vec<u8>>,
     /// Where every created resource is written down.
     pub record: &'a Recorder,
+    /// The agent image's build context (`crate::build`), when the plan builds it.
+    pub build_context: Option<&'a [u8]>,
 }
 
 /// A bottle that is up, its agent created but not started.
@@ -68,6 +70,7 @@ pub async fn apply(
     progress: &Progress,
 ) -> Result<Applied, ApplyError> {
     let d = connect().await?;
+    images::build_agent(&d, plan, inputs.build_context, progress).await?;
     images::ensure(&d, plan, progress).await?;
     let isolation = firewall::choose_isolation(engine_major(&d).await?, opts.allow_host_access)?;
     let agent = bring_up(&d, plan, inputs, isolation, opts, progress).await?;
@@ -90,6 +93,7 @@ async fn bring_up(
         cas,
         mut workspace_tar,
         record: rec,
+        build_context: _,
     } = inputs;
     let pid = std::process::id().to_string();
     // Networks.
