@@ -65,6 +65,9 @@ pub enum Cmd {
         /// Start even when the host firewall rule cannot be added (the host stays reachable from the bottle).
         #[arg(long)]
         allow_host_access: bool,
+        /// Start without the y/N preflight (it is asked only on a terminal).
+        #[arg(long, short)]
+        yes: bool,
         /// The agent's command (replaces the manifest's).
         #[arg(last = true)]
         command: Vec<String>,
@@ -169,17 +172,15 @@ pub async fn main(cli: Cli) -> Result<i32, Failure> {
             agent,
             keep,
             allow_host_access,
+            yes,
             command,
         } => {
-            run(
-                &progress,
-                &manifest,
-                &agent,
+            let how = RunOptions {
                 keep,
                 allow_host_access,
-                command,
-            )
-            .await
+                yes,
+            };
+            run(&progress, &manifest, &agent, how, command).await
         }
         Cmd::Build { manifest, agent } => {
             let (m, ws, ctx) = load(&manifest, &agent, Vec::new())?;
@@ -352,14 +353,46 @@ fn plan(m: &Manifest, agent: &str, ws: Option<&WorkspaceInfo>) -> Result<Plan, F
     plan::plan(m, agent, &id, &env_lookup, &|p: &Path| p.exists(), ws).map_err(usage)
 }
 
+/// The flags of `bottle run`.
+struct RunOptions {
+    keep: bool,
+    allow_host_access: bool,
+    yes: bool,
+}
+
+/// The y/N preflight: asked only when stdin and stderr are terminals and
+/// `--yes` is not given. Anything but `y`/`yes` declines.
+fn preflight(plan: &Plan, runtime: &str, yes: bool) -> Result<(), Failure> {
+    use std::io::{BufRead, Write};
+    if yes || !(std::io::stdin().is_terminal() && std::io::stderr().is_terminal()) {
+        return Ok(());
+    }
+    let mut err = std::io::stderr();
+    let _ = write!(err, "{}Start this bottle? [y/N] ", plan.preflight(runtime));
+    let _ = err.flush();
+    let mut answer = String::new();
+    let _ = std::io::stdin().lock().read_line(&mut answer);
+    match answer.trim().to_ascii_lowercase().as_str() {
+        "y" | "yes" => Ok(()),
+        _ => Err(Failure {
+            code: 1,
+            message: "not started: declined at the preflight (nothing was created)".into(),
+        }),
+    }
+}
+
 async fn run(
     progress: &Progress,
     manifest_path: &Path,
     agent: &str,
-    keep: bool,
-    allow_host_access: bool,
+    how: RunOptions,
     command: Vec<String>,
 ) -> Result<i32, Failure> {
+    let RunOptions {
+        keep,
+        allow_host_access,
+        yes,
+    } = how;
     let (m, ws, ctx) = load(manifest_path, agent, command)?;
     let plan = plan(&m, agent, ws.as_ref())?;
     // The runtime is resolved before anything is made: `runsc` asked for and
@@ -372,6 +405,7 @@ async fn run(
     let d = docker::connect().await?;
     let agent_runtime = docker::runtime::resolve(&d, want).await?;
     progress.note(&format!("agent runtime: {agent_runtime}"));
+    preflight(&plan, agent_runtime, yes)?;
     // From here on everything created is recorded and torn down on every path.
     let mut prepared = prepare::prepare(&plan, ws.as_ref(), &env_lookup, progress)?;
     prepared.build_context = ctx.map(|c| c.tar);

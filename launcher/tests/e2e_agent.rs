@@ -339,3 +339,88 @@ fn build_failure_names_the_dockerfile_and_the_fix() {
         &format!("label=bottle.build={agent}"),
     ]);
 }
+
+/// `bottle run` under `script` (a pseudo-terminal) with `input` typed after a
+/// pause; its output and exit code.
+fn run_in_pty(dir: &Path, bottle_args: &str, input: &str) -> (String, Option<i32>) {
+    let cmd = format!("{} {bottle_args}", bottle_bin().display());
+    let o = Command::new("bash")
+        .arg("-c")
+        .arg(format!(
+            "(sleep 3; printf '{input}') | script -qec \"$BOTTLE_CMD\" /dev/null"
+        ))
+        .env("BOTTLE_CMD", cmd)
+        .current_dir(dir)
+        .env("HOME", dir)
+        .env("BOTTLE_STATE_DIR", dir.join("state"))
+        .output()
+        .unwrap();
+    (
+        String::from_utf8_lossy(&o.stdout).into_owned(),
+        o.status.code(),
+    )
+}
+
+/// On a terminal `bottle run` shows the preflight and asks y/N: `n` starts
+/// nothing; `--yes` skips the question; without a terminal it is not asked.
+#[test]
+fn preflight_asked_on_a_terminal_declined_creates_nothing_yes_and_no_terminal_skip_it() {
+    if !docker_or_skip() {
+        return;
+    }
+    let bottle_name = unique("pf");
+    let _g = Guard::new(&bottle_name);
+    let d = tempfile::tempdir().unwrap();
+    home(d.path());
+    std::fs::write(
+        d.path().join("m.yaml"),
+        format!("bottles:\n  {bottle_name}:\n    outer_proxy: squid\n    allow: [pypi.org]\n    runtime: runc\nagents:\n  a: {{bottle: {bottle_name}, prompt: hi, skills: [review]}}\n"),
+    )
+    .unwrap();
+    let (out, code) = run_in_pty(d.path(), "run -m m.yaml -a a -- echo agent-ran", "n\\n");
+    assert_eq!(code, Some(1), "{out}");
+    for want in [
+        "reachable (everything else is refused):",
+        "pypi.org                     any path",
+        "workspace: none",
+        "prompt: text (2 bytes)",
+        "skills: review",
+        "runtime: runc",
+        "Start this bottle? [y/N]",
+        "not started: declined at the preflight (nothing was created)",
+    ] {
+        assert!(out.contains(want), "{want}\n{out}");
+    }
+    assert!(!out.contains("agent-ran"), "{out}");
+    assert!(
+        !d.path().join("state").exists()
+            || std::fs::read_dir(d.path().join("state"))
+                .unwrap()
+                .next()
+                .is_none(),
+        "declined: no state directory"
+    );
+    let (out, code) = run_in_pty(d.path(), "run -m m.yaml -a a -- echo agent-ran", "y\\n");
+    assert_eq!(code, Some(0), "{out}");
+    assert!(
+        out.contains("Start this bottle? [y/N]") && out.contains("agent-ran"),
+        "{out}"
+    );
+    let (out, code) = run_in_pty(d.path(), "run --yes -m m.yaml -a a -- echo agent-ran", "");
+    assert_eq!(code, Some(0), "{out}");
+    assert!(
+        !out.contains("Start this bottle?") && out.contains("agent-ran"),
+        "{out}"
+    );
+    // No terminal: not asked.
+    let o = bottle(
+        d.path(),
+        &["run", "-m", "m.yaml", "-a", "a", "--", "echo", "agent-ran"],
+    );
+    let (out, err) = text(&o);
+    assert!(o.status.success(), "{out}\n{err}");
+    assert!(
+        out.contains("agent-ran") && !err.contains("Start this bottle?"),
+        "{err}"
+    );
+}

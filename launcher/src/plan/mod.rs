@@ -29,7 +29,8 @@ pub use error::{PlanError, PlanErrors};
 pub use model::{
     AGENT_DNS, AGENT_UID, Attachment, BuildPlan, ContainerPlan, FilePlan, GATE_PORT, GATE_UID,
     GitRemote, Health, NetworkPlan, OAUTH_PLACEHOLDER, OuterProxyPlan, PROXY_PORT, PROXY_UID, Plan,
-    PromptPlan, RoleName, Security, SkillPlan, Source, TokenSlot, WorkspacePlan, resource_name,
+    PromptPlan, RoleName, RoutePlan, Security, SkillPlan, Source, TokenSlot, WorkspacePlan,
+    resource_name,
 };
 
 /// A fresh bottle id, `<bottle>-<8 hex>`, from the operating system's random
@@ -134,6 +135,25 @@ pub fn plan(
         skills,
         build,
         supervise: b.supervise,
+        routes: b
+            .routes
+            .iter()
+            .enumerate()
+            .map(|(i, r)| RoutePlan {
+                host: r.host.clone(),
+                path_allowlist: r.path_allowlist.clone(),
+                path_denylist: r.path_denylist.clone(),
+                methods: r.methods.clone(),
+                slot: b.slot_of(i),
+            })
+            .chain(b.allow.iter().map(|h| RoutePlan {
+                host: h.clone(),
+                path_allowlist: Vec::new(),
+                path_denylist: Vec::new(),
+                methods: Vec::new(),
+                slot: None,
+            }))
+            .collect(),
     })
 }
 

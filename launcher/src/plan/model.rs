@@ -82,6 +82,19 @@ pub struct Plan {
     pub build: Option<BuildPlan>,
     /// The agent gets the supervise MCP configuration.
     pub supervise: bool,
+    /// The routes as the agent meets them: manifest routes, then one plain
+    /// route per `allow` host (what the preflight shows).
+    pub routes: Vec<RoutePlan>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct RoutePlan {
+    pub host: String,
+    pub path_allowlist: Vec<String>,
+    pub path_denylist: Vec<String>,
+    pub methods: Vec<String>,
+    /// The token slot whose credential egress-proxy adds, if any.
+    pub slot: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize)]

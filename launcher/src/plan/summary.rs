@@ -149,4 +149,72 @@ impl Plan {
         s.push_str("CAs: minted at run\n");
         s
     }
+
+    /// What `bottle run` shows before asking y/N: what the agent can reach
+    /// and with which credential slot, git remotes, the workspace, the
+    /// prompt, skills and runtime. `runtime` is the engine's answer.
+    pub fn preflight(&self, runtime: &str) -> String {
+        let mut s = format!(
+            "bottle `{}` for agent `{}` (image {})\n",
+            self.bottle,
+            self.agent,
+            self.container(RoleName::Agent)
+                .map(|a| a.image.as_str())
+                .unwrap_or("?")
+        );
+        s.push_str("reachable (everything else is refused):\n");
+        for r in &self.routes {
+            let mut rules = Vec::new();
+            if !r.methods.is_empty() {
+                rules.push(format!("methods {}", r.methods.join(",")));
+            }
+            if !r.path_allowlist.is_empty() {
+                rules.push(format!("paths {}", r.path_allowlist.join(" ")));
+            }
+            if !r.path_denylist.is_empty() {
+                rules.push(format!("not {}", r.path_denylist.join(" ")));
+            }
+            if rules.is_empty() {
+                rules.push("any path".into());
+            }
+            let cred = match &r.slot {
+                Some(slot) => {
+                    let from = self
+                        .token_slots
+                        .iter()
+                        .find(|t| &t.slot == slot)
+                        .map(|t| format!(" from ${}", t.token_ref))
+                        .unwrap_or_default();
+                    format!("  credential {slot}{from}")
+                }
+                None => String::new(),
+            };
+            s.push_str(&format!("  {:<28} {}{cred}\n", r.host, rules.join("; ")));
+        }
+        for g in &self.git_remotes {
+            s.push_str(&format!("git remote {} -> {}\n", g.name, g.upstream));
+        }
+        match &self.workspace {
+            Some(w) => {
+                s.push_str(&format!(
+                    "workspace: {} files from {}\n",
+                    w.files,
+                    w.source.display()
+                ));
+                for x in &w.warnings {
+                    s.push_str(&format!("  warning: {x}\n"));
+                }
+            }
+            None => s.push_str("workspace: none (empty /workspace)\n"),
+        }
+        if let Some(p) = &self.prompt {
+            s.push_str(&format!("prompt: {}\n", p.source));
+        }
+        if !self.skills.is_empty() {
+            let n: Vec<&str> = self.skills.iter().map(|k| k.name.as_str()).collect();
+            s.push_str(&format!("skills: {}\n", n.join(", ")));
+        }
+        s.push_str(&format!("runtime: {runtime}\n"));
+        s
+    }
 }

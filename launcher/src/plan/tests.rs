@@ -255,3 +255,29 @@ fn agent_prompt_skills_and_supervise_in_plan_and_summary() {
     assert!(!a.env["NO_PROXY"].contains("supervise"));
     assert!(p.summary().contains("agent runtime: auto (resolved at run"));
 }
+
+/// The preflight names every reachable host with its path rules and the
+/// credential slot (with its host variable, never a value), git remotes,
+/// the workspace and the runtime.
+#[test]
+fn preflight_shows_hosts_rules_slots_remotes_workspace_runtime() {
+    let mut p = the_plan();
+    p.workspace = Some(WorkspacePlan {
+        source: "/src/widget".into(),
+        files: 12,
+        warnings: vec!["`.env` looks like a secret".into()],
+    });
+    let s = p.preflight("runsc");
+    for want in [
+        "reachable (everything else is refused):\n",
+        "  api.github.com               methods GET,POST; paths /repos/acme/widget/issues  credential EGRESS_PROXY_TOKEN_0 from $GH_PAT\n",
+        "  uploads.github.com           any path  credential EGRESS_PROXY_TOKEN_0 from $GH_PAT\n",
+        "  api.anthropic.com            any path  credential EGRESS_PROXY_TOKEN_1 from $ANTHROPIC\n",
+        "  pypi.org                     any path\n",
+        "git remote widget -> ssh://git@github.com/acme/widget.git\n",
+        "workspace: 12 files from /src/widget\n  warning: `.env` looks like a secret\n",
+        "runtime: runsc\n",
+    ] {
+        assert!(s.contains(want), "{want}\n{s}");
+    }
+}
