@@ -300,6 +300,17 @@ fn load(
     let mut ctx = None;
     if let Some(a) = m.agents.get_mut(agent) {
         if !command.is_empty() {
+            if a.prompt.is_none()
+                && command
+                    .iter()
+                    .any(|c| c.contains(manifest::PROMPT_FILE_PLACEHOLDER))
+            {
+                return Err(usage(format!(
+                    "the command after `--` uses `{}` but agent `{agent}` has no prompt; fix: add `prompt:` or `prompt_file:` to agents.{agent} in {}",
+                    manifest::PROMPT_FILE_PLACEHOLDER,
+                    manifest_path.display()
+                )));
+            }
             a.command = command;
         }
         if let Some(b) = &a.build {

@@ -120,6 +120,31 @@ fn check_names_a_missing_skill_and_plan_shows_prompt_skills_runtime() {
         )),
         "{err}"
     );
+    // `{prompt_file}` in a command given after `--`, with no prompt: refused too.
+    std::fs::write(
+        d.path().join("n.yaml"),
+        "bottles:\n  dev: {allow: [pypi.org]}\nagents:\n  a: {bottle: dev}\n",
+    )
+    .unwrap();
+    let o = bottle(
+        d.path(),
+        &[
+            "run",
+            "-m",
+            "n.yaml",
+            "-a",
+            "a",
+            "--",
+            "cat",
+            "{prompt_file}",
+        ],
+    );
+    let (_, err) = text(&o);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("uses `{prompt_file}` but agent `a` has no prompt; fix: add `prompt:`"),
+        "{err}"
+    );
     std::fs::create_dir_all(&gone).unwrap();
     let o = bottle(d.path(), &["plan", "-m", "m.yaml", "-a", "a"]);
     let (out, err) = text(&o);
