@@ -145,6 +145,16 @@ fn check_names_a_missing_skill_and_plan_shows_prompt_skills_runtime() {
         err.contains("uses `{prompt_file}` but agent `a` has no prompt; fix: add `prompt:`"),
         "{err}"
     );
+    // `bottle build` of an agent without `build:` says how to add one.
+    let o = bottle(d.path(), &["build", "-m", "n.yaml", "-a", "a"]);
+    let (_, err) = text(&o);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains(
+            "agents.a: has no `build:`; fix: add `build: {dockerfile: ..., context: ...}`"
+        ),
+        "{err}"
+    );
     std::fs::create_dir_all(&gone).unwrap();
     let o = bottle(d.path(), &["plan", "-m", "m.yaml", "-a", "a"]);
     let (out, err) = text(&o);
