@@ -497,6 +497,48 @@ async fn download_file(d: &Docker, name: &str, path: &str) -> Result<Vec<u8>, Ap
 mod tests {
     use super::*;
 
+    /// A skill's files reach the agent owned by it; a symlink inside the
+    /// skill stays a link, so the host file it names is never read.
+    #[test]
+    fn tree_entries_keep_symlinks_as_links_and_own_everything() {
+        let d = tempfile::tempdir().unwrap();
+        let secret = d.path().join("host-secret");
+        std::fs::write(&secret, "HOST-SECRET-NEEDLE").unwrap();
+        let skill = d.path().join("skill");
+        std::fs::create_dir_all(skill.join("sub")).unwrap();
+        std::fs::write(skill.join("sub/SKILL.md"), "s").unwrap();
+        std::os::unix::fs::symlink(&secret, skill.join("leak")).unwrap();
+        let mut v = Vec::new();
+        tree_entries(&skill, "home/agent/.claude/skills/x", 1000, 1000, &mut v).unwrap();
+        let t = files_tar(&v).unwrap();
+        assert!(!String::from_utf8_lossy(&t).contains("HOST-SECRET-NEEDLE"));
+        let mut a = tar::Archive::new(&t[..]);
+        let got: Vec<(String, u64, bool)> = a
+            .entries()
+            .unwrap()
+            .map(|e| {
+                let e = e.unwrap();
+                (
+                    e.path().unwrap().display().to_string(),
+                    e.header().uid().unwrap(),
+                    e.header().entry_type().is_symlink(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                ("home/agent/.claude/skills/x/leak".to_string(), 1000, true),
+                ("home/agent/.claude/skills/x/sub".to_string(), 1000, false),
+                (
+                    "home/agent/.claude/skills/x/sub/SKILL.md".to_string(),
+                    1000,
+                    false
+                ),
+            ]
+        );
+    }
+
     #[test]
     fn files_tar_has_no_directory_entries() {
         let t = files_tar(&[TarEntry::file(
