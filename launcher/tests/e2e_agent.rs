@@ -170,6 +170,22 @@ fn check_names_a_missing_skill_and_plan_shows_prompt_skills_runtime() {
     ] {
         assert!(out.contains(&want), "{want}\n{out}");
     }
+    // No engine to ask: the plan still works and says when `auto` is decided.
+    let o = Command::new(bottle_bin())
+        .args(["plan", "-m", "m.yaml", "-a", "a"])
+        .current_dir(d.path())
+        .env("HOME", d.path())
+        .env("DOCKER_HOST", "unix:///nonexistent/docker.sock")
+        .output()
+        .unwrap();
+    let (out, err) = text(&o);
+    assert!(o.status.success(), "{err}");
+    assert!(
+        out.contains(
+            "agent runtime: auto (resolved at run: runsc when the engine has it, else runc)"
+        ),
+        "{out}"
+    );
 }
 
 /// The engine's registered runtimes (`docker info`).
