@@ -1,4 +1,4 @@
-//! The command line (clap derive): `check`, `plan`, `run`, `list`, `cleanup`.
+//! The command line (clap derive): `check`, `plan`, `run`, `build`, `list`, `cleanup`.
 //!
 //! Owns: turning arguments into the phases (load -> plan -> prepare -> apply
 //! -> run -> teardown, one call each in `run`), the exit codes (2 bad
@@ -14,6 +14,7 @@ use std::path::{Path, PathBuf};
 
 use clap::{Parser, Subcommand};
 
+use crate::build::{self, BuildContext};
 use crate::docker::{self, ApplyError, Options};
 use crate::manifest::{self, Manifest};
 use crate::plan::{self, Plan};
@@ -64,9 +65,19 @@ pub enum Cmd {
         /// Start even when the host firewall rule cannot be added (the host stays reachable from the bottle).
         #[arg(long)]
         allow_host_access: bool,
+        /// Start without the y/N preflight (it is asked only on a terminal).
+        #[arg(long, short)]
+        yes: bool,
         /// The agent's command (replaces the manifest's).
         #[arg(last = true)]
         command: Vec<String>,
+    },
+    /// Build the agent's image from its `build:` (skipped when its content-hash tag exists).
+    Build {
+        #[arg(long, short)]
+        manifest: PathBuf,
+        #[arg(long, short)]
+        agent: String,
     },
     /// Bottles on this host, their sidecars and whether their `bottle run` still lives.
     List,
@@ -139,7 +150,7 @@ pub async fn main(cli: Cli) -> Result<i32, Failure> {
             agent,
             json,
         } => {
-            let (m, ws) = load(&manifest, &agent, Vec::new())?;
+            let (m, ws, _) = load(&manifest, &agent, Vec::new())?;
             let p = plan(&m, &agent, ws.as_ref())?;
             if json {
                 println!(
@@ -150,7 +161,8 @@ pub async fn main(cli: Cli) -> Result<i32, Failure> {
                     })?
                 );
             } else {
-                print!("{}", p.summary());
+                let resolved = engine_runtime(&m, &p).await;
+                print!("{}", p.summary_for(resolved.as_deref()));
                 println!("(names use a fresh id at each run)");
             }
             Ok(0)
@@ -160,17 +172,29 @@ pub async fn main(cli: Cli) -> Result<i32, Failure> {
             agent,
             keep,
             allow_host_access,
+            yes,
             command,
         } => {
-            run(
-                &progress,
-                &manifest,
-                &agent,
+            let how = RunOptions {
                 keep,
                 allow_host_access,
-                command,
-            )
-            .await
+                yes,
+            };
+            run(&progress, &manifest, &agent, how, command).await
+        }
+        Cmd::Build { manifest, agent } => {
+            let (m, ws, ctx) = load(&manifest, &agent, Vec::new())?;
+            let p = plan(&m, &agent, ws.as_ref())?;
+            let Some(ctx) = ctx else {
+                return Err(usage(format!(
+                    "{}: agents.{agent}: has no `build:`; fix: add `build: {{dockerfile: ..., context: ...}}` to the agent, or use `image:` without building",
+                    manifest.display()
+                )));
+            };
+            let d = docker::connect().await?;
+            docker::images::build_agent(&d, &p, Some(&ctx.tar), &progress).await?;
+            println!("{}", ctx.tag);
+            Ok(0)
         }
         Cmd::List => {
             let d = docker::connect().await?;
@@ -245,21 +269,63 @@ pub async fn main(cli: Cli) -> Result<i32, Failure> {
     }
 }
 
+/// `bottle plan`'s view of `auto`: asks the engine when it answers within
+/// a few seconds, else None ("resolved at run"). Never an error: plan must
+/// work without Docker.
+async fn engine_runtime(m: &Manifest, p: &Plan) -> Option<String> {
+    let want = m.bottles.get(&p.bottle)?.runtime;
+    let ask = async {
+        let d = docker::connect().await.ok()?;
+        docker::runtime::resolve(&d, want)
+            .await
+            .ok()
+            .map(String::from)
+    };
+    tokio::time::timeout(std::time::Duration::from_secs(3), ask)
+        .await
+        .ok()
+        .flatten()
+}
+
 /// Load: the manifest (validated, the agent's command replaced when one is
 /// given) and the workspace (scanned, not yet copied).
+/// With `build:`, the build context is read here and the agent's image
+/// becomes its content-hash tag, so the plan names the image it will run.
 fn load(
     manifest_path: &Path,
     agent: &str,
     command: Vec<String>,
-) -> Result<(Manifest, Option<WorkspaceInfo>), Failure> {
+) -> Result<(Manifest, Option<WorkspaceInfo>, Option<BuildContext>), Failure> {
     let mut m = manifest::load(manifest_path).map_err(usage)?;
-    if !command.is_empty()
-        && let Some(a) = m.agents.get_mut(agent)
-    {
-        a.command = command;
+    let mut ctx = None;
+    if let Some(a) = m.agents.get_mut(agent) {
+        if !command.is_empty() {
+            if a.prompt.is_none()
+                && command
+                    .iter()
+                    .any(|c| c.contains(manifest::PROMPT_FILE_PLACEHOLDER))
+            {
+                return Err(usage(format!(
+                    "the command after `--` uses `{}` but agent `{agent}` has no prompt; fix: add `prompt:` or `prompt_file:` to agents.{agent} in {}",
+                    manifest::PROMPT_FILE_PLACEHOLDER,
+                    manifest_path.display()
+                )));
+            }
+            a.command = command;
+        }
+        if let Some(b) = &a.build {
+            let c = build::context(agent, b).map_err(|e| {
+                usage(format!(
+                    "{}: agents.{agent}.build: {e}; fix: check the Dockerfile and context paths",
+                    manifest_path.display()
+                ))
+            })?;
+            a.image = c.tag.clone();
+            ctx = Some(c);
+        }
     }
     let ws = workspace_for(&m, agent)?;
-    Ok((m, ws))
+    Ok((m, ws, ctx))
 }
 
 /// The workspace: the agent's `workdir`, else the current git repository, else none.
@@ -298,22 +364,67 @@ fn plan(m: &Manifest, agent: &str, ws: Option<&WorkspaceInfo>) -> Result<Plan, F
     plan::plan(m, agent, &id, &env_lookup, &|p: &Path| p.exists(), ws).map_err(usage)
 }
 
+/// The flags of `bottle run`.
+struct RunOptions {
+    keep: bool,
+    allow_host_access: bool,
+    yes: bool,
+}
+
+/// The y/N preflight: asked only when stdin and stderr are terminals and
+/// `--yes` is not given. Anything but `y`/`yes` declines.
+fn preflight(plan: &Plan, runtime: &str, yes: bool) -> Result<(), Failure> {
+    use std::io::{BufRead, Write};
+    if yes || !(std::io::stdin().is_terminal() && std::io::stderr().is_terminal()) {
+        return Ok(());
+    }
+    let mut err = std::io::stderr();
+    let _ = write!(err, "{}Start this bottle? [y/N] ", plan.preflight(runtime));
+    let _ = err.flush();
+    let mut answer = String::new();
+    let _ = std::io::stdin().lock().read_line(&mut answer);
+    match answer.trim().to_ascii_lowercase().as_str() {
+        "y" | "yes" => Ok(()),
+        _ => Err(Failure {
+            code: 1,
+            message: "not started: declined at the preflight (nothing was created)".into(),
+        }),
+    }
+}
+
 async fn run(
     progress: &Progress,
     manifest_path: &Path,
     agent: &str,
-    keep: bool,
-    allow_host_access: bool,
+    how: RunOptions,
     command: Vec<String>,
 ) -> Result<i32, Failure> {
-    let (m, ws) = load(manifest_path, agent, command)?;
+    let RunOptions {
+        keep,
+        allow_host_access,
+        yes,
+    } = how;
+    let (m, ws, ctx) = load(manifest_path, agent, command)?;
     let plan = plan(&m, agent, ws.as_ref())?;
+    // The runtime is resolved before anything is made: `runsc` asked for and
+    // not registered stops here.
+    let want = m
+        .bottles
+        .get(&plan.bottle)
+        .map(|b| b.runtime)
+        .unwrap_or_default();
+    let d = docker::connect().await?;
+    let agent_runtime = docker::runtime::resolve(&d, want).await?;
+    progress.note(&format!("agent runtime: {agent_runtime}"));
+    preflight(&plan, agent_runtime, yes)?;
     // From here on everything created is recorded and torn down on every path.
     let mut prepared = prepare::prepare(&plan, ws.as_ref(), &env_lookup, progress)?;
+    prepared.build_context = ctx.map(|c| c.tar);
     let tty = std::io::stdin().is_terminal() && std::io::stdout().is_terminal();
     let opts = Options {
         allow_host_access,
         tty,
+        agent_runtime: Some(agent_runtime.to_string()),
     };
     let work = async {
         let up = docker::apply(&plan, prepared.inputs(), &opts, progress).await?;

@@ -8,6 +8,7 @@
 //! -> run (`docker::run`) -> teardown (`docker::teardown`, undoing exactly
 //! the record). Only `docker` talks to Docker.
 
+pub mod build;
 pub mod cli;
 pub mod docker;
 pub mod manifest;

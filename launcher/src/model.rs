@@ -52,6 +52,32 @@ pub struct Bottle {
     pub outer_proxy_trust: Vec<PathBuf>,
     pub routes: Vec<Route>,
     pub git: Vec<GitEntry>,
+    /// The agent gets the supervise MCP configuration (SPEC §8). The sidecar
+    /// itself is started by the supervise work (issue 14); today this changes
+    /// only the agent's side.
+    pub supervise: bool,
+    /// The OCI runtime the agent runs under.
+    pub runtime: RuntimeChoice,
+}
+
+/// `runtime:` of a bottle: `auto` takes gVisor's `runsc` when the engine has
+/// it registered, else `runc`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum RuntimeChoice {
+    #[default]
+    Auto,
+    Runc,
+    Runsc,
+}
+
+impl RuntimeChoice {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RuntimeChoice::Auto => "auto",
+            RuntimeChoice::Runc => "runc",
+            RuntimeChoice::Runsc => "runsc",
+        }
+    }
 }
 
 impl Bottle {
@@ -131,4 +157,32 @@ pub struct Agent {
     pub env: BTreeMap<String, String>,
     /// A host directory copied in as the workspace instead of the current git repository.
     pub workdir: Option<PathBuf>,
+    /// The agent's prompt, written into the agent readable only by it.
+    pub prompt: Option<PromptSource>,
+    /// Skills copied from the host's `~/.claude/skills/<name>`.
+    pub skills: Vec<Skill>,
+    /// A Dockerfile `bottle` builds the agent's image from (then `image` is its tag).
+    pub build: Option<AgentBuild>,
+}
+
+/// Where the agent's prompt comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PromptSource {
+    Text(String),
+    /// A host file (resolved against the manifest's directory).
+    File(PathBuf),
+}
+
+/// A skill: its name and the host directory it is copied from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Skill {
+    pub name: String,
+    pub path: PathBuf,
+}
+
+/// `agents.<a>.build`: host paths, resolved against the manifest's directory.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AgentBuild {
+    pub dockerfile: PathBuf,
+    pub context: PathBuf,
 }

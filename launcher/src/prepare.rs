@@ -28,6 +28,8 @@ pub struct Prepared {
     /// Shared with apply; names the state directory from the start.
     pub record: Recorder,
     pub workspace_tar: Option<Vec<u8>>,
+    /// The agent image's build context, made at load (its hash is the plan's tag).
+    pub build_context: Option<Vec<u8>>,
 }
 
 impl Prepared {
@@ -38,6 +40,7 @@ impl Prepared {
             cas: &self.cas,
             workspace_tar: self.workspace_tar.take(),
             record: &self.record,
+            build_context: self.build_context.as_deref(),
         }
     }
 }
@@ -112,6 +115,7 @@ pub fn prepare(
         cas,
         record: rec,
         workspace_tar,
+        build_context: None,
     })
 }
 

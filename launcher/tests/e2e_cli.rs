@@ -114,9 +114,10 @@ fn run_on_a_terminal_passes_the_tty_and_the_exit_code() {
     let dir = tmp.path();
     git_repo(&dir.join("repo"));
     std::fs::write(dir.join("m.yaml"), format!("bottles:\n  {bottle}:\n    outer_proxy: squid\n    allow: [pypi.org]\nagents:\n  a: {{bottle: {bottle}}}\n")).unwrap();
-    // `script` gives bottle a real pseudo-terminal on stdin and stdout.
+    // `script` gives bottle a real pseudo-terminal on stdin and stdout;
+    // `--yes` skips the preflight question asked on a terminal.
     let cmd = format!(
-        "BOTTLE_STATE_DIR={} {} -q run --manifest {} --agent a -- bash -c 'tty; test -t 0 && echo stdin-is-tty; exit 3'",
+        "BOTTLE_STATE_DIR={} {} -q run --yes --manifest {} --agent a -- bash -c 'tty; test -t 0 && echo stdin-is-tty; exit 3'",
         dir.join("state").display(),
         bottle_bin().display(),
         dir.join("m.yaml").display()

@@ -38,6 +38,8 @@ pub struct Options {
     pub allow_host_access: bool,
     /// Attach a TTY (the host's stdin is a terminal).
     pub tty: bool,
+    /// The agent's OCI runtime, resolved against the engine (`runtime::resolve`).
+    pub agent_runtime: Option<String>,
 }
 
 /// What apply needs besides the plan (made by `prepare`).
@@ -48,6 +50,8 @@ pub struct Inputs<'a> {
     pub workspace_tar: Option<Vec<u8>>,
     /// Where every created resource is written down.
     pub record: &'a Recorder,
+    /// The agent image's build context (`crate::build`), when the plan builds it.
+    pub build_context: Option<&'a [u8]>,
 }
 
 /// A bottle that is up, its agent created but not started.
@@ -66,6 +70,7 @@ pub async fn apply(
     progress: &Progress,
 ) -> Result<Applied, ApplyError> {
     let d = connect().await?;
+    images::build_agent(&d, plan, inputs.build_context, progress).await?;
     images::ensure(&d, plan, progress).await?;
     let isolation = firewall::choose_isolation(engine_major(&d).await?, opts.allow_host_access)?;
     let agent = bring_up(&d, plan, inputs, isolation, opts, progress).await?;
@@ -88,6 +93,7 @@ async fn bring_up(
         cas,
         mut workspace_tar,
         record: rec,
+        build_context: _,
     } = inputs;
     let pid = std::process::id().to_string();
     // Networks.
@@ -139,6 +145,7 @@ async fn bring_up(
         create(d, c, secrets, opts, rec).await?;
         let mut files = Vec::new();
         for f in &c.files {
+            let path = f.path.trim_start_matches('/').to_string();
             let data = match &f.source {
                 Source::Rendered(name) => plan
                     .rendered
@@ -173,14 +180,28 @@ async fn bring_up(
                     }
                     b
                 }
+                Source::Directory => {
+                    files.push(TarEntry::dir(path, f.mode, f.uid, f.gid));
+                    continue;
+                }
+                Source::HostTree(root) => {
+                    files.push(TarEntry::dir(path.clone(), f.mode, f.uid, f.gid));
+                    tree_entries(root, &path, f.uid, f.gid, &mut files).map_err(|source| {
+                        ApplyError::Io {
+                            what: format!("copy {}", root.display()),
+                            source,
+                        }
+                    })?;
+                    continue;
+                }
             };
-            files.push((
-                f.path.trim_start_matches('/').to_string(),
-                f.mode,
-                f.uid,
-                f.gid,
-                data,
-            ));
+            files.push(TarEntry {
+                path,
+                mode: f.mode,
+                uid: f.uid,
+                gid: f.gid,
+                kind: EntryKind::File(data),
+            });
         }
         upload(
             d,
@@ -263,6 +284,11 @@ async fn create(
             init: Some(is_agent),
             dns: is_agent.then(|| vec![crate::plan::AGENT_DNS.to_string()]),
             pids_limit: Some(4096),
+            runtime: if is_agent {
+                opts.agent_runtime.clone()
+            } else {
+                None
+            },
             ..Default::default()
         }),
         networking_config: Some(NetworkingConfig {
@@ -306,19 +332,116 @@ async fn create(
     Ok(())
 }
 
-/// A tar of files at absolute paths (leading `/` stripped), without directory
-/// entries so existing directories keep their owners.
-pub fn files_tar(files: &[(String, u32, u64, u64, Vec<u8>)]) -> std::io::Result<Vec<u8>> {
+/// One entry of the archive copied into a container.
+pub struct TarEntry {
+    /// Relative to `/` (no leading `/`).
+    pub path: String,
+    pub mode: u32,
+    pub uid: u64,
+    pub gid: u64,
+    pub kind: EntryKind,
+}
+
+pub enum EntryKind {
+    File(Vec<u8>),
+    Dir,
+    Symlink(std::path::PathBuf),
+}
+
+impl TarEntry {
+    pub fn file(path: impl Into<String>, mode: u32, uid: u64, gid: u64, data: Vec<u8>) -> Self {
+        TarEntry {
+            path: path.into(),
+            mode,
+            uid,
+            gid,
+            kind: EntryKind::File(data),
+        }
+    }
+
+    fn dir(path: String, mode: u32, uid: u64, gid: u64) -> Self {
+        TarEntry {
+            path,
+            mode,
+            uid,
+            gid,
+            kind: EntryKind::Dir,
+        }
+    }
+}
+
+/// The entries of a host directory under `prefix`, sorted, owned by
+/// `uid:gid`. Symlinks are kept as links and never followed, so a skill
+/// cannot pull a host file from outside its directory into the agent; other
+/// special files are left out.
+fn tree_entries(
+    root: &std::path::Path,
+    prefix: &str,
+    uid: u64,
+    gid: u64,
+    out: &mut Vec<TarEntry>,
+) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    let mut items: Vec<_> = std::fs::read_dir(root)?.collect::<Result<_, _>>()?;
+    items.sort_by_key(|e| e.file_name());
+    for e in items {
+        let name = e.file_name().to_string_lossy().into_owned();
+        let path = format!("{prefix}/{name}");
+        let meta = std::fs::symlink_metadata(e.path())?;
+        // Readable by the agent; executable bits kept.
+        let mode = (meta.permissions().mode() & 0o755) | 0o400;
+        let ft = meta.file_type();
+        if ft.is_dir() {
+            out.push(TarEntry::dir(path.clone(), mode | 0o700, uid, gid));
+            tree_entries(&e.path(), &path, uid, gid, out)?;
+        } else if ft.is_symlink() {
+            out.push(TarEntry {
+                path,
+                mode: 0o777,
+                uid,
+                gid,
+                kind: EntryKind::Symlink(std::fs::read_link(e.path())?),
+            });
+        } else if ft.is_file() {
+            out.push(TarEntry::file(
+                path,
+                mode,
+                uid,
+                gid,
+                std::fs::read(e.path())?,
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// A tar of the entries. Directory entries only for directories the plan
+/// creates (an existing directory keeps its owner when none names it).
+pub fn files_tar(files: &[TarEntry]) -> std::io::Result<Vec<u8>> {
     let mut b = tar::Builder::new(Vec::new());
-    for (path, mode, uid, gid, data) in files {
+    for e in files {
         let mut h = tar::Header::new_gnu();
-        h.set_entry_type(tar::EntryType::Regular);
-        h.set_mode(*mode);
-        h.set_uid(*uid);
-        h.set_gid(*gid);
-        h.set_size(data.len() as u64);
+        h.set_mode(e.mode);
+        h.set_uid(e.uid);
+        h.set_gid(e.gid);
         h.set_mtime(0);
-        b.append_data(&mut h, path, &data[..])?;
+        match &e.kind {
+            EntryKind::File(data) => {
+                h.set_entry_type(tar::EntryType::Regular);
+                h.set_size(data.len() as u64);
+                b.append_data(&mut h, &e.path, &data[..])?;
+            }
+            EntryKind::Dir => {
+                h.set_entry_type(tar::EntryType::Directory);
+                h.set_size(0);
+                b.append_data(&mut h, &e.path, std::io::empty())?;
+            }
+            EntryKind::Symlink(target) => {
+                h.set_entry_type(tar::EntryType::Symlink);
+                h.set_size(0);
+                b.append_link(&mut h, &e.path, target)?;
+            }
+        }
     }
     b.into_inner()
 }
@@ -374,9 +497,58 @@ async fn download_file(d: &Docker, name: &str, path: &str) -> Result<Vec<u8>, Ap
 mod tests {
     use super::*;
 
+    /// A skill's files reach the agent owned by it; a symlink inside the
+    /// skill stays a link, so the host file it names is never read.
+    #[test]
+    fn tree_entries_keep_symlinks_as_links_and_own_everything() {
+        let d = tempfile::tempdir().unwrap();
+        let secret = d.path().join("host-secret");
+        std::fs::write(&secret, "HOST-SECRET-NEEDLE").unwrap();
+        let skill = d.path().join("skill");
+        std::fs::create_dir_all(skill.join("sub")).unwrap();
+        std::fs::write(skill.join("sub/SKILL.md"), "s").unwrap();
+        std::os::unix::fs::symlink(&secret, skill.join("leak")).unwrap();
+        let mut v = Vec::new();
+        tree_entries(&skill, "home/agent/.claude/skills/x", 1000, 1000, &mut v).unwrap();
+        let t = files_tar(&v).unwrap();
+        assert!(!String::from_utf8_lossy(&t).contains("HOST-SECRET-NEEDLE"));
+        let mut a = tar::Archive::new(&t[..]);
+        let got: Vec<(String, u64, bool)> = a
+            .entries()
+            .unwrap()
+            .map(|e| {
+                let e = e.unwrap();
+                (
+                    e.path().unwrap().display().to_string(),
+                    e.header().uid().unwrap(),
+                    e.header().entry_type().is_symlink(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                ("home/agent/.claude/skills/x/leak".to_string(), 1000, true),
+                ("home/agent/.claude/skills/x/sub".to_string(), 1000, false),
+                (
+                    "home/agent/.claude/skills/x/sub/SKILL.md".to_string(),
+                    1000,
+                    false
+                ),
+            ]
+        );
+    }
+
     #[test]
     fn files_tar_has_no_directory_entries() {
-        let t = files_tar(&[("etc/x/y".into(), 0o600, 65534, 65534, b"k".to_vec())]).unwrap();
+        let t = files_tar(&[TarEntry::file(
+            "etc/x/y",
+            0o600,
+            65534,
+            65534,
+            b"k".to_vec(),
+        )])
+        .unwrap();
         let mut a = tar::Archive::new(&t[..]);
         let e: Vec<_> = a
             .entries()

@@ -1,11 +1,17 @@
 //! Images: checks that every image of a plan is present and builds the ones
-//! `docker/build-images.sh` knows when missing. Nothing is ever pulled.
+//! `docker/build-images.sh` knows when missing; builds the agent's own image
+//! (`agents.<a>.build`) from its context archive when its content-hash tag is
+//! absent. Nothing is ever pulled.
 //!
 //! Must never: pull from a registry, or start a bottle on a missing image.
 
 use std::path::PathBuf;
 
+use std::collections::HashMap;
+
 use bollard::Docker;
+use bollard::query_parameters::BuildImageOptions;
+use futures_util::StreamExt;
 
 use super::engine::ApplyError;
 use crate::plan::Plan;
@@ -34,6 +40,92 @@ fn repo(image: &str) -> &str {
         .filter(|(_, tag)| !tag.contains('/'))
         .map(|(r, _)| r)
         .unwrap_or(image)
+}
+
+/// Builds the agent's image from `context` (the archive of `crate::build`)
+/// unless its tag exists; progress lines show the builder's steps. Returns
+/// whether it built.
+pub async fn build_agent(
+    d: &Docker,
+    plan: &Plan,
+    context: Option<&[u8]>,
+    progress: &Progress,
+) -> Result<bool, ApplyError> {
+    let (Some(b), Some(context)) = (&plan.build, context) else {
+        return Ok(false);
+    };
+    if d.inspect_image(&b.tag).await.is_ok() {
+        progress.note(&format!(
+            "agent image {} is up to date: build skipped",
+            b.tag
+        ));
+        return Ok(false);
+    }
+    let step = progress.step(&format!(
+        "building agent image {} from {}",
+        b.tag,
+        b.dockerfile.display()
+    ));
+    let opts = BuildImageOptions {
+        dockerfile: crate::build::DOCKERFILE.into(),
+        t: Some(b.tag.clone()),
+        rm: true,
+        forcerm: true,
+        labels: Some(HashMap::from([(
+            "bottle.build".to_string(),
+            plan.agent.clone(),
+        )])),
+        ..Default::default()
+    };
+    let mut s = d.build_image(
+        opts,
+        None,
+        Some(bollard::body_full(context.to_vec().into())),
+    );
+    let mut last = Vec::new();
+    while let Some(item) = s.next().await {
+        let info = item.map_err(|e| {
+            ApplyError::Runtime(format!(
+                "building {} from {} failed: {e}; fix: make `docker build -f {} {}` work (only local base images can be used; nothing is pulled from a registry here)",
+                b.tag,
+                b.dockerfile.display(),
+                b.dockerfile.display(),
+                b.context.display()
+            ))
+        })?;
+        if let Some(line) = info
+            .stream
+            .as_deref()
+            .map(str::trim_end)
+            .filter(|l| !l.is_empty())
+        {
+            // The builder's steps as progress lines; command output only on failure.
+            if line.starts_with("Step ") {
+                progress.note(&format!("build: {line}"));
+            }
+            last.push(line.to_string());
+            if last.len() > 20 {
+                last.remove(0);
+            }
+        }
+        if let Some(e) = info.error_detail.and_then(|e| e.message) {
+            return Err(ApplyError::Runtime(format!(
+                "building {} from {} failed: {e}\n{}",
+                b.tag,
+                b.dockerfile.display(),
+                last.join("\n")
+            )));
+        }
+    }
+    if d.inspect_image(&b.tag).await.is_err() {
+        return Err(ApplyError::Runtime(format!(
+            "building {} ended without the image:\n{}",
+            b.tag,
+            last.join("\n")
+        )));
+    }
+    step.done();
+    Ok(true)
 }
 
 /// Ensures every image of the plan exists, building what can be built.

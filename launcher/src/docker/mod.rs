@@ -2,7 +2,7 @@
 //! that goes with a running bottle: `apply` executes a `Plan`, `run` attaches
 //! the agent, `teardown` undoes what the `record` holds, `images` checks and
 //! builds images, `firewall` keeps the host out of the internal networks,
-//! `health` waits for the sidecars.
+//! `health` waits for the sidecars, `runtime` picks the agent's OCI runtime.
 //!
 //! Owns: every bollard call of the launcher, and the one `docker start -ai`
 //! delegated to the Docker CLI for terminals. No module outside this one
@@ -20,6 +20,7 @@ mod health;
 pub mod images;
 pub mod record;
 pub mod run;
+pub mod runtime;
 pub mod teardown;
 
 pub use apply::{Applied, Inputs, Options, apply};

@@ -1,4 +1,5 @@
 //! The `bottles.<b>` section: `allow`, the outer proxy, `outer_proxy_trust`,
+//! `supervise`, `runtime`,
 //! and the rules across entries of one bottle (one `claude_code_oauth` role,
 //! unique git names). Routes and git entries are read by their own modules;
 //! hosts and patterns are the engine's (`routes::engine_check`).
@@ -10,7 +11,9 @@ use std::collections::BTreeSet;
 use serde_yaml_ng::Value;
 
 use super::collect::{Collector, join, kind};
-use crate::model::{Bottle, DEFAULT_PIPELOCK_IMAGE, DEFAULT_SQUID_IMAGE, OuterProxyKind};
+use crate::model::{
+    Bottle, DEFAULT_PIPELOCK_IMAGE, DEFAULT_SQUID_IMAGE, OuterProxyKind, RuntimeChoice,
+};
 
 impl Collector {
     pub(super) fn bottle(&mut self, path: &str, name: &str, v: &Value) -> Option<Bottle> {
@@ -24,6 +27,8 @@ impl Collector {
                 "outer_proxy_trust",
                 "egress_proxy",
                 "git",
+                "supervise",
+                "runtime",
             ],
         )?;
         let before = self.problems.len();
@@ -35,6 +40,8 @@ impl Collector {
             outer_proxy_trust: Vec::new(),
             routes: Vec::new(),
             git: Vec::new(),
+            supervise: false,
+            runtime: RuntimeChoice::Auto,
         };
         let mut image = None;
         for (k, val) in m {
@@ -64,6 +71,18 @@ impl Collector {
                     None => {}
                 },
                 "outer_proxy_image" => image = self.string(&p, val),
+                "supervise" => b.supervise = self.bool(&p, val).unwrap_or(false),
+                "runtime" => match self.string(&p, val).as_deref() {
+                    Some("auto") => b.runtime = RuntimeChoice::Auto,
+                    Some("runc") => b.runtime = RuntimeChoice::Runc,
+                    Some("runsc") => b.runtime = RuntimeChoice::Runsc,
+                    Some(other) => self.err(
+                        &p,
+                        format!("unknown runtime `{other}`"),
+                        "use `auto` (runsc when the engine has it), `runc` or `runsc`",
+                    ),
+                    None => {}
+                },
                 "outer_proxy_trust" => {
                     let Value::Sequence(items) = val else {
                         self.err(

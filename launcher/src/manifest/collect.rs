@@ -41,7 +41,7 @@ impl fmt::Display for Problem {
 pub(super) struct Collector {
     pub file: String,
     base: PathBuf,
-    home: Option<PathBuf>,
+    pub home: Option<PathBuf>,
     pub problems: Vec<Problem>,
     /// Every `agents.<a>.bottle` written, with its key path (checked at the end,
     /// whatever else is wrong with the agent).

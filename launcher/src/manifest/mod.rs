@@ -24,7 +24,7 @@ use std::path::{Path, PathBuf};
 use serde_yaml_ng::Value;
 
 pub use crate::model::*;
-pub use agents::{RESERVED_ENV, env_name_ok};
+pub use agents::{PROMPT_FILE_PLACEHOLDER, RESERVED_ENV, env_name_ok};
 pub use collect::Problem;
 use collect::{Collector, join};
 

@@ -411,3 +411,124 @@ mod prop {
         }
     }
 }
+
+/// A temp dir used as the manifest's directory and as HOME, with one skill
+/// (`review`) and a prompt file.
+fn agent_home() -> tempfile::TempDir {
+    let d = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(d.path().join(".claude/skills/review")).unwrap();
+    std::fs::write(
+        d.path().join(".claude/skills/review/SKILL.md"),
+        "# review\n",
+    )
+    .unwrap();
+    std::fs::write(d.path().join("prompt.md"), "be careful\n").unwrap();
+    std::fs::write(d.path().join("Dockerfile"), "FROM bottle-agent\n").unwrap();
+    d
+}
+
+fn parse_in(dir: &Path, agent: &str) -> Result<Manifest, ManifestError> {
+    let text =
+        format!("bottles:\n  dev: {{allow: [pypi.org]}}\nagents:\n  a:\n    bottle: dev\n{agent}");
+    parse(&text, Path::new("m.yaml"), dir, Some(dir))
+}
+
+fn problems_in(dir: &Path, agent: &str) -> Vec<String> {
+    match parse_in(dir, agent) {
+        Ok(_) => panic!("accepted:\n{agent}"),
+        Err(e) => e.problems().iter().map(|p| p.to_string()).collect(),
+    }
+}
+
+#[test]
+fn agent_prompt_skills_build_and_bottle_runtime_supervise_parse() {
+    let d = agent_home();
+    let m = parse_in(
+        d.path(),
+        "    prompt_file: prompt.md\n    skills: [review]\n    build: {dockerfile: Dockerfile}\n    command: [claude, --append-system-prompt-file, \"{prompt_file}\"]\n",
+    )
+    .unwrap();
+    let a = &m.agents["a"];
+    assert_eq!(
+        a.prompt,
+        Some(PromptSource::File(d.path().join("prompt.md")))
+    );
+    assert_eq!(a.skills[0].path, d.path().join(".claude/skills/review"));
+    assert_eq!(
+        a.build.as_ref().map(|b| b.context.clone()),
+        Some(d.path().to_path_buf())
+    );
+    let text = "bottles:\n  dev: {supervise: true, runtime: runsc}\nagents:\n  a: {bottle: dev, prompt: hi}\n";
+    let m = parse(text, Path::new("m.yaml"), d.path(), Some(d.path())).unwrap();
+    assert!(m.bottles["dev"].supervise);
+    assert_eq!(m.bottles["dev"].runtime, RuntimeChoice::Runsc);
+    assert_eq!(m.agents["a"].prompt, Some(PromptSource::Text("hi".into())));
+    let m = parse_str(GOOD).unwrap();
+    assert_eq!(m.bottles["dev"].runtime, RuntimeChoice::Auto);
+    assert!(!m.bottles["dev"].supervise);
+}
+
+/// One row per refusal of the agent's prompt, skills and build, and of the
+/// bottle's runtime: key path, what is wrong, and the fix.
+#[test]
+fn agent_prompt_skills_build_refusals_name_path_and_fix() {
+    let d = agent_home();
+    let skill_dir = d.path().join(".claude/skills/missing");
+    let rows: Vec<(&str, Vec<String>)> = vec![
+        (
+            "    prompt: hi\n    prompt_file: prompt.md\n",
+            vec!["m.yaml: agents.a.prompt_file: both `prompt` and `prompt_file` are given; fix: keep one".into()],
+        ),
+        (
+            "    command: [claude, \"{prompt_file}\"]\n",
+            vec!["m.yaml: agents.a.command[1]: uses `{prompt_file}` but the agent has no prompt; fix: add `prompt: <text>` or `prompt_file: <path>`".into()],
+        ),
+        (
+            "    prompt_file: nope.md\n",
+            vec![format!("m.yaml: agents.a.prompt_file: {} is not a readable file", d.path().join("nope.md").display())],
+        ),
+        (
+            "    skills: [review, missing]\n",
+            vec![format!(
+                "m.yaml: agents.a.skills[1]: skill `missing` not found: {} is not a directory; fix: install the skill at {}",
+                skill_dir.display(),
+                skill_dir.display()
+            )],
+        ),
+        (
+            "    skills: [../etc]\n",
+            vec!["agents.a.skills[0]: `../etc` is not a skill name".into()],
+        ),
+        (
+            "    image: x\n    build: {dockerfile: Dockerfile}\n",
+            vec!["agents.a.build: both `image` and `build` are given".into()],
+        ),
+        (
+            "    build: {context: .}\n",
+            vec!["agents.a.build.dockerfile: missing".into()],
+        ),
+        (
+            "    build: {dockerfile: Dockerfile, contxt: .}\n",
+            vec!["agents.a.build.contxt: unknown key `contxt`; fix: did you mean `context`?".into()],
+        ),
+    ];
+    for (agent, want) in rows {
+        let got = problems_in(d.path(), agent).join("\n");
+        for w in want {
+            assert!(got.contains(&w), "{agent}: want {w}\ngot {got}");
+        }
+    }
+    let text = "bottles:\n  dev: {runtime: kata, supervise: yes}\nagents:\n  a: {bottle: dev}\n";
+    let e = parse(text, Path::new("m.yaml"), d.path(), Some(d.path()))
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(
+        e.contains("bottles.dev.runtime: unknown runtime `kata`; fix: use `auto`"),
+        "{e}"
+    );
+    assert!(
+        e.contains("bottles.dev.supervise: expected true or false"),
+        "{e}"
+    );
+}

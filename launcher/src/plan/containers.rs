@@ -14,7 +14,7 @@ use super::model::{
     NetworkPlan, OAUTH_PLACEHOLDER, PROXY_PORT, PROXY_UID, RoleName, Security, Source, TokenSlot,
     resource_name,
 };
-use crate::manifest::{Agent, Bottle, OuterProxyKind, Role};
+use crate::manifest::{Agent, Bottle, OuterProxyKind, PROMPT_FILE_PLACEHOLDER, PromptSource, Role};
 use crate::render::{self, paths};
 
 /// What every container of one bottle shares.
@@ -304,7 +304,9 @@ pub(super) fn egress_proxy(cx: &Cx<'_>, slots: &[TokenSlot], outer_port: u16) ->
 }
 
 /// The agent: on `agent` only, its proxy and trust environment pointing at
-/// the bottle, the role's variables, the inner CA certificate (never a key).
+/// the bottle, the role's variables, the inner CA certificate (never a key),
+/// its prompt (0400, its own), skills, and the supervise MCP configuration
+/// when the bottle asks for it.
 pub(super) fn agent(cx: &Cx<'_>) -> ContainerPlan {
     let b = cx.bottle;
     let proxy = format!("http://egress-proxy:{PROXY_PORT}");
@@ -312,9 +314,66 @@ pub(super) fn agent(cx: &Cx<'_>) -> ContainerPlan {
     for k in ["HTTPS_PROXY", "HTTP_PROXY", "https_proxy", "http_proxy"] {
         env.insert(k.into(), proxy.clone());
     }
+    let no_proxy = if b.supervise {
+        "git-gate,supervise,localhost,127.0.0.1,::1"
+    } else {
+        "git-gate,localhost,127.0.0.1,::1"
+    };
     for k in ["NO_PROXY", "no_proxy"] {
-        env.insert(k.into(), "git-gate,localhost,127.0.0.1,::1".into());
+        env.insert(k.into(), no_proxy.into());
     }
+    let mut files = vec![
+        file(paths::AGENT_CA, 0o644, 0, Source::InnerCaCert),
+        file(paths::AGENT_BUNDLE, 0o644, 0, Source::AgentTrustBundle),
+    ];
+    if b.supervise {
+        env.insert("BOTTLE_MCP_CONFIG".into(), paths::AGENT_MCP.into());
+        files.push(file(
+            paths::AGENT_MCP,
+            0o644,
+            0,
+            Source::Rendered("mcp.json".into()),
+        ));
+    }
+    if let Some(p) = &cx.agent.prompt {
+        let dir = paths::AGENT_PROMPT
+            .rsplit_once('/')
+            .map(|(d, _)| d)
+            .unwrap_or(paths::AGENT_HOME);
+        files.push(file(dir, 0o700, AGENT_UID, Source::Directory));
+        let source = match p {
+            PromptSource::Text(_) => Source::Rendered("prompt.md".into()),
+            PromptSource::File(f) => Source::HostFiles(vec![f.clone()]),
+        };
+        files.push(file(paths::AGENT_PROMPT, 0o400, AGENT_UID, source));
+    }
+    if !cx.agent.skills.is_empty() {
+        let claude = paths::AGENT_SKILLS
+            .rsplit_once('/')
+            .map(|(d, _)| d)
+            .unwrap_or(paths::AGENT_HOME);
+        files.push(file(claude, 0o755, AGENT_UID, Source::Directory));
+        files.push(file(
+            paths::AGENT_SKILLS,
+            0o755,
+            AGENT_UID,
+            Source::Directory,
+        ));
+        for s in &cx.agent.skills {
+            files.push(file(
+                format!("{}/{}", paths::AGENT_SKILLS, s.name),
+                0o755,
+                AGENT_UID,
+                Source::HostTree(s.path.clone()),
+            ));
+        }
+    }
+    let command = cx
+        .agent
+        .command
+        .iter()
+        .map(|c| c.replace(PROMPT_FILE_PLACEHOLDER, paths::AGENT_PROMPT))
+        .collect();
     env.insert("NODE_EXTRA_CA_CERTS".into(), paths::AGENT_CA.into());
     env.insert("SSL_CERT_FILE".into(), paths::AGENT_BUNDLE.into());
     env.insert("REQUESTS_CA_BUNDLE".into(), paths::AGENT_BUNDLE.into());
@@ -335,13 +394,10 @@ pub(super) fn agent(cx: &Cx<'_>) -> ContainerPlan {
         name: resource_name(cx.id, "agent"),
         image: cx.agent.image.clone(),
         networks: vec![cx.attach("agent", None)],
-        command: cx.agent.command.clone(),
+        command,
         env,
         secret_env: BTreeMap::new(),
-        files: vec![
-            file(paths::AGENT_CA, 0o644, 0, Source::InnerCaCert),
-            file(paths::AGENT_BUNDLE, 0o644, 0, Source::AgentTrustBundle),
-        ],
+        files,
         labels: cx.labels(RoleName::Agent),
         security: security(Some(format!("{AGENT_UID}:{AGENT_UID}")), &[]),
         health: Health::None,

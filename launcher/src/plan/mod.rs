@@ -27,9 +27,10 @@ use crate::render;
 
 pub use error::{PlanError, PlanErrors};
 pub use model::{
-    AGENT_DNS, AGENT_UID, Attachment, ContainerPlan, FilePlan, GATE_PORT, GATE_UID, GitRemote, Health,
-    NetworkPlan, OAUTH_PLACEHOLDER, OuterProxyPlan, PROXY_PORT, PROXY_UID, Plan, RoleName,
-    Security, Source, TokenSlot, WorkspacePlan, resource_name,
+    AGENT_DNS, AGENT_UID, Attachment, BuildPlan, ContainerPlan, FilePlan, GATE_PORT, GATE_UID,
+    GitRemote, Health, NetworkPlan, OAUTH_PLACEHOLDER, OuterProxyPlan, PROXY_PORT, PROXY_UID, Plan,
+    PromptPlan, RoleName, RoutePlan, Security, SkillPlan, Source, TokenSlot, WorkspacePlan,
+    resource_name,
 };
 
 /// A fresh bottle id, `<bottle>-<8 hex>`, from the operating system's random
@@ -84,7 +85,34 @@ pub fn plan(
         git_remotes = remotes;
     }
     containers.push(containers::egress_proxy(&cx, &slots, outer_port));
+    if let Some(crate::manifest::PromptSource::Text(t)) = &cx.agent.prompt {
+        rendered.insert("prompt.md".into(), t.clone());
+    }
+    if b.supervise {
+        rendered.insert("mcp.json".into(), render::mcp::render());
+    }
     containers.push(containers::agent(&cx));
+    let prompt = agent.prompt.as_ref().map(|p| PromptPlan {
+        source: match p {
+            crate::manifest::PromptSource::Text(t) => format!("text ({} bytes)", t.len()),
+            crate::manifest::PromptSource::File(f) => f.display().to_string(),
+        },
+        path: render::paths::AGENT_PROMPT.into(),
+    });
+    let skills = agent
+        .skills
+        .iter()
+        .map(|s| SkillPlan {
+            name: s.name.clone(),
+            source: s.path.clone(),
+            path: format!("{}/{}", render::paths::AGENT_SKILLS, s.name),
+        })
+        .collect();
+    let build = agent.build.as_ref().map(|bd| BuildPlan {
+        dockerfile: bd.dockerfile.clone(),
+        context: bd.context.clone(),
+        tag: agent.image.clone(),
+    });
     Ok(Plan {
         id: id.to_string(),
         bottle: b.name.clone(),
@@ -102,6 +130,30 @@ pub fn plan(
         workspace,
         rendered,
         cas: "minted at run".into(),
+        runtime: b.runtime.as_str().into(),
+        prompt,
+        skills,
+        build,
+        supervise: b.supervise,
+        routes: b
+            .routes
+            .iter()
+            .enumerate()
+            .map(|(i, r)| RoutePlan {
+                host: r.host.clone(),
+                path_allowlist: r.path_allowlist.clone(),
+                path_denylist: r.path_denylist.clone(),
+                methods: r.methods.clone(),
+                slot: b.slot_of(i),
+            })
+            .chain(b.allow.iter().map(|h| RoutePlan {
+                host: h.clone(),
+                path_allowlist: Vec::new(),
+                path_denylist: Vec::new(),
+                methods: Vec::new(),
+                slot: None,
+            }))
+            .collect(),
     })
 }
 

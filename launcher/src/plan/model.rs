@@ -71,6 +71,52 @@ pub struct Plan {
     pub rendered: BTreeMap<String, String>,
     /// CAs are minted by `bottle run`, never by `plan`.
     pub cas: String,
+    /// The agent's runtime as the manifest asks (`auto`, `runc`, `runsc`);
+    /// `auto` is resolved against the engine at run.
+    pub runtime: String,
+    /// The agent's prompt: where it comes from, and its path in the agent.
+    pub prompt: Option<PromptPlan>,
+    /// Skills copied into the agent: name and host directory.
+    pub skills: Vec<SkillPlan>,
+    /// The agent image `bottle` builds, when the manifest has `build:`.
+    pub build: Option<BuildPlan>,
+    /// The agent gets the supervise MCP configuration.
+    pub supervise: bool,
+    /// The routes as the agent meets them: manifest routes, then one plain
+    /// route per `allow` host (what the preflight shows).
+    pub routes: Vec<RoutePlan>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct RoutePlan {
+    pub host: String,
+    pub path_allowlist: Vec<String>,
+    pub path_denylist: Vec<String>,
+    pub methods: Vec<String>,
+    /// The token slot whose credential egress-proxy adds, if any.
+    pub slot: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct PromptPlan {
+    /// `text (N bytes)` or the host file.
+    pub source: String,
+    pub path: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct SkillPlan {
+    pub name: String,
+    pub source: PathBuf,
+    pub path: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct BuildPlan {
+    pub dockerfile: PathBuf,
+    pub context: PathBuf,
+    /// `bottle-agent-<agent>:<content hash>`.
+    pub tag: String,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -161,6 +207,12 @@ pub enum Source {
     AgentTrustBundle,
     /// Host files concatenated (outer_proxy_trust).
     HostFiles(Vec<PathBuf>),
+    /// A host directory copied whole (regular files, directories and
+    /// symlinks as links, never followed), every entry owned by the file's
+    /// uid/gid; `mode` applies to the top directory.
+    HostTree(PathBuf),
+    /// An empty directory owned by the file's uid/gid.
+    Directory,
 }
 
 #[derive(Debug, Clone, Serialize)]

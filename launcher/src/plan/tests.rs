@@ -204,3 +204,80 @@ pub(crate) fn golden(name: &str, got: &str) {
         "golden {name} differs (BOTTLE_BLESS=1 to accept)"
     );
 }
+
+/// The prompt (0400, the agent's), `{prompt_file}` in the command, skills
+/// (the agent's), the MCP file, `BOTTLE_MCP_CONFIG` and `supervise` in
+/// `NO_PROXY` appear in the plan, and `bottle plan` shows them with the runtime.
+#[test]
+fn agent_prompt_skills_and_supervise_in_plan_and_summary() {
+    let d = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(d.path().join(".claude/skills/review")).unwrap();
+    let text = "bottles:\n  dev: {allow: [pypi.org], supervise: true, runtime: runc}\nagents:\n  a:\n    bottle: dev\n    prompt: fix the tests\n    skills: [review]\n    command: [claude, --append-system-prompt-file, \"{prompt_file}\"]\n";
+    let m = manifest::parse(text, Path::new("m.yaml"), d.path(), Some(d.path())).unwrap();
+    let p = plan(&m, "a", "dev-0001", &env_all, &|_| true, None).unwrap();
+    let a = p.container(RoleName::Agent).unwrap();
+    assert_eq!(
+        a.command,
+        [
+            "claude",
+            "--append-system-prompt-file",
+            "/home/agent/.bottle/prompt.md"
+        ]
+    );
+    let f = |path: &str| a.files.iter().find(|f| f.path == path).unwrap();
+    let prompt = f("/home/agent/.bottle/prompt.md");
+    assert_eq!((prompt.mode, prompt.uid), (0o400, AGENT_UID));
+    assert_eq!(p.rendered["prompt.md"], "fix the tests");
+    let skill = f("/home/agent/.claude/skills/review");
+    assert_eq!(skill.uid, AGENT_UID);
+    assert_eq!(
+        skill.source,
+        Source::HostTree(d.path().join(".claude/skills/review"))
+    );
+    assert_eq!(f("/etc/bottle/mcp.json").mode, 0o644);
+    assert!(p.rendered["mcp.json"].contains("http://supervise:9100/mcp"));
+    assert_eq!(a.env["BOTTLE_MCP_CONFIG"], "/etc/bottle/mcp.json");
+    assert!(a.env["NO_PROXY"].split(',').any(|h| h == "supervise"));
+    let s = p.summary();
+    for want in [
+        "agent runtime: runc\n",
+        "agent prompt: text (13 bytes) -> /home/agent/.bottle/prompt.md\n",
+        "  review (",
+        "agent MCP config: /etc/bottle/mcp.json (supervise at http://supervise:9100/mcp)",
+    ] {
+        assert!(s.contains(want), "{want}\n{s}");
+    }
+    // Without supervise: no MCP file, no variable, `supervise` not exempt from the proxy.
+    let p = the_plan();
+    let a = p.container(RoleName::Agent).unwrap();
+    assert!(!a.files.iter().any(|f| f.path == "/etc/bottle/mcp.json"));
+    assert!(!a.env.contains_key("BOTTLE_MCP_CONFIG"));
+    assert!(!a.env["NO_PROXY"].contains("supervise"));
+    assert!(p.summary().contains("agent runtime: auto (resolved at run"));
+}
+
+/// The preflight names every reachable host with its path rules and the
+/// credential slot (with its host variable, never a value), git remotes,
+/// the workspace and the runtime.
+#[test]
+fn preflight_shows_hosts_rules_slots_remotes_workspace_runtime() {
+    let mut p = the_plan();
+    p.workspace = Some(WorkspacePlan {
+        source: "/src/widget".into(),
+        files: 12,
+        warnings: vec!["`.env` looks like a secret".into()],
+    });
+    let s = p.preflight("runsc");
+    for want in [
+        "reachable (everything else is refused):\n",
+        "  api.github.com               methods GET,POST; paths /repos/acme/widget/issues  credential EGRESS_PROXY_TOKEN_0 from $GH_PAT\n",
+        "  uploads.github.com           any path  credential EGRESS_PROXY_TOKEN_0 from $GH_PAT\n",
+        "  api.anthropic.com            any path  credential EGRESS_PROXY_TOKEN_1 from $ANTHROPIC\n",
+        "  pypi.org                     any path\n",
+        "git remote widget -> ssh://git@github.com/acme/widget.git\n",
+        "workspace: 12 files from /src/widget\n  warning: `.env` looks like a secret\n",
+        "runtime: runsc\n",
+    ] {
+        assert!(s.contains(want), "{want}\n{s}");
+    }
+}

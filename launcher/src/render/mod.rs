@@ -8,6 +8,7 @@
 
 pub mod git_config;
 pub mod git_gate;
+pub mod mcp;
 pub mod pipelock;
 pub mod routes;
 pub mod squid;
@@ -27,4 +28,11 @@ pub mod paths {
     pub const AGENT_CA: &str = "/etc/bottle/ca.pem";
     pub const AGENT_BUNDLE: &str = "/etc/ssl/certs/ca-certificates.crt";
     pub const WORKSPACE: &str = "/workspace";
+    pub const AGENT_HOME: &str = "/home/agent";
+    /// The agent's prompt (`{prompt_file}` in its command), 0400, owned by the agent.
+    pub const AGENT_PROMPT: &str = "/home/agent/.bottle/prompt.md";
+    /// Where skills go, one directory each.
+    pub const AGENT_SKILLS: &str = "/home/agent/.claude/skills";
+    /// The agent's MCP configuration (agreed with supervise, issue 14).
+    pub const AGENT_MCP: &str = "/etc/bottle/mcp.json";
 }
