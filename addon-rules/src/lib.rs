@@ -42,6 +42,7 @@ mod reason;
 mod request_target;
 mod routes;
 mod routing;
+mod secret;
 mod target;
 mod trace;
 
@@ -53,4 +54,5 @@ pub use path::{PathError, hex_digit, is_normalized, normalize_path};
 pub use pattern::PatternList;
 pub use reason::{Reason, Refusal};
 pub use routes::{CREDENTIAL_STRIP_HEADERS, Credential, Policy, Route, TokenSource, Unmatched};
+pub use secret::Secret;
 pub use target::{ConnectTarget, parse_connect_target};

@@ -1,12 +1,13 @@
 //! Token values: read from the host environment by `prepare`, handed only to
 //! the egress-proxy container's environment by `docker::apply`.
 //!
-//! Owns the `Secret` type (Debug and Display redact) and the token values by
-//! slot name. Must never: let a value reach a log line, an error message, a
-//! label, argv or a file.
+//! Owns the token values by slot name (each an `addon_rules::Secret`, whose
+//! Debug and Display redact). Must never: let a value reach a log line, an
+//! error message, a label, argv or a file.
 
 use std::collections::BTreeMap;
-use std::fmt;
+
+pub use addon_rules::Secret;
 
 use crate::plan::Plan;
 
@@ -15,31 +16,6 @@ use crate::plan::Plan;
 #[derive(Debug, thiserror::Error)]
 #[error("host variable `{0}` is not set or empty; fix: export it before `bottle run`")]
 pub struct MissingSecret(pub String);
-
-/// A secret value: never printed (Debug and Display redact).
-#[derive(Clone)]
-pub struct Secret(String);
-
-impl Secret {
-    pub fn new(s: String) -> Self {
-        Secret(s)
-    }
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("Secret(<redacted>)")
-    }
-}
-
-impl fmt::Display for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("<redacted>")
-    }
-}
 
 /// Token values by slot name, read from the host environment at run time.
 #[derive(Debug, Default, Clone)]
@@ -69,8 +45,8 @@ impl Secrets {
     pub fn redact(&self, text: &str) -> String {
         let mut t = text.to_string();
         for s in self.0.values() {
-            if !s.0.is_empty() {
-                t = t.replace(&s.0, "<redacted>");
+            if !s.expose().is_empty() {
+                t = t.replace(s.expose(), "<redacted>");
             }
         }
         t

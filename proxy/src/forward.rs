@@ -19,9 +19,9 @@ use hyper_util::rt::TokioIo;
 
 use crate::body::{BoxBody, Tracked, empty};
 use crate::refuse::DECISION_HEADER;
-use crate::secret::Secret;
 use crate::state::Shared;
 use crate::upstream::{Origin, SendOpts, UpstreamError};
+use addon_rules::Secret;
 
 /// What to send where, from the decision (owned: the policy guard is gone).
 #[derive(Debug)]

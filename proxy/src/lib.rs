@@ -20,7 +20,6 @@ pub mod log;
 pub mod metrics;
 pub mod refuse;
 pub mod reload;
-pub mod secret;
 pub mod serve;
 pub mod shutdown;
 pub mod state;

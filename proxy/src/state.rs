@@ -16,9 +16,9 @@ use arc_swap::ArcSwap;
 use tokio::sync::Semaphore;
 
 use crate::limits::Limits;
-use crate::secret::Secret;
 use crate::tls::LeafCache;
 use crate::upstream::Upstream;
+use addon_rules::Secret;
 
 /// Why a routes file could not be loaded.
 #[derive(Debug, thiserror::Error)]

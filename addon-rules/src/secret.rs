@@ -1,8 +1,10 @@
-//! Secrets (injected credentials) as a type.
+//! Secrets (credential values) as a type, shared by egress-proxy (token values
+//! it injects) and the launcher (token values it hands to egress-proxy).
 //!
 //! Owns: the `Secret` wrapper whose `Debug`/`Display` never print the value.
-//! Must never: expose the value except through `expose`, which only the
-//! forwarding stage calls when it builds the upstream header.
+//! Must never: expose the value except through `expose`, which only the code
+//! that must place the value (the proxy's upstream header, the launcher's
+//! egress-proxy container environment) calls. The policy itself never holds one.
 
 use std::fmt;
 
