@@ -329,7 +329,7 @@ async fn refusal_in_a_tunnel_has_a_content_length() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tunnel_whose_first_line_is_not_http_is_closed_at_once() {
     let mut opts = ProxyOpts::new("unmatched: deny\nroutes:\n  - host: 127.0.0.1\n");
-    opts.extra_args = ["--header-read-timeout", "60", "--handshake-timeout", "60"]
+    opts.args = ["--header-read-timeout", "60", "--handshake-timeout", "60"]
         .map(String::from)
         .to_vec();
     let proxy = Proxy::start(opts);
@@ -478,7 +478,7 @@ async fn http1_header_name_case_is_kept_both_ways() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn overloaded_connection_gets_a_503_and_an_access_log_line() {
     let mut opts = ProxyOpts::new("routes: []\n");
-    opts.extra_args = ["--max-connections", "1"].map(String::from).to_vec();
+    opts.args = ["--max-connections", "1"].map(String::from).to_vec();
     let proxy = Proxy::start(opts);
     let held = raw::dial(proxy.addr).await;
     let mut r = None;
@@ -498,7 +498,7 @@ async fn overloaded_connection_gets_a_503_and_an_access_log_line() {
     let deadline = Instant::now() + STEP;
     loop {
         let logged = proxy
-            .stderr_lines()
+            .lines()
             .iter()
             .any(|l| l.contains("\"decision\":\"overloaded\"") && l.contains("\"status\":503"));
         if logged {
@@ -507,7 +507,7 @@ async fn overloaded_connection_gets_a_503_and_an_access_log_line() {
         assert!(
             Instant::now() < deadline,
             "an access-log line for the overloaded client: {}",
-            proxy.stderr_redacted()
+            proxy.redacted()
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }

@@ -11,15 +11,18 @@
 //! The resolver is the test's, through the proxy's seam; proxy, sockets and
 //! origin are real.
 
-mod common;
+mod support;
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use common::{Origin, ProxySetup, T};
 use egress_proxy::upstream::resolve::{Lookup, Resolve, Resolver};
+use support::T;
+use support::origin::Origin;
+use support::pki::TestCa;
+use support::proxy::ProxySetup;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
@@ -109,8 +112,12 @@ const HOSTILE: &[(&str, &str, &str)] = &[
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn special_purpose_answers_are_refused_and_never_dialled() {
-    let origin = Origin::plain().await;
-    let hits = canary(origin.port()).await;
+    let origin = Origin::hello(
+        &Arc::new(TestCa::new("test origin CA")),
+        &["h2", "http/1.1"],
+    )
+    .await;
+    let hits = canary(origin.http.port()).await;
     let mut map: HashMap<&'static str, &'static str> =
         HOSTILE.iter().map(|(l, a, _)| (*l, *a)).collect();
     map.insert("control", "::ffff:127.0.0.1");
@@ -122,7 +129,7 @@ async fn special_purpose_answers_are_refused_and_never_dialled() {
 
     // Positive control: the mapped form dials on this machine, so a mapped
     // answer that slipped through would reach the canary.
-    let (status, _, body) = get(proxy.addr, "control.ranges.example", origin.port()).await;
+    let (status, _, body) = get(proxy.addr, "control.ranges.example", origin.http.port()).await;
     assert_eq!(status, 200, "control: {body}");
     assert!(body.starts_with("hello from origin"), "control: {body}");
 
@@ -130,7 +137,7 @@ async fn special_purpose_answers_are_refused_and_never_dialled() {
         let (status, decision, body) = get(
             proxy.addr,
             &format!("{label}.ranges.example"),
-            origin.port(),
+            origin.http.port(),
         )
         .await;
         assert_eq!(
