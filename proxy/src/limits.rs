@@ -35,6 +35,12 @@ pub const LINGER_TOTAL: Duration = Duration::from_secs(5);
 pub const LINGER_IDLE: Duration = Duration::from_secs(2);
 pub const LINGER_BYTES: usize = 16 << 20;
 
+/// An h2 request refused with its body unread (`serve::linger_h2`): how long
+/// the body is kept past the refusal, and how many of its bytes are read, so
+/// the stream closes without a CANCEL that could overtake the refusal.
+pub const REFUSED_H2_BODY_TIME: Duration = Duration::from_secs(2);
+pub const REFUSED_H2_BODY_BYTES: usize = 64 * 1024;
+
 /// After `accept` fails (EMFILE and the like), wait this long instead of spinning.
 pub const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
 

@@ -38,6 +38,7 @@ use hyper::body::{Body, Incoming};
 use crate::body::{BoxBody, Tracked, full};
 use crate::forward::{self, Plan};
 use crate::h1scan::{RawHead, RawHeads};
+use crate::limits::{REFUSED_H2_BODY_BYTES, REFUSED_H2_BODY_TIME};
 use crate::log::AccessRecord;
 use crate::metrics::Outcome;
 use crate::refuse;
@@ -136,32 +137,16 @@ async fn stages(
     mut req: Request<Incoming>,
     record: &mut AccessRecord,
 ) -> Result<Exit, Stop> {
-    let h1 = req.version() != Version::HTTP_2;
-    let head = raw_head(ctx, &req).or_stop(true)?;
-    if is_healthz(ctx, &req) {
-        return Ok(Exit::Healthz);
-    }
-    head_size(ctx, &req).or_stop(true)?;
-    let ends_http = head.as_ref().is_some_and(|h| h.ends_http);
-    let body = body_hint(&req);
-
-    let loaded = ctx.shared.loaded.load_full();
-    // A refused HTTP/1 request whose body we never read: close the
-    // connection rather than read (or misparse) what follows.
-    let unread = h1 && (body != BodyHint::Empty || ends_http);
-    let allowed = request_filter(ctx, &req, head, body, &loaded).or_stop(unread)?;
-    record.route = allowed.route.map(|r| r.host().to_owned());
-    record.host = allowed.host.clone();
-    if let Some(p) = allowed.path_and_query.split('?').next() {
-        record.path = p.to_owned();
-    }
-    let plan = upstream_peer(ctx, &loaded, &allowed, req.method(), body).or_stop(true)?;
-    drop(loaded);
-
-    if plan.drop_body {
-        let wait = ctx.shared.limits.header_read_timeout;
-        request_body_filter(&mut req, wait).await.or_stop(false)?;
-    }
+    let (plan, ends_http) = match checks(ctx, &mut req, record).await {
+        Ok(Some(checked)) => checked,
+        Ok(None) => return Ok(Exit::Healthz),
+        Err(stop) => {
+            if req.version() == Version::HTTP_2 {
+                linger_h2(req);
+            }
+            return Err(stop);
+        }
+    };
     let bytes_in = record.bytes_in.clone();
     let resp = forward::forward(&ctx.shared, req, plan, bytes_in)
         .await
@@ -172,6 +157,70 @@ async fn stages(
         })
         .or_stop(false)?;
     Ok(Exit::Forwarded(response_filter(resp, ends_http)))
+}
+
+/// Every stage before the request goes upstream: the forwarding plan and
+/// whether the connection ends its HTTP after this request, or `None` for
+/// `/healthz`.
+async fn checks(
+    ctx: &Ctx,
+    req: &mut Request<Incoming>,
+    record: &mut AccessRecord,
+) -> Result<Option<(Plan, bool)>, Stop> {
+    let h1 = req.version() != Version::HTTP_2;
+    let head = raw_head(ctx, req).or_stop(true)?;
+    if is_healthz(ctx, req) {
+        return Ok(None);
+    }
+    head_size(ctx, req).or_stop(true)?;
+    let ends_http = head.as_ref().is_some_and(|h| h.ends_http);
+    let body = body_hint(req);
+
+    let loaded = ctx.shared.loaded.load_full();
+    // A refused HTTP/1 request whose body we never read: close the
+    // connection rather than read (or misparse) what follows.
+    let unread = h1 && (body != BodyHint::Empty || ends_http);
+    let allowed = request_filter(ctx, req, head, body, &loaded).or_stop(unread)?;
+    record.route = allowed.route.map(|r| r.host().to_owned());
+    record.host = allowed.host.clone();
+    if let Some(p) = allowed.path_and_query.split('?').next() {
+        record.path = p.to_owned();
+    }
+    let plan = upstream_peer(ctx, &loaded, &allowed, req.method(), body).or_stop(true)?;
+    drop(loaded);
+
+    if plan.drop_body {
+        let wait = ctx.shared.limits.header_read_timeout;
+        request_body_filter(req, wait).await.or_stop(false)?;
+    }
+    Ok(Some((plan, ends_http)))
+}
+
+/// An h2 request refused while its body was unread: dropping the body now
+/// would reset the stream with CANCEL before the refusal is sent, and a
+/// client may then lose the refusal (curl 7.88 prints only the CONNECT's
+/// 200). The body is kept past the response and read to its end, within
+/// [`REFUSED_H2_BODY_BYTES`] and [`REFUSED_H2_BODY_TIME`], so the stream closes cleanly
+/// (RFC 9113 §8.1: at worst RST_STREAM(NO_ERROR) after the response). With
+/// `Expect: 100-continue` it is held but never read: reading would invite
+/// the body the refusal declines.
+fn linger_h2(req: Request<Incoming>) {
+    let expects = req.headers().contains_key(http::header::EXPECT);
+    let mut body = req.into_body();
+    tokio::spawn(async move {
+        let deadline = tokio::time::Instant::now() + REFUSED_H2_BODY_TIME;
+        if expects {
+            tokio::time::sleep_until(deadline).await;
+            return;
+        }
+        let mut read = 0usize;
+        while read <= REFUSED_H2_BODY_BYTES {
+            match tokio::time::timeout_at(deadline, body.frame()).await {
+                Ok(Some(Ok(f))) => read += f.data_ref().map_or(0, |d| d.len()),
+                _ => return,
+            }
+        }
+    });
 }
 
 /// HTTP/1: the head as the client sent it (hyper hides a `#fragment` and a

@@ -273,6 +273,36 @@ async fn h2_refusal_of_an_unread_body_arrives_whole() {
     f.origin.assert_untouched("refused h2 POSTs");
 }
 
+/// A refused h2 POST whose body is still in flight: the stream must not be
+/// reset with CANCEL around the refusal (curl 7.88, the agent image's curl,
+/// then drops the refusal and prints only the CONNECT's 200: seen as a flake
+/// of the bottle e2e test). The proxy keeps the body past the refusal and
+/// reads it to its end, so the client's late DATA is taken and the stream
+/// closes without any RST_STREAM.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn h2_refused_body_sent_after_the_refusal_is_taken_without_a_reset() {
+    let f = Fixture::start().await;
+    let mut h2 = h2_conn(&f).await;
+    let req = h2_request(&f, "POST", "/echo/secret/upload")
+        .header("content-type", "application/octet-stream")
+        .body(())
+        .unwrap();
+    let (resp, mut stream) = h2.send_request(req, false).expect("send");
+    h2_answer(resp)
+        .await
+        .assert_refused(403, "path-not-allowed", "h2 POST, body not yet sent");
+    stream
+        .send_data(Bytes::from_static(b"x"), true)
+        .expect("the late body is taken");
+    let reset = tokio::time::timeout(
+        Duration::from_millis(500),
+        std::future::poll_fn(|cx| stream.poll_reset(cx)),
+    )
+    .await;
+    assert!(reset.is_err(), "the refused stream was reset: {reset:?}");
+    f.origin.assert_untouched("refused h2 POST");
+}
+
 // ------------------------------------------------ Content-Length lists (§3.5)
 
 /// `Content-Length: 3, 3` is a head hyper refuses; the client must get the
