@@ -461,7 +461,7 @@ pub fn files_tar(files: &[TarEntry]) -> std::io::Result<Vec<u8>> {
     b.into_inner()
 }
 
-async fn upload(d: &Docker, name: &str, tar: Vec<u8>) -> Result<(), ApplyError> {
+pub(crate) async fn upload(d: &Docker, name: &str, tar: Vec<u8>) -> Result<(), ApplyError> {
     d.upload_to_container(
         name,
         Some(UploadToContainerOptions {
@@ -475,7 +475,11 @@ async fn upload(d: &Docker, name: &str, tar: Vec<u8>) -> Result<(), ApplyError> 
 }
 
 /// One file's content from a (created) container.
-async fn download_file(d: &Docker, name: &str, path: &str) -> Result<Vec<u8>, ApplyError> {
+pub(crate) async fn download_file(
+    d: &Docker,
+    name: &str,
+    path: &str,
+) -> Result<Vec<u8>, ApplyError> {
     let mut s = d.download_from_container(
         name,
         Some(DownloadFromContainerOptions { path: path.into() }),
