@@ -4,8 +4,9 @@
 //!
 //! Owns finding the state directories (as `bottle list` finds bottles) and,
 //! after an approval, the outer proxy's allowlist when it is squid (its
-//! `squid.conf` rewritten in the container, then `squid -k reconfigure` by
-//! the Docker exec API). egress-proxy picks the routes file up itself
+//! `squid.conf` rewritten in the container, checked with `squid -k parse`
+//! by the Docker exec API, then SIGHUP, squid's reconfigure, by the Docker
+//! kill API: squid is PID 1 there and `squid -k reconfigure` refuses that). egress-proxy picks the routes file up itself
 //! (`--watch-routes`).
 //!
 //! Must never: print a secret (the routes file holds slot names only), or
@@ -185,7 +186,20 @@ async fn update_squid(
             }
         })?;
     upload(d, name, tar).await?;
-    exec_ok(d, name, &["squid", "-k", "reconfigure"]).await?;
+    // squid runs in the foreground as PID 1 (`squid -k reconfigure` refuses
+    // a PID file of 1), so its reconfigure signal goes through the Docker
+    // API; a config squid rejects would then be reported by `squid -k parse`.
+    exec_ok(d, name, &["squid", "-k", "parse", "-f", paths::SQUID_CONF]).await?;
+    d.kill_container(
+        name,
+        Some(bollard::query_parameters::KillContainerOptions {
+            signal: "HUP".into(),
+        }),
+    )
+    .await
+    .map_err(crate::docker::docker_err(format!(
+        "reconfigure squid in {name}"
+    )))?;
     Ok(Some(hosts.len()))
 }
 
