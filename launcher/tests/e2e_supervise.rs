@@ -298,7 +298,39 @@ agents:
     let (_, out, _) = supervise(&state, &["list", "--json"]);
     assert_eq!(out.trim(), "[]");
 
-    // 5. The agent exits; nothing remains (state directory included).
+    // 5. A rejection reaches the agent with its reason; routes unchanged.
+    let routes_file = state.join(&id).join("supervise/routes/routes.json");
+    let routes_before = file(&routes_file);
+    exec(
+        &agent,
+        r#"nohup python3 /tmp/mcp.py request-egress '{"host":"api.origin.test","paths":["/secret"],"justification":"e2e: read the secret path"}' >/tmp/rej.out 2>/tmp/rej.err &"#,
+    );
+    let pending = wait_for(30, || {
+        let (_, out, _) = supervise(&state, &["list", "--json"]);
+        let v: serde_json::Value = serde_json::from_str(&out).ok()?;
+        v.as_array()?.first().cloned()
+    })
+    .unwrap_or_else(|| panic!("no second proposal: {}", exec(&agent, "cat /tmp/rej.err").1));
+    assert_eq!(pending["widens_credential"], true, "{pending}");
+    let rid = pending["id"].as_str().unwrap().to_string();
+    let (code, out, err) = supervise(&state, &["reject", &rid, "--why", "not for this task"]);
+    assert_eq!(code, 0, "{out}\n{err}");
+    let res = wait_for(30, || {
+        let (_, out, _) = exec(&agent, "cat /tmp/rej.out");
+        out.contains("rejected").then_some(out)
+    })
+    .unwrap_or_else(|| exec(&agent, "cat /tmp/rej.out /tmp/rej.err").1);
+    assert!(res.contains("not for this task"), "{res}");
+    assert_eq!(
+        file(&routes_file),
+        routes_before,
+        "a rejection changed the routes"
+    );
+    let (code, _, err) = supervise(&state, &["approve", &rid]);
+    assert_ne!(code, 0, "a decided proposal was approved again");
+    assert!(err.contains("already"), "{err}");
+
+    // 6. The agent exits; nothing remains (state directory included).
     docker_ok_out(&["rm", "-f", &origin]);
     exec(&agent, "touch /tmp/done");
     let mut child = guard.children.pop().unwrap();
