@@ -81,6 +81,11 @@ pub enum Cmd {
     },
     /// Bottles on this host, their sidecars and whether their `bottle run` still lives.
     List,
+    /// The supervise proposals of the running bottles (docs/supervise.md).
+    Supervise {
+        #[command(subcommand)]
+        cmd: SuperviseCmd,
+    },
     /// Remove bottles whose `bottle run` is gone (orphans). Without --yes, only lists them.
     Cleanup {
         #[arg(long)]
@@ -91,6 +96,25 @@ pub enum Cmd {
         /// Also remove bottles whose `bottle run` is still alive.
         #[arg(long)]
         all: bool,
+    },
+}
+
+/// `bottle supervise ...`; the operator is `$USER`.
+#[derive(Debug, Subcommand)]
+pub enum SuperviseCmd {
+    /// Pending proposals of every running supervised bottle.
+    List {
+        /// Machine-readable output (`bottle_supervise::host::Pending`).
+        #[arg(long)]
+        json: bool,
+    },
+    /// Approve a proposal: the route is live within seconds, nothing restarts.
+    Approve { id: String },
+    /// Reject a proposal; the agent gets the reason.
+    Reject {
+        id: String,
+        #[arg(long)]
+        why: String,
     },
 }
 
@@ -220,6 +244,19 @@ pub async fn main(cli: Cli) -> Result<i32, Failure> {
                 }
             }
             Ok(0)
+        }
+        Cmd::Supervise { cmd } => {
+            let operator = std::env::var("USER")
+                .ok()
+                .filter(|u| !u.is_empty())
+                .unwrap_or_else(|| "unknown".into());
+            Ok(match cmd {
+                SuperviseCmd::List { json } => crate::supervise::list(json).await?,
+                SuperviseCmd::Approve { id } => crate::supervise::approve(&id, &operator).await?,
+                SuperviseCmd::Reject { id, why } => {
+                    crate::supervise::reject(&id, &why, &operator).await?
+                }
+            })
         }
         Cmd::Cleanup { yes, id, all } => {
             let d = docker::connect().await?;

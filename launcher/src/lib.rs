@@ -19,4 +19,5 @@ pub mod prepare;
 pub mod progress;
 pub mod render;
 pub mod secrets;
+pub mod supervise;
 pub mod workspace;

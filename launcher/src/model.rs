@@ -52,9 +52,8 @@ pub struct Bottle {
     pub outer_proxy_trust: Vec<PathBuf>,
     pub routes: Vec<Route>,
     pub git: Vec<GitEntry>,
-    /// The agent gets the supervise MCP configuration (SPEC §8). The sidecar
-    /// itself is started by the supervise work (issue 14); today this changes
-    /// only the agent's side.
+    /// The supervise sidecar runs in the bottle and the agent gets its MCP
+    /// configuration (SPEC §8, docs/supervise.md).
     pub supervise: bool,
     /// The OCI runtime the agent runs under.
     pub runtime: RuntimeChoice,

@@ -103,6 +103,12 @@ pub fn prepare(
         plan.id,
         state_dir.display()
     ));
+    if plan.supervise
+        && let Err(e) = supervise_state(plan, &state_dir)
+    {
+        let _ = std::fs::remove_dir_all(&state_dir);
+        return Err(e);
+    }
     let workspace_tar = match ws.map(|w| workspace_archive(plan, w)).transpose() {
         Ok(t) => t,
         Err(e) => {
@@ -135,6 +141,35 @@ fn workspace_archive(plan: &Plan, w: &WorkspaceInfo) -> Result<Vec<u8>, PrepareE
         what: "workspace archive".into(),
         source,
     })
+}
+
+/// The supervise state directory (`<state>/supervise`, docs/supervise.md):
+/// the rendered routes (no secret: slot names only), the allow hosts, and
+/// `proposals/` given to the sidecar's uid.
+fn supervise_state(plan: &Plan, state_dir: &Path) -> Result<(), PrepareError> {
+    let dir = state_dir.join(crate::plan::SUPERVISE_DIR);
+    let routes = plan
+        .rendered
+        .get("routes.json")
+        .map(String::as_str)
+        .unwrap_or("{\"routes\": []}");
+    let l = bottle_supervise::host::init(&dir, &plan.bottle, routes, &plan.allow).map_err(|e| {
+        PrepareError::Io {
+            what: "the supervise state directory".into(),
+            source: std::io::Error::other(e.to_string()),
+        }
+    })?;
+    let uid = crate::plan::SUPERVISE_UID as u32;
+    std::os::unix::fs::chown(l.proposals(), Some(uid), Some(uid)).map_err(|source| {
+        PrepareError::Io {
+            what: format!(
+                "give {} to the supervise sidecar (uid {uid}; needs root or CAP_CHOWN)",
+                l.proposals().display()
+            ),
+            source,
+        }
+    })?;
+    Ok(())
 }
 
 /// Creates the bottle's state directory (0700) and writes the CA material

@@ -262,6 +262,20 @@ async fn create(
         .first()
         .ok_or_else(|| ApplyError::Runtime(format!("{} has no network", c.name)))?;
     let is_agent = c.role == RoleName::Agent;
+    // Bind mounts come from the bottle's state directory, never elsewhere.
+    let state_dir = rec.snapshot().state_dir;
+    let binds: Vec<String> = c
+        .mounts
+        .iter()
+        .map(|m| {
+            format!(
+                "{}:{}:{}",
+                state_dir.join(&m.source).display(),
+                m.target,
+                if m.read_only { "ro" } else { "rw" }
+            )
+        })
+        .collect();
     let body = ContainerCreateBody {
         image: Some(c.image.clone()),
         cmd: (!c.command.is_empty()).then(|| c.command.clone()),
@@ -277,6 +291,7 @@ async fn create(
         attach_stderr: Some(is_agent),
         host_config: Some(HostConfig {
             network_mode: Some(first.network.clone()),
+            binds: (!binds.is_empty()).then_some(binds),
             cap_drop: Some(c.security.cap_drop.clone()),
             cap_add: (!c.security.cap_add.is_empty()).then(|| c.security.cap_add.clone()),
             security_opt: Some(vec!["no-new-privileges:true".into()]),
@@ -446,7 +461,7 @@ pub fn files_tar(files: &[TarEntry]) -> std::io::Result<Vec<u8>> {
     b.into_inner()
 }
 
-async fn upload(d: &Docker, name: &str, tar: Vec<u8>) -> Result<(), ApplyError> {
+pub(crate) async fn upload(d: &Docker, name: &str, tar: Vec<u8>) -> Result<(), ApplyError> {
     d.upload_to_container(
         name,
         Some(UploadToContainerOptions {
@@ -460,7 +475,11 @@ async fn upload(d: &Docker, name: &str, tar: Vec<u8>) -> Result<(), ApplyError> 
 }
 
 /// One file's content from a (created) container.
-async fn download_file(d: &Docker, name: &str, path: &str) -> Result<Vec<u8>, ApplyError> {
+pub(crate) async fn download_file(
+    d: &Docker,
+    name: &str,
+    path: &str,
+) -> Result<Vec<u8>, ApplyError> {
     let mut s = d.download_from_container(
         name,
         Some(DownloadFromContainerOptions { path: path.into() }),

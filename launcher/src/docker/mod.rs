@@ -24,6 +24,7 @@ pub mod runtime;
 pub mod teardown;
 
 pub use apply::{Applied, Inputs, Options, apply};
+pub(crate) use engine::docker_err;
 pub use engine::{ApplyError, connect, engine_major};
 pub use record::{Record, Recorder};
 pub use run::run_agent;

@@ -11,8 +11,8 @@ use std::collections::BTreeMap;
 
 use super::model::{
     AGENT_UID, Attachment, ContainerPlan, FilePlan, GATE_PORT, GATE_UID, GitRemote, Health,
-    NetworkPlan, OAUTH_PLACEHOLDER, PROXY_PORT, PROXY_UID, RoleName, Security, Source, TokenSlot,
-    resource_name,
+    LIVE_ROUTES_DIR, MountPlan, NetworkPlan, OAUTH_PLACEHOLDER, PROXY_PORT, PROXY_UID, RoleName,
+    SUPERVISE_DIR, SUPERVISE_UID, Security, Source, TokenSlot, resource_name,
 };
 use crate::manifest::{Agent, Bottle, OuterProxyKind, PROMPT_FILE_PLACEHOLDER, PromptSource, Role};
 use crate::render::{self, paths};
@@ -186,6 +186,7 @@ pub(super) fn outer_proxy(
         env: BTreeMap::new(),
         secret_env: BTreeMap::new(),
         files,
+        mounts: vec![],
         labels: cx.labels(RoleName::OuterProxy),
         security: security(None, cap_add),
         health,
@@ -244,6 +245,7 @@ pub(super) fn git_gate(
         env: BTreeMap::new(),
         secret_env: BTreeMap::new(),
         files,
+        mounts: vec![],
         labels: cx.labels(RoleName::GitGate),
         security: security(None, &[]),
         health: Health::Tcp {
@@ -254,9 +256,55 @@ pub(super) fn git_gate(
     Some((c, remotes))
 }
 
+/// A bind mount of `<state>/supervise/<sub>`.
+fn sup_mount(sub: &str, target: impl Into<String>, read_only: bool) -> MountPlan {
+    MountPlan {
+        source: format!("{SUPERVISE_DIR}/{sub}"),
+        target: target.into(),
+        read_only,
+    }
+}
+
 /// egress-proxy: the agent's only way out, on `relay` and on `agent` as
 /// `egress-proxy`; the one container with secret environment (slot names).
+/// In a supervise bottle its routes come from the supervise state
+/// directory's `routes/` (read-only) and it watches them (`--watch-routes`).
 pub(super) fn egress_proxy(cx: &Cx<'_>, slots: &[TokenSlot], outer_port: u16) -> ContainerPlan {
+    let supervise = cx.bottle.supervise;
+    let live_routes = format!("{LIVE_ROUTES_DIR}/routes.json");
+    let mut command = vec![
+        "--routes".into(),
+        if supervise {
+            live_routes
+        } else {
+            paths::ROUTES.into()
+        },
+        "--ca".into(),
+        paths::PROXY_CA.into(),
+        "--listen".into(),
+        format!("0.0.0.0:{PROXY_PORT}"),
+        "--upstream-proxy".into(),
+        format!("http://outer-proxy:{outer_port}"),
+    ];
+    let mut files = vec![
+        file(paths::PROXY_CA, 0o600, PROXY_UID, Source::InnerCaBundle),
+        file(paths::PROXY_UPSTREAM_CA, 0o644, 0, Source::OuterCaCert),
+    ];
+    let mut mounts = vec![];
+    if supervise {
+        command.push("--watch-routes".into());
+        mounts.push(sup_mount("routes", LIVE_ROUTES_DIR, true));
+    } else {
+        files.insert(
+            0,
+            file(
+                paths::ROUTES,
+                0o644,
+                0,
+                Source::Rendered("routes.json".into()),
+            ),
+        );
+    }
     ContainerPlan {
         role: RoleName::EgressProxy,
         name: resource_name(cx.id, "egress-proxy"),
@@ -265,16 +313,7 @@ pub(super) fn egress_proxy(cx: &Cx<'_>, slots: &[TokenSlot], outer_port: u16) ->
             cx.attach("relay", None),
             cx.attach("agent", Some("egress-proxy")),
         ],
-        command: vec![
-            "--routes".into(),
-            paths::ROUTES.into(),
-            "--ca".into(),
-            paths::PROXY_CA.into(),
-            "--listen".into(),
-            format!("0.0.0.0:{PROXY_PORT}"),
-            "--upstream-proxy".into(),
-            format!("http://outer-proxy:{outer_port}"),
-        ],
+        command,
         env: BTreeMap::from([(
             "EGRESS_PROXY_UPSTREAM_CA".to_string(),
             paths::PROXY_UPSTREAM_CA.to_string(),
@@ -283,16 +322,8 @@ pub(super) fn egress_proxy(cx: &Cx<'_>, slots: &[TokenSlot], outer_port: u16) ->
             .iter()
             .map(|s| (s.slot.clone(), s.token_ref.clone()))
             .collect(),
-        files: vec![
-            file(
-                paths::ROUTES,
-                0o644,
-                0,
-                Source::Rendered("routes.json".into()),
-            ),
-            file(paths::PROXY_CA, 0o600, PROXY_UID, Source::InnerCaBundle),
-            file(paths::PROXY_UPSTREAM_CA, 0o644, 0, Source::OuterCaCert),
-        ],
+        files,
+        mounts,
         labels: cx.labels(RoleName::EgressProxy),
         security: security(Some(format!("{PROXY_UID}:{PROXY_UID}")), &[]),
         health: Health::Http {
@@ -300,6 +331,34 @@ pub(super) fn egress_proxy(cx: &Cx<'_>, slots: &[TokenSlot], outer_port: u16) ->
             port: PROXY_PORT,
             path: "/healthz".into(),
         },
+    }
+}
+
+/// The supervise sidecar (docs/supervise.md): on `agent` only as
+/// `supervise`, non-root, no capabilities, no environment and no file of
+/// its own; it sees the supervise state directory's `view/` and
+/// `decisions/` read-only and writes `proposals/` (owned by its uid).
+pub(super) fn supervise(cx: &Cx<'_>) -> ContainerPlan {
+    ContainerPlan {
+        role: RoleName::Supervise,
+        name: resource_name(cx.id, "supervise"),
+        image: "bottle-supervise:latest".into(),
+        networks: vec![cx.attach("agent", Some("supervise"))],
+        // The image's entrypoint: `--state /state`, listening on 0.0.0.0:9100.
+        command: vec![],
+        env: BTreeMap::new(),
+        secret_env: BTreeMap::new(),
+        files: vec![],
+        mounts: vec![
+            sup_mount("view", "/state/view", true),
+            sup_mount("proposals", "/state/proposals", false),
+            sup_mount("decisions", "/state/decisions", true),
+        ],
+        labels: cx.labels(RoleName::Supervise),
+        security: security(Some(format!("{SUPERVISE_UID}:{SUPERVISE_UID}")), &[]),
+        // Its listen line goes to tracing, not a fixed log line; the agent's
+        // MCP client connects on first use.
+        health: Health::None,
     }
 }
 
@@ -398,6 +457,7 @@ pub(super) fn agent(cx: &Cx<'_>) -> ContainerPlan {
         env,
         secret_env: BTreeMap::new(),
         files,
+        mounts: vec![],
         labels: cx.labels(RoleName::Agent),
         security: security(Some(format!("{AGENT_UID}:{AGENT_UID}")), &[]),
         health: Health::None,

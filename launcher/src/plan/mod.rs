@@ -28,9 +28,9 @@ use crate::render;
 pub use error::{PlanError, PlanErrors};
 pub use model::{
     AGENT_DNS, AGENT_UID, Attachment, BuildPlan, ContainerPlan, FilePlan, GATE_PORT, GATE_UID,
-    GitRemote, Health, NetworkPlan, OAUTH_PLACEHOLDER, OuterProxyPlan, PROXY_PORT, PROXY_UID, Plan,
-    PromptPlan, RoleName, RoutePlan, Security, SkillPlan, Source, TokenSlot, WorkspacePlan,
-    resource_name,
+    GitRemote, Health, LIVE_ROUTES_DIR, MountPlan, NetworkPlan, OAUTH_PLACEHOLDER, OuterProxyPlan,
+    PROXY_PORT, PROXY_UID, Plan, PromptPlan, RoleName, RoutePlan, SUPERVISE_DIR, SUPERVISE_PORT,
+    SUPERVISE_UID, Security, SkillPlan, Source, TokenSlot, WorkspacePlan, resource_name,
 };
 
 /// A fresh bottle id, `<bottle>-<8 hex>`, from the operating system's random
@@ -85,6 +85,9 @@ pub fn plan(
         git_remotes = remotes;
     }
     containers.push(containers::egress_proxy(&cx, &slots, outer_port));
+    if b.supervise {
+        containers.push(containers::supervise(&cx));
+    }
     if let Some(crate::manifest::PromptSource::Text(t)) = &cx.agent.prompt {
         rendered.insert("prompt.md".into(), t.clone());
     }
@@ -135,6 +138,7 @@ pub fn plan(
         skills,
         build,
         supervise: b.supervise,
+        allow: b.allow.clone(),
         routes: b
             .routes
             .iter()

@@ -24,6 +24,15 @@ pub const AGENT_DNS: &str = "127.0.0.1";
 pub const PROXY_UID: u64 = 65534;
 /// git-gate's user (docker/git-gate/README.md).
 pub const GATE_UID: u64 = 9418;
+/// The supervise sidecar's uid (the image's `65534:65534`); owns `proposals/`.
+pub const SUPERVISE_UID: u64 = 65534;
+/// The supervise sidecar's MCP port (`supervise:9100`).
+pub const SUPERVISE_PORT: u16 = 9100;
+/// The supervise state directory, inside the bottle's state directory.
+pub const SUPERVISE_DIR: &str = "supervise";
+/// Where egress-proxy reads the live routes of a supervise bottle (a
+/// read-only directory mount: renames in it are seen).
+pub const LIVE_ROUTES_DIR: &str = "/etc/egress-proxy/live";
 /// Placeholder given to the agent for the `claude_code_oauth` role: not a secret;
 /// egress-proxy replaces the header with the real token.
 pub const OAUTH_PLACEHOLDER: &str = "bottle-placeholder-not-a-secret";
@@ -40,6 +49,8 @@ pub enum RoleName {
     OuterProxy,
     GitGate,
     EgressProxy,
+    /// The supervise MCP sidecar (SPEC §8), only with `supervise: true`.
+    Supervise,
     Agent,
 }
 
@@ -49,6 +60,7 @@ impl RoleName {
             RoleName::OuterProxy => "outer-proxy",
             RoleName::GitGate => "git-gate",
             RoleName::EgressProxy => "egress-proxy",
+            RoleName::Supervise => "supervise",
             RoleName::Agent => "agent",
         }
     }
@@ -82,6 +94,9 @@ pub struct Plan {
     pub build: Option<BuildPlan>,
     /// The agent gets the supervise MCP configuration.
     pub supervise: bool,
+    /// The bottle's `allow` hosts (supervise's view lists them).
+    #[serde(skip)]
+    pub allow: Vec<String>,
     /// The routes as the agent meets them: manifest routes, then one plain
     /// route per `allow` host (what the preflight shows).
     pub routes: Vec<RoutePlan>,
@@ -147,6 +162,9 @@ pub struct ContainerPlan {
     /// Secret environment: name → the host variable it comes from. Only egress-proxy has any.
     pub secret_env: BTreeMap<String, String>,
     pub files: Vec<FilePlan>,
+    /// Bind mounts from the bottle's state directory (supervise only).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub mounts: Vec<MountPlan>,
     pub labels: BTreeMap<String, String>,
     pub security: Security,
     /// How `bottle run` decides it is up.
@@ -213,6 +231,15 @@ pub enum Source {
     HostTree(PathBuf),
     /// An empty directory owned by the file's uid/gid.
     Directory,
+}
+
+/// A host directory bind-mounted into a container. `source` is relative to
+/// the bottle's state directory (known at prepare, not at plan).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct MountPlan {
+    pub source: String,
+    pub target: String,
+    pub read_only: bool,
 }
 
 #[derive(Debug, Clone, Serialize)]

@@ -256,6 +256,71 @@ fn agent_prompt_skills_and_supervise_in_plan_and_summary() {
     assert!(p.summary().contains("agent runtime: auto (resolved at run"));
 }
 
+/// `supervise: true` adds the sidecar (agent network only, non-root, no
+/// capability, no environment, state mounts as docs/supervise.md says) and
+/// gives egress-proxy the live routes directory read-only with
+/// `--watch-routes`; without it neither exists.
+#[test]
+fn supervise_sidecar_and_live_routes_in_plan() {
+    let d = tempfile::tempdir().unwrap();
+    let text =
+        "bottles:\n  dev: {allow: [pypi.org], supervise: true}\nagents:\n  a: {bottle: dev}\n";
+    let m = manifest::parse(text, Path::new("m.yaml"), d.path(), Some(d.path())).unwrap();
+    let p = plan(&m, "a", "dev-0001", &env_all, &|_| true, None).unwrap();
+    let roles: Vec<&str> = p.containers.iter().map(|c| c.role.as_str()).collect();
+    assert_eq!(
+        roles,
+        ["outer-proxy", "egress-proxy", "supervise", "agent"],
+        "the sidecar starts before the agent"
+    );
+    let s = p.container(RoleName::Supervise).unwrap();
+    assert_eq!(s.image, "bottle-supervise:latest");
+    assert_eq!(s.networks.len(), 1);
+    assert_eq!(s.networks[0].network, "bottle-dev-0001-agent");
+    assert_eq!(s.networks[0].aliases, ["supervise"]);
+    assert_eq!(s.security.user.as_deref(), Some("65534:65534"));
+    assert_eq!(s.security.cap_drop, ["ALL"]);
+    assert!(s.security.cap_add.is_empty() && s.security.no_new_privileges);
+    assert!(s.env.is_empty() && s.secret_env.is_empty() && s.files.is_empty());
+    let mounts: Vec<(&str, &str, bool)> = s
+        .mounts
+        .iter()
+        .map(|m| (m.source.as_str(), m.target.as_str(), m.read_only))
+        .collect();
+    assert_eq!(
+        mounts,
+        [
+            ("supervise/view", "/state/view", true),
+            ("supervise/proposals", "/state/proposals", false),
+            ("supervise/decisions", "/state/decisions", true),
+        ]
+    );
+    let ep = p.container(RoleName::EgressProxy).unwrap();
+    assert!(ep.command.iter().any(|c| c == "--watch-routes"));
+    assert!(
+        ep.command
+            .windows(2)
+            .any(|w| w[0] == "--routes" && w[1] == "/etc/egress-proxy/live/routes.json")
+    );
+    assert_eq!(ep.mounts.len(), 1);
+    assert_eq!(
+        (ep.mounts[0].source.as_str(), ep.mounts[0].read_only),
+        ("supervise/routes", true)
+    );
+    assert!(
+        !ep.files
+            .iter()
+            .any(|f| f.path == "/etc/egress-proxy/routes.json")
+    );
+    assert_eq!(p.allow, ["pypi.org"]);
+    assert!(p.summary().contains("  supervise    bottle-dev-0001-supervise  image bottle-supervise:latest  on agent as supervise\n"), "{}", p.summary());
+    // Without supervise: no sidecar, no mount, no watch.
+    let p = the_plan();
+    assert!(p.container(RoleName::Supervise).is_none());
+    let ep = p.container(RoleName::EgressProxy).unwrap();
+    assert!(ep.mounts.is_empty() && !ep.command.iter().any(|c| c == "--watch-routes"));
+}
+
 /// The preflight names every reachable host with its path rules and the
 /// credential slot (with its host variable, never a value), git remotes,
 /// the workspace and the runtime.

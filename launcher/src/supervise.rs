@@ -1,0 +1,263 @@
+//! `bottle supervise list|approve|reject` (SPEC §8, docs/supervise.md): the
+//! operator's side of the supervise loop over the running bottles' supervise
+//! state directories, through `bottle_supervise::host`.
+//!
+//! Owns finding the state directories (as `bottle list` finds bottles) and,
+//! after an approval, the outer proxy's allowlist when it is squid (its
+//! `squid.conf` rewritten in the container, checked with `squid -k parse`
+//! by the Docker exec API, then SIGHUP, squid's reconfigure, by the Docker
+//! kill API: squid is PID 1 there and `squid -k reconfigure` refuses that). egress-proxy picks the routes file up itself
+//! (`--watch-routes`).
+//!
+//! Must never: print a secret (the routes file holds slot names only), or
+//! restart a container.
+
+use std::path::{Path, PathBuf};
+
+use bollard::Docker;
+use bollard::exec::{CreateExecOptions, StartExecResults};
+use futures_util::StreamExt;
+
+use crate::docker::apply::{TarEntry, download_file, files_tar, upload};
+use crate::docker::teardown::{self, Found};
+use crate::docker::{ApplyError, connect};
+use crate::plan::SUPERVISE_DIR;
+use crate::render::{self, paths};
+
+fn host_err(e: bottle_supervise::host::HostError) -> ApplyError {
+    ApplyError::Config(e.to_string())
+}
+
+/// The running bottles that have a supervise state directory.
+async fn supervised(d: &Docker) -> Result<Vec<(Found, PathBuf)>, ApplyError> {
+    Ok(teardown::find(d)
+        .await?
+        .into_iter()
+        .filter(|f| f.alive())
+        .filter_map(|f| {
+            let dir = f.state_dir.as_ref()?.join(SUPERVISE_DIR);
+            dir.join("bottle.json").is_file().then_some((f, dir))
+        })
+        .collect())
+}
+
+/// `bottle supervise list [--json]`.
+pub async fn list(json: bool) -> Result<i32, ApplyError> {
+    let d = connect().await?;
+    let dirs: Vec<PathBuf> = supervised(&d).await?.into_iter().map(|x| x.1).collect();
+    let pending = bottle_supervise::host::list(&dirs).map_err(host_err)?;
+    if json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&pending).unwrap_or_else(|_| "[]".into())
+        );
+        return Ok(0);
+    }
+    if pending.is_empty() {
+        println!(
+            "no pending proposals ({} supervised bottle(s) running)",
+            dirs.len()
+        );
+    }
+    for p in &pending {
+        let kind = p
+            .kind
+            .map(|k| serde_json::to_value(k).unwrap_or_default().to_string())
+            .unwrap_or_else(|| "\"cannot apply\"".into());
+        println!(
+            "{}  bottle {}  {}  from {}  {}",
+            p.id, p.bottle, p.created, p.client, kind
+        );
+        println!(
+            "  asks: {} paths {:?} methods {:?}",
+            p.request.host, p.request.paths, p.request.methods
+        );
+        println!("  why:  {}", p.request.justification);
+        if let Some(r) = &p.route_before {
+            println!("  route now:   {r}");
+        }
+        if let Some(r) = &p.route_after {
+            println!("  route after: {r}");
+        }
+        if p.widens_credential {
+            println!("  WARNING: widens a route that carries a credential");
+        }
+        if let Some(w) = &p.shadows_wildcard {
+            println!("  note: a wildcard route covers this host today: {w}");
+        }
+        if let Some(e) = &p.problem {
+            println!("  cannot approve now: {e}");
+        }
+    }
+    Ok(0)
+}
+
+/// `bottle supervise approve ID`.
+pub async fn approve(id: &str, operator: &str) -> Result<i32, ApplyError> {
+    let d = connect().await?;
+    let bottles = supervised(&d).await?;
+    let dirs: Vec<PathBuf> = bottles.iter().map(|x| x.1.clone()).collect();
+    let a = bottle_supervise::host::approve(&dirs, id, operator).map_err(host_err)?;
+    println!(
+        "approved {}: routes[{}] = {} (egress-proxy reloads {} within 2 s)",
+        a.id,
+        a.index,
+        a.route_after,
+        a.routes_file.display()
+    );
+    let Some((found, _)) = bottles
+        .iter()
+        .find(|(_, dir)| a.routes_file.starts_with(dir))
+    else {
+        return Ok(0);
+    };
+    match update_squid(&d, found, &a.routes_file).await {
+        Ok(Some(n)) => println!("outer proxy (squid) reconfigured: {n} host(s) allowed"),
+        Ok(None) => {}
+        Err(e) => {
+            eprintln!("bottle: approved, but the outer proxy's allowlist was not updated: {e}");
+            return Ok(1);
+        }
+    }
+    Ok(0)
+}
+
+/// `bottle supervise reject ID --why TEXT`.
+pub async fn reject(id: &str, why: &str, operator: &str) -> Result<i32, ApplyError> {
+    let d = connect().await?;
+    let dirs: Vec<PathBuf> = supervised(&d).await?.into_iter().map(|x| x.1).collect();
+    bottle_supervise::host::reject(&dirs, id, why, operator).map_err(host_err)?;
+    println!("rejected {id}: {why}");
+    Ok(0)
+}
+
+/// The outer proxy's hosts after an approval: every route host of the live
+/// routes file (the `allow` hosts are plain routes there too).
+fn route_hosts(routes_file: &Path) -> Result<Vec<String>, ApplyError> {
+    let text = std::fs::read_to_string(routes_file).map_err(|source| ApplyError::Io {
+        what: format!("read {}", routes_file.display()),
+        source,
+    })?;
+    let v: serde_json::Value = serde_json::from_str(&text)
+        .map_err(|e| ApplyError::Config(format!("{}: {e}", routes_file.display())))?;
+    let mut hosts: Vec<String> = v["routes"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|r| r["host"].as_str().map(str::to_string))
+        .collect();
+    hosts.sort();
+    hosts.dedup();
+    Ok(hosts)
+}
+
+/// Rewrites squid's allowlist in the running outer proxy when it changed,
+/// and reconfigures squid. `None` when the outer proxy is not squid or
+/// nothing changed; `Some(hosts)` when reconfigured.
+async fn update_squid(
+    d: &Docker,
+    found: &Found,
+    routes_file: &Path,
+) -> Result<Option<usize>, ApplyError> {
+    let Some((name, _, _)) = found.containers.iter().find(|c| c.1 == "outer-proxy") else {
+        return Ok(None);
+    };
+    // Only a squid outer proxy has this file; pipelock's hot reload is not
+    // done here (docs/supervise.md).
+    let Ok(old) = download_file(d, name, paths::SQUID_CONF).await else {
+        return Ok(None);
+    };
+    let old = String::from_utf8_lossy(&old).to_string();
+    if !old.starts_with("# Rendered by bottle") {
+        return Ok(None);
+    }
+    let has_trust = old.contains(paths::SQUID_TRUST);
+    let hosts = route_hosts(routes_file)?;
+    let new = render::squid::render(&hosts, has_trust);
+    if new == old {
+        return Ok(None);
+    }
+    let path = paths::SQUID_CONF.trim_start_matches('/');
+    let tar =
+        files_tar(&[TarEntry::file(path, 0o644, 0, 0, new.into_bytes())]).map_err(|source| {
+            ApplyError::Io {
+                what: "build the squid.conf archive".into(),
+                source,
+            }
+        })?;
+    upload(d, name, tar).await?;
+    // squid runs in the foreground as PID 1 (`squid -k reconfigure` refuses
+    // a PID file of 1), so its reconfigure signal goes through the Docker
+    // API; a config squid rejects would then be reported by `squid -k parse`.
+    exec_ok(d, name, &["squid", "-k", "parse", "-f", paths::SQUID_CONF]).await?;
+    d.kill_container(
+        name,
+        Some(bollard::query_parameters::KillContainerOptions {
+            signal: "HUP".into(),
+        }),
+    )
+    .await
+    .map_err(crate::docker::docker_err(format!(
+        "reconfigure squid in {name}"
+    )))?;
+    Ok(Some(hosts.len()))
+}
+
+/// Runs `cmd` in `container` (as its user) and fails unless it exits 0.
+async fn exec_ok(d: &Docker, container: &str, cmd: &[&str]) -> Result<(), ApplyError> {
+    let what = format!("{} in {container}", cmd.join(" "));
+    let e = d
+        .create_exec(
+            container,
+            CreateExecOptions {
+                cmd: Some(cmd.iter().map(|s| s.to_string()).collect()),
+                attach_stdout: Some(true),
+                attach_stderr: Some(true),
+                ..Default::default()
+            },
+        )
+        .await
+        .map_err(crate::docker::docker_err(what.clone()))?;
+    let mut out = String::new();
+    if let StartExecResults::Attached { mut output, .. } = d
+        .start_exec(&e.id, None)
+        .await
+        .map_err(crate::docker::docker_err(what.clone()))?
+    {
+        while let Some(Ok(chunk)) = output.next().await {
+            out.push_str(&chunk.to_string());
+        }
+    }
+    let code = d
+        .inspect_exec(&e.id)
+        .await
+        .map_err(crate::docker::docker_err(what.clone()))?
+        .exit_code
+        .unwrap_or(-1);
+    if code != 0 {
+        return Err(ApplyError::Runtime(format!(
+            "{what} exited {code}: {}",
+            out.trim()
+        )));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn squid_hosts_are_the_live_route_hosts_sorted_once() {
+        let d = tempfile::tempdir().unwrap();
+        let f = d.path().join("routes.json");
+        std::fs::write(
+            &f,
+            r#"{"routes":[{"host":"b.test","token_env":"EGRESS_PROXY_TOKEN_0"},{"host":"a.test"},{"host":"b.test"}]}"#,
+        )
+        .unwrap();
+        assert_eq!(route_hosts(&f).unwrap(), ["a.test", "b.test"]);
+        let conf = render::squid::render(&route_hosts(&f).unwrap(), false);
+        assert!(conf.contains("acl allowed_hosts dstdomain -n a.test b.test\n"));
+    }
+}
