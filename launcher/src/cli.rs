@@ -79,6 +79,29 @@ pub enum Cmd {
         #[arg(long, short)]
         agent: String,
     },
+    /// Render the bottle for another engine (`--format k8s`: Kubernetes YAML; docs/kubernetes.md).
+    /// Talks to no engine, mints nothing, writes no secret value.
+    Render {
+        #[arg(long, short)]
+        manifest: PathBuf,
+        #[arg(long, short)]
+        agent: String,
+        /// Only `k8s` today.
+        #[arg(long, value_parser = ["k8s"])]
+        format: String,
+        /// Render into this existing namespace instead of a `bottle-<id>` one.
+        #[arg(long)]
+        namespace: Option<String>,
+        /// The bottle id (default: `<bottle>-<hash of bottle and agent>`, stable across renders).
+        #[arg(long)]
+        id: Option<String>,
+        /// The cluster's Service range; the sidecars get fixed `clusterIP`s in it.
+        #[arg(long, default_value = crate::k8s::DEFAULT_SERVICE_CIDR)]
+        service_cidr: String,
+        /// Write one file per object kind here instead of stdout.
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
     /// Bottles on this host, their sidecars and whether their `bottle run` still lives.
     List,
     /// Remove bottles whose `bottle run` is gone (orphans). Without --yes, only lists them.
@@ -196,6 +219,15 @@ pub async fn main(cli: Cli) -> Result<i32, Failure> {
             println!("{}", ctx.tag);
             Ok(0)
         }
+        Cmd::Render {
+            manifest,
+            agent,
+            format: _,
+            namespace,
+            id,
+            service_cidr,
+            out,
+        } => render_k8s(&manifest, &agent, namespace, id, service_cidr, out),
         Cmd::List => {
             let d = docker::connect().await?;
             let found = docker::teardown::find(&d).await?;
@@ -362,6 +394,69 @@ fn plan(m: &Manifest, agent: &str, ws: Option<&WorkspaceInfo>) -> Result<Plan, F
         warnings: w.warnings.clone(),
     });
     plan::plan(m, agent, &id, &env_lookup, &|p: &Path| p.exists(), ws).map_err(usage)
+}
+
+/// `bottle render --format k8s`: plan with a stable id, render, write.
+fn render_k8s(
+    manifest: &Path,
+    agent: &str,
+    namespace: Option<String>,
+    id: Option<String>,
+    service_cidr: String,
+    out: Option<PathBuf>,
+) -> Result<i32, Failure> {
+    use sha2::Digest;
+    let (m, ws, _) = load(manifest, agent, Vec::new())?;
+    let bottle = m
+        .agents
+        .get(agent)
+        .map(|a| a.bottle.clone())
+        .unwrap_or_else(|| "bottle".into());
+    let id = id.unwrap_or_else(|| {
+        let h = sha2::Sha256::digest(format!("{bottle}/{agent}").as_bytes());
+        format!("{bottle}-{:02x}{:02x}{:02x}{:02x}", h[0], h[1], h[2], h[3])
+    });
+    let ws = ws.map(|w| plan::WorkspacePlan {
+        source: w.root.clone(),
+        files: w.files.len(),
+        warnings: w.warnings.clone(),
+    });
+    let p = plan::plan(&m, agent, &id, &env_lookup, &|p: &Path| p.exists(), ws).map_err(usage)?;
+    let o = crate::k8s::Options {
+        namespace,
+        service_cidr,
+        token_secret: None,
+    };
+    let r = crate::k8s::render(&p, &o).map_err(usage)?;
+    let io = |e: std::io::Error| Failure {
+        code: 1,
+        message: format!("cannot write the render: {e}"),
+    };
+    match out {
+        Some(dir) => {
+            std::fs::create_dir_all(&dir).map_err(io)?;
+            for (file, yaml) in r.files() {
+                std::fs::write(dir.join(file), yaml).map_err(io)?;
+            }
+        }
+        None => print!("{}", r.yaml()),
+    }
+    for n in &r.notes {
+        eprintln!("note: {n}");
+    }
+    if !p.token_slots.is_empty() {
+        eprintln!("create the token Secret (values from your shell, never in the YAML):");
+        eprintln!("  {}", r.token_secret_command(&p));
+    }
+    for (name, keys) in &r.secrets {
+        if *name != r.token_secret {
+            eprintln!(
+                "needs Secret {name} with key(s) {} (docs/kubernetes.md)",
+                keys.join(", ")
+            );
+        }
+    }
+    Ok(0)
 }
 
 /// The flags of `bottle run`.

@@ -11,6 +11,7 @@
 pub mod build;
 pub mod cli;
 pub mod docker;
+pub mod k8s;
 pub mod manifest;
 pub mod model;
 pub mod pki;
