@@ -488,6 +488,7 @@ pub fn render(p: &Plan, o: &Options) -> Result<Rendered, Error> {
                             key: k,
                             path: base.clone(),
                             mode,
+                            ..Default::default()
                         }]),
                         ..Default::default()
                     })
