@@ -1,0 +1,115 @@
+//! `bottle render --format k8s` as a user runs it: no Docker, same bytes
+//! twice, no token value even with the token variable set, the Secret line on
+//! stderr, `--out` writes one file per kind.
+
+use std::process::Command;
+
+const SECRET: &str = "ghp_CLI_SECRET_VALUE_987654";
+
+const M: &str = r#"
+bottles:
+  dev:
+    allow: [pypi.org]
+    outer_proxy: pipelock
+    egress_proxy:
+      routes:
+        - host: api.github.com
+          auth: {scheme: Bearer, token_ref: K8S_TEST_GH_PAT}
+agents:
+  coder:
+    bottle: dev
+    image: debian:bookworm
+"#;
+
+fn render(dir: &std::path::Path, extra: &[&str]) -> std::process::Output {
+    let m = dir.join("m.yaml");
+    std::fs::write(&m, M).unwrap();
+    Command::new(env!("CARGO_BIN_EXE_bottle"))
+        .args([
+            "render",
+            "--format",
+            "k8s",
+            "--agent",
+            "coder",
+            "--manifest",
+        ])
+        .arg(&m)
+        .args(extra)
+        .env("K8S_TEST_GH_PAT", SECRET)
+        // No engine is consulted: a bogus Docker host changes nothing.
+        .env("DOCKER_HOST", "unix:///nonexistent.sock")
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn render_k8s_is_stable_secret_free_and_prints_the_secret_command() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = render(dir.path(), &[]);
+    let b = render(dir.path(), &[]);
+    let (out, err) = (
+        String::from_utf8(a.stdout.clone()).unwrap(),
+        String::from_utf8(a.stderr.clone()).unwrap(),
+    );
+    assert!(a.status.success(), "{err}");
+    assert_eq!(a.stdout, b.stdout, "same inputs, same bytes");
+    assert!(!out.contains(SECRET) && !err.contains(SECRET));
+    for kind in [
+        "Namespace",
+        "ConfigMap",
+        "Deployment",
+        "Service",
+        "NetworkPolicy",
+    ] {
+        assert!(out.contains(&format!("kind: {kind}\n")), "{kind}");
+    }
+    assert!(!out.contains("kind: Secret\n"));
+    assert!(out.contains("pipelock.yaml"));
+    assert!(out.contains("secretKeyRef"));
+    assert!(
+        err.contains("create secret generic bottle-dev-")
+            && err.contains("--from-literal=EGRESS_PROXY_TOKEN_0=\"$K8S_TEST_GH_PAT\""),
+        "{err}"
+    );
+}
+
+#[test]
+fn render_k8s_out_writes_one_file_per_kind() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("k8s");
+    let o = render(
+        dir.path(),
+        &["--namespace", "team-a", "--out", out.to_str().unwrap()],
+    );
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(o.stdout.is_empty());
+    let mut names: Vec<String> = std::fs::read_dir(&out)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    assert_eq!(
+        names,
+        [
+            "configmap.yaml",
+            "deployment.yaml",
+            "networkpolicy.yaml",
+            "service.yaml"
+        ]
+    );
+    for n in &names {
+        let y = std::fs::read_to_string(out.join(n)).unwrap();
+        assert!(
+            y.contains("namespace: team-a") && !y.contains(SECRET),
+            "{n}"
+        );
+    }
+}
+
+#[test]
+fn render_k8s_refuses_a_bad_service_cidr() {
+    let dir = tempfile::tempdir().unwrap();
+    let o = render(dir.path(), &["--service-cidr", "10.96.0.0"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("--service-cidr"));
+}
