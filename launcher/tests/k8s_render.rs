@@ -113,3 +113,55 @@ fn render_k8s_refuses_a_bad_service_cidr() {
     assert_eq!(o.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&o.stderr).contains("--service-cidr"));
 }
+
+/// Schema check against Kubernetes 1.37's OpenAPI schema, offline, with
+/// `kubernetes-validate --strict` (PyPI). Runs when the validator is on PATH
+/// or named by `BOTTLE_KUBERNETES_VALIDATE`; says so and passes otherwise.
+#[test]
+fn render_k8s_passes_kubernetes_validate_strict_when_available() {
+    let kv = std::env::var("BOTTLE_KUBERNETES_VALIDATE")
+        .unwrap_or_else(|_| "kubernetes-validate".into());
+    if Command::new(&kv).arg("--version").output().is_err() {
+        eprintln!("SKIP: {kv} not found (pip install kubernetes-validate)");
+        return;
+    }
+    for outer in ["squid", "pipelock"] {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("k8s");
+        let m = M.replace("outer_proxy: pipelock", &format!("outer_proxy: {outer}"));
+        std::fs::write(dir.path().join("m.yaml"), m).unwrap();
+        let o = Command::new(env!("CARGO_BIN_EXE_bottle"))
+            .args([
+                "render",
+                "--format",
+                "k8s",
+                "--agent",
+                "coder",
+                "--manifest",
+            ])
+            .arg(dir.path().join("m.yaml"))
+            .args(["--out", out.to_str().unwrap()])
+            .env("K8S_TEST_GH_PAT", SECRET)
+            .output()
+            .unwrap();
+        assert!(o.status.success());
+        let mut files: Vec<_> = std::fs::read_dir(&out)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .collect();
+        files.sort();
+        let v = Command::new(&kv)
+            .args(["--strict", "-k", "1.37.0"])
+            .args(&files)
+            .output()
+            .unwrap();
+        let log =
+            String::from_utf8_lossy(&v.stdout).to_string() + &String::from_utf8_lossy(&v.stderr);
+        assert!(v.status.success(), "{outer}: {log}");
+        assert_eq!(
+            log.matches("passed for resource").count(),
+            14,
+            "{outer}: {log}"
+        );
+    }
+}
