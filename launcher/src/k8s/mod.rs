@@ -31,7 +31,9 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use serde::Serialize;
 
-use crate::plan::{AGENT_DNS, ContainerPlan, Health, Plan, RoleName, Source};
+use crate::plan::{
+    AGENT_DNS, AGENT_UID, ContainerPlan, GATE_UID, Health, PROXY_UID, Plan, RoleName, Source,
+};
 
 /// kubeadm's and kind's default Service range.
 pub const DEFAULT_SERVICE_CIDR: &str = "10.96.0.0/12";
@@ -304,9 +306,14 @@ fn uid_of(c: &ContainerPlan) -> i64 {
         .and_then(|u| u.split(':').next())
         .and_then(|u| u.parse().ok())
         .filter(|u: &i64| *u != 0)
-        // squid/pipelock images start as root in Docker; here they run as
-        // nobody (docs/kubernetes.md: verified only structurally).
-        .unwrap_or(65534)
+        .unwrap_or(match c.role {
+            RoleName::Agent => AGENT_UID as i64,
+            RoleName::GitGate => GATE_UID as i64,
+            RoleName::EgressProxy => PROXY_UID as i64,
+            // squid/pipelock images start as root in Docker; here they run
+            // as nobody (docs/kubernetes.md: verified only structurally).
+            _ => 65534,
+        })
 }
 
 /// Whether the program runs with a read-only root filesystem (writes go to
