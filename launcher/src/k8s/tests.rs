@@ -444,3 +444,48 @@ fn namespace_flag_renders_no_namespace_object() {
     assert!(r.yaml().contains("namespace: team-a"));
     assert!(!r.yaml().contains("namespace: bottle-"));
 }
+
+/// Compares with `tests/golden/<name>`; `BOTTLE_BLESS=1` rewrites it.
+fn golden(name: &str, got: &str) {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/golden")
+        .join(name);
+    if std::env::var_os("BOTTLE_BLESS").is_some() {
+        std::fs::write(&path, got).unwrap();
+        return;
+    }
+    let want = std::fs::read_to_string(&path)
+        .unwrap_or_else(|_| panic!("missing golden {}: run with BOTTLE_BLESS=1", path.display()));
+    assert_eq!(
+        got, want,
+        "golden {name} differs (BOTTLE_BLESS=1 to accept)"
+    );
+}
+
+#[test]
+fn k8s_render_goldens() {
+    golden(
+        "k8s-squid-git.yaml",
+        &render(&plan_for("squid"), &Options::default())
+            .unwrap()
+            .yaml(),
+    );
+    let src = m("pipelock").replace(
+        "    allow: [pypi.org]\n",
+        "    allow: [pypi.org]\n    supervise: true\n",
+    );
+    let man = manifest::parse(&src, Path::new("m.yaml"), Path::new("/"), None).unwrap();
+    let p = crate::plan::plan(
+        &man,
+        "coder",
+        "dev-0a1b2c3d",
+        &|_| Some(SECRET.into()),
+        &|_| true,
+        None,
+    )
+    .unwrap();
+    assert!(p.supervise);
+    let y = render(&p, &Options::default()).unwrap().yaml();
+    assert!(!y.contains(SECRET));
+    golden("k8s-pipelock-supervise.yaml", &y);
+}
