@@ -101,6 +101,10 @@ pub enum Cmd {
         /// Write one file per object kind here instead of stdout.
         #[arg(long)]
         out: Option<PathBuf>,
+        /// Also mint the bottle's two CAs into `DIR/ca-secrets.yaml` (0600;
+        /// Secret manifests to apply separately; never on stdout).
+        #[arg(long, value_name = "DIR")]
+        mint_cas: Option<PathBuf>,
     },
     /// Bottles on this host, their sidecars and whether their `bottle run` still lives.
     List,
@@ -227,7 +231,16 @@ pub async fn main(cli: Cli) -> Result<i32, Failure> {
             id,
             service_cidr,
             out,
-        } => render_k8s(&manifest, &agent, namespace, id, service_cidr, out),
+            mint_cas,
+        } => render_k8s(
+            &manifest,
+            &agent,
+            namespace,
+            id,
+            service_cidr,
+            out,
+            mint_cas,
+        ),
         Cmd::List => {
             let d = docker::connect().await?;
             let found = docker::teardown::find(&d).await?;
@@ -404,6 +417,7 @@ fn render_k8s(
     id: Option<String>,
     service_cidr: String,
     out: Option<PathBuf>,
+    mint_cas: Option<PathBuf>,
 ) -> Result<i32, Failure> {
     use sha2::Digest;
     let (m, ws, _) = load(manifest, agent, Vec::new())?;
@@ -443,6 +457,33 @@ fn render_k8s(
             }
         }
         None => print!("{}", r.yaml()),
+    }
+    if let Some(dir) = mint_cas {
+        use std::io::Write;
+        use std::os::unix::fs::OpenOptionsExt;
+        let cas = crate::pki::mint_bottle_cas(&p.id).map_err(|e| Failure {
+            code: 1,
+            message: e.to_string(),
+        })?;
+        // The agent's bundle.pem: this host's system bundle plus the inner CA
+        // (the Docker bottle uses the image's own bundle).
+        let system =
+            std::fs::read_to_string("/etc/ssl/certs/ca-certificates.crt").unwrap_or_default();
+        let yaml = crate::k8s::ca_secrets(&p, &o, &cas, &system).map_err(usage)?;
+        std::fs::create_dir_all(&dir).map_err(io)?;
+        let path = dir.join("ca-secrets.yaml");
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&path)
+            .map_err(io)?;
+        f.write_all(yaml.as_bytes()).map_err(io)?;
+        eprintln!(
+            "minted the CAs into {} (private keys: apply with `kubectl apply -f`, then delete the file)",
+            path.display()
+        );
     }
     for n in &r.notes {
         eprintln!("note: {n}");

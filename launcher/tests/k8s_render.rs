@@ -176,3 +176,71 @@ fn render_k8s_passes_kubernetes_validate_strict_when_available() {
         );
     }
 }
+
+fn docs(y: &str) -> Vec<serde_yaml_ng::Value> {
+    use serde::Deserialize;
+    serde_yaml_ng::Deserializer::from_str(y)
+        .map(|d| serde_yaml_ng::Value::deserialize(d).unwrap())
+        .collect()
+}
+
+/// `--mint-cas DIR`: a 0600 file of Secrets that covers every CA Secret and
+/// key the render mounts; no key material on stdout or stderr.
+#[test]
+fn render_k8s_mint_cas_writes_the_referenced_ca_secrets_only_to_the_file() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let cas = dir.path().join("cas");
+    let o = render(dir.path(), &["--mint-cas", cas.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let (out, err) = (
+        String::from_utf8(o.stdout).unwrap(),
+        String::from_utf8(o.stderr).unwrap(),
+    );
+    assert!(!out.contains("PRIVATE KEY") && !err.contains("PRIVATE KEY"));
+    assert!(!out.contains("kind: Secret\n"));
+    let file = cas.join("ca-secrets.yaml");
+    let mode = std::fs::metadata(&file).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600);
+    let minted: Vec<(String, Vec<String>)> = docs(&std::fs::read_to_string(&file).unwrap())
+        .iter()
+        .map(|d| {
+            assert_eq!(d["kind"].as_str(), Some("Secret"));
+            let keys = d["data"]
+                .as_mapping()
+                .unwrap()
+                .keys()
+                .map(|k| k.as_str().unwrap().to_string())
+                .collect();
+            (d["metadata"]["name"].as_str().unwrap().to_string(), keys)
+        })
+        .collect();
+    assert_eq!(minted.len(), 4);
+    let mut referenced = 0;
+    for d in docs(&out)
+        .iter()
+        .filter(|d| d["kind"].as_str() == Some("Deployment"))
+    {
+        for v in d["spec"]["template"]["spec"]["volumes"]
+            .as_sequence()
+            .unwrap()
+        {
+            let Some(s) = v.get("secret") else { continue };
+            let name = s["secretName"].as_str().unwrap();
+            if name.ends_with("-files") {
+                continue; // host files (git keys): the user's own
+            }
+            for item in s["items"].as_sequence().unwrap() {
+                let key = item["key"].as_str().unwrap();
+                assert!(
+                    minted
+                        .iter()
+                        .any(|(n, ks)| n == name && ks.iter().any(|k| k == key)),
+                    "{name}/{key} is mounted but not minted"
+                );
+                referenced += 1;
+            }
+        }
+    }
+    assert!(referenced >= 4, "{referenced}");
+}

@@ -790,3 +790,66 @@ fn policies(
     }
     Ok(out)
 }
+
+/// The CA Secrets the render references (`--mint-cas`): typed `Secret`
+/// objects holding freshly minted keys, for the user to apply separately.
+/// `system_bundle` is the trust bundle the agent's `bundle.pem` starts with.
+/// The only function here that writes key material; its output never goes
+/// to stdout.
+pub fn ca_secrets(
+    p: &Plan,
+    o: &Options,
+    cas: &crate::pki::BottleCas,
+    system_bundle: &str,
+) -> Result<String, Error> {
+    use k8s_openapi::ByteString;
+    use k8s_openapi::api::core::v1::Secret;
+    let id = dns_label(&p.id);
+    let ns = o
+        .namespace
+        .clone()
+        .unwrap_or_else(|| dns_label(&format!("bottle-{id}")));
+    let trust = format!("{system_bundle}{}", cas.inner.cert_pem);
+    let sets: [(&str, Vec<(&str, String)>); 4] = [
+        ("inner-ca", vec![("bundle.pem", cas.inner.bundle_pem())]),
+        (
+            "inner-ca-cert",
+            vec![
+                ("ca.crt", cas.inner.cert_pem.clone()),
+                ("bundle.pem", trust),
+            ],
+        ),
+        (
+            "outer-ca",
+            vec![
+                ("bundle.pem", cas.outer.bundle_pem()),
+                ("key-sec1.pem", cas.outer.key_sec1_pem.clone()),
+            ],
+        ),
+        (
+            "outer-ca-cert",
+            vec![("ca.crt", cas.outer.cert_pem.clone())],
+        ),
+    ];
+    let mut out = String::new();
+    for (what, keys) in sets {
+        let name = dns_label(&format!("bottle-{id}-{what}"));
+        let s = Secret {
+            metadata: ObjectMeta {
+                name: Some(name.clone()),
+                namespace: Some(ns.clone()),
+                labels: Some(BTreeMap::from([("bottle.id".to_string(), id.clone())])),
+                ..Default::default()
+            },
+            type_: Some("Opaque".into()),
+            data: Some(
+                keys.into_iter()
+                    .map(|(k, v)| (k.to_string(), ByteString(v.into_bytes())))
+                    .collect(),
+            ),
+            ..Default::default()
+        };
+        out.push_str(&format!("---\n{}", to_yaml("Secret", &name, &s)?.yaml));
+    }
+    Ok(out)
+}
