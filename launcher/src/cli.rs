@@ -1,4 +1,4 @@
-//! The command line (clap derive): `check`, `plan`, `run`, `build`, `render`, `list`, `cleanup`.
+//! The command line (clap derive): `check`, `plan`, `run`, `build`, `list`, `cleanup`.
 //!
 //! Owns: turning arguments into the phases (load -> plan -> prepare -> apply
 //! -> run -> teardown, one call each in `run`), the exit codes (2 bad
