@@ -9,6 +9,7 @@
 //! Must never: print a secret, or leave a bottle up after `run` returns
 //! (unless `--keep`).
 
+use std::collections::BTreeMap;
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 
@@ -105,6 +106,10 @@ pub enum Cmd {
         /// Secret manifests to apply separately; never on stdout).
         #[arg(long, value_name = "DIR")]
         mint_cas: Option<PathBuf>,
+        /// FOR THROWAWAY CLUSTERS ONLY: put the token values (read from the
+        /// host variables) and freshly minted CAs into the output as Secrets.
+        #[arg(long, conflicts_with = "mint_cas")]
+        include_secrets: bool,
     },
     /// Bottles on this host, their sidecars and whether their `bottle run` still lives.
     List,
@@ -232,14 +237,18 @@ pub async fn main(cli: Cli) -> Result<i32, Failure> {
             service_cidr,
             out,
             mint_cas,
+            include_secrets,
         } => render_k8s(
             &manifest,
             &agent,
-            namespace,
-            id,
-            service_cidr,
-            out,
-            mint_cas,
+            RenderArgs {
+                namespace,
+                id,
+                service_cidr,
+                out,
+                mint_cas,
+                include_secrets,
+            },
         ),
         Cmd::List => {
             let d = docker::connect().await?;
@@ -410,16 +419,26 @@ fn plan(m: &Manifest, agent: &str, ws: Option<&WorkspaceInfo>) -> Result<Plan, F
 }
 
 /// `bottle render --format k8s`: plan with a stable id, render, write.
-fn render_k8s(
-    manifest: &Path,
-    agent: &str,
+/// The flags of `bottle render` beyond the manifest and agent.
+struct RenderArgs {
     namespace: Option<String>,
     id: Option<String>,
     service_cidr: String,
     out: Option<PathBuf>,
     mint_cas: Option<PathBuf>,
-) -> Result<i32, Failure> {
+    include_secrets: bool,
+}
+
+fn render_k8s(manifest: &Path, agent: &str, a: RenderArgs) -> Result<i32, Failure> {
     use sha2::Digest;
+    let RenderArgs {
+        namespace,
+        id,
+        service_cidr,
+        out,
+        mint_cas,
+        include_secrets,
+    } = a;
     let (m, ws, _) = load(manifest, agent, Vec::new())?;
     let bottle = m
         .agents
@@ -449,18 +468,7 @@ fn render_k8s(
         code: 1,
         message: format!("cannot write the render: {e}"),
     };
-    match out {
-        Some(dir) => {
-            std::fs::create_dir_all(&dir).map_err(io)?;
-            for (file, yaml) in r.files() {
-                std::fs::write(dir.join(file), yaml).map_err(io)?;
-            }
-        }
-        None => print!("{}", r.yaml()),
-    }
-    if let Some(dir) = mint_cas {
-        use std::io::Write;
-        use std::os::unix::fs::OpenOptionsExt;
+    let mint = || {
         let cas = crate::pki::mint_bottle_cas(&p.id).map_err(|e| Failure {
             code: 1,
             message: e.to_string(),
@@ -469,17 +477,57 @@ fn render_k8s(
         // (the Docker bottle uses the image's own bundle).
         let system =
             std::fs::read_to_string("/etc/ssl/certs/ca-certificates.crt").unwrap_or_default();
-        let yaml = crate::k8s::ca_secrets(&p, &o, &cas, &system).map_err(usage)?;
-        std::fs::create_dir_all(&dir).map_err(io)?;
-        let path = dir.join("ca-secrets.yaml");
+        crate::k8s::ca_secrets(&p, &o, &cas, &system).map_err(usage)
+    };
+    let secrets = if include_secrets {
+        eprintln!(
+            "--include-secrets: the output holds token values and CA keys; for throwaway clusters only"
+        );
+        let mut values = BTreeMap::new();
+        for t in &p.token_slots {
+            let v = env_lookup(&t.token_ref).filter(|v| !v.is_empty()).ok_or_else(|| {
+                usage(format!(
+                    "--include-secrets: host variable `{}` (slot {}) is not set; fix: export it, or render without --include-secrets",
+                    t.token_ref, t.slot
+                ))
+            })?;
+            values.insert(t.slot.clone(), v);
+        }
+        let mut y = crate::k8s::token_secret(&p, &o, &values).map_err(usage)?;
+        y.push_str(&mint()?);
+        Some(y)
+    } else {
+        None
+    };
+    let write_private = |path: &Path, yaml: &str| -> Result<(), Failure> {
+        use std::io::Write;
+        use std::os::unix::fs::OpenOptionsExt;
         let mut f = std::fs::OpenOptions::new()
             .write(true)
             .create(true)
             .truncate(true)
             .mode(0o600)
-            .open(&path)
+            .open(path)
             .map_err(io)?;
-        f.write_all(yaml.as_bytes()).map_err(io)?;
+        f.write_all(yaml.as_bytes()).map_err(io)
+    };
+    match out {
+        Some(dir) => {
+            std::fs::create_dir_all(&dir).map_err(io)?;
+            for (file, yaml) in r.files() {
+                std::fs::write(dir.join(file), yaml).map_err(io)?;
+            }
+            if let Some(y) = &secrets {
+                write_private(&dir.join("secret.yaml"), y)?;
+            }
+        }
+        None => print!("{}{}", r.yaml(), secrets.as_deref().unwrap_or("")),
+    }
+    if let Some(dir) = mint_cas {
+        let yaml = mint()?;
+        std::fs::create_dir_all(&dir).map_err(io)?;
+        let path = dir.join("ca-secrets.yaml");
+        write_private(&path, &yaml)?;
         eprintln!(
             "minted the CAs into {} (private keys: apply with `kubectl apply -f`, then delete the file)",
             path.display()
@@ -488,7 +536,7 @@ fn render_k8s(
     for n in &r.notes {
         eprintln!("note: {n}");
     }
-    if !p.token_slots.is_empty() {
+    if !p.token_slots.is_empty() && !include_secrets {
         eprintln!("create the token Secret (values from your shell, never in the YAML):");
         eprintln!("  {}", r.token_secret_command(&p));
     }

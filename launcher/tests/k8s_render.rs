@@ -244,3 +244,53 @@ fn render_k8s_mint_cas_writes_the_referenced_ca_secrets_only_to_the_file() {
     }
     assert!(referenced >= 4, "{referenced}");
 }
+
+/// `--include-secrets`: the same objects, then Secrets with the token value
+/// and the CAs; a missing token variable is a usage error.
+#[test]
+fn render_k8s_include_secrets_appends_secrets_and_changes_nothing_else() {
+    use k8s_openapi::api::core::v1::Secret;
+    let dir = tempfile::tempdir().unwrap();
+    let plain = render(dir.path(), &[]);
+    let with = render(dir.path(), &["--include-secrets"]);
+    assert!(with.status.success());
+    let (plain, with_out) = (
+        String::from_utf8(plain.stdout).unwrap(),
+        String::from_utf8(with.stdout).unwrap(),
+    );
+    assert!(String::from_utf8_lossy(&with.stderr).contains("throwaway clusters only"));
+    let extra = with_out.strip_prefix(&plain).expect("same objects first");
+    let secrets: Vec<Secret> = docs(extra)
+        .into_iter()
+        .map(|d| serde_yaml_ng::from_value(d).unwrap())
+        .collect();
+    assert_eq!(secrets.len(), 5);
+    let tokens = secrets[0].data.as_ref().unwrap();
+    assert_eq!(tokens["EGRESS_PROXY_TOKEN_0"].0, SECRET.as_bytes());
+    assert!(
+        secrets[0]
+            .metadata
+            .name
+            .as_deref()
+            .unwrap()
+            .ends_with("-tokens")
+    );
+
+    let m = dir.path().join("m.yaml");
+    let o = Command::new(env!("CARGO_BIN_EXE_bottle"))
+        .args([
+            "render",
+            "--format",
+            "k8s",
+            "--agent",
+            "coder",
+            "--include-secrets",
+            "--manifest",
+        ])
+        .arg(&m)
+        .env_remove("K8S_TEST_GH_PAT")
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("K8S_TEST_GH_PAT"));
+}

@@ -853,3 +853,40 @@ pub fn ca_secrets(
     }
     Ok(out)
 }
+
+/// `--include-secrets` (throwaway clusters only): the token Secret with the
+/// values, slot name → value.
+pub fn token_secret(
+    p: &Plan,
+    o: &Options,
+    values: &BTreeMap<String, String>,
+) -> Result<String, Error> {
+    use k8s_openapi::ByteString;
+    use k8s_openapi::api::core::v1::Secret;
+    let id = dns_label(&p.id);
+    let ns = o
+        .namespace
+        .clone()
+        .unwrap_or_else(|| dns_label(&format!("bottle-{id}")));
+    let name = o
+        .token_secret
+        .clone()
+        .unwrap_or_else(|| dns_label(&format!("bottle-{id}-tokens")));
+    let s = Secret {
+        metadata: ObjectMeta {
+            name: Some(name.clone()),
+            namespace: Some(ns),
+            labels: Some(BTreeMap::from([("bottle.id".to_string(), id)])),
+            ..Default::default()
+        },
+        type_: Some("Opaque".into()),
+        data: Some(
+            values
+                .iter()
+                .map(|(k, v)| (k.clone(), ByteString(v.clone().into_bytes())))
+                .collect(),
+        ),
+        ..Default::default()
+    };
+    Ok(format!("---\n{}", to_yaml("Secret", &name, &s)?.yaml))
+}
