@@ -110,6 +110,9 @@ pub enum Cmd {
         /// host variables) and freshly minted CAs into the output as Secrets.
         #[arg(long, conflicts_with = "mint_cas")]
         include_secrets: bool,
+        /// Pull every image from this registry (`R/<image>`; push them there first).
+        #[arg(long, value_name = "R")]
+        image_registry: Option<String>,
     },
     /// Bottles on this host, their sidecars and whether their `bottle run` still lives.
     List,
@@ -238,6 +241,7 @@ pub async fn main(cli: Cli) -> Result<i32, Failure> {
             out,
             mint_cas,
             include_secrets,
+            image_registry,
         } => render_k8s(
             &manifest,
             &agent,
@@ -248,6 +252,7 @@ pub async fn main(cli: Cli) -> Result<i32, Failure> {
                 out,
                 mint_cas,
                 include_secrets,
+                image_registry,
             },
         ),
         Cmd::List => {
@@ -427,6 +432,7 @@ struct RenderArgs {
     out: Option<PathBuf>,
     mint_cas: Option<PathBuf>,
     include_secrets: bool,
+    image_registry: Option<String>,
 }
 
 fn render_k8s(manifest: &Path, agent: &str, a: RenderArgs) -> Result<i32, Failure> {
@@ -438,6 +444,7 @@ fn render_k8s(manifest: &Path, agent: &str, a: RenderArgs) -> Result<i32, Failur
         out,
         mint_cas,
         include_secrets,
+        image_registry,
     } = a;
     let (m, ws, _) = load(manifest, agent, Vec::new())?;
     let bottle = m
@@ -462,6 +469,7 @@ fn render_k8s(manifest: &Path, agent: &str, a: RenderArgs) -> Result<i32, Failur
         namespace,
         service_cidr,
         token_secret: None,
+        image_registry,
     };
     let r = crate::k8s::render(&p, &o).map_err(usage)?;
     let io = |e: std::io::Error| Failure {

@@ -58,6 +58,8 @@ pub struct Options {
     pub service_cidr: String,
     /// The Secret holding `EGRESS_PROXY_TOKEN_<n>`; default `bottle-<id>-tokens`.
     pub token_secret: Option<String>,
+    /// Prefix every image with this registry (`registry.example:5000/team`).
+    pub image_registry: Option<String>,
 }
 
 impl Default for Options {
@@ -66,6 +68,7 @@ impl Default for Options {
             namespace: None,
             service_cidr: DEFAULT_SERVICE_CIDR.into(),
             token_secret: None,
+            image_registry: None,
         }
     }
 }
@@ -565,7 +568,10 @@ pub fn render(p: &Plan, o: &Options) -> Result<Rendered, Error> {
         let uid = uid_of(c);
         let container = Container {
             name: role.into(),
-            image: Some(c.image.clone()),
+            image: Some(match &o.image_registry {
+                Some(r) => format!("{}/{}", r.trim_end_matches('/'), c.image),
+                None => c.image.clone(),
+            }),
             image_pull_policy: Some("IfNotPresent".into()),
             args: (!c.command.is_empty()).then(|| c.command.clone()),
             env: Some(env),

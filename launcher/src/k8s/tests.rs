@@ -489,3 +489,22 @@ fn k8s_render_goldens() {
     assert!(!y.contains(SECRET));
     golden("k8s-pipelock-supervise.yaml", &y);
 }
+
+#[test]
+fn image_registry_prefixes_every_image() {
+    let p = plan_for("squid");
+    let o = Options {
+        image_registry: Some("registry.local:5000/team/".into()),
+        ..Default::default()
+    };
+    let r = render(&p, &o).unwrap();
+    let deps: Vec<Deployment> = objects(&r, "Deployment");
+    assert_eq!(deps.len(), p.containers.len());
+    for (d, c) in deps.iter().zip(&p.containers) {
+        let s = d.spec.template.spec.as_ref().unwrap();
+        assert_eq!(
+            s.containers[0].image.as_deref(),
+            Some(format!("registry.local:5000/team/{}", c.image).as_str())
+        );
+    }
+}
