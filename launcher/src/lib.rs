@@ -6,11 +6,13 @@
 //! `bottle plan` prints) -> prepare (`prepare`: secrets, CAs, state directory,
 //! workspace archive) -> apply (`docker::apply`, recording what it creates)
 //! -> run (`docker::run`) -> teardown (`docker::teardown`, undoing exactly
-//! the record). Only `docker` talks to Docker.
+//! the record). Only `docker` talks to Docker. `k8s` is the second consumer
+//! of the same `Plan`: it renders Kubernetes objects (`bottle render`).
 
 pub mod build;
 pub mod cli;
 pub mod docker;
+pub mod k8s;
 pub mod manifest;
 pub mod model;
 pub mod pki;
