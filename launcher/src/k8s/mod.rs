@@ -81,6 +81,10 @@ pub enum Error {
     Cidr(String),
     #[error("cannot serialize {0}: {1}")]
     Yaml(String, serde_yaml_ng::Error),
+    #[error(
+        "bottle {0}: `supervise: true` is not rendered for Kubernetes yet (its live routes and proposal state are host directories shared by egress-proxy and the sidecar, which separate Pods cannot share); fix: render with `supervise: false`"
+    )]
+    Supervise(String),
 }
 
 /// One rendered object.
@@ -357,6 +361,9 @@ fn probe(h: &Health) -> Option<Probe> {
 
 /// Renders the plan. Pure: no host file, no cluster, no secret value.
 pub fn render(p: &Plan, o: &Options) -> Result<Rendered, Error> {
+    if p.supervise {
+        return Err(Error::Supervise(p.bottle.clone()));
+    }
     let id = dns_label(&p.id);
     let ns = o
         .namespace

@@ -485,9 +485,16 @@ fn k8s_render_goldens() {
     )
     .unwrap();
     assert!(p.supervise);
-    let y = render(&p, &Options::default()).unwrap().yaml();
-    assert!(!y.contains(SECRET));
-    golden("k8s-pipelock-supervise.yaml", &y);
+    // The supervise state lives in host directories two Pods cannot share:
+    // refused with the fix rather than rendered half-wired.
+    let e = render(&p, &Options::default()).unwrap_err().to_string();
+    assert!(e.contains("supervise: true") && e.contains("fix:"), "{e}");
+    golden(
+        "k8s-pipelock.yaml",
+        &render(&plan_for("pipelock"), &Options::default())
+            .unwrap()
+            .yaml(),
+    );
 }
 
 #[test]
