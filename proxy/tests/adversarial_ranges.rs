@@ -16,15 +16,13 @@ mod support;
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 
 use egress_proxy::upstream::resolve::{Lookup, Resolve, Resolver};
-use support::T;
 use support::origin::Origin;
 use support::pki::TestCa;
 use support::proxy::ProxySetup;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use support::raw;
 
 /// Answers `<label>.ranges.example` with the address the map gives the label.
 struct Table(HashMap<&'static str, &'static str>);
@@ -39,57 +37,6 @@ impl Resolve for Table {
             .unwrap_or_default();
         Box::pin(async move { Ok(addrs) })
     }
-}
-
-/// A listener on 127.0.0.2 at `port`; counts connections.
-async fn canary(port: u16) -> Arc<AtomicUsize> {
-    let l = TcpListener::bind(("127.0.0.2", port))
-        .await
-        .expect("bind the canary on 127.0.0.2");
-    let hits = Arc::new(AtomicUsize::new(0));
-    let h = hits.clone();
-    tokio::spawn(async move {
-        while let Ok((mut s, _)) = l.accept().await {
-            h.fetch_add(1, Ordering::SeqCst);
-            let _ = s
-                .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 6\r\n\r\nCANARY")
-                .await;
-        }
-    });
-    hits
-}
-
-/// A plain-HTTP proxy request to `host:port`; returns (status, decision, body).
-async fn get(proxy: SocketAddr, host: &str, port: u16) -> (u16, String, String) {
-    let mut s = TcpStream::connect(proxy).await.unwrap();
-    s.write_all(
-        format!(
-            "GET http://{host}:{port}/echo/x HTTP/1.1\r\nHost: {host}:{port}\r\nConnection: close\r\n\r\n"
-        )
-        .as_bytes(),
-    )
-    .await
-    .unwrap();
-    let mut buf = Vec::new();
-    tokio::time::timeout(T, s.read_to_end(&mut buf))
-        .await
-        .expect("answer in time")
-        .expect("read");
-    let text = String::from_utf8_lossy(&buf).into_owned();
-    let status = text
-        .get(9..12)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or_else(|| panic!("no status line: {text:?}"));
-    let decision = text
-        .lines()
-        .find_map(|l| {
-            l.to_ascii_lowercase()
-                .strip_prefix("x-egress-proxy-decision:")
-                .map(|v| v.trim().to_owned())
-        })
-        .unwrap_or_default();
-    let body = text.split("\r\n\r\n").nth(1).unwrap_or_default().to_owned();
-    (status, decision, body)
 }
 
 /// (label, answer, the range the refusal must name).
@@ -117,7 +64,7 @@ async fn special_purpose_answers_are_refused_and_never_dialled() {
         &["h2", "http/1.1"],
     )
     .await;
-    let hits = canary(origin.http.port()).await;
+    let hits = raw::canary("127.0.0.2", origin.http.port()).await;
     let mut map: HashMap<&'static str, &'static str> =
         HOSTILE.iter().map(|(l, a, _)| (*l, *a)).collect();
     map.insert("control", "::ffff:127.0.0.1");
@@ -129,12 +76,13 @@ async fn special_purpose_answers_are_refused_and_never_dialled() {
 
     // Positive control: the mapped form dials on this machine, so a mapped
     // answer that slipped through would reach the canary.
-    let (status, _, body) = get(proxy.addr, "control.ranges.example", origin.http.port()).await;
+    let (status, _, body) =
+        raw::proxy_get(proxy.addr, "control.ranges.example", origin.http.port()).await;
     assert_eq!(status, 200, "control: {body}");
     assert!(body.starts_with("hello from origin"), "control: {body}");
 
     for (label, answer, range) in HOSTILE {
-        let (status, decision, body) = get(
+        let (status, decision, body) = raw::proxy_get(
             proxy.addr,
             &format!("{label}.ranges.example"),
             origin.http.port(),

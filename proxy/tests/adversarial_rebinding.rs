@@ -14,12 +14,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use egress_proxy::upstream::resolve::{Lookup, Resolve, Resolver};
-use support::T;
 use support::origin::Origin;
 use support::pki::TestCa;
 use support::proxy::{ProxySetup, TestProxy};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use support::raw;
 
 const ALLOWED: &str = "127.0.0.1";
 const PRIVATE: &str = "127.0.0.2";
@@ -40,57 +38,6 @@ impl Resolve for Rebinding {
             .collect();
         Box::pin(async move { Ok(addrs) })
     }
-}
-
-/// Listens on the private address at `port`; counts connections.
-async fn canary(port: u16) -> Arc<AtomicUsize> {
-    let l = TcpListener::bind((PRIVATE, port))
-        .await
-        .expect("bind the canary on 127.0.0.2");
-    let hits = Arc::new(AtomicUsize::new(0));
-    let h = hits.clone();
-    tokio::spawn(async move {
-        while let Ok((mut s, _)) = l.accept().await {
-            h.fetch_add(1, Ordering::SeqCst);
-            let _ = s
-                .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 6\r\n\r\nCANARY")
-                .await;
-        }
-    });
-    hits
-}
-
-/// A plain-HTTP proxy request to `host`; returns (status, decision, body).
-async fn get(proxy: SocketAddr, host: &str, port: u16) -> (u16, String, String) {
-    let mut s = TcpStream::connect(proxy).await.unwrap();
-    s.write_all(
-        format!(
-            "GET http://{host}:{port}/echo/x HTTP/1.1\r\nHost: {host}:{port}\r\nConnection: close\r\n\r\n"
-        )
-        .as_bytes(),
-    )
-    .await
-    .unwrap();
-    let mut buf = Vec::new();
-    tokio::time::timeout(T, s.read_to_end(&mut buf))
-        .await
-        .expect("answer in time")
-        .expect("read");
-    let text = String::from_utf8_lossy(&buf).into_owned();
-    let status = text
-        .get(9..12)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or_else(|| panic!("no status line: {text:?}"));
-    let decision = text
-        .lines()
-        .find_map(|l| {
-            l.to_ascii_lowercase()
-                .strip_prefix("x-egress-proxy-decision:")
-                .map(|v| v.trim().to_owned())
-        })
-        .unwrap_or_default();
-    let body = text.split("\r\n\r\n").nth(1).unwrap_or_default().to_owned();
-    (status, decision, body)
 }
 
 async fn setup(script: Vec<Vec<&'static str>>) -> (Origin, TestProxy, Arc<AtomicUsize>) {
@@ -117,9 +64,9 @@ async fn setup(script: Vec<Vec<&'static str>>) -> (Origin, TestProxy, Arc<Atomic
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rebinding_between_check_and_connect_never_reaches_the_private_address() {
     let (origin, proxy, calls) = setup(vec![vec![ALLOWED], vec![PRIVATE]]).await;
-    let hits = canary(origin.http.port()).await;
+    let hits = raw::canary(PRIVATE, origin.http.port()).await;
     for i in 0..20 {
-        let (status, decision, body) = get(
+        let (status, decision, body) = raw::proxy_get(
             proxy.addr,
             &format!("h{i}.rebind.example"),
             origin.http.port(),
@@ -154,9 +101,9 @@ async fn rebinding_between_check_and_connect_never_reaches_the_private_address()
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mixed_answers_dial_only_the_permitted_address() {
     let (origin, proxy, _calls) = setup(vec![vec![PRIVATE, ALLOWED], vec![ALLOWED, PRIVATE]]).await;
-    let hits = canary(origin.http.port()).await;
+    let hits = raw::canary(PRIVATE, origin.http.port()).await;
     for i in 0..4 {
-        let (status, _, body) = get(
+        let (status, _, body) = raw::proxy_get(
             proxy.addr,
             &format!("m{i}.rebind.example"),
             origin.http.port(),

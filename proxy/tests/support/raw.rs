@@ -6,6 +6,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
@@ -479,4 +480,56 @@ pub async fn plain_get(addr: SocketAddr, path: &str) -> std::io::Result<(u16, St
 /// Waits a little so anything the proxy would wrongly forward has time to land.
 pub async fn settle() {
     tokio::time::sleep(Duration::from_millis(300)).await;
+}
+
+/// A listener on `ip:port` standing for a place the proxy must never dial;
+/// counts the connections it accepts.
+pub async fn canary(ip: &str, port: u16) -> Arc<AtomicUsize> {
+    let l = tokio::net::TcpListener::bind((ip, port))
+        .await
+        .unwrap_or_else(|e| panic!("bind the canary on {ip}:{port}: {e}"));
+    let hits = Arc::new(AtomicUsize::new(0));
+    let h = hits.clone();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = l.accept().await {
+            h.fetch_add(1, Ordering::SeqCst);
+            let _ = s
+                .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 6\r\n\r\nCANARY")
+                .await;
+        }
+    });
+    hits
+}
+
+/// A plain-HTTP proxy request to `host:port`; returns (status, decision, body).
+pub async fn proxy_get(proxy: SocketAddr, host: &str, port: u16) -> (u16, String, String) {
+    let mut s = TcpStream::connect(proxy).await.unwrap();
+    s.write_all(
+        format!(
+            "GET http://{host}:{port}/echo/x HTTP/1.1\r\nHost: {host}:{port}\r\nConnection: close\r\n\r\n"
+        )
+        .as_bytes(),
+    )
+    .await
+    .unwrap();
+    let mut buf = Vec::new();
+    tokio::time::timeout(super::T, s.read_to_end(&mut buf))
+        .await
+        .expect("answer in time")
+        .expect("read");
+    let text = String::from_utf8_lossy(&buf).into_owned();
+    let status = text
+        .get(9..12)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or_else(|| panic!("no status line: {text:?}"));
+    let decision = text
+        .lines()
+        .find_map(|l| {
+            l.to_ascii_lowercase()
+                .strip_prefix("x-egress-proxy-decision:")
+                .map(|v| v.trim().to_owned())
+        })
+        .unwrap_or_default();
+    let body = text.split("\r\n\r\n").nth(1).unwrap_or_default().to_owned();
+    (status, decision, body)
 }
