@@ -14,6 +14,7 @@ use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
 use super::*;
 use crate::manifest;
+use crate::plan::tests::golden;
 
 fn m(outer: &str) -> String {
     format!(
@@ -443,23 +444,6 @@ fn namespace_flag_renders_no_namespace_object() {
     assert!(!r.objects.iter().any(|o| o.kind == "Namespace"));
     assert!(r.yaml().contains("namespace: team-a"));
     assert!(!r.yaml().contains("namespace: bottle-"));
-}
-
-/// Compares with `tests/golden/<name>`; `BOTTLE_BLESS=1` rewrites it.
-fn golden(name: &str, got: &str) {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/golden")
-        .join(name);
-    if std::env::var_os("BOTTLE_BLESS").is_some() {
-        std::fs::write(&path, got).unwrap();
-        return;
-    }
-    let want = std::fs::read_to_string(&path)
-        .unwrap_or_else(|_| panic!("missing golden {}: run with BOTTLE_BLESS=1", path.display()));
-    assert_eq!(
-        got, want,
-        "golden {name} differs (BOTTLE_BLESS=1 to accept)"
-    );
 }
 
 #[test]

@@ -18,7 +18,7 @@ mod model;
 mod slots;
 mod summary;
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;
 
 use std::collections::BTreeMap;
 
