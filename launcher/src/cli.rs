@@ -544,17 +544,15 @@ fn render_k8s(manifest: &Path, agent: &str, a: RenderArgs) -> Result<i32, Failur
     } else {
         None
     };
+    // Token values and CA keys: a fresh 0600 file renamed over the name, never
+    // an existing file reopened (a planted file would keep its owner and mode).
     let write_private = |path: &Path, yaml: &str| -> Result<(), Failure> {
-        use std::io::Write;
-        use std::os::unix::fs::OpenOptionsExt;
-        let mut f = std::fs::OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(0o600)
-            .open(path)
-            .map_err(io)?;
-        f.write_all(yaml.as_bytes()).map_err(io)
+        bottle_pki::write_new(path, yaml.as_bytes(), 0o600, bottle_pki::Existing::Replace).map_err(
+            |e| Failure {
+                code: 1,
+                message: format!("cannot write the render: {e}"),
+            },
+        )
     };
     match out {
         Some(dir) => {

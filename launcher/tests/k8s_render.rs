@@ -301,3 +301,29 @@ fn render_k8s_include_secrets_appends_secrets_and_changes_nothing_else() {
     assert_eq!(o.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&o.stderr).contains("K8S_TEST_GH_PAT"));
 }
+
+/// CA keys never go into a file someone planted at the name beforehand: the
+/// planted file (mode 0644, here also a hard link another name still reads)
+/// is replaced by a new 0600 file, and the other name never sees a key.
+#[test]
+fn render_k8s_mint_cas_never_writes_through_a_planted_file() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let cas = dir.path().join("cas");
+    std::fs::create_dir_all(&cas).unwrap();
+    let file = cas.join("ca-secrets.yaml");
+    std::fs::write(&file, "planted\n").unwrap();
+    std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let watcher = dir.path().join("watcher");
+    std::fs::hard_link(&file, &watcher).unwrap();
+    let o = render(dir.path(), &["--mint-cas", cas.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(std::fs::read_to_string(&watcher).unwrap(), "planted\n");
+    let mode = std::fs::metadata(&file).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600);
+    assert!(
+        std::fs::read_to_string(&file)
+            .unwrap()
+            .contains("kind: Secret")
+    );
+}
