@@ -9,6 +9,7 @@
 //! creates; the YAML only names it), read a host file, or talk to a cluster.
 //! Output is a pure function of (plan, options): same inputs, same bytes.
 
+pub mod command;
 #[cfg(test)]
 mod tests;
 
