@@ -14,6 +14,7 @@ use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
 use super::*;
 use crate::manifest;
+use crate::plan::AGENT_DNS;
 use crate::plan::tests::golden;
 
 fn m(outer: &str) -> String {
