@@ -5,10 +5,11 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # Debian packages: real clients for the tests (curl, git, openssl, Go, Node,
-# Python), squid as a real upstream proxy, mmdebstrap for the offline images.
+# Python), squid as a real upstream proxy, mmdebstrap for the offline images,
+# docker-registry (distribution v2) for `bottle images push`'s test.
 pkgs=(curl git openssl ca-certificates golang-go nodejs python3-requests
       python3-pip python3-venv squid-openssl mmdebstrap iptables openssh-client
-      openssh-server)
+      openssh-server docker-registry)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")

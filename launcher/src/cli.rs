@@ -113,6 +113,11 @@ pub enum Cmd {
         #[arg(long, value_name = "R")]
         image_registry: Option<String>,
     },
+    /// The images a cluster pulls (docs/kubernetes.md).
+    Images {
+        #[command(subcommand)]
+        cmd: ImagesCmd,
+    },
     /// Bottles on this host, their sidecars and whether their `bottle run` still lives.
     List,
     /// The supervise proposals of the running bottles (docs/supervise.md).
@@ -130,6 +135,23 @@ pub enum Cmd {
         /// Also remove bottles whose `bottle run` is still alive.
         #[arg(long)]
         all: bool,
+    },
+}
+
+/// `bottle images ...`.
+#[derive(Debug, Subcommand)]
+pub enum ImagesCmd {
+    /// Tag the local images as `R/<image>` (the names `bottle render
+    /// --image-registry R` writes) and push them; prints `R/<image>@<digest>`.
+    Push {
+        /// The registry (and optional path): `host[:port][/path]`, no scheme.
+        #[arg(long, value_name = "R")]
+        registry: String,
+        /// Push this bottle's images instead of the offline-built ones.
+        #[arg(long, short, requires = "agent")]
+        manifest: Option<PathBuf>,
+        #[arg(long, short, requires = "manifest")]
+        agent: Option<String>,
     },
 }
 
@@ -278,6 +300,17 @@ pub async fn main(cli: Cli) -> Result<i32, Failure> {
                 image_registry,
             },
         ),
+        Cmd::Images {
+            cmd:
+                ImagesCmd::Push {
+                    registry,
+                    manifest,
+                    agent,
+                },
+        } => {
+            let m = manifest.as_deref().zip(agent.as_deref());
+            crate::k8s::command::images_push(&registry, m, &progress).await
+        }
         Cmd::List => {
             let d = docker::connect().await?;
             let found = docker::teardown::find(&d).await?;

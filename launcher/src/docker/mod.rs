@@ -1,7 +1,8 @@
 //! Everything that talks to the Docker engine (bollard), and the host state
 //! that goes with a running bottle: `apply` executes a `Plan`, `run` attaches
 //! the agent, `teardown` undoes what the `record` holds, `images` checks and
-//! builds images, `firewall` keeps the host out of the internal networks,
+//! builds images, `push` sends them to a registry, `firewall` keeps the host
+//! out of the internal networks,
 //! `health` waits for the sidecars, `runtime` picks the agent's OCI runtime.
 //!
 //! Owns: every bollard call of the launcher, and the one `docker start -ai`
@@ -18,6 +19,7 @@ mod engine;
 pub mod firewall;
 mod health;
 pub mod images;
+pub mod push;
 pub mod record;
 pub mod run;
 pub mod runtime;

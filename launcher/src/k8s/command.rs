@@ -11,7 +11,6 @@ use std::path::{Path, PathBuf};
 use crate::cli::{Failure, env_lookup, load, usage};
 use crate::plan;
 
-/// `bottle render --format k8s`: plan with a stable id, render, write.
 /// The flags of `bottle render` beyond the manifest and agent.
 pub struct RenderArgs {
     pub namespace: Option<String>,
@@ -23,17 +22,12 @@ pub struct RenderArgs {
     pub image_registry: Option<String>,
 }
 
-pub fn render(manifest: &Path, agent: &str, a: RenderArgs) -> Result<i32, Failure> {
+/// The plan `render` and `images push` read: a stable id (`--id`, else
+/// `<bottle>-<first 8 hex of sha256("<bottle>/<agent>")>`), no engine, and
+/// no token value (the cluster gets them from a Secret the user creates, so
+/// the plan is told every token_ref is present).
+pub fn plan_for(manifest: &Path, agent: &str, id: Option<String>) -> Result<plan::Plan, Failure> {
     use sha2::Digest;
-    let RenderArgs {
-        namespace,
-        id,
-        service_cidr,
-        out,
-        mint_cas,
-        include_secrets,
-        image_registry,
-    } = a;
     let (m, ws, _) = load(manifest, agent, Vec::new())?;
     let bottle = m
         .agents
@@ -49,10 +43,22 @@ pub fn render(manifest: &Path, agent: &str, a: RenderArgs) -> Result<i32, Failur
         files: w.files.len(),
         warnings: w.warnings.clone(),
     });
-    // Token values are never read: the cluster gets them from a Secret the
-    // user creates, so the plan is told every token_ref is present.
     let no_tokens = |_: &str| Some("not-read-by-render".to_string());
-    let p = plan::plan(&m, agent, &id, &no_tokens, &|p: &Path| p.exists(), ws).map_err(usage)?;
+    plan::plan(&m, agent, &id, &no_tokens, &|p: &Path| p.exists(), ws).map_err(usage)
+}
+
+/// `bottle render --format k8s`: plan with a stable id, render, write.
+pub fn render(manifest: &Path, agent: &str, a: RenderArgs) -> Result<i32, Failure> {
+    let RenderArgs {
+        namespace,
+        id,
+        service_cidr,
+        out,
+        mint_cas,
+        include_secrets,
+        image_registry,
+    } = a;
+    let p = plan_for(manifest, agent, id)?;
     let o = crate::k8s::Options {
         namespace,
         service_cidr,
@@ -141,6 +147,36 @@ pub fn render(manifest: &Path, agent: &str, a: RenderArgs) -> Result<i32, Failur
                 keys.join(", ")
             );
         }
+    }
+    Ok(0)
+}
+
+/// `bottle images push --registry R [--manifest F --agent A]`: the offline
+/// images, or with a manifest the images of that bottle's plan (what
+/// `render --image-registry R` references), pushed; one line per image on
+/// stdout: `<R/image:tag>@<digest>`.
+pub async fn images_push(
+    registry: &str,
+    manifest: Option<(&Path, &str)>,
+    progress: &crate::progress::Progress,
+) -> Result<i32, Failure> {
+    crate::docker::push::check_registry(registry)?;
+    let mut images: Vec<String> = match manifest {
+        Some((m, a)) => plan_for(m, a, None)?
+            .containers
+            .iter()
+            .map(|c| c.image.clone())
+            .collect(),
+        None => crate::docker::push::OFFLINE_IMAGES
+            .iter()
+            .map(|s| s.to_string())
+            .collect(),
+    };
+    images.sort();
+    images.dedup();
+    let d = crate::docker::connect().await?;
+    for p in crate::docker::push::push(&d, registry, &images, progress).await? {
+        println!("{}@{}", p.target, p.digest);
     }
     Ok(0)
 }

@@ -145,6 +145,16 @@ pub fn dns_label(s: &str) -> String {
     out.trim_matches('-').to_string()
 }
 
+/// The image a Pod pulls: `R/<image>` with `--image-registry R`, else the
+/// plan's image unchanged. `bottle images push --registry R` pushes to
+/// exactly these names.
+pub fn image_ref(registry: Option<&str>, image: &str) -> String {
+    match registry {
+        Some(r) => format!("{}/{image}", r.trim_end_matches('/')),
+        None => image.to_string(),
+    }
+}
+
 /// What every module reads: the plan, the namespace, the bottle id (a DNS
 /// label), the token Secret's name and the excepted ranges.
 struct Cx<'a> {

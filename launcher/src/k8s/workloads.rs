@@ -138,10 +138,7 @@ pub(super) fn deployment(
     let uid = uid_of(c);
     let container = Container {
         name: role.into(),
-        image: Some(match &o.image_registry {
-            Some(r) => format!("{}/{}", r.trim_end_matches('/'), c.image),
-            None => c.image.clone(),
-        }),
+        image: Some(super::image_ref(o.image_registry.as_deref(), &c.image)),
         image_pull_policy: Some("IfNotPresent".into()),
         args: (!c.command.is_empty()).then(|| c.command.clone()),
         env: Some(env),
