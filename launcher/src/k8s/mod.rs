@@ -11,7 +11,8 @@
 //!
 //! The modules, in the order `render` uses them: `addressing` (edges,
 //! fixed Service addresses, excepted ranges), `config` (the ConfigMap),
-//! `workloads` (Deployments and Pod hardening, files as `volumes`),
+//! `workloads` (Deployments and Pod hardening, files as `volumes`, the
+//! outer proxy without root in `outer`),
 //! `policies` (NetworkPolicies), `secrets` (Secret names; the only writers
 //! of key material, for `--mint-cas` and `--include-secrets`); `command` is
 //! `bottle render` itself.
@@ -19,6 +20,7 @@
 mod addressing;
 pub mod command;
 mod config;
+mod outer;
 mod policies;
 mod secrets;
 #[cfg(test)]

@@ -326,22 +326,26 @@ fn every_pod_is_hardened() {
                 psc.seccomp_profile.as_ref().unwrap().type_,
                 "RuntimeDefault"
             );
-            for c in &s.containers {
+            for c in s
+                .containers
+                .iter()
+                .chain(s.init_containers.iter().flatten())
+            {
                 let sc = c.security_context.as_ref().unwrap();
                 assert_eq!(sc.allow_privilege_escalation, Some(false), "{}", c.name);
                 assert_eq!(sc.privileged, Some(false));
                 assert_eq!(sc.run_as_non_root, Some(true));
-                assert_eq!(
-                    sc.capabilities.as_ref().unwrap().drop,
-                    Some(vec!["ALL".to_string()])
-                );
+                let caps = sc.capabilities.as_ref().unwrap();
+                assert_eq!(caps.drop, Some(vec!["ALL".to_string()]));
+                assert_eq!(caps.add, None, "{}: non-root, no capability", c.name);
+                assert!(sc.run_as_user.is_some_and(|u| u != 0), "{}", c.name);
                 assert_eq!(sc.seccomp_profile.as_ref().unwrap().type_, "RuntimeDefault");
                 let res = c.resources.as_ref().unwrap();
                 for m in [&res.requests, &res.limits] {
                     let m = m.as_ref().unwrap();
                     assert!(m.contains_key("cpu") && m.contains_key("memory"));
                 }
-                if c.name != "agent" {
+                if c.name != "agent" && c.name != "init" {
                     assert!(c.readiness_probe.is_some() && c.liveness_probe.is_some());
                 }
                 if c.name == "egress-proxy" {
@@ -499,4 +503,75 @@ fn image_registry_prefixes_every_image() {
             Some(format!("registry.local:5000/team/{}", c.image).as_str())
         );
     }
+}
+
+/// squid cannot run its entrypoint without root (it `chown`s to `proxy`):
+/// squid runs directly as 65534 with a read-only root, every directory it
+/// writes an emptyDir, and an init container creates the certificate
+/// database. pipelock needs none of this.
+#[test]
+fn outer_proxy_runs_as_nobody_with_its_writable_dirs() {
+    let dep = |outer: &str| -> Deployment {
+        objects::<Deployment>(
+            &render(&plan_for(outer), &Options::default()).unwrap(),
+            "Deployment",
+        )
+        .into_iter()
+        .find(|d| d.metadata.labels.as_ref().unwrap()["bottle.role"] == "outer-proxy")
+        .unwrap()
+    };
+    let d = dep("squid");
+    let s = d.spec.template.spec.unwrap();
+    let c = &s.containers[0];
+    let sc = c.security_context.as_ref().unwrap();
+    assert_eq!(sc.run_as_user, Some(65534));
+    assert_eq!(sc.read_only_root_filesystem, Some(true));
+    assert_eq!(
+        c.command.as_deref(),
+        Some(&["/usr/sbin/squid", "-N", "-f", "/etc/squid/squid.conf"].map(String::from)[..])
+    );
+    let empty: Vec<&str> = s
+        .volumes
+        .iter()
+        .flatten()
+        .filter(|v| v.empty_dir.is_some())
+        .map(|v| v.name.as_str())
+        .collect();
+    let mounted = |c: &k8s_openapi::api::core::v1::Container, path: &str| {
+        c.volume_mounts
+            .iter()
+            .flatten()
+            .any(|m| m.mount_path == path && empty.contains(&m.name.as_str()))
+    };
+    for dir in outer::SQUID_DIRS {
+        assert!(mounted(c, dir), "{dir}");
+    }
+    // squid.conf's paths are all under those directories.
+    let conf = &plan_for("squid").rendered["squid.conf"];
+    for path in [
+        "/var/lib/squid/ssl_db",
+        "/var/log/squid/",
+        "/run/squid/",
+        "/var/spool/squid",
+    ] {
+        assert!(conf.contains(path), "{path}");
+    }
+    let init = &s.init_containers.as_ref().unwrap()[0];
+    assert_eq!(init.image, c.image);
+    assert_eq!(init.security_context, c.security_context);
+    assert!(init.command.as_ref().unwrap()[0].ends_with("security_file_certgen"));
+    assert!(mounted(init, "/var/lib/squid"));
+
+    let d = dep("pipelock");
+    let s = d.spec.template.spec.unwrap();
+    assert!(s.init_containers.is_none());
+    assert_eq!(s.containers[0].command, None);
+    assert_eq!(
+        s.containers[0]
+            .security_context
+            .as_ref()
+            .unwrap()
+            .run_as_user,
+        Some(65534)
+    );
 }

@@ -22,7 +22,7 @@ use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
-use super::{Cx, Error, Object, Options, to_yaml, volumes};
+use super::{Cx, Error, Object, Options, outer, to_yaml, volumes};
 use crate::plan::{AGENT_DNS, AGENT_UID, ContainerPlan, GATE_UID, Health, PROXY_UID, RoleName};
 
 /// What a Deployment needs beyond its container's plan.
@@ -50,16 +50,9 @@ fn uid_of(c: &ContainerPlan) -> i64 {
             RoleName::GitGate => GATE_UID as i64,
             RoleName::EgressProxy => PROXY_UID as i64,
             // squid/pipelock images start as root in Docker; here they run
-            // as nobody (docs/kubernetes.md: verified only structurally).
+            // as nobody from the start (`outer`).
             _ => 65534,
         })
-}
-
-/// Whether the program runs with a read-only root filesystem (writes go to
-/// an emptyDir at /tmp). squid writes its cache and logs, the agent its home,
-/// git-gate its mirrors.
-fn read_only_root(role: RoleName) -> bool {
-    role == RoleName::EgressProxy
 }
 
 fn probe(h: &Health) -> Option<Probe> {
@@ -105,7 +98,15 @@ pub(super) fn deployment(
     let (edges, internet, ips) = (w.edges, w.internet, w.ips);
     let role = c.role.as_str();
     let name = cx.name(role);
-    let (volumes, mounts) = volumes::volumes(cx, c, secrets, notes);
+    let (mut volumes, mut mounts) = volumes::volumes(cx, c, secrets, notes);
+    // Writable paths as emptyDirs; the root filesystem read-only where the
+    // program allows it (egress-proxy, squid). The agent writes its home,
+    // git-gate its mirrors, pipelock is unverified: theirs stays writable.
+    let nr = outer::non_root(p, c);
+    for (v, m) in &nr.dirs {
+        volumes.push(v.clone());
+        mounts.push(m.clone());
+    }
     let mut env: Vec<EnvVar> = c
         .env
         .iter()
@@ -140,6 +141,7 @@ pub(super) fn deployment(
         name: role.into(),
         image: Some(super::image_ref(o.image_registry.as_deref(), &c.image)),
         image_pull_policy: Some("IfNotPresent".into()),
+        command: nr.command.clone(),
         args: (!c.command.is_empty()).then(|| c.command.clone()),
         env: Some(env),
         volume_mounts: Some(mounts),
@@ -161,12 +163,16 @@ pub(super) fn deployment(
         security_context: Some(SecurityContext {
             allow_privilege_escalation: Some(false),
             privileged: Some(false),
-            read_only_root_filesystem: Some(read_only_root(c.role)),
+            read_only_root_filesystem: Some(nr.read_only_root),
             run_as_non_root: Some(true),
             run_as_user: Some(uid),
+            // Every container runs as a non-root uid without ambient
+            // capabilities, so an added capability would never be effective
+            // (the plan's are for Docker's root start of squid, and pipelock's
+            // NET_BIND_SERVICE; both listen on ports >= 1024): none is added.
             capabilities: Some(Capabilities {
                 drop: Some(vec!["ALL".into()]),
-                add: (!c.security.cap_add.is_empty()).then(|| c.security.cap_add.clone()),
+                add: None,
             }),
             seccomp_profile: Some(SeccompProfile {
                 type_: "RuntimeDefault".into(),
@@ -190,7 +196,9 @@ pub(super) fn deployment(
             })
         })
         .collect();
+    let init = outer::init_container(&container, &nr);
     let spec = PodSpec {
+        init_containers: init.map(|i| vec![i]),
         containers: vec![container],
         volumes: Some(volumes),
         automount_service_account_token: Some(false),
