@@ -132,10 +132,21 @@ fn render_k8s_passes_kubernetes_validate_strict() {
             "{kv} not found: run scripts/setup.sh (pip install kubernetes-validate), or set BOTTLE_SKIP_K8S_VALIDATE=1 to skip"
         );
     }
-    for outer in ["squid", "pipelock"] {
+    // The third case carries a prompt file and a skill (text, an
+    // executable script, a binary file) into ConfigMaps.
+    for (outer, trees) in [("squid", false), ("pipelock", false), ("squid", true)] {
         let dir = tempfile::tempdir().unwrap();
         let out = dir.path().join("k8s");
-        let m = M.replace("outer_proxy: pipelock", &format!("outer_proxy: {outer}"));
+        let mut m = M.replace("outer_proxy: pipelock", &format!("outer_proxy: {outer}"));
+        if trees {
+            let skill = dir.path().join(".claude/skills/review");
+            std::fs::create_dir_all(skill.join("bin")).unwrap();
+            std::fs::write(skill.join("SKILL.md"), "# review\n").unwrap();
+            std::fs::write(skill.join("bin/run.sh"), "#!/bin/sh\n").unwrap();
+            std::fs::write(skill.join("icon.bin"), [0u8, 255, 1]).unwrap();
+            std::fs::write(dir.path().join("task.md"), "Fix it.\n").unwrap();
+            m.push_str("    prompt_file: task.md\n    skills: [review]\n");
+        }
         std::fs::write(dir.path().join("m.yaml"), m).unwrap();
         let o = Command::new(env!("CARGO_BIN_EXE_bottle"))
             .args([
@@ -149,9 +160,16 @@ fn render_k8s_passes_kubernetes_validate_strict() {
             .arg(dir.path().join("m.yaml"))
             .args(["--out", out.to_str().unwrap()])
             .env("K8S_TEST_GH_PAT", SECRET)
+            .env("HOME", dir.path())
             .output()
             .unwrap();
-        assert!(o.status.success());
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        if trees {
+            let cm = std::fs::read_to_string(out.join("configmap.yaml")).unwrap();
+            assert!(cm.contains("name: bottle-dev-") && cm.contains("-skill-review"));
+            assert!(cm.contains("prompt.md: |\n    Fix it."), "{cm}");
+            assert!(!String::from_utf8_lossy(&o.stderr).contains("not carried"));
+        }
         let mut files: Vec<_> = std::fs::read_dir(&out)
             .unwrap()
             .map(|e| e.unwrap().path())

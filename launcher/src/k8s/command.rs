@@ -64,6 +64,7 @@ pub fn render(manifest: &Path, agent: &str, a: RenderArgs) -> Result<i32, Failur
         service_cidr,
         token_secret: None,
         image_registry,
+        host: crate::k8s::host::read(&p).map_err(usage)?,
     };
     let r = crate::k8s::render(&p, &o).map_err(usage)?;
     let io = |e: std::io::Error| Failure {

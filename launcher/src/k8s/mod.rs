@@ -13,13 +13,15 @@
 //! fixed Service addresses, excepted ranges), `config` (the ConfigMap),
 //! `workloads` (Deployments and Pod hardening, files as `volumes`, the
 //! outer proxy without root in `outer`),
-//! `policies` (NetworkPolicies), `secrets` (Secret names; the only writers
+//! `policies` (NetworkPolicies), `host` (reads the agent's prompt file and
+//! skill trees for `command`; `render` itself reads nothing), `secrets` (Secret names; the only writers
 //! of key material, for `--mint-cas` and `--include-secrets`); `command` is
 //! `bottle render` itself.
 
 mod addressing;
 pub mod command;
 mod config;
+pub mod host;
 mod outer;
 mod policies;
 mod secrets;
@@ -49,6 +51,8 @@ pub struct Options {
     pub token_secret: Option<String>,
     /// Prefix every image with this registry (`registry.example:5000/team`).
     pub image_registry: Option<String>,
+    /// The agent's prompt file and skill trees, read by `host::read`.
+    pub host: host::Host,
 }
 
 impl Default for Options {
@@ -58,6 +62,7 @@ impl Default for Options {
             service_cidr: DEFAULT_SERVICE_CIDR.into(),
             token_secret: None,
             image_registry: None,
+            host: host::Host::default(),
         }
     }
 }
@@ -70,6 +75,16 @@ pub enum Error {
     Cidr(String),
     #[error("cannot serialize {0}: {1}")]
     Yaml(String, serde_yaml_ng::Error),
+    #[error("{0}: the host content was not read for the render (k8s::host::read)")]
+    HostNotRead(String),
+    #[error(
+        "ConfigMap {name}: {bytes} bytes, above the API server's 1 MiB limit for one ConfigMap; fix: make {what} smaller, or mount it from a volume you provide"
+    )]
+    TooLarge {
+        name: String,
+        what: String,
+        bytes: usize,
+    },
     #[error(
         "bottle {0}: `supervise: true` is not rendered for Kubernetes yet (its live routes and proposal state are host directories shared by egress-proxy and the sidecar, which separate Pods cannot share); fix: render with `supervise: false`"
     )]
@@ -161,6 +176,7 @@ pub fn image_ref(registry: Option<&str>, image: &str) -> String {
 /// label), the token Secret's name and the excepted ranges.
 struct Cx<'a> {
     p: &'a Plan,
+    host: &'a host::Host,
     ns: String,
     id: String,
     token_secret: String,
@@ -219,6 +235,7 @@ pub fn render(p: &Plan, o: &Options) -> Result<Rendered, Error> {
         .unwrap_or_else(|| dns_label(&format!("bottle-{id}")));
     let cx = Cx {
         p,
+        host: &o.host,
         token_secret: o
             .token_secret
             .clone()
@@ -249,6 +266,7 @@ pub fn render(p: &Plan, o: &Options) -> Result<Rendered, Error> {
         objects.push(to_yaml("Namespace", &cx.ns, &n)?);
     }
     objects.push(config::config_map(&cx)?);
+    objects.extend(config::skill_maps(&cx)?);
     let (services, ips) = addressing::services(&cx, &o.service_cidr)?;
     let edges = edges(p);
     let internet = internet_roles(p);

@@ -98,7 +98,7 @@ pub(super) fn deployment(
     let (edges, internet, ips) = (w.edges, w.internet, w.ips);
     let role = c.role.as_str();
     let name = cx.name(role);
-    let (mut volumes, mut mounts) = volumes::volumes(cx, c, secrets, notes);
+    let (mut volumes, mut mounts) = volumes::volumes(cx, c, secrets, notes)?;
     // Writable paths as emptyDirs; the root filesystem read-only where the
     // program allows it (egress-proxy, squid). The agent writes its home,
     // git-gate its mirrors, pipelock is unverified: theirs stays writable.
