@@ -1,6 +1,7 @@
 //! `bottle render --format k8s`: load and plan with a stable id (no engine, no
-//! token value), render the objects, write them and say what the user must
-//! create.
+//! token value), read the agent's host trees, render the objects, write them
+//! and say what the user must create. Also `bottle images push`'s front:
+//! which images (the offline ones, or a bottle's plan) go to the registry.
 //!
 //! Must never: read a token value unless `--include-secrets` asks, or write a
 //! key into a file it did not create.

@@ -6,17 +6,19 @@
 //! same reachability as the Docker bottle) and the Pod hardening.
 //!
 //! Must never: write a secret value (token values live in a Secret the user
-//! creates; the YAML only names it), read a host file, or talk to a cluster.
-//! Output is a pure function of (plan, options): same inputs, same bytes.
+//! creates; the YAML only names it), read a host file in `render` (the
+//! agent's prompt file and skills arrive in `Options::host`, read by
+//! `host::read`), or talk to a cluster. Output is a pure function of
+//! (plan, options): same inputs, same bytes.
 //!
 //! The modules, in the order `render` uses them: `addressing` (edges,
-//! fixed Service addresses, excepted ranges), `config` (the ConfigMap),
-//! `workloads` (Deployments and Pod hardening, files as `volumes`, the
-//! outer proxy without root in `outer`),
-//! `policies` (NetworkPolicies), `host` (reads the agent's prompt file and
-//! skill trees for `command`; `render` itself reads nothing), `secrets` (Secret names; the only writers
-//! of key material, for `--mint-cas` and `--include-secrets`); `command` is
-//! `bottle render` itself.
+//! fixed Service addresses, excepted ranges), `config` (the ConfigMaps),
+//! `workloads` (Deployments and Pod hardening; files as `volumes`; the
+//! outer proxy without root in `outer`), `policies` (NetworkPolicies),
+//! `secrets` (Secret names; the only writers of key material, for
+//! `--mint-cas` and `--include-secrets`). Around it: `host` (the one reader
+//! of host files) and `command` (`bottle render` and the plan of
+//! `bottle images push`).
 
 mod addressing;
 pub mod command;
