@@ -142,7 +142,7 @@ pub enum Cmd {
 #[derive(Debug, Subcommand)]
 pub enum ImagesCmd {
     /// Tag the local images as `R/<image>` (the names `bottle render
-    /// --image-registry R` writes) and push them; prints `R/<image>@<digest>`.
+    /// --image-registry R` writes) and push them; prints `R/<image>:<tag>@<digest>`.
     Push {
         /// The registry (and optional path): `host[:port][/path]`, no scheme.
         #[arg(long, value_name = "R")]
@@ -150,6 +150,7 @@ pub enum ImagesCmd {
         /// Push this bottle's images instead of the offline-built ones.
         #[arg(long, short, requires = "agent")]
         manifest: Option<PathBuf>,
+        /// The agent of `--manifest` whose bottle is pushed.
         #[arg(long, short, requires = "manifest")]
         agent: Option<String>,
     },
