@@ -1,0 +1,538 @@
+//! End to end on real Docker: the operator's terminal UI and approve with
+//! edit (issue 14). A supervised bottle (squid outer proxy, the HTTPS test
+//! origin); the agent's MCP client asks for a new host; `bottle supervise`
+//! runs under a pseudo-terminal (`script`), the test reads the screen (a
+//! small emulator of the cursor moves and text the backend sends), presses
+//! `a`, and the agent's request then gets the origin's 200 through
+//! egress-proxy and squid. A rejection typed in the TUI needs a reason and
+//! reaches the agent. Then `bottle supervise approve ID --edit` with an
+//! `EDITOR` script that drops a path: the audit keeps the edit, the live
+//! routes and the proxy allow only what was kept, and a widening
+//! `--paths` is refused with nothing changed.
+//!
+//! Needs the images of docker/build-images.sh (bottle-supervise included)
+//! and `script` (util-linux).
+
+mod e2e_support;
+
+use e2e_support::*;
+use std::io::{Read, Write};
+use std::path::Path;
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// The agent's MCP client (as in e2e_supervise): initialize, then one
+/// tools/call; prints the tool result as JSON.
+const MCP_PY: &str = r#"
+import json, sys, urllib.request
+URL = "http://supervise:9100/mcp"
+opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+session = None
+def post(msg):
+    global session
+    h = {"Content-Type": "application/json", "Accept": "application/json, text/event-stream"}
+    if session:
+        h["mcp-session-id"] = session
+    req = urllib.request.Request(URL, data=json.dumps(msg).encode(), headers=h, method="POST")
+    with opener.open(req, timeout=120) as r:
+        session = r.headers.get("mcp-session-id") or session
+        body = r.read().decode()
+    if "id" not in msg:
+        return None
+    for line in body.splitlines():
+        if line.startswith("data:") and line[5:].strip():
+            m = json.loads(line[5:])
+            if m.get("id") == msg["id"]:
+                return m
+    return json.loads(body) if body.strip().startswith("{") else None
+init = post({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+    "protocolVersion": "2025-03-26", "capabilities": {},
+    "clientInfo": {"name": "e2e-tui", "version": "1"}}})
+assert init and "result" in init, init
+post({"jsonrpc": "2.0", "method": "notifications/initialized"})
+name, args = sys.argv[1], json.loads(sys.argv[2])
+r = post({"jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": {"name": name, "arguments": args}})
+res = r["result"]
+print(json.dumps({"isError": res.get("isError", False), "content": res.get("structuredContent"),
+                  "text": [c.get("text") for c in res.get("content", [])]}))
+"#;
+
+const COLS: usize = 140;
+const ROWS: usize = 40;
+
+/// Enough of a terminal to read what the TUI draws: cursor positioning
+/// (`CSI r;c H`), clears (`CSI 2J`), and text; other sequences are skipped.
+struct Screen {
+    cells: Vec<Vec<char>>,
+    row: usize,
+    col: usize,
+}
+
+impl Screen {
+    fn new() -> Screen {
+        Screen {
+            cells: vec![vec![' '; COLS]; ROWS],
+            row: 0,
+            col: 0,
+        }
+    }
+
+    fn feed(&mut self, s: &str) {
+        let mut it = s.chars().peekable();
+        while let Some(c) = it.next() {
+            match c {
+                '\u{1b}' => match it.next() {
+                    Some('[') => {
+                        let mut params = String::new();
+                        let mut fin = ' ';
+                        for c in it.by_ref() {
+                            if ('\u{40}'..='\u{7e}').contains(&c) {
+                                fin = c;
+                                break;
+                            }
+                            params.push(c);
+                        }
+                        self.csi(&params, fin);
+                    }
+                    // OSC and friends: up to BEL or ST.
+                    Some(']') => {
+                        while let Some(c) = it.next() {
+                            if c == '\u{7}' || (c == '\u{1b}' && it.next_if_eq(&'\\').is_some()) {
+                                break;
+                            }
+                        }
+                    }
+                    _ => {}
+                },
+                '\r' => self.col = 0,
+                '\n' => self.row = (self.row + 1).min(ROWS - 1),
+                c if c.is_control() => {}
+                c => {
+                    if self.row < ROWS && self.col < COLS {
+                        self.cells[self.row][self.col] = c;
+                    }
+                    self.col += 1;
+                }
+            }
+        }
+    }
+
+    fn csi(&mut self, params: &str, fin: char) {
+        let n: Vec<usize> = params
+            .trim_start_matches('?')
+            .split(';')
+            .map(|p| p.parse().unwrap_or(1))
+            .collect();
+        match fin {
+            'H' | 'f' => {
+                self.row = n
+                    .first()
+                    .copied()
+                    .unwrap_or(1)
+                    .saturating_sub(1)
+                    .min(ROWS - 1);
+                self.col = n.get(1).copied().unwrap_or(1).saturating_sub(1);
+            }
+            'J' if params == "2" => self.cells = vec![vec![' '; COLS]; ROWS],
+            _ => {}
+        }
+    }
+
+    fn text(&self) -> String {
+        self.cells
+            .iter()
+            .map(|r| r.iter().collect::<String>().trim_end().to_string())
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+}
+
+/// `bottle supervise` under a pseudo-terminal of COLS x ROWS.
+struct Tui {
+    child: Child,
+    keys: ChildStdin,
+    out: Arc<Mutex<Vec<u8>>>,
+}
+
+impl Tui {
+    fn start(state: &Path) -> Tui {
+        let cmd = format!(
+            "stty cols {COLS} rows {ROWS}; exec {} supervise",
+            bottle_bin().display()
+        );
+        let mut child = Command::new("script")
+            .args(["-qefc", &cmd, "/dev/null"])
+            .env("BOTTLE_STATE_DIR", state)
+            .env("USER", "e2e-tui-operator")
+            .env("TERM", "xterm-256color")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("script (util-linux) runs");
+        let keys = child.stdin.take().unwrap();
+        let mut stdout = child.stdout.take().unwrap();
+        let out = Arc::new(Mutex::new(Vec::new()));
+        let sink = out.clone();
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 8192];
+            while let Ok(n) = stdout.read(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+                sink.lock().unwrap().extend_from_slice(&buf[..n]);
+            }
+        });
+        Tui { child, keys, out }
+    }
+
+    fn screen(&self) -> String {
+        let mut s = Screen::new();
+        s.feed(&String::from_utf8_lossy(&self.out.lock().unwrap()));
+        s.text()
+    }
+
+    fn press(&mut self, keys: &str) {
+        self.keys.write_all(keys.as_bytes()).unwrap();
+        self.keys.flush().unwrap();
+        std::thread::sleep(Duration::from_millis(150));
+    }
+
+    /// Waits until the screen shows every one of `want`.
+    fn wait_screen(&self, secs: u64, want: &[&str]) -> String {
+        wait_for(secs, || {
+            let s = self.screen();
+            want.iter().all(|w| s.contains(w)).then_some(s)
+        })
+        .unwrap_or_else(|| panic!("the screen never showed {want:?}:\n{}", self.screen()))
+    }
+}
+
+impl Drop for Tui {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn last_status(out: &str) -> Option<u16> {
+    out.lines()
+        .rev()
+        .find(|l| l.starts_with("HTTP/"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|s| s.parse().ok())
+}
+
+fn supervise(state: &Path, env: &[(&str, &str)], args: &[&str]) -> (i32, String, String) {
+    let o = Command::new(bottle_bin())
+        .arg("supervise")
+        .args(args)
+        .env("BOTTLE_STATE_DIR", state)
+        .env("USER", "e2e-operator")
+        .envs(env.iter().copied())
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    (
+        o.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&o.stdout).into_owned(),
+        String::from_utf8_lossy(&o.stderr).into_owned(),
+    )
+}
+
+/// Starts `request-egress` in the agent (waiting in the background) and
+/// returns the proposal id once `bottle supervise list --json` shows it.
+fn request(agent: &str, state: &Path, tag: &str, args: &str) -> String {
+    exec(
+        agent,
+        &format!(
+            "nohup python3 /tmp/mcp.py request-egress '{args}' >/tmp/{tag}.out 2>/tmp/{tag}.err &"
+        ),
+    );
+    let host: serde_json::Value = serde_json::from_str(args).unwrap();
+    wait_for(40, || {
+        let (_, out, _) = supervise(state, &[], &["list", "--json"]);
+        let v: serde_json::Value = serde_json::from_str(&out).ok()?;
+        v.as_array()?
+            .iter()
+            .find(|p| p["request"]["host"] == host["host"])
+            .and_then(|p| p["id"].as_str().map(str::to_string))
+    })
+    .unwrap_or_else(|| {
+        panic!(
+            "no proposal for {args}: {}",
+            exec(agent, &format!("cat /tmp/{tag}.err")).1
+        )
+    })
+}
+
+fn tool_answer(agent: &str, tag: &str, want: &str) -> String {
+    wait_for(40, || {
+        let (_, out, _) = exec(agent, &format!("cat /tmp/{tag}.out"));
+        out.contains(want).then_some(out)
+    })
+    .unwrap_or_else(|| exec(agent, &format!("cat /tmp/{tag}.out /tmp/{tag}.err")).1)
+}
+
+#[test]
+fn supervise_tui_approves_and_rejects_live_and_approve_edit_narrows() {
+    if !docker_or_skip() {
+        return;
+    }
+    let bottle = unique("svtui");
+    let mut guard = Guard::new(&bottle);
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let repo = dir.join("repo");
+    git_repo(&repo);
+    let state = dir.join("state");
+    let names = [
+        "pub.origin.test",
+        "tui.origin.test",
+        "no.origin.test",
+        "edit.origin.test",
+    ];
+    let pki = origin_pki(&names);
+    std::fs::write(dir.join("origin-ca.pem"), &pki.ca_pem).unwrap();
+    let manifest = format!(
+        r#"
+bottles:
+  {bottle}:
+    outer_proxy: squid
+    outer_proxy_trust: [./origin-ca.pem]
+    allow: [pub.origin.test]
+    supervise: true
+agents:
+  a:
+    bottle: {bottle}
+    command: [bash, -c, "for i in $(seq 1200); do [ -e /tmp/done ] && exit 7; sleep 0.5; done; exit 1"]
+"#
+    );
+    std::fs::write(dir.join("bottle.yaml"), manifest).unwrap();
+    let child = spawn_bottle(
+        dir,
+        &repo,
+        &state,
+        &[],
+        &[
+            "run",
+            "--manifest",
+            dir.join("bottle.yaml").to_str().unwrap(),
+            "--agent",
+            "a",
+        ],
+    );
+    guard.children.push(child);
+    let id = wait_for(180, || bottle_id(&bottle)).unwrap_or_else(|| {
+        panic!(
+            "no bottle network; stderr:\n{}",
+            file(&dir.join("bottle.err"))
+        )
+    });
+    let origin = format!("bottle-{id}-test-origin");
+    guard.containers.push(origin.clone());
+    start_origin(&origin, &format!("bottle-{id}-egress"), &names, &pki, dir);
+    let (_, agent) = running_agent(&bottle, 240).unwrap_or_else(|| {
+        panic!(
+            "agent never ran; stderr:\n{}",
+            file(&dir.join("bottle.err"))
+        )
+    });
+    exec(
+        &agent,
+        &format!("cat > /tmp/mcp.py <<'PYEOF'\n{MCP_PY}\nPYEOF"),
+    );
+    let (code, out, err) = exec(
+        &agent,
+        "for i in $(seq 20); do python3 /tmp/mcp.py list-egress-routes '{}' >/dev/null && exit 0; sleep 0.5; done; exit 1",
+    );
+    assert_eq!(code, 0, "the sidecar never answered: {out}\n{err}");
+    let curl = |url: &str| {
+        let (_, out, _) = exec(&agent, &format!("curl -s -m 30 -o /dev/null -D - {url}"));
+        out
+    };
+
+    // Without a terminal, `bottle supervise` prints the list and says why.
+    let (code, out, err) = supervise(&state, &[], &[]);
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert!(
+        out.contains("no pending proposals (1 supervised bottle(s) running)"),
+        "{out}"
+    );
+    assert!(err.contains("needs a terminal"), "{err}");
+
+    // 1. The TUI shows the proposal; `a` approves it; the request then passes.
+    let url = "https://tui.origin.test/fresh";
+    assert_eq!(last_status(&curl(url)), Some(403), "{}", curl(url));
+    let mut tui = Tui::start(&state);
+    tui.wait_screen(30, &["bottle supervise", "0 pending", "q quit"]);
+    let pid = request(
+        &agent,
+        &state,
+        "tui",
+        r#"{"host":"tui.origin.test","paths":["/fresh"],"methods":["GET"],"justification":"e2e: the TUI approves this"}"#,
+    );
+    let screen = tui.wait_screen(
+        10,
+        &[
+            &pid,
+            "tui.origin.test",
+            "e2e: the TUI approves this",
+            "e2e-tui",
+            "(new route)",
+        ],
+    );
+    assert!(
+        screen.contains(&format!("bottle {bottle} (id {id})")),
+        "{screen}"
+    );
+    assert!(
+        screen.contains("+ path_allowlist: [\"/fresh\"]"),
+        "{screen}"
+    );
+    assert!(!screen.contains("!! CREDENTIAL"), "{screen}");
+    let t0 = Instant::now();
+    tui.press("a");
+    let screen = tui.wait_screen(20, &[&format!("approved {pid}"), "squid reconfigured"]);
+    let shown = t0.elapsed();
+    let passed = wait_for(20, || (last_status(&curl(url)) == Some(200)).then_some(()));
+    let applied = t0.elapsed();
+    assert!(
+        passed.is_some(),
+        "still refused after the TUI approved:\n{}\n{screen}",
+        curl(url)
+    );
+    eprintln!(
+        "supervise tui: approval shown {:.2}s, request answered 200 {:.2}s after the key",
+        shown.as_secs_f64(),
+        applied.as_secs_f64()
+    );
+    assert!(tool_answer(&agent, "tui", "approved").contains("approved"));
+    let audit_file = state.join(&id).join("supervise/audit.jsonl");
+    let audit = file(&audit_file);
+    assert!(
+        audit.contains(&pid) && audit.contains("e2e-tui-operator"),
+        "{audit}"
+    );
+
+    // 2. A rejection in the TUI: Enter without a reason sends nothing.
+    let rid = request(
+        &agent,
+        &state,
+        "no",
+        r#"{"host":"no.origin.test","justification":"e2e: the TUI rejects this"}"#,
+    );
+    tui.wait_screen(10, &[&rid, "e2e: the TUI rejects this"]);
+    tui.press("x");
+    tui.wait_screen(5, &[&format!("reject {rid}, reason:")]);
+    tui.press("\r");
+    tui.wait_screen(5, &["a rejection needs a reason"]);
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(
+        !file(&audit_file).contains(&rid),
+        "rejected without a reason"
+    );
+    tui.press("not in this task\r");
+    tui.wait_screen(10, &[&format!("rejected {rid}: not in this task")]);
+    let res = tool_answer(&agent, "no", "rejected");
+    assert!(res.contains("not in this task"), "{res}");
+    assert_eq!(last_status(&curl("https://no.origin.test/")), Some(403));
+
+    // q quits and gives the terminal back (raw mode and alternate screen left).
+    tui.press("q");
+    let status = wait_child(&mut tui.child, 10).expect("the TUI did not quit on q");
+    assert!(status.success(), "{status}");
+    let raw = String::from_utf8_lossy(&tui.out.lock().unwrap()).to_string();
+    assert!(
+        raw.contains("\u{1b}[?1049h") && raw.contains("\u{1b}[?1049l"),
+        "alternate screen not left"
+    );
+    drop(tui);
+
+    // 3. approve --edit: the editor drops a path; a widening edit is refused.
+    let eid = request(
+        &agent,
+        &state,
+        "edit",
+        r#"{"host":"edit.origin.test","paths":["/keep/**","/drop"],"methods":["GET"],"justification":"e2e: edit me"}"#,
+    );
+    let routes_file = state.join(&id).join("supervise/routes/routes.json");
+    let before = file(&routes_file);
+    let (code, _, err) = supervise(&state, &[], &["approve", &eid, "--paths", "/**"]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("widens") && err.contains("\"/**\""), "{err}");
+    assert_eq!(
+        file(&routes_file),
+        before,
+        "a refused edit changed the routes"
+    );
+    let editor = dir.join("narrow.sh");
+    std::fs::write(&editor, "#!/bin/sh\nsed -i '/- \\/drop/d' \"$1\"\n").unwrap();
+    std::fs::set_permissions(&editor, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let (code, out, err) = supervise(
+        &state,
+        &[("EDITOR", editor.to_str().unwrap()), ("VISUAL", "")],
+        &["approve", &eid, "--edit"],
+    );
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert!(out.contains("outer proxy (squid) reconfigured"), "{out}");
+    let routes: serde_json::Value = serde_json::from_str(&file(&routes_file)).unwrap();
+    let route = routes["routes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["host"] == "edit.origin.test")
+        .unwrap_or_else(|| panic!("{routes}"))
+        .clone();
+    assert_eq!(
+        route["path_allowlist"],
+        serde_json::json!(["/keep/**"]),
+        "{route}"
+    );
+    let line = file(&audit_file)
+        .lines()
+        .find(|l| l.contains(&eid))
+        .map(str::to_string)
+        .unwrap();
+    let a: serde_json::Value = serde_json::from_str(&line).unwrap();
+    assert_eq!(a["operator"], "e2e-operator");
+    assert_eq!(
+        a["request"]["paths"],
+        serde_json::json!(["/keep/**", "/drop"])
+    );
+    assert_eq!(a["edit"]["paths"], serde_json::json!(["/keep/**"]));
+    assert_eq!(
+        a["route_after"]["path_allowlist"],
+        serde_json::json!(["/keep/**"])
+    );
+    let ok = wait_for(20, || {
+        (last_status(&curl("https://edit.origin.test/keep/x")) == Some(200)).then_some(())
+    });
+    assert!(ok.is_some(), "{}", curl("https://edit.origin.test/keep/x"));
+    let dropped = curl("https://edit.origin.test/drop");
+    assert_eq!(last_status(&dropped), Some(403), "{dropped}");
+    assert!(
+        dropped.to_ascii_lowercase().contains("path-not-allowed"),
+        "{dropped}"
+    );
+    let res = tool_answer(&agent, "edit", "approved");
+    assert!(res.contains("/keep/**") && !res.contains("/drop"), "{res}");
+
+    // 4. The agent exits; nothing remains.
+    docker_ok_out(&["rm", "-f", &origin]);
+    exec(&agent, "touch /tmp/done");
+    let mut child = guard.children.pop().unwrap();
+    let status = wait_child(&mut child, 120).expect("bottle run did not exit");
+    assert_eq!(
+        status.code(),
+        Some(7),
+        "stderr:\n{}",
+        file(&dir.join("bottle.err"))
+    );
+    assert!(
+        leftovers(&id).is_empty(),
+        "left behind: {:?}",
+        leftovers(&id)
+    );
+}
