@@ -536,3 +536,60 @@ agents:
         leftovers(&id)
     );
 }
+
+/// The pid of `script`'s child (the `bottle` process it exec'd into).
+fn tui_pid(script: u32) -> Option<u32> {
+    std::fs::read_to_string(format!("/proc/{script}/task/{script}/children"))
+        .ok()?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
+}
+
+fn left_alternate_screen(tui: &Tui) -> bool {
+    let raw = String::from_utf8_lossy(&tui.out.lock().unwrap()).to_string();
+    let (enter, leave) = (raw.rfind("\u{1b}[?1049h"), raw.rfind("\u{1b}[?1049l"));
+    enter.is_some() && leave > enter && raw[leave.unwrap()..].contains("\u{1b}[?25h")
+}
+
+#[test]
+fn the_tui_gives_the_terminal_back_on_ctrl_c_and_sigterm() {
+    if !docker_or_skip() {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    // Ctrl-C arrives as a key in raw mode: quits with 0.
+    let mut tui = Tui::start(tmp.path());
+    tui.wait_screen(
+        30,
+        &["bottle supervise", "0 supervised bottle(s)", "q quit"],
+    );
+    tui.press("\u{3}");
+    let status = wait_child(&mut tui.child, 10).expect("Ctrl-C did not quit");
+    assert!(status.success(), "{status}");
+    assert!(
+        left_alternate_screen(&tui),
+        "terminal not restored after Ctrl-C"
+    );
+    drop(tui);
+    // SIGTERM: the loop stops within a poll, restores, exits 130.
+    let mut tui = Tui::start(tmp.path());
+    tui.wait_screen(30, &["bottle supervise", "q quit"]);
+    let pid = wait_for(5, || tui_pid(tui.child.id())).expect("no bottle process under script");
+    assert!(
+        std::fs::read_to_string(format!("/proc/{pid}/comm"))
+            .unwrap()
+            .starts_with("bottle")
+    );
+    Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status()
+        .unwrap();
+    let status = wait_child(&mut tui.child, 10).expect("SIGTERM did not stop the TUI");
+    assert_eq!(status.code(), Some(130), "{status}");
+    assert!(
+        left_alternate_screen(&tui),
+        "terminal not restored after SIGTERM"
+    );
+}
