@@ -156,7 +156,7 @@ struct Tui {
 }
 
 impl Tui {
-    fn start(state: &Path) -> Tui {
+    fn start(state: &Path, editor: Option<&Path>) -> Tui {
         let cmd = format!(
             "stty cols {COLS} rows {ROWS}; exec {} supervise",
             bottle_bin().display()
@@ -166,6 +166,11 @@ impl Tui {
             .env("BOTTLE_STATE_DIR", state)
             .env("USER", "e2e-tui-operator")
             .env("TERM", "xterm-256color")
+            .env("VISUAL", "")
+            .env(
+                "EDITOR",
+                editor.map_or("false".into(), |e| e.display().to_string()),
+            )
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
@@ -362,10 +367,15 @@ agents:
     );
     assert!(err.contains("needs a terminal"), "{err}");
 
+    // An EDITOR that drops the path `/drop` from the proposed change.
+    let editor = dir.join("narrow.sh");
+    std::fs::write(&editor, "#!/bin/sh\nsed -i '/- \\/drop/d' \"$1\"\n").unwrap();
+    std::fs::set_permissions(&editor, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+
     // 1. The TUI shows the proposal; `a` approves it; the request then passes.
     let url = "https://tui.origin.test/fresh";
     assert_eq!(last_status(&curl(url)), Some(403), "{}", curl(url));
-    let mut tui = Tui::start(&state);
+    let mut tui = Tui::start(&state, Some(&editor));
     tui.wait_screen(30, &["bottle supervise", "0 pending", "q quit"]);
     let pid = request(
         &agent,
@@ -438,6 +448,30 @@ agents:
     let res = tool_answer(&agent, "no", "rejected");
     assert!(res.contains("not in this task"), "{res}");
     assert_eq!(last_status(&curl("https://no.origin.test/")), Some(403));
+
+    // `e` opens the EDITOR on the change, then approves what it kept.
+    let tid = request(
+        &agent,
+        &state,
+        "tedit",
+        r#"{"host":"tedit.origin.test","paths":["/keep","/drop"],"justification":"e2e: edit in the TUI"}"#,
+    );
+    tui.wait_screen(10, &[&tid, "e2e: edit in the TUI"]);
+    tui.press("e");
+    tui.wait_screen(20, &[&format!("approved {tid} (edited)")]);
+    let line = file(&audit_file)
+        .lines()
+        .find(|l| l.contains(&tid))
+        .map(str::to_string)
+        .unwrap();
+    let a: serde_json::Value = serde_json::from_str(&line).unwrap();
+    assert_eq!(a["operator"], "e2e-tui-operator");
+    assert_eq!(a["edit"]["paths"], serde_json::json!(["/keep"]), "{a}");
+    assert_eq!(
+        a["route_after"]["path_allowlist"],
+        serde_json::json!(["/keep"]),
+        "{a}"
+    );
 
     // q quits and gives the terminal back (raw mode and alternate screen left).
     tui.press("q");
@@ -560,7 +594,7 @@ fn the_tui_gives_the_terminal_back_on_ctrl_c_and_sigterm() {
     }
     let tmp = tempfile::tempdir().unwrap();
     // Ctrl-C arrives as a key in raw mode: quits with 0.
-    let mut tui = Tui::start(tmp.path());
+    let mut tui = Tui::start(tmp.path(), None);
     tui.wait_screen(
         30,
         &["bottle supervise", "0 supervised bottle(s)", "q quit"],
@@ -574,7 +608,7 @@ fn the_tui_gives_the_terminal_back_on_ctrl_c_and_sigterm() {
     );
     drop(tui);
     // SIGTERM: the loop stops within a poll, restores, exits 130.
-    let mut tui = Tui::start(tmp.path());
+    let mut tui = Tui::start(tmp.path(), None);
     tui.wait_screen(30, &["bottle supervise", "q quit"]);
     let pid = wait_for(5, || tui_pid(tui.child.id())).expect("no bottle process under script");
     assert!(

@@ -64,7 +64,10 @@ impl Screen {
         restore();
         let out = f();
         enter()?;
-        self.term.clear()?;
+        // A new terminal redraws every cell. (`Terminal::clear` would ask the
+        // terminal for its cursor position, which not every pty answers.)
+        execute!(stdout(), terminal::Clear(terminal::ClearType::All))?;
+        self.term = Terminal::new(CrosstermBackend::new(stdout()))?;
         Ok(out)
     }
 }
