@@ -501,9 +501,6 @@ agents:
         before,
         "a refused edit changed the routes"
     );
-    let editor = dir.join("narrow.sh");
-    std::fs::write(&editor, "#!/bin/sh\nsed -i '/- \\/drop/d' \"$1\"\n").unwrap();
-    std::fs::set_permissions(&editor, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
     let (code, out, err) = supervise(
         &state,
         &[("EDITOR", editor.to_str().unwrap()), ("VISUAL", "")],
