@@ -49,9 +49,11 @@ fn needs_escape(c: char) -> bool {
             | '\u{061c}' | '\u{feff}' | '\u{fff9}'..='\u{fffb}')
 }
 
-fn list_text(v: &[String]) -> String {
+/// A requested list; empty means "every" for a new route and "no change"
+/// for an extension (docs/supervise.md).
+fn list_text(v: &[String], extend: bool, every: &str) -> String {
     if v.is_empty() {
-        "(none)".into()
+        if extend { "(unchanged)" } else { every }.into()
     } else {
         clean(&v.join(" "))
     }
@@ -150,6 +152,7 @@ fn draw_detail(app: &App, f: &mut Frame, area: Rect) {
         return;
     };
     let r = &p.request;
+    let extend = p.kind == Some(bottle_supervise::change::Kind::Extend);
     let kind = match p.kind {
         Some(bottle_supervise::change::Kind::NewRoute) => "new route",
         Some(bottle_supervise::change::Kind::Extend) => "extends a route",
@@ -174,8 +177,8 @@ fn draw_detail(app: &App, f: &mut Frame, area: Rect) {
             Span::raw(format!(
                 "{}  paths {}  methods {}  ({kind})",
                 clean(&r.host),
-                list_text(&r.paths),
-                list_text(&r.methods)
+                list_text(&r.paths, extend, "(every path)"),
+                list_text(&r.methods, extend, "(any)")
             )),
         ]),
     ];
