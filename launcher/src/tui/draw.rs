@@ -205,12 +205,14 @@ fn draw_detail(app: &App, f: &mut Frame, area: Rect) {
             warn(),
         )));
     }
+    // The route before the justification: a long justification must not
+    // push what the approval does off the screen.
+    lines.push(Line::from(label("route")));
+    lines.extend(route_diff(p.route_before.as_ref(), p.route_after.as_ref()));
     lines.push(Line::from(vec![
         label("why"),
         Span::raw(clean(&r.justification)),
     ]));
-    lines.push(Line::from(label("route")));
-    lines.extend(route_diff(p.route_before.as_ref(), p.route_after.as_ref()));
     f.render_widget(
         Paragraph::new(lines)
             .block(block)

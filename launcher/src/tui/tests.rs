@@ -209,3 +209,13 @@ proptest! {
         prop_assert!(no_control_in(&b).is_ok(), "{:?}", no_control_in(&b));
     }
 }
+
+#[test]
+fn a_long_justification_does_not_hide_the_route() {
+    let mut p = pending(1, true);
+    p.request.justification = "please ".repeat(1000);
+    let s = text(&render(&app_with(vec![p]), 80, 24));
+    assert!(s.contains("+ path_allowlist"), "{s}");
+    assert!(s.contains(WIDENS_MARK), "{s}");
+    assert!(s.contains(HELP), "{s}");
+}
