@@ -624,3 +624,39 @@ fn the_tui_gives_the_terminal_back_on_ctrl_c_and_sigterm() {
         "terminal not restored after SIGTERM"
     );
 }
+
+#[test]
+fn approve_with_edit_refuses_what_it_cannot_do() {
+    if !docker_or_skip() {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let st = tmp.path();
+    let marker = tmp.path().join("editor-ran");
+    let editor = tmp.path().join("ed.sh");
+    std::fs::write(&editor, format!("#!/bin/sh\ntouch {}\n", marker.display())).unwrap();
+    std::fs::set_permissions(&editor, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let env = [("EDITOR", editor.to_str().unwrap()), ("VISUAL", "")];
+    // No such pending proposal: the editor is not even opened.
+    let (code, _, err) = supervise(st, &env, &["approve", "p0123456789abcdef", "--edit"]);
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("no pending proposal \"p0123456789abcdef\""),
+        "{err}"
+    );
+    assert!(!marker.exists(), "the editor ran for nothing");
+    let (code, _, err) = supervise(st, &[], &["approve", "p0123456789abcdef", "--paths", "/a"]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("no pending or decided proposal"), "{err}");
+    let (code, _, err) = supervise(st, &[], &["approve", "nope", "--methods", "GET"]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("is not a proposal id"), "{err}");
+    // --edit and the non-interactive lists exclude each other (usage error).
+    let (code, _, err) = supervise(
+        st,
+        &[],
+        &["approve", "p0123456789abcdef", "--edit", "--paths", "/a"],
+    );
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("cannot be used with"), "{err}");
+}
