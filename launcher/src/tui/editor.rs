@@ -118,10 +118,15 @@ fn run_editor(file: &Path) -> Result<(), String> {
 /// Writes the proposal to a private temporary file, runs the editor and
 /// reads the result.
 pub fn edit(p: &Pending) -> Result<Edited, String> {
-    use std::os::unix::fs::OpenOptionsExt;
-    let dir = std::env::temp_dir().join(format!("bottle-supervise-{}", std::process::id()));
+    use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+    // A fresh private directory (0700, created here or refused): nobody else
+    // can swap the file between the editor and the read.
+    let mut rnd = [0u8; 8];
+    getrandom::fill(&mut rnd).map_err(|e| format!("no randomness for a temporary name: {e}"))?;
+    let hex: String = rnd.iter().map(|b| format!("{b:02x}")).collect();
+    let dir = std::env::temp_dir().join(format!("bottle-supervise-{hex}"));
     std::fs::DirBuilder::new()
-        .recursive(true)
+        .mode(0o700)
         .create(&dir)
         .map_err(|e| format!("{}: {e}", dir.display()))?;
     let file = dir.join(format!("{}.yaml", p.id));
