@@ -4,8 +4,8 @@
 //!
 //! Owns finding the state directories (as `bottle list` finds bottles), the
 //! one approval path the CLI and the terminal UI (`crate::tui`) share
-//! (`approve_and_apply`) and, after an approval, the outer proxy's allowlist when it is squid (its
-//! `squid.conf` rewritten in the container, checked with `squid -k parse`
+//! (`approve_and_apply`) and, after an approval, the outer proxy's
+//! allowlist when it is squid (its `squid.conf` rewritten in the container, checked with `squid -k parse`
 //! by the Docker exec API, then SIGHUP, squid's reconfigure, by the Docker
 //! kill API: squid is PID 1 there and `squid -k reconfigure` refuses that). egress-proxy picks the routes file up itself
 //! (`--watch-routes`).
