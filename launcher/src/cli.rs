@@ -121,9 +121,10 @@ pub enum Cmd {
     /// Bottles on this host, their sidecars and whether their `bottle run` still lives.
     List,
     /// The supervise proposals of the running bottles (docs/supervise.md).
+    /// Without a subcommand: the terminal UI (on a terminal; the list otherwise).
     Supervise {
         #[command(subcommand)]
-        cmd: SuperviseCmd,
+        cmd: Option<SuperviseCmd>,
     },
     /// Remove bottles whose `bottle run` is gone (orphans). Without --yes, only lists them.
     Cleanup {
@@ -166,7 +167,19 @@ pub enum SuperviseCmd {
         json: bool,
     },
     /// Approve a proposal: the route is live within seconds, nothing restarts.
-    Approve { id: String },
+    Approve {
+        id: String,
+        /// Edit the proposed paths and methods in `$EDITOR` (else `vi`) first;
+        /// an edit may only narrow what was asked.
+        #[arg(long, conflicts_with_all = ["paths", "methods"])]
+        edit: bool,
+        /// Approve only these paths (narrowing the proposal's).
+        #[arg(long, num_args = 1.., value_name = "PATH")]
+        paths: Option<Vec<String>>,
+        /// Approve only these methods (narrowing the proposal's).
+        #[arg(long, num_args = 1.., value_name = "METHOD")]
+        methods: Option<Vec<String>>,
+    },
     /// Reject a proposal; the agent gets the reason.
     Reject {
         id: String,
@@ -343,9 +356,18 @@ pub async fn main(cli: Cli) -> Result<i32, Failure> {
                 .filter(|u| !u.is_empty())
                 .unwrap_or_else(|| "unknown".into());
             Ok(match cmd {
-                SuperviseCmd::List { json } => crate::supervise::list(json).await?,
-                SuperviseCmd::Approve { id } => crate::supervise::approve(&id, &operator).await?,
-                SuperviseCmd::Reject { id, why } => {
+                None => crate::tui::run(operator).await?,
+                Some(SuperviseCmd::List { json }) => crate::supervise::list(json).await?,
+                Some(SuperviseCmd::Approve {
+                    id,
+                    edit,
+                    paths,
+                    methods,
+                }) => {
+                    crate::tui::editor::approve_command(&id, &operator, edit, paths, methods)
+                        .await?
+                }
+                Some(SuperviseCmd::Reject { id, why }) => {
                     crate::supervise::reject(&id, &why, &operator).await?
                 }
             })

@@ -22,4 +22,5 @@ pub mod progress;
 pub mod render;
 pub mod secrets;
 pub mod supervise;
+pub mod tui;
 pub mod workspace;

@@ -2,9 +2,10 @@
 //! operator's side of the supervise loop over the running bottles' supervise
 //! state directories, through `bottle_supervise::host`.
 //!
-//! Owns finding the state directories (as `bottle list` finds bottles) and,
-//! after an approval, the outer proxy's allowlist when it is squid (its
-//! `squid.conf` rewritten in the container, checked with `squid -k parse`
+//! Owns finding the state directories (as `bottle list` finds bottles), the
+//! one approval path the CLI and the terminal UI (`crate::tui`) share
+//! (`approve_and_apply`) and, after an approval, the outer proxy's
+//! allowlist when it is squid (its `squid.conf` rewritten in the container, checked with `squid -k parse`
 //! by the Docker exec API, then SIGHUP, squid's reconfigure, by the Docker
 //! kill API: squid is PID 1 there and `squid -k reconfigure` refuses that). egress-proxy picks the routes file up itself
 //! (`--watch-routes`).
@@ -16,6 +17,7 @@ use std::path::{Path, PathBuf};
 
 use bollard::Docker;
 use bollard::exec::{CreateExecOptions, StartExecResults};
+use bottle_supervise::host::{Edit, Pending};
 use futures_util::StreamExt;
 
 use crate::docker::apply::{TarEntry, download_file, files_tar, upload};
@@ -44,8 +46,7 @@ async fn supervised(d: &Docker) -> Result<Vec<(Found, PathBuf)>, ApplyError> {
 /// `bottle supervise list [--json]`.
 pub async fn list(json: bool) -> Result<i32, ApplyError> {
     let d = connect().await?;
-    let dirs: Vec<PathBuf> = supervised(&d).await?.into_iter().map(|x| x.1).collect();
-    let pending = bottle_supervise::host::list(&dirs).map_err(host_err)?;
+    let (pending, bottles) = pending(&d).await?;
     if json {
         println!(
             "{}",
@@ -54,10 +55,7 @@ pub async fn list(json: bool) -> Result<i32, ApplyError> {
         return Ok(0);
     }
     if pending.is_empty() {
-        println!(
-            "no pending proposals ({} supervised bottle(s) running)",
-            dirs.len()
-        );
+        println!("no pending proposals ({bottles} supervised bottle(s) running)");
     }
     for p in &pending {
         let kind = p
@@ -94,10 +92,19 @@ pub async fn list(json: bool) -> Result<i32, ApplyError> {
 
 /// `bottle supervise approve ID`.
 pub async fn approve(id: &str, operator: &str) -> Result<i32, ApplyError> {
+    approve_edited(id, operator, None).await
+}
+
+/// `bottle supervise approve ID` with the operator's narrowing edit
+/// (`--edit`, `--paths`, `--methods`).
+pub async fn approve_edited(
+    id: &str,
+    operator: &str,
+    edit: Option<&Edit>,
+) -> Result<i32, ApplyError> {
     let d = connect().await?;
-    let bottles = supervised(&d).await?;
-    let dirs: Vec<PathBuf> = bottles.iter().map(|x| x.1.clone()).collect();
-    let a = bottle_supervise::host::approve(&dirs, id, operator).map_err(host_err)?;
+    let done = approve_and_apply(&d, id, operator, edit).await?;
+    let a = &done.approved;
     println!(
         "approved {}: routes[{}] = {} (egress-proxy reloads {} within 2 s)",
         a.id,
@@ -105,13 +112,7 @@ pub async fn approve(id: &str, operator: &str) -> Result<i32, ApplyError> {
         a.route_after,
         a.routes_file.display()
     );
-    let Some((found, _)) = bottles
-        .iter()
-        .find(|(_, dir)| a.routes_file.starts_with(dir))
-    else {
-        return Ok(0);
-    };
-    match update_squid(&d, found, &a.routes_file).await {
+    match done.outer_proxy {
         Ok(Some(n)) => println!("outer proxy (squid) reconfigured: {n} host(s) allowed"),
         Ok(None) => {}
         Err(e) => {
@@ -122,11 +123,65 @@ pub async fn approve(id: &str, operator: &str) -> Result<i32, ApplyError> {
     Ok(0)
 }
 
+/// What [`approve_and_apply`] did: the approval, and the outer proxy's update
+/// (`Ok(Some(hosts))` squid reconfigured, `Ok(None)` nothing to do).
+pub(crate) struct Applied {
+    pub approved: bottle_supervise::host::Approved,
+    pub outer_proxy: Result<Option<usize>, ApplyError>,
+}
+
+/// The one approval path (the CLI and the TUI): approve with the host
+/// library (an edit may only narrow), then update the outer proxy's
+/// allowlist. An approval the library refuses changes nothing.
+pub(crate) async fn approve_and_apply(
+    d: &Docker,
+    id: &str,
+    operator: &str,
+    edit: Option<&Edit>,
+) -> Result<Applied, ApplyError> {
+    let bottles = supervised(d).await?;
+    let dirs: Vec<PathBuf> = bottles.iter().map(|x| x.1.clone()).collect();
+    let a = bottle_supervise::host::approve_edited(&dirs, id, operator, edit).map_err(host_err)?;
+    let outer_proxy = match bottles
+        .iter()
+        .find(|(_, dir)| a.routes_file.starts_with(dir))
+    {
+        Some((found, _)) => update_squid(d, found, &a.routes_file).await,
+        None => Ok(None),
+    };
+    Ok(Applied {
+        approved: a,
+        outer_proxy,
+    })
+}
+
+/// The pending proposals of every running supervised bottle.
+pub(crate) async fn pending(d: &Docker) -> Result<(Vec<Pending>, usize), ApplyError> {
+    let dirs = state_dirs(d).await?;
+    let p = bottle_supervise::host::list(&dirs).map_err(host_err)?;
+    Ok((p, dirs.len()))
+}
+
+/// The supervise state directories of the running bottles.
+async fn state_dirs(d: &Docker) -> Result<Vec<PathBuf>, ApplyError> {
+    Ok(supervised(d).await?.into_iter().map(|x| x.1).collect())
+}
+
+/// The one rejection path (the CLI and the TUI).
+pub(crate) async fn reject_in(
+    d: &Docker,
+    id: &str,
+    why: &str,
+    operator: &str,
+) -> Result<(), ApplyError> {
+    let dirs = state_dirs(d).await?;
+    bottle_supervise::host::reject(&dirs, id, why, operator).map_err(host_err)
+}
+
 /// `bottle supervise reject ID --why TEXT`.
 pub async fn reject(id: &str, why: &str, operator: &str) -> Result<i32, ApplyError> {
     let d = connect().await?;
-    let dirs: Vec<PathBuf> = supervised(&d).await?.into_iter().map(|x| x.1).collect();
-    bottle_supervise::host::reject(&dirs, id, why, operator).map_err(host_err)?;
+    reject_in(&d, id, why, operator).await?;
     println!("rejected {id}: {why}");
     Ok(0)
 }

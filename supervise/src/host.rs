@@ -41,6 +41,9 @@ pub enum HostError {
     Routes(String),
     #[error("proposal {id}: {err}")]
     Change { id: String, err: ChangeError },
+    /// An operator's edit that would grant more than the agent asked.
+    #[error("proposal {id}: the edit widens what was asked: {why}")]
+    EditWidens { id: String, why: String },
 }
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> HostError + '_ {
@@ -408,8 +411,9 @@ pub fn approve(state_dirs: &[PathBuf], id: &str, operator: &str) -> Result<Appro
 }
 
 /// [`approve`], with the operator's edits to the requested paths or methods
-/// applied first (the TUI's "edit"). The audit keeps both what the agent
-/// asked and the edit.
+/// applied first (the TUI's "edit"). An edit may only narrow what the agent
+/// asked ([`crate::narrow`]); a widening one is refused and nothing changes.
+/// The audit keeps both what the agent asked and the edit.
 pub fn approve_edited(
     state_dirs: &[PathBuf],
     id: &str,
@@ -429,6 +433,14 @@ pub fn approve_edited(
         }
     }
     let planned = plan_for(&l, &p)?;
+    if edit.is_some() {
+        crate::narrow::check(&asked, &p.request, planned.kind).map_err(|why| {
+            HostError::EditWidens {
+                id: pid.to_string(),
+                why,
+            }
+        })?;
+    }
     let time = state::now_rfc3339();
 
     state::write_atomic(&l.routes(), planned.text.as_bytes(), 0o644).map_err(io(&l.routes()))?;

@@ -17,6 +17,7 @@
 
 pub mod change;
 pub mod host;
+pub mod narrow;
 pub mod server;
 pub mod state;
 pub mod view;

@@ -152,6 +152,28 @@ fn an_edited_approval_applies_the_edit_validated_and_audits_both() {
     let e = host::approve_edited(&dirs, "p00000000000000c1", "op", Some(&bad)).unwrap_err();
     assert!(e.to_string().contains("path_allowlist[0]"), "{e}");
     assert_eq!(st.count("decisions"), 0);
+    // An edit that grants more than was asked is refused, nothing written.
+    let routes_before = std::fs::read_to_string(st.root().join("routes/routes.json")).unwrap();
+    for wide in [
+        host::Edit {
+            paths: None,
+            methods: Some(vec!["GET".into(), "DELETE".into()]),
+        },
+        host::Edit {
+            paths: Some(vec![]),
+            methods: None,
+        },
+    ] {
+        let e = host::approve_edited(&dirs, "p00000000000000c1", "op", Some(&wide)).unwrap_err();
+        assert!(matches!(e, host::HostError::EditWidens { .. }), "{e}");
+        assert!(e.to_string().contains("widens"), "{e}");
+    }
+    assert_eq!(
+        std::fs::read_to_string(st.root().join("routes/routes.json")).unwrap(),
+        routes_before
+    );
+    assert_eq!(st.count("decisions"), 0);
+    assert!(!st.root().join("audit.jsonl").exists());
     // The operator narrows it.
     let narrow = host::Edit {
         paths: Some(vec!["/dl/**".into()]),
