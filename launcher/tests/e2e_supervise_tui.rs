@@ -5,7 +5,8 @@
 //! small emulator of the cursor moves and text the backend sends), presses
 //! `a`, and the agent's request then gets the origin's 200 through
 //! egress-proxy and squid. A rejection typed in the TUI needs a reason and
-//! reaches the agent. Then `bottle supervise approve ID --edit` with an
+//! reaches the agent; `e` approves what an `EDITOR` script kept; a
+//! credential widening is marked and needs `a` then `y`. Then `bottle supervise approve ID --edit` with an
 //! `EDITOR` script that drops a path: the audit keeps the edit, the live
 //! routes and the proxy allow only what was kept, and a widening
 //! `--paths` is refused with nothing changed.
