@@ -6,13 +6,13 @@
 //! `a`, and the agent's request then gets the origin's 200 through
 //! egress-proxy and squid. A rejection typed in the TUI needs a reason and
 //! reaches the agent; `e` approves what an `EDITOR` script kept; a
-//! credential widening is marked and needs `a` then `y`. Then `bottle supervise approve ID --edit` with an
-//! `EDITOR` script that drops a path: the audit keeps the edit, the live
-//! routes and the proxy allow only what was kept, and a widening
-//! `--paths` is refused with nothing changed.
+//! credential widening is marked and needs `a` then `y`. Then `bottle
+//! supervise approve ID --edit` with an `EDITOR` script that drops a path:
+//! the audit keeps the edit, the live routes and the proxy allow only what
+//! was kept, and a widening `--paths` is refused with nothing changed.
 //!
 //! Needs the images of docker/build-images.sh (bottle-supervise included)
-//! and `script` (util-linux).
+//! and `script` (util-linux's, in Debian's essential bsdutils).
 
 mod e2e_support;
 mod tui_pty;
