@@ -5,13 +5,14 @@
 //! small emulator of the cursor moves and text the backend sends), presses
 //! `a`, and the agent's request then gets the origin's 200 through
 //! egress-proxy and squid. A rejection typed in the TUI needs a reason and
-//! reaches the agent. Then `bottle supervise approve ID --edit` with an
-//! `EDITOR` script that drops a path: the audit keeps the edit, the live
-//! routes and the proxy allow only what was kept, and a widening
-//! `--paths` is refused with nothing changed.
+//! reaches the agent; `e` approves what an `EDITOR` script kept; a
+//! credential widening is marked and needs `a` then `y`. Then `bottle
+//! supervise approve ID --edit` with an `EDITOR` script that drops a path:
+//! the audit keeps the edit, the live routes and the proxy allow only what
+//! was kept, and a widening `--paths` is refused with nothing changed.
 //!
 //! Needs the images of docker/build-images.sh (bottle-supervise included)
-//! and `script` (util-linux).
+//! and `script` (util-linux's, in Debian's essential bsdutils).
 
 mod e2e_support;
 mod tui_pty;
@@ -130,6 +131,7 @@ fn supervise_tui_approves_and_rejects_live_and_approve_edit_narrows() {
     git_repo(&repo);
     let state = dir.join("state");
     let names = [
+        "api.origin.test",
         "pub.origin.test",
         "tui.origin.test",
         "no.origin.test",
@@ -137,6 +139,8 @@ fn supervise_tui_approves_and_rejects_live_and_approve_edit_narrows() {
     ];
     let pki = origin_pki(&names);
     std::fs::write(dir.join("origin-ca.pem"), &pki.ca_pem).unwrap();
+    let token = format!("tok-{}", unique("s3cr3t"));
+    let token_var = format!("E2E_TOKEN_{}", bottle.to_uppercase());
     let manifest = format!(
         r#"
 bottles:
@@ -145,6 +149,12 @@ bottles:
     outer_proxy_trust: [./origin-ca.pem]
     allow: [pub.origin.test]
     supervise: true
+    egress_proxy:
+      routes:
+        - host: api.origin.test
+          path_allowlist: ["/allowed"]
+          methods: [GET]
+          auth: {{scheme: Bearer, token_ref: {token_var}}}
 agents:
   a:
     bottle: {bottle}
@@ -156,7 +166,7 @@ agents:
         dir,
         &repo,
         &state,
-        &[],
+        &[(token_var.as_str(), token.as_str())],
         &[
             "run",
             "--manifest",
@@ -309,6 +319,58 @@ agents:
         serde_json::json!(["/keep"]),
         "{a}"
     );
+
+    // A path extension of the credentialed route: marked, and `a` needs `y`.
+    let more = "https://api.origin.test/more";
+    assert_eq!(last_status(&curl(more)), Some(403), "{}", curl(more));
+    let cid = request(
+        &agent,
+        &state,
+        "cred",
+        r#"{"host":"api.origin.test","paths":["/more"],"justification":"e2e: more of the API"}"#,
+    );
+    let screen = tui.wait_screen(
+        10,
+        &[&cid, "!! CREDENTIAL: this route carries a credential"],
+    );
+    assert!(
+        screen.contains("+ path_allowlist: [\"/allowed\",\"/more\"]"),
+        "{screen}"
+    );
+    assert!(
+        !screen.contains(&token),
+        "the token value on screen:\n{screen}"
+    );
+    tui.press("a");
+    tui.wait_screen(5, &["widens a credentialed route: y approves"]);
+    tui.press("n");
+    tui.wait_screen(5, &[&format!("{cid}: not approved")]);
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(
+        !file(&audit_file).contains(&cid),
+        "approved without the second key"
+    );
+    tui.press("a");
+    tui.wait_screen(5, &["widens a credentialed route: y approves"]);
+    tui.press("y");
+    tui.wait_screen(20, &[&format!("approved {cid}")]);
+    let out = wait_for(20, || {
+        let (_, out, _) = exec(&agent, &format!("curl -s -m 30 -D - {more}"));
+        (last_status(&out) == Some(200)).then_some(out)
+    })
+    .unwrap_or_else(|| curl(more));
+    assert_eq!(last_status(&out), Some(200), "{out}");
+    // The origin saw the credential (its hash), the agent never the token.
+    let want = {
+        use sha2::Digest;
+        let h = sha2::Sha256::digest(format!("Bearer {token}").as_bytes());
+        h.iter().map(|b| format!("{b:02x}")).collect::<String>()
+    };
+    assert!(
+        out.contains(&want),
+        "the route's credential was not sent: {out}"
+    );
+    assert!(!out.contains(&token), "{out}");
 
     // q quits and gives the terminal back (raw mode and alternate screen left).
     tui.press("q");

@@ -39,7 +39,9 @@ pub enum Edited {
 
 /// The file the operator edits.
 pub fn render(p: &Pending) -> String {
-    let q = |s: &str| serde_json::to_string(s).unwrap_or_default();
+    // JSON-quoted (no newline), then the separators YAML 1.1 reads as line
+    // breaks (U+2028, U+2029) and the other invisible controls escaped.
+    let q = |s: &str| super::draw::clean(&serde_json::to_string(s).unwrap_or_default());
     let change = Change {
         paths: p.request.paths.clone(),
         methods: p.request.methods.clone(),
@@ -51,9 +53,15 @@ pub fn render(p: &Pending) -> String {
         }
         _ => "a new route (no paths: every path; no methods: every method)",
     };
+    let warn = if p.widens_credential {
+        "# !! CREDENTIAL: this route carries a credential; approving sends it to more paths or methods.\n"
+    } else {
+        ""
+    };
     format!(
         "# bottle supervise: approve {id} with edits.\n\
          # host {host} (bottle {bottle}): {kind}\n\
+         {warn}\
          # why: {why}\n\
          # An edit may only narrow what the agent asked: drop or tighten paths\n\
          # (`/dl/**` -> `/dl/v2/**`), drop methods. Save and quit to approve;\n\
@@ -200,6 +208,12 @@ mod tests {
     }
 
     #[test]
+    fn a_credential_widening_is_flagged_in_the_file() {
+        assert!(render(&pending(1, true)).contains("# !! CREDENTIAL"));
+        assert!(!render(&pending(1, false)).contains("CREDENTIAL"));
+    }
+
+    #[test]
     fn an_edit_carries_only_what_changed() {
         let p = pending(1, false);
         let text = render(&p).replace("- /dl/**", "- /dl/v2/**");
@@ -225,7 +239,7 @@ mod tests {
     fn agent_strings_stay_inside_their_comment() {
         let mut p = pending(1, false);
         p.request.justification = "x\npaths: [/**]\n".into();
-        p.request.host = "h\nmethods: [DELETE]".into();
+        p.request.host = "h\nmethods: [DELETE]\u{2028}methods: [PUT]\u{85}paths: [/x]".into();
         let text = render(&p);
         // Unchanged file: the injected lines are not YAML, so nothing changes.
         assert_eq!(parse(&p, &text).unwrap(), Edited::Approve(None), "{text}");
