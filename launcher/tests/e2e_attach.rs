@@ -252,6 +252,7 @@ fn two_sigints_close_together_still_tear_everything_down() {
     let s = session(d.path(), 24, 80, steps);
     let id = s.id();
     assert_eq!(s.exit, Some(130), "{}", s.output);
+    assert_gone(d.path(), &id);
     assert!(
         s.output.contains("interrupted: tearing the bottle down"),
         "{}",
@@ -268,7 +269,6 @@ fn two_sigints_close_together_still_tear_everything_down() {
         s.t(6) - s.t(3)
     );
     assert_raw_then_restored(&s, 2, 7);
-    assert_gone(d.path(), &id);
 }
 
 /// The detach keys (Ctrl-] then `.`) end the session and the bottle (130),
