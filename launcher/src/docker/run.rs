@@ -98,11 +98,18 @@ pub async fn run_agent(
 struct RawMode;
 
 impl RawMode {
+    /// Raw mode on; a panic's message is then printed on a restored
+    /// terminal (the hook restores it first; the drop finds nothing to do).
     fn enable() -> Result<Self, ApplyError> {
         crossterm::terminal::enable_raw_mode().map_err(|source| ApplyError::Io {
             what: "put the terminal in raw mode for the agent".into(),
             source,
         })?;
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            let _ = crossterm::terminal::disable_raw_mode();
+            previous(info);
+        }));
         Ok(RawMode)
     }
 }
