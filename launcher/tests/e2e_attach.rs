@@ -15,8 +15,9 @@ mod e2e_support;
 
 use e2e_support::*;
 use serde_json::Value;
+use std::io::Write;
 use std::path::Path;
-use std::process::Command;
+use std::process::{Command, Stdio};
 
 const DRIVER: &str = include_str!("pty/driver.py");
 
@@ -93,12 +94,22 @@ fn session(dir: &Path, rows: u16, cols: u16, steps: Value) -> Session {
         "cols": cols,
         "steps": steps,
     });
-    let o = Command::new("python3")
+    // The spec on stdin: a long paste is over the kernel's limit for one argument.
+    let mut child = Command::new("python3")
         .arg("-c")
         .arg(DRIVER)
-        .arg(spec.to_string())
-        .output()
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
         .expect("python3");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(spec.to_string().as_bytes())
+        .expect("spec to the driver");
+    let o = child.wait_with_output().expect("driver");
     let v: Value = serde_json::from_slice(&o.stdout).unwrap_or_else(|e| {
         panic!(
             "driver: {e}\n{}\n{}",
@@ -303,5 +314,50 @@ fn detach_keys_end_the_session_and_tear_down() {
     assert!(s.output.contains("detached from the agent"), "{}", s.output);
     let a = s.mark(7);
     assert_eq!(a["canonical"].as_bool(), Some(true), "{a}");
+    assert_gone(d.path(), &id);
+}
+
+/// A 200 KB paste reaches the agent whole while its echo (as much again)
+/// comes back: both directions at once, with bounded buffers, do not stall.
+#[test]
+fn a_long_paste_arrives_whole_while_its_echo_comes_back() {
+    if !docker_or_skip() {
+        return;
+    }
+    let bottle = unique("paste");
+    let _g = Guard::new(&bottle);
+    let d = tempfile::tempdir().unwrap();
+    manifest(d.path(), &bottle, "[bash, --norc, --noprofile, -i]");
+    let lines = 2000;
+    let paste: String = (0..lines)
+        .map(|i| format!("line-{i:04}-{}\r", "x".repeat(89)))
+        .collect();
+    let steps = serde_json::json!([
+        ["expect", PROMPT, 240],        // 0
+        ["send", "cat > /tmp/paste\r"], // 1
+        ["sleep", 0.5],                 // 2
+        ["send", paste],                // 3
+        ["send", "\u{4}"],              // 4
+        ["expect", PROMPT, 120],        // 5
+        [
+            "send",
+            "echo BYTES=$(wc -c < /tmp/paste) LAST=$(tail -c 100 /tmp/paste | head -c 9)\r"
+        ], // 6
+        ["expect", r"BYTES=(\d+ LAST=line-\d+)", 20], // 7
+        ["send", "exit 0\r"],           // 8
+        ["wait", 120],                  // 9
+    ]);
+    let s = session(d.path(), 24, 80, steps);
+    let id = s.id();
+    assert_eq!(
+        s.group(7),
+        format!("{} LAST=line-{:04}", lines * 100, lines - 1)
+    );
+    eprintln!(
+        "MEASURE: {} KB pasted and echoed in {:.2} s",
+        lines * 100 / 1000,
+        s.t(5) - s.t(2)
+    );
+    assert_eq!(s.exit, Some(0), "{}", s.output);
     assert_gone(d.path(), &id);
 }

@@ -1,6 +1,6 @@
 """Drives a program on a pseudo-terminal for the launcher's e2e tests.
 
-Usage: python3 driver.py SPEC_JSON. SPEC: {"argv": [...], "env": {...},
+Usage: python3 driver.py < SPEC_JSON. SPEC: {"argv": [...], "env": {...},
 "cwd": "...", "rows": R, "cols": C, "steps": [...]}. Steps, in order:
 
   ["expect", REGEX, TIMEOUT_S]   wait for REGEX in the output after the last match
@@ -34,7 +34,7 @@ def winsize(fd, rows, cols):
 
 
 def main():
-    spec = json.loads(sys.argv[1])
+    spec = json.loads(sys.stdin.read())
     master, slave = os.openpty()
     winsize(slave, spec["rows"], spec["cols"])
     pid = os.fork()
@@ -48,6 +48,7 @@ def main():
             os.close(slave)
         os.chdir(spec["cwd"])
         os.execve(spec["argv"][0], spec["argv"], spec["env"])
+    os.set_blocking(master, False)
     start = time.monotonic()
     out = bytearray()
     pos = 0
@@ -94,7 +95,21 @@ def main():
                         break
                 pump(0.1)
         elif kind == "send":
-            os.write(master, step[1].encode("latin-1"))
+            # Written as the terminal takes it while its output is read, so a
+            # long paste cannot stall both sides.
+            data = step[1].encode("latin-1")
+            deadline = time.monotonic() + 120
+            while data and time.monotonic() < deadline:
+                r, w, _ = select.select([master], [master], [], 0.1)
+                if r:
+                    pump(0)
+                if w:
+                    try:
+                        data = data[os.write(master, data[:1024]):]
+                    except BlockingIOError:
+                        pass
+            if data:
+                error = f"step {i}: the terminal took no input for 120 s"
         elif kind == "resize":
             winsize(master, step[1], step[2])
         elif kind == "kill":
