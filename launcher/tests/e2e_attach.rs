@@ -361,3 +361,35 @@ fn a_long_paste_arrives_whole_while_its_echo_comes_back() {
     assert_eq!(s.exit, Some(0), "{}", s.output);
     assert_gone(d.path(), &id);
 }
+
+/// An agent whose command does not exist: the agent's init says why on the
+/// terminal, `bottle` exits 127 (the agent's code), the terminal is
+/// restored and nothing of the bottle is left. (An error inside `bottle`
+/// after raw mode, such as a start the engine refuses, restores the
+/// terminal through the same guard; no engine refusal can be provoked here.)
+#[test]
+fn an_agent_command_that_does_not_exist_exits_127_terminal_restored() {
+    if !docker_or_skip() {
+        return;
+    }
+    let bottle = unique("nostart");
+    let _g = Guard::new(&bottle);
+    let d = tempfile::tempdir().unwrap();
+    manifest(d.path(), &bottle, "[no-such-agent-binary]");
+    let steps = serde_json::json!([
+        ["expect", r"agent bottle-\S+-agent starting", 240], // 0
+        ["expect", r"exec no-such-agent-binary failed", 60], // 1
+        ["wait", 120],                                       // 2
+        ["termios", "after"],                                // 3
+    ]);
+    let s = session(d.path(), 24, 80, steps);
+    let id = s.id();
+    assert_eq!(s.exit, Some(127), "{}", s.output);
+    let a = s.mark(3);
+    assert_eq!(
+        (a["canonical"].as_bool(), a["echo"].as_bool()),
+        (Some(true), Some(true)),
+        "terminal not restored: {a}"
+    );
+    assert_gone(d.path(), &id);
+}
