@@ -9,8 +9,8 @@
 #     claude:
 #       bottle: dev
 #       build: {dockerfile: docker/agent/claude-code.Dockerfile, context: docker/agent}
-#       command: [claude, --mcp-config, /etc/bottle/mcp.json,
-#                 --append-system-prompt-file, "{prompt_file}"]
+#       command: [bash, -c, 'exec claude --mcp-config "$BOTTLE_MCP_CONFIG"
+#                 --append-system-prompt "$(cat {prompt_file})"']
 #
 # bottle-agent has node but no npm, so npm runs in a node image and only the
 # installed package is copied over.

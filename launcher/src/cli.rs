@@ -16,6 +16,7 @@ use clap::{Parser, Subcommand};
 
 use crate::build::{self, BuildContext};
 use crate::docker::{self, ApplyError, Options};
+use crate::interrupt;
 use crate::manifest::{self, Manifest};
 use crate::plan::{self, Plan};
 use crate::prepare::{self, PrepareError};
@@ -568,7 +569,10 @@ async fn run(
     let agent_runtime = docker::runtime::resolve(&d, want).await?;
     progress.note(&format!("agent runtime: {agent_runtime}"));
     preflight(&plan, agent_runtime, yes)?;
-    // From here on everything created is recorded and torn down on every path.
+    // From here on signals are ours (after the question, so Ctrl-C there
+    // still ends `bottle` at once), and everything created is recorded and
+    // torn down on every path.
+    let mut signals = interrupt::Signals::new();
     let mut prepared = prepare::prepare(&plan, ws.as_ref(), &env_lookup, progress)?;
     prepared.build_context = ctx.map(|c| c.tar);
     let tty = std::io::stdin().is_terminal() && std::io::stdout().is_terminal();
@@ -580,19 +584,21 @@ async fn run(
     let work = async {
         let up = docker::apply(&plan, prepared.inputs(), &opts, progress).await?;
         progress.note(&format!("agent {} starting", up.agent));
-        docker::run_agent(&up.docker, &up.agent, tty).await
+        docker::run_agent(&up.docker, &up.agent, tty, progress).await
     };
-    let result = until_signal(work, progress).await;
-    teardown(&plan, &prepared, keep, result, progress).await
+    let result = until_signal(work, signals.as_mut(), progress).await;
+    teardown(&plan, &prepared, keep, result, signals.as_mut(), progress).await
 }
 
 /// Teardown: undoes the record (unless `--keep` and no signal), keeping the
-/// agent's result unless teardown itself failed after a success.
+/// agent's result unless teardown itself failed after a success. Signals
+/// during it are acknowledged and do not stop it (`interrupt::shielded`).
 async fn teardown(
     plan: &Plan,
     prepared: &prepare::Prepared,
     keep: bool,
     result: Result<i32, Failure>,
+    signals: Option<&mut interrupt::Signals>,
     progress: &Progress,
 ) -> Result<i32, Failure> {
     if keep && !outcome_is_signal(&result) {
@@ -603,7 +609,12 @@ async fn teardown(
         return result;
     }
     let step = progress.step("tearing down");
-    let td = docker::teardown::undo(&prepared.record.snapshot()).await;
+    let td = interrupt::shielded(
+        signals,
+        docker::teardown::undo(&prepared.record.snapshot()),
+        progress,
+    )
+    .await;
     step.done();
     if let Err(e) = td {
         progress.warn(&e.to_string());
@@ -614,33 +625,21 @@ async fn teardown(
     result
 }
 
-/// Runs apply and the agent until they end or a signal comes (130 then):
-/// the one `select!` of the launcher.
+/// Runs apply and the agent until they end or a signal comes (130 then;
+/// dropping `work` restores the terminal, teardown removes what was made).
 async fn until_signal(
     work: impl std::future::Future<Output = Result<i64, ApplyError>>,
+    signals: Option<&mut interrupt::Signals>,
     progress: &Progress,
 ) -> Result<i32, Failure> {
-    use tokio::signal::unix::{SignalKind, signal};
-    let done = |r: Result<i64, ApplyError>| match r {
-        Ok(code) => Ok(i32::try_from(code).unwrap_or(1)),
-        Err(e) => Err(Failure::from(e)),
-    };
-    let (Ok(mut i), Ok(mut t), Ok(mut h)) = (
-        signal(SignalKind::interrupt()),
-        signal(SignalKind::terminate()),
-        signal(SignalKind::hangup()),
-    ) else {
-        // No signal handling to be had: the work alone decides.
-        return done(work.await);
-    };
-    let name = tokio::select! {
-        r = work => return done(r),
-        _ = i.recv() => "interrupted",
-        _ = t.recv() => "terminated",
-        _ = h.recv() => "hung up",
-    };
-    progress.warn(&format!("{name}: tearing the bottle down"));
-    Ok(130)
+    match interrupt::until(signals, work).await {
+        Ok(Ok(code)) => Ok(i32::try_from(code).unwrap_or(1)),
+        Ok(Err(e)) => Err(Failure::from(e)),
+        Err(name) => {
+            progress.warn(&format!("{name}: tearing the bottle down"));
+            Ok(130)
+        }
+    }
 }
 
 fn outcome_is_signal(r: &Result<i32, Failure>) -> bool {

@@ -12,6 +12,7 @@
 pub mod build;
 pub mod cli;
 pub mod docker;
+pub mod interrupt;
 pub mod k8s;
 pub mod manifest;
 pub mod model;

@@ -5,9 +5,9 @@
 //! out of the internal networks,
 //! `health` waits for the sidecars, `runtime` picks the agent's OCI runtime.
 //!
-//! Owns: every bollard call of the launcher, and the one `docker start -ai`
-//! delegated to the Docker CLI for terminals. No module outside this one
-//! talks to Docker.
+//! Owns: every bollard call of the launcher. No module outside this one
+//! talks to Docker, and none runs the `docker` CLI (the interactive session
+//! is the attach API too: `run`).
 //!
 //! Must never: put a secret anywhere but the egress-proxy container's
 //! environment (no argv, label, file, log line or error message), give a
