@@ -110,11 +110,7 @@ pub(super) async fn wait_healthy(
         if !running(d, &c.name).await {
             let logs = logs_tail(d, &c.name, secrets, 30).await;
             // routes.json lists the manifest's routes first, in order, then `allow`.
-            let hint = if c.role == RoleName::EgressProxy {
-                "\n(routes[N] in routes.json is egress_proxy.routes[N] of the manifest; indexes past them are `allow` hosts)"
-            } else {
-                ""
-            };
+            let hint = hint(c.role);
             return Err(ApplyError::Runtime(format!(
                 "{} ({}) exited during start-up; its last log lines:\n{}{hint}",
                 c.role.as_str(),
@@ -138,11 +134,25 @@ pub(super) async fn wait_healthy(
     }
     let logs = logs_tail(d, &c.name, secrets, 30).await;
     Err(ApplyError::Runtime(format!(
-        "{} ({}) did not become healthy in 90 s ({last}); its last log lines:\n{}",
+        "{} ({}) did not become healthy in 90 s ({last}); its last log lines:\n{}{}",
         c.role.as_str(),
         c.name,
-        logs.trim_end()
+        logs.trim_end(),
+        hint(c.role)
     )))
+}
+
+/// What to look at when a sidecar of this role does not come up.
+fn hint(role: RoleName) -> &'static str {
+    match role {
+        RoleName::EgressProxy => {
+            "\n(routes[N] in routes.json is egress_proxy.routes[N] of the manifest; indexes past them are `allow` hosts)"
+        }
+        RoleName::Supervise => {
+            "\n(the supervise sidecar serves the agent's MCP tools on supervise:9100; the agent is not started without it. Its image is bottle-supervise:latest (docker/build-images.sh bottle-supervise); its state is <state>/supervise)"
+        }
+        _ => "",
+    }
 }
 
 fn probe(addr: SocketAddr, path: Option<&str>) -> Result<(), String> {
