@@ -62,11 +62,18 @@ fn last_status(out: &str) -> Option<u16> {
 
 /// `bottle supervise ...` with the test's state root: (code, stdout, stderr).
 fn supervise(state: &Path, args: &[&str]) -> (i32, String, String) {
+    let mut a = vec!["supervise"];
+    a.extend_from_slice(args);
+    bottle(state, &[], &a)
+}
+
+/// `bottle ARGS` with the test's state root and env: (code, stdout, stderr).
+fn bottle(state: &Path, envs: &[(&str, &str)], args: &[&str]) -> (i32, String, String) {
     let o = Command::new(bottle_bin())
-        .arg("supervise")
         .args(args)
         .env("BOTTLE_STATE_DIR", state)
         .env("USER", "e2e-operator")
+        .envs(envs.iter().copied())
         .output()
         .unwrap();
     (
@@ -74,6 +81,62 @@ fn supervise(state: &Path, args: &[&str]) -> (i32, String, String) {
         String::from_utf8_lossy(&o.stdout).into_owned(),
         String::from_utf8_lossy(&o.stderr).into_owned(),
     )
+}
+
+/// The origin's answer body (`{"path", "host", "auth_sha256"}`) when the
+/// request got 200.
+fn origin_json(out: &str) -> Option<serde_json::Value> {
+    (last_status(out) == Some(200))
+        .then(|| {
+            out.lines()
+                .last()
+                .and_then(|l| serde_json::from_str(l).ok())
+        })
+        .flatten()
+}
+
+fn sha256_hex(s: &str) -> String {
+    use sha2::Digest;
+    sha2::Sha256::digest(s.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// Starts `request-egress` in the agent in the background (it waits for the
+/// operator); its answer lands in /tmp/NAME.out. Returns the pending
+/// proposal the operator sees for `host`.
+fn propose(state: &Path, agent: &str, name: &str, args: &str, host: &str) -> serde_json::Value {
+    exec(
+        agent,
+        &format!(
+            "nohup python3 /tmp/mcp.py request-egress '{args}' >/tmp/{name}.out 2>/tmp/{name}.err &"
+        ),
+    );
+    wait_for(30, || {
+        let (_, out, _) = supervise(state, &["list", "--json"]);
+        let v: serde_json::Value = serde_json::from_str(&out).ok()?;
+        v.as_array()?
+            .iter()
+            .find(|p| p["request"]["host"] == host)
+            .cloned()
+    })
+    .unwrap_or_else(|| {
+        panic!(
+            "no pending proposal for {host}: {}",
+            exec(agent, &format!("cat /tmp/{name}.err")).1
+        )
+    })
+}
+
+/// Everything the agent can read that could carry a token: its environment,
+/// PID 1's, and the files under its config, home, workspace and temp dirs.
+fn agent_readable(agent: &str) -> String {
+    exec(
+        agent,
+        "env; tr '\\0' '\\n' </proc/1/environ; find /etc /home /tmp /workspace /run -xdev -type f -size -2M -readable -exec cat {} + 2>/dev/null; true",
+    )
+    .1
 }
 
 /// Every container of the bottle with its start time.
@@ -99,25 +162,47 @@ fn start_times(id: &str) -> Vec<String> {
     v
 }
 
-#[test]
-fn supervise_approval_applies_live_through_egress_proxy_and_squid() {
-    if !docker_or_skip() {
-        return;
+/// One bottle of the test: its manifest, state root and token.
+struct Setup {
+    bottle: String,
+    dir: std::path::PathBuf,
+    repo: std::path::PathBuf,
+    state: std::path::PathBuf,
+    pki: OriginPki,
+    token: String,
+    token_var: String,
+}
+
+const NAMES: [&str; 3] = ["api.origin.test", "pub.origin.test", "new.origin.test"];
+
+impl Setup {
+    fn new(dir: &Path) -> Setup {
+        let bottle = unique("sup");
+        let repo = dir.join("repo");
+        git_repo(&repo);
+        let pki = origin_pki(&NAMES);
+        std::fs::write(dir.join("origin-ca.pem"), &pki.ca_pem).unwrap();
+        let token = format!("tok-{}", unique("s3cr3t"));
+        let token_var = format!("E2E_TOKEN_{}", bottle.to_uppercase());
+        let s = Setup {
+            bottle,
+            dir: dir.to_path_buf(),
+            repo,
+            state: dir.join("state"),
+            pki,
+            token,
+            token_var,
+        };
+        std::fs::write(dir.join("bottle.yaml"), s.manifest(&["/allowed"])).unwrap();
+        s
     }
-    let bottle = unique("sup");
-    let mut guard = Guard::new(&bottle);
-    let tmp = tempfile::tempdir().unwrap();
-    let dir = tmp.path();
-    let repo = dir.join("repo");
-    git_repo(&repo);
-    let state = dir.join("state");
-    let names = ["api.origin.test", "pub.origin.test", "new.origin.test"];
-    let pki = origin_pki(&names);
-    std::fs::write(dir.join("origin-ca.pem"), &pki.ca_pem).unwrap();
-    let token = format!("tok-{}", unique("s3cr3t"));
-    let token_var = format!("E2E_TOKEN_{}", bottle.to_uppercase());
-    let manifest = format!(
-        r#"
+
+    fn manifest(&self, api_paths: &[&str]) -> String {
+        let bottle = &self.bottle;
+        let token_var = &self.token_var;
+        let paths = serde_json::to_string(api_paths).unwrap();
+        format!(
+            r#"
 bottles:
   {bottle}:
     outer_proxy: squid
@@ -127,7 +212,7 @@ bottles:
     egress_proxy:
       routes:
         - host: api.origin.test
-          path_allowlist: ["/allowed"]
+          path_allowlist: {paths}
           methods: [GET]
           auth: {{scheme: Bearer, token_ref: {token_var}}}
 agents:
@@ -135,37 +220,96 @@ agents:
     bottle: {bottle}
     command: [bash, -c, "for i in $(seq 1200); do [ -e /tmp/done ] && exit 7; sleep 0.5; done; exit 1"]
 "#
-    );
-    std::fs::write(dir.join("bottle.yaml"), manifest).unwrap();
-    let child = spawn_bottle(
-        dir,
-        &repo,
-        &state,
-        &[(token_var.as_str(), token.as_str())],
-        &[
+        )
+    }
+
+    fn env(&self) -> [(&str, &str); 1] {
+        [(self.token_var.as_str(), self.token.as_str())]
+    }
+
+    /// `bottle run` in the background, the origin on its egress network,
+    /// and the running agent: (id, agent container, origin container).
+    fn run(&self, guard: &mut Guard, extra: &[&str]) -> (String, String, String) {
+        let _ = std::fs::remove_file(self.dir.join("bottle.err"));
+        let manifest = self.dir.join("bottle.yaml");
+        let mut args = vec![
             "run",
             "--manifest",
-            dir.join("bottle.yaml").to_str().unwrap(),
+            manifest.to_str().unwrap(),
             "--agent",
             "a",
-        ],
-    );
-    guard.children.push(child);
-    let id = wait_for(180, || bottle_id(&bottle)).unwrap_or_else(|| {
-        panic!(
-            "no bottle network; stderr:\n{}",
-            file(&dir.join("bottle.err"))
-        )
-    });
-    let origin = format!("bottle-{id}-test-origin");
-    guard.containers.push(origin.clone());
-    start_origin(&origin, &format!("bottle-{id}-egress"), &names, &pki, dir);
-    let (_, agent) = running_agent(&bottle, 240).unwrap_or_else(|| {
-        panic!(
-            "agent never ran; stderr:\n{}",
-            file(&dir.join("bottle.err"))
-        )
-    });
+        ];
+        args.extend_from_slice(extra);
+        let child = spawn_bottle(&self.dir, &self.repo, &self.state, &self.env(), &args);
+        guard.children.push(child);
+        let id = wait_for(180, || bottle_id(&self.bottle)).unwrap_or_else(|| {
+            panic!(
+                "no bottle network; stderr:\n{}",
+                file(&self.dir.join("bottle.err"))
+            )
+        });
+        let origin = format!("bottle-{id}-test-origin");
+        guard.containers.push(origin.clone());
+        start_origin(
+            &origin,
+            &format!("bottle-{id}-egress"),
+            &NAMES,
+            &self.pki,
+            &self.dir,
+        );
+        let (_, agent) = running_agent(&self.bottle, 240).unwrap_or_else(|| {
+            panic!(
+                "agent never ran; stderr:\n{}",
+                file(&self.dir.join("bottle.err"))
+            )
+        });
+        exec(
+            &agent,
+            &format!("cat > /tmp/mcp.py <<'PYEOF'\n{MCP_PY}\nPYEOF"),
+        );
+        (id, agent, origin)
+    }
+
+    /// Ends the run: the agent exits 7, nothing remains.
+    fn finish(&self, guard: &mut Guard, id: &str, agent: &str, origin: &str) {
+        docker_ok_out(&["rm", "-f", origin]);
+        exec(agent, "touch /tmp/done");
+        let mut child = guard.children.pop().unwrap();
+        let status = wait_child(&mut child, 120).expect("bottle run did not exit");
+        assert_eq!(
+            status.code(),
+            Some(7),
+            "stderr:\n{}",
+            file(&self.dir.join("bottle.err"))
+        );
+        let left = leftovers(id);
+        assert!(left.is_empty(), "left behind: {left:?}");
+        assert!(!self.state.join(id).exists(), "state directory remains");
+    }
+}
+
+/// The whole loop over three runs of one bottle (issue 14):
+/// run 1: a new host is approved live (egress-proxy and squid, nothing
+/// restarts), a rejection reaches the agent, a path extension of the
+/// credentialed route gets the credential injected and the agent never sees
+/// it; `bottle plan` lists both approvals as approved earlier;
+/// run 2: both apply with no new approval, a flood of proposals is capped
+/// and the sidecar stays up, a revoke leaves the running bottle alone;
+/// run 3: the revoked host is refused again. The kept audit log has every
+/// decision with the routes before and after.
+#[test]
+fn supervise_approval_applies_live_through_egress_proxy_and_squid() {
+    if !docker_or_skip() {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let su = Setup::new(tmp.path());
+    let mut guard = Guard::new(&su.bottle);
+    let state = su.state.clone();
+    let (token, token_var) = (su.token.clone(), su.token_var.clone());
+    let auth_sha = sha256_hex(&format!("Bearer {token}"));
+    let t_run1 = Instant::now();
+    let (id, agent, origin) = su.run(&mut guard, &[]);
     // The sidecar: running, non-root, on the agent network only, no env value.
     let sup = format!("bottle-{id}-supervise");
     let info = docker_ok_out(&[
@@ -202,10 +346,6 @@ agents:
     );
 
     // 2. The MCP client: list-egress-routes carries no secret.
-    exec(
-        &agent,
-        &format!("cat > /tmp/mcp.py <<'PYEOF'\n{MCP_PY}\nPYEOF"),
-    );
     let (code, out, err) = exec(
         &agent,
         "for i in $(seq 20); do python3 /tmp/mcp.py list-egress-routes '{}' && exit 0; sleep 0.5; done; exit 1",
@@ -330,18 +470,228 @@ agents:
     assert_ne!(code, 0, "a decided proposal was approved again");
     assert!(err.contains("already"), "{err}");
 
-    // 6. The agent exits; nothing remains (state directory included).
-    docker_ok_out(&["rm", "-f", &origin]);
-    exec(&agent, "touch /tmp/done");
-    let mut child = guard.children.pop().unwrap();
-    let status = wait_child(&mut child, 120).expect("bottle run did not exit");
-    assert_eq!(
-        status.code(),
-        Some(7),
-        "stderr:\n{}",
-        file(&dir.join("bottle.err"))
+    // 5b. A path extension of the credentialed route: refused now, then
+    // approved; the origin gets the injected Authorization on the new path.
+    let curl_extra = "curl -s -m 30 -D - https://api.origin.test/extra";
+    let (_, out, _) = exec(&agent, curl_extra);
+    assert_eq!(last_status(&out), Some(403), "{out}");
+    assert!(
+        out.to_ascii_lowercase()
+            .contains("x-egress-proxy-decision: path-not-allowed"),
+        "{out}"
     );
-    let left = leftovers(&id);
-    assert!(left.is_empty(), "left behind: {left:?}");
-    assert!(!state.join(&id).exists(), "state directory remains");
+    let pending = propose(
+        &state,
+        &agent,
+        "ext",
+        r#"{"host":"api.origin.test","paths":["/extra"],"justification":"e2e: the extra endpoint"}"#,
+        "api.origin.test",
+    );
+    assert_eq!(pending["widens_credential"], true, "{pending}");
+    assert_eq!(pending["kind"], "extend", "{pending}");
+    let ext_id = pending["id"].as_str().unwrap().to_string();
+    let (code, out, err) = supervise(&state, &["approve", &ext_id]);
+    assert_eq!(code, 0, "{out}\n{err}");
+    let got = wait_for(20, || origin_json(&exec(&agent, curl_extra).1))
+        .unwrap_or_else(|| panic!("/extra still refused: {}", exec(&agent, curl_extra).1));
+    assert_eq!(got["path"], "/extra", "{got}");
+    assert_eq!(
+        got["auth_sha256"],
+        auth_sha.as_str(),
+        "credential not injected: {got}"
+    );
+    // The agent never sees the token: not in its environment, its files, or
+    // what list-egress-routes answers now.
+    let (_, routes_now, _) = exec(&agent, "python3 /tmp/mcp.py list-egress-routes '{}'");
+    assert!(routes_now.contains("/extra"), "{routes_now}");
+    let seen = agent_readable(&agent) + &routes_now;
+    assert!(
+        seen.len() > 10_000,
+        "read too little of the agent: {}",
+        seen.len()
+    );
+    assert!(
+        !seen.contains(&token) && !seen.contains(&token_var),
+        "the agent can read the token"
+    );
+    assert_eq!(start_times(&id), before, "a container restarted");
+
+    su.finish(&mut guard, &id, &agent, &origin);
+    eprintln!("run 1 took {:.1}s", t_run1.elapsed().as_secs_f64());
+
+    // Between runs: both approvals are kept for the bottle's name.
+    let (code, out, err) = bottle(&state, &[], &["approvals", "list", "--json"]);
+    assert_eq!(code, 0, "{err}");
+    let kept: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let ids: Vec<&str> = kept
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, [pid.as_str(), ext_id.as_str()], "{out}");
+    assert!(
+        kept.as_array()
+            .unwrap()
+            .iter()
+            .all(|a| a["bottle"] == su.bottle.as_str())
+    );
+    assert!(!out.contains(&token), "{out}");
+    let (_, out, _) = bottle(&state, &[], &["approvals", "list", "--bottle", &su.bottle]);
+    assert!(out.contains("e2e: the extra endpoint"), "{out}");
+    // `bottle plan` lists them as approved earlier (text and --json).
+    let manifest = su.dir.join("bottle.yaml");
+    let m = manifest.to_str().unwrap();
+    let (code, out, err) = bottle(&state, &su.env(), &["plan", "-m", m, "-a", "a"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.contains("approved earlier") && out.contains(&pid) && out.contains(&ext_id),
+        "{out}"
+    );
+    let (_, out, _) = bottle(&state, &su.env(), &["plan", "-m", m, "-a", "a", "--json"]);
+    let plan: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(
+        plan["approved_earlier"].as_array().map(Vec::len),
+        Some(2),
+        "{out}"
+    );
+    assert!(
+        plan["outer_proxy"]["allowlist"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|h| h == "new.origin.test"),
+        "{out}"
+    );
+    // A kept approval the edited manifest makes moot is skipped, named, with
+    // the revoke command: never silently.
+    let edited = su.dir.join("edited.yaml");
+    std::fs::write(&edited, su.manifest(&["/allowed", "/extra"])).unwrap();
+    let (code, out, err) = bottle(
+        &state,
+        &su.env(),
+        &["plan", "-m", edited.to_str().unwrap(), "-a", "a"],
+    );
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        err.contains(&format!("bottle approvals revoke {ext_id}")) && out.contains("not applied"),
+        "{out}\n{err}"
+    );
+
+    // Run 2: both apply from the start, with no new approval.
+    let t_run2 = Instant::now();
+    let (id2, agent2, origin2) = su.run(&mut guard, &[]);
+    let ok = wait_for(30, || {
+        (last_status(&exec(&agent2, curl_new).1) == Some(200)).then_some(())
+    });
+    assert!(
+        ok.is_some(),
+        "approved host refused in run 2: {}",
+        exec(&agent2, curl_new).1
+    );
+    let got = origin_json(&exec(&agent2, curl_extra).1).expect("/extra refused in run 2");
+    assert_eq!(got["auth_sha256"], auth_sha.as_str(), "{got}");
+    let (_, out, _) = supervise(&state, &["list", "--json"]);
+    assert_eq!(out.trim(), "[]", "run 2 needed a new proposal");
+    // A flood of proposals is bounded: the 9th pending one gets a tool error
+    // naming the cap (8), and the sidecar stays up.
+    for i in 0..9 {
+        exec(
+            &agent2,
+            &format!(
+                r#"nohup python3 /tmp/mcp.py request-egress '{{"host":"flood{i}.origin.test","justification":"e2e flood {i}"}}' >/tmp/flood{i}.out 2>/tmp/flood{i}.err &"#
+            ),
+        );
+    }
+    let refused = wait_for(60, || {
+        let (_, out, _) = exec(&agent2, "cat /tmp/flood*.out");
+        out.lines()
+            .find(|l| l.contains("already wait for the operator"))
+            .map(str::to_string)
+    })
+    .unwrap_or_else(|| panic!("no flood refusal: {}", exec(&agent2, "cat /tmp/flood*").1));
+    assert!(
+        refused.contains("\"isError\": true") && refused.contains("at most 8"),
+        "{refused}"
+    );
+    let (_, out, _) = supervise(&state, &["list", "--json"]);
+    let n = serde_json::from_str::<serde_json::Value>(&out)
+        .unwrap()
+        .as_array()
+        .map(Vec::len);
+    assert_eq!(n, Some(8), "{out}");
+    let (code, out, err) = exec(&agent2, "python3 /tmp/mcp.py list-egress-routes '{}'");
+    assert_eq!(code, 0, "the sidecar is down after the flood: {out}{err}");
+    // Revoke the new host's approval: audited; the running bottle keeps it.
+    let (code, out, err) = bottle(&state, &[], &["approvals", "revoke", &pid]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("next run starts without it"), "{out}");
+    assert!(
+        last_status(&exec(&agent2, curl_new).1) == Some(200),
+        "revoke cut a running bottle"
+    );
+    let (code, _, err) = bottle(&state, &[], &["approvals", "revoke", &pid]);
+    assert_ne!(code, 0);
+    assert!(err.contains("no kept approval"), "{err}");
+    su.finish(&mut guard, &id2, &agent2, &origin2);
+    eprintln!("run 2 took {:.1}s", t_run2.elapsed().as_secs_f64());
+
+    // Run 3: the revoked host is refused again (by egress-proxy, first).
+    let t_run3 = Instant::now();
+    let (id3, agent3, origin3) = su.run(&mut guard, &[]);
+    let (_, out, _) = exec(&agent3, curl_new);
+    assert_eq!(last_status(&out), Some(403), "{out}");
+    assert!(
+        out.to_ascii_lowercase()
+            .contains("x-egress-proxy-decision: host-not-allowed"),
+        "{out}"
+    );
+    su.finish(&mut guard, &id3, &agent3, &origin3);
+    eprintln!("run 3 took {:.1}s", t_run3.elapsed().as_secs_f64());
+
+    // The kept audit log has every decision, with the routes before/after.
+    let audit = file(
+        &state
+            .join("approvals")
+            .join(format!("{}.audit.jsonl", su.bottle)),
+    );
+    assert!(!audit.contains(&token), "the audit holds the token");
+    let lines: Vec<serde_json::Value> = audit
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let got: Vec<(&str, &str)> = lines
+        .iter()
+        .map(|l| (l["decision"].as_str().unwrap(), l["id"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        got,
+        [
+            ("approved", pid.as_str()),
+            ("rejected", rid.as_str()),
+            ("approved", ext_id.as_str()),
+            ("revoked", pid.as_str())
+        ],
+        "{audit}"
+    );
+    assert_eq!(
+        lines[0]["route_after"]["host"], "new.origin.test",
+        "{audit}"
+    );
+    assert!(lines[0].get("route_before").is_none(), "{audit}");
+    assert_eq!(lines[1]["reason"], "not for this task", "{audit}");
+    assert_eq!(
+        lines[2]["route_before"]["path_allowlist"],
+        serde_json::json!(["/allowed"])
+    );
+    assert_eq!(
+        lines[2]["route_after"]["path_allowlist"],
+        serde_json::json!(["/allowed", "/extra"])
+    );
+    assert_eq!(lines[2]["route_after"]["token_env"], "EGRESS_PROXY_TOKEN_0");
+    assert_eq!(lines[3]["operator"], "e2e-operator", "{audit}");
+    assert_eq!(
+        lines[3]["route_before"]["host"], "new.origin.test",
+        "{audit}"
+    );
 }
