@@ -695,3 +695,115 @@ fn supervise_approval_applies_live_through_egress_proxy_and_squid() {
         "{audit}"
     );
 }
+
+/// The watcher stands in for pipelock (no pipelock image here): PID 1,
+/// reloading on SIGHUP, and watching the config file's *directory* with
+/// inotify as pipelock's fsnotify does (internal/config/reload.go).
+const WATCH_PY: &str = r#"
+import ctypes, os, signal, struct, sys
+def hup(*a):
+    print("HUP", flush=True)
+signal.signal(signal.SIGHUP, hup)
+libc = ctypes.CDLL(None, use_errno=True)
+fd = libc.inotify_init()
+# IN_MODIFY|IN_CLOSE_WRITE|IN_MOVED_TO|IN_CREATE|IN_DELETE
+libc.inotify_add_watch(fd, b"/etc/pipelock", 0x2 | 0x8 | 0x80 | 0x100 | 0x200)
+print("watching", flush=True)
+while True:
+    try:
+        buf = os.read(fd, 4096)
+    except InterruptedError:
+        continue
+    i = 0
+    while i < len(buf):
+        wd, mask, cookie, n = struct.unpack_from("iIII", buf, i)
+        name = buf[i + 16:i + 16 + n].rstrip(b"\0").decode()
+        print("event", name, hex(mask), flush=True)
+        i += 16 + n
+"#;
+
+/// pipelock's hot reload, as far as it can be checked without its image:
+/// `bottle supervise approve`'s rewrite of pipelock.yaml (api_allowlist
+/// replaced, every other key kept) lands in the container as a new file in
+/// `/etc/pipelock/`, which a watcher of that directory sees, and PID 1 gets
+/// SIGHUP. pipelock reloads on either.
+#[test]
+fn pipelock_config_rewrite_reaches_a_watcher_of_its_directory_and_sighup_reaches_pid_1() {
+    if !docker_or_skip() {
+        return;
+    }
+    let name = unique("bottle-e2e-pipelock-watch");
+    let mut guard = Guard::new(&name);
+    guard.containers.push(name.clone());
+    let tmp = tempfile::tempdir().unwrap();
+    let conf = tmp.path().join("pipelock");
+    std::fs::create_dir_all(&conf).unwrap();
+    let old = bottle::render::pipelock::render(&["pypi.org".into()], &["Authorization".into()]);
+    std::fs::write(conf.join("pipelock.yaml"), &old).unwrap();
+    std::fs::write(tmp.path().join("watch.py"), WATCH_PY).unwrap();
+    docker_ok_out(&[
+        "create",
+        "--name",
+        &name,
+        "--user",
+        "0:0",
+        "--network",
+        "none",
+        "bottle-agent:latest",
+        "python3",
+        "/watch.py",
+    ]);
+    docker_ok_out(&["cp", conf.to_str().unwrap(), &format!("{name}:/etc/")]);
+    docker_ok_out(&[
+        "cp",
+        tmp.path().join("watch.py").to_str().unwrap(),
+        &format!("{name}:/watch.py"),
+    ]);
+    docker_ok_out(&["start", &name]);
+    let logs = || {
+        let o = docker(&["logs", &name]);
+        String::from_utf8_lossy(&o.stdout).into_owned() + &String::from_utf8_lossy(&o.stderr)
+    };
+    assert!(
+        wait_for(30, || logs().contains("watching").then_some(())).is_some(),
+        "{}",
+        logs()
+    );
+    let hosts = vec!["files.example.com".to_string(), "pypi.org".to_string()];
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let n = rt
+        .block_on(async {
+            let d = bottle::docker::connect().await?;
+            bottle::supervise::update_pipelock(&d, &name, &hosts).await
+        })
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(n, Some(2));
+    let now = docker_ok_out(&["exec", &name, "cat", "/etc/pipelock/pipelock.yaml"]);
+    assert_eq!(
+        now,
+        bottle::render::pipelock::render(&hosts, &["Authorization".into()])
+    );
+    let seen = wait_for(10, || {
+        let l = logs();
+        (l.contains("HUP") && l.contains("event pipelock.yaml")).then_some(l)
+    })
+    .unwrap_or_else(|| panic!("the watcher saw nothing: {}", logs()));
+    // The name itself changed in the directory (created or written), which
+    // is what pipelock's watcher filters on.
+    assert!(
+        seen.lines().any(|l| l.starts_with("event pipelock.yaml")
+            && ["0x100", "0x8", "0x2", "0x80"]
+                .iter()
+                .any(|m| l.ends_with(m))),
+        "{seen}"
+    );
+    eprintln!("pipelock watcher saw:\n{seen}");
+    // Nothing to change: nothing written, no signal.
+    let again = rt
+        .block_on(async {
+            let d = bottle::docker::connect().await?;
+            bottle::supervise::update_pipelock(&d, &name, &hosts).await
+        })
+        .unwrap();
+    assert_eq!(again, None);
+}
