@@ -230,6 +230,12 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("not applied"), "{text}");
+        let pre = p.preflight("runc");
+        assert!(
+            pre.contains("files.example.com")
+                && pre.contains("kept from earlier runs: p00000000000000e1 p00000000000000e2"),
+            "{pre}"
+        );
     }
 
     #[test]

@@ -210,6 +210,17 @@ impl Plan {
             };
             s.push_str(&format!("  {:<28} {}{cred}\n", r.host, rules.join("; ")));
         }
+        if !self.approved_earlier.is_empty() {
+            let ids: Vec<&str> = self
+                .approved_earlier
+                .iter()
+                .map(|a| a.id.as_str())
+                .collect();
+            s.push_str(&format!(
+                "  (includes approvals kept from earlier runs: {}; `bottle approvals list`)\n",
+                ids.join(" ")
+            ));
+        }
         for g in &self.git_remotes {
             s.push_str(&format!("git remote {} -> {}\n", g.name, g.upstream));
         }
