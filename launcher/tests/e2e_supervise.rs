@@ -509,3 +509,56 @@ fn pipelock_config_rewrite_reaches_a_watcher_of_its_directory_and_sighup_reaches
         .unwrap();
     assert_eq!(again, None);
 }
+
+/// `bottle approvals` refuses bad input with a clear error and the right
+/// exit code, and a planted symlink in the store is never followed: the
+/// commands name it, and `bottle plan` warns and plans without approvals.
+/// No Docker needed.
+#[test]
+fn approvals_commands_refuse_bad_input_and_planted_symlinks() {
+    let tmp = tempfile::tempdir().unwrap();
+    let state = tmp.path().join("state");
+    let (code, out, _) = bottle(&state, &[], &["approvals", "list"]);
+    assert_eq!(code, 0);
+    assert!(out.contains("no kept approvals"), "{out}");
+    let (code, _, err) = bottle(&state, &[], &["approvals", "revoke", "../x"]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("is not a proposal id"), "{err}");
+    let (code, _, err) = bottle(&state, &[], &["approvals", "revoke", "p0123456789abcdef"]);
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("no kept approval with that id"), "{err}");
+    let (code, _, err) = bottle(&state, &[], &["approvals", "list", "--bottle", "../x"]);
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("not a bottle name"), "{err}");
+    // A symlink planted at the bottle's file: refused by name, target untouched.
+    let store = state.join("approvals");
+    std::fs::create_dir_all(&store).unwrap();
+    let target = tmp.path().join("elsewhere.json");
+    std::fs::write(&target, r#"{"approved": []}"#).unwrap();
+    std::os::unix::fs::symlink(&target, store.join("dev.json")).unwrap();
+    let (code, _, err) = bottle(&state, &[], &["approvals", "list", "--bottle", "dev"]);
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("symlink"), "{err}");
+    let m = tmp.path().join("m.yaml");
+    std::fs::write(
+        &m,
+        "bottles:\n  dev:\n    outer_proxy: squid\n    allow: [pypi.org]\nagents:\n  a: {bottle: dev}\n",
+    )
+    .unwrap();
+    let (code, out, err) = bottle(
+        &state,
+        &[],
+        &["plan", "-m", m.to_str().unwrap(), "-a", "a", "--json"],
+    );
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        err.contains("cannot be read, so this run starts without them") && err.contains("symlink"),
+        "{err}"
+    );
+    let plan: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(plan["approved_earlier"], serde_json::json!([]));
+    assert_eq!(
+        std::fs::read_to_string(&target).unwrap(),
+        r#"{"approved": []}"#
+    );
+}
