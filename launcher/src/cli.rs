@@ -1,4 +1,4 @@
-//! The command line (clap derive): `check`, `plan`, `run`, `build`, `list`, `cleanup`.
+//! The command line (clap derive): `check`, `plan`, `run`, `build`, `list`, `supervise`, `approvals`, `cleanup`.
 //!
 //! Owns: turning arguments into the phases (load -> plan -> prepare -> apply
 //! -> run -> teardown, one call each in `run`), the exit codes (2 bad
@@ -127,6 +127,11 @@ pub enum Cmd {
         #[command(subcommand)]
         cmd: Option<SuperviseCmd>,
     },
+    /// Approvals kept per bottle name; the next `bottle run` starts with them (docs/supervise.md).
+    Approvals {
+        #[command(subcommand)]
+        cmd: ApprovalsCmd,
+    },
     /// Remove bottles whose `bottle run` is gone (orphans). Without --yes, only lists them.
     Cleanup {
         #[arg(long)]
@@ -189,6 +194,21 @@ pub enum SuperviseCmd {
     },
 }
 
+/// `bottle approvals ...`; the operator is `$USER`.
+#[derive(Debug, Subcommand)]
+pub enum ApprovalsCmd {
+    /// The kept approvals, of every bottle or of one.
+    List {
+        #[arg(long)]
+        bottle: Option<String>,
+        /// Machine-readable output (the kept approvals, each with `bottle`).
+        #[arg(long)]
+        json: bool,
+    },
+    /// Drop a kept approval: the bottle's next run starts without it (audited).
+    Revoke { id: String },
+}
+
 /// A failure with its exit code; the message is one line (or a short list).
 pub struct Failure {
     pub code: i32,
@@ -218,6 +238,14 @@ pub(crate) fn usage(message: impl ToString) -> Failure {
         code: 2,
         message: message.to_string(),
     }
+}
+
+/// Who decides (`bottle supervise`, `bottle approvals`): `$USER`.
+fn operator() -> String {
+    std::env::var("USER")
+        .ok()
+        .filter(|u| !u.is_empty())
+        .unwrap_or_else(|| "unknown".into())
 }
 
 pub(crate) fn env_lookup(k: &str) -> Option<String> {
@@ -351,11 +379,12 @@ pub async fn main(cli: Cli) -> Result<i32, Failure> {
             }
             Ok(0)
         }
+        Cmd::Approvals { cmd } => match cmd {
+            ApprovalsCmd::List { bottle, json } => crate::approvals::list(bottle.as_deref(), json),
+            ApprovalsCmd::Revoke { id } => crate::approvals::revoke(&id, &operator()),
+        },
         Cmd::Supervise { cmd } => {
-            let operator = std::env::var("USER")
-                .ok()
-                .filter(|u| !u.is_empty())
-                .unwrap_or_else(|| "unknown".into());
+            let operator = operator();
             Ok(match cmd {
                 None => crate::tui::run(operator).await?,
                 Some(SuperviseCmd::List { json }) => crate::supervise::list(json).await?,
@@ -513,7 +542,14 @@ fn plan(m: &Manifest, agent: &str, ws: Option<&WorkspaceInfo>) -> Result<Plan, F
         files: w.files.len(),
         warnings: w.warnings.clone(),
     });
-    plan::plan(m, agent, &id, &env_lookup, &|p: &Path| p.exists(), ws).map_err(usage)
+    let mut p =
+        plan::plan(m, agent, &id, &env_lookup, &|p: &Path| p.exists(), ws).map_err(usage)?;
+    // Approvals kept for the bottle's name (issue 14): `plan`, `run` (and
+    // anything that plans through here) start with them.
+    for w in crate::approvals::fold_into(&mut p, m) {
+        Progress::new(false).warn(&w);
+    }
+    Ok(p)
 }
 
 /// The flags of `bottle run`.

@@ -9,6 +9,7 @@
 //! the record). Only `docker` talks to Docker. `k8s` is the second consumer
 //! of the same `Plan`: it renders Kubernetes objects (`bottle render`).
 
+pub mod approvals;
 pub mod build;
 pub mod cli;
 pub mod docker;

@@ -144,8 +144,9 @@ fn workspace_archive(plan: &Plan, w: &WorkspaceInfo) -> Result<Vec<u8>, PrepareE
 }
 
 /// The supervise state directory (`<state>/supervise`, docs/supervise.md):
-/// the rendered routes (no secret: slot names only), the allow hosts, and
-/// `proposals/` given to the sidecar's uid.
+/// the rendered routes (no secret: slot names only; kept approvals already
+/// folded in by the plan), the allow hosts, where approvals are kept for the
+/// bottle's name, and `proposals/` given to the sidecar's uid.
 fn supervise_state(plan: &Plan, state_dir: &Path) -> Result<(), PrepareError> {
     let dir = state_dir.join(crate::plan::SUPERVISE_DIR);
     let routes = plan
@@ -153,11 +154,18 @@ fn supervise_state(plan: &Plan, state_dir: &Path) -> Result<(), PrepareError> {
         .get("routes.json")
         .map(String::as_str)
         .unwrap_or("{\"routes\": []}");
-    let l = bottle_supervise::host::init(&dir, &plan.bottle, routes, &plan.allow).map_err(|e| {
-        PrepareError::Io {
-            what: "the supervise state directory".into(),
-            source: std::io::Error::other(e.to_string()),
-        }
+    // Approvals are kept for the bottle's name, outside this run's directory.
+    let store = crate::approvals::store();
+    let l = bottle_supervise::host::init_with_store(
+        &dir,
+        &plan.bottle,
+        routes,
+        &plan.allow,
+        Some(&store),
+    )
+    .map_err(|e| PrepareError::Io {
+        what: "the supervise state directory".into(),
+        source: std::io::Error::other(e.to_string()),
     })?;
     let uid = crate::plan::SUPERVISE_UID as u32;
     std::os::unix::fs::chown(l.proposals(), Some(uid), Some(uid)).map_err(|source| {

@@ -4,10 +4,14 @@
 //!
 //! Owns finding the state directories (as `bottle list` finds bottles), the
 //! one approval path the CLI and the terminal UI (`crate::tui`) share
-//! (`approve_and_apply`) and, after an approval, the outer proxy's
-//! allowlist when it is squid (its `squid.conf` rewritten in the container, checked with `squid -k parse`
-//! by the Docker exec API, then SIGHUP, squid's reconfigure, by the Docker
-//! kill API: squid is PID 1 there and `squid -k reconfigure` refuses that). egress-proxy picks the routes file up itself
+//! (`approve_and_apply`) and, after an approval, the outer proxy's allowlist: squid's `squid.conf`
+//! rewritten in the container, checked with `squid -k parse` by the Docker
+//! exec API, then SIGHUP, squid's reconfigure, by the Docker kill API (squid
+//! is PID 1 there and `squid -k reconfigure` refuses that); pipelock's
+//! `pipelock.yaml` with its `api_allowlist` replaced, written into the
+//! container (pipelock watches the file's *directory* with fsnotify and
+//! reloads on a write, create or rename of the name), then SIGHUP, which
+//! pipelock also reloads on. egress-proxy picks the routes file up itself
 //! (`--watch-routes`).
 //!
 //! Must never: print a secret (the routes file holds slot names only), or
@@ -112,8 +116,8 @@ pub async fn approve_edited(
         a.route_after,
         a.routes_file.display()
     );
-    match done.outer_proxy {
-        Ok(Some(n)) => println!("outer proxy (squid) reconfigured: {n} host(s) allowed"),
+    match &done.outer_proxy {
+        Ok(Some((kind, n))) => println!("outer proxy ({kind}) reconfigured: {n} host(s) allowed"),
         Ok(None) => {}
         Err(e) => {
             eprintln!("bottle: approved, but the outer proxy's allowlist was not updated: {e}");
@@ -124,10 +128,11 @@ pub async fn approve_edited(
 }
 
 /// What [`approve_and_apply`] did: the approval, and the outer proxy's update
-/// (`Ok(Some(hosts))` squid reconfigured, `Ok(None)` nothing to do).
+/// (`Ok(Some((kind, hosts)))` squid or pipelock reconfigured, `Ok(None)`
+/// nothing to do).
 pub(crate) struct Applied {
     pub approved: bottle_supervise::host::Approved,
-    pub outer_proxy: Result<Option<usize>, ApplyError>,
+    pub outer_proxy: Result<Option<(&'static str, usize)>, ApplyError>,
 }
 
 /// The one approval path (the CLI and the TUI): approve with the host
@@ -146,7 +151,7 @@ pub(crate) async fn approve_and_apply(
         .iter()
         .find(|(_, dir)| a.routes_file.starts_with(dir))
     {
-        Some((found, _)) => update_squid(d, found, &a.routes_file).await,
+        Some((found, _)) => update_outer_proxy(d, found, &a.routes_file).await,
         None => Ok(None),
     };
     Ok(Applied {
@@ -206,19 +211,34 @@ fn route_hosts(routes_file: &Path) -> Result<Vec<String>, ApplyError> {
     Ok(hosts)
 }
 
-/// Rewrites squid's allowlist in the running outer proxy when it changed,
-/// and reconfigures squid. `None` when the outer proxy is not squid or
-/// nothing changed; `Some(hosts)` when reconfigured.
-async fn update_squid(
+/// The running outer proxy's allowlist made the live routes' hosts: squid
+/// or pipelock, whichever config the container holds. `None` when neither
+/// (or nothing changed); `Some((kind, hosts))` when reconfigured.
+async fn update_outer_proxy(
     d: &Docker,
     found: &Found,
     routes_file: &Path,
-) -> Result<Option<usize>, ApplyError> {
+) -> Result<Option<(&'static str, usize)>, ApplyError> {
     let Some((name, _, _)) = found.containers.iter().find(|c| c.1 == "outer-proxy") else {
         return Ok(None);
     };
-    // Only a squid outer proxy has this file; pipelock's hot reload is not
-    // done here (docs/supervise.md).
+    let hosts = route_hosts(routes_file)?;
+    if let Some(n) = update_squid(d, name, &hosts).await? {
+        return Ok(Some(("squid", n)));
+    }
+    Ok(update_pipelock(d, name, &hosts)
+        .await?
+        .map(|n| ("pipelock", n)))
+}
+
+/// Rewrites squid's allowlist in container `name` when it changed, and
+/// reconfigures squid. `None` when it holds no squid.conf of ours or
+/// nothing changed.
+async fn update_squid(
+    d: &Docker,
+    name: &str,
+    hosts: &[String],
+) -> Result<Option<usize>, ApplyError> {
     let Ok(old) = download_file(d, name, paths::SQUID_CONF).await else {
         return Ok(None);
     };
@@ -227,8 +247,7 @@ async fn update_squid(
         return Ok(None);
     }
     let has_trust = old.contains(paths::SQUID_TRUST);
-    let hosts = route_hosts(routes_file)?;
-    let new = render::squid::render(&hosts, has_trust);
+    let new = render::squid::render(hosts, has_trust);
     if new == old {
         return Ok(None);
     }
@@ -254,6 +273,80 @@ async fn update_squid(
     .await
     .map_err(crate::docker::docker_err(format!(
         "reconfigure squid in {name}"
+    )))?;
+    Ok(Some(hosts.len()))
+}
+
+/// `pipelock.yaml` (as rendered by bottle) with `api_allowlist` replaced by
+/// `hosts`, sorted, every other key kept. `None` when it is not ours, or
+/// already says exactly that.
+pub fn pipelock_with_hosts(old: &str, hosts: &[String]) -> Result<Option<String>, String> {
+    use serde_yaml_ng::Value;
+    if !old.starts_with("# Rendered by bottle") {
+        return Ok(None);
+    }
+    let mut doc: Value = serde_yaml_ng::from_str(old).map_err(|e| format!("pipelock.yaml: {e}"))?;
+    let Some(map) = doc.as_mapping_mut() else {
+        return Err("pipelock.yaml: not a mapping".into());
+    };
+    let mut sorted: Vec<String> = hosts.to_vec();
+    sorted.sort_unstable();
+    sorted.dedup();
+    if sorted.is_empty() {
+        // strict mode with an empty allowlist fails to load (shared/pipelock.md).
+        return Err("pipelock: no host to allow".into());
+    }
+    let list = Value::Sequence(sorted.into_iter().map(Value::String).collect());
+    if map.get("api_allowlist") == Some(&list) {
+        return Ok(None);
+    }
+    map.insert(Value::String("api_allowlist".into()), list);
+    let header: String = old
+        .lines()
+        .take_while(|l| l.starts_with('#'))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    let body = serde_yaml_ng::to_string(&doc).map_err(|e| format!("pipelock.yaml: {e}"))?;
+    Ok(Some(format!("{header}{body}")))
+}
+
+/// Rewrites pipelock's allowlist in container `name` when it changed:
+/// `pipelock.yaml` replaced through the Docker archive API (the file is in
+/// the container's own filesystem, not a bind mount: the extraction
+/// unlinks and recreates it in `/etc/pipelock/`, the directory pipelock's
+/// fsnotify watches), then SIGHUP (pipelock reloads on it too). pipelock
+/// validates the new file and keeps the old one when it fails to load.
+/// `None` when it holds no pipelock.yaml of ours or nothing changed.
+pub async fn update_pipelock(
+    d: &Docker,
+    name: &str,
+    hosts: &[String],
+) -> Result<Option<usize>, ApplyError> {
+    let Ok(old) = download_file(d, name, paths::PIPELOCK_CONF).await else {
+        return Ok(None);
+    };
+    let old = String::from_utf8_lossy(&old).to_string();
+    let Some(new) = pipelock_with_hosts(&old, hosts).map_err(ApplyError::Config)? else {
+        return Ok(None);
+    };
+    let path = paths::PIPELOCK_CONF.trim_start_matches('/');
+    let tar =
+        files_tar(&[TarEntry::file(path, 0o644, 0, 0, new.into_bytes())]).map_err(|source| {
+            ApplyError::Io {
+                what: "build the pipelock.yaml archive".into(),
+                source,
+            }
+        })?;
+    upload(d, name, tar).await?;
+    d.kill_container(
+        name,
+        Some(bollard::query_parameters::KillContainerOptions {
+            signal: "HUP".into(),
+        }),
+    )
+    .await
+    .map_err(crate::docker::docker_err(format!(
+        "reload pipelock in {name}"
     )))?;
     Ok(Some(hosts.len()))
 }
@@ -314,5 +407,21 @@ mod tests {
         assert_eq!(route_hosts(&f).unwrap(), ["a.test", "b.test"]);
         let conf = render::squid::render(&route_hosts(&f).unwrap(), false);
         assert!(conf.contains("acl allowed_hosts dstdomain -n a.test b.test\n"));
+    }
+
+    #[test]
+    fn pipelock_allowlist_is_replaced_and_nothing_else_changes() {
+        let old = render::pipelock::render(&["pypi.org".into()], &["Authorization".into()]);
+        let hosts = vec!["pypi.org".to_string(), "files.example.com".to_string()];
+        let new = pipelock_with_hosts(&old, &hosts).unwrap().unwrap();
+        // The same as rendering with the longer list: every other key kept.
+        assert_eq!(
+            new,
+            render::pipelock::render(&hosts, &["Authorization".into()])
+        );
+        // Unchanged: nothing to do; not ours: left alone; empty: refused.
+        assert_eq!(pipelock_with_hosts(&new, &hosts).unwrap(), None);
+        assert_eq!(pipelock_with_hosts("mode: strict\n", &hosts).unwrap(), None);
+        assert!(pipelock_with_hosts(&old, &[]).is_err());
     }
 }

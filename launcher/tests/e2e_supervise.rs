@@ -1,171 +1,43 @@
 //! End to end on real Docker: the supervise loop in a bottle (issue 14).
-//! Squid outer proxy, the HTTPS test origin on the egress network. Inside
-//! the agent a request to a new host is `403 host-not-allowed`; a small MCP
-//! client (raw JSON-RPC over streamable HTTP with urllib) lists the routes
-//! (no secret in them) and calls `request-egress`; the test approves with
-//! `bottle supervise approve ID`; within seconds the same request gets the
-//! origin's 200 through egress-proxy and squid, and no container restarted.
+//! Squid outer proxy, the HTTPS test origin on the egress network, a small
+//! MCP client in the agent (raw JSON-RPC over streamable HTTP with urllib),
+//! the test as the operator (`bottle supervise`, `bottle approvals`). One
+//! bottle is run three times: approvals apply live, are kept for the
+//! bottle's name and start the next run, and a revoke takes them away from
+//! the run after. Plus pipelock's config rewrite against a stand-in that
+//! watches its directory (no pipelock image here).
 //!
 //! Needs the images of docker/build-images.sh (bottle-supervise included).
 
 mod e2e_support;
+mod supervise_support;
 
 use e2e_support::*;
-use std::path::Path;
-use std::process::Command;
 use std::time::{Duration, Instant};
+use supervise_support::*;
 
-/// The MCP client the agent runs: initialize, notifications/initialized,
-/// then one tools/call; prints the tool result's structured content as JSON.
-const MCP_PY: &str = r#"
-import json, sys, urllib.request
-URL = "http://supervise:9100/mcp"
-opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-session = None
-def post(msg):
-    global session
-    h = {"Content-Type": "application/json", "Accept": "application/json, text/event-stream"}
-    if session:
-        h["mcp-session-id"] = session
-    req = urllib.request.Request(URL, data=json.dumps(msg).encode(), headers=h, method="POST")
-    with opener.open(req, timeout=120) as r:
-        session = r.headers.get("mcp-session-id") or session
-        body = r.read().decode()
-    if "id" not in msg:
-        return None
-    for line in body.splitlines():
-        if line.startswith("data:") and line[5:].strip():
-            m = json.loads(line[5:])
-            if m.get("id") == msg["id"]:
-                return m
-    return json.loads(body) if body.strip().startswith("{") else None
-init = post({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
-    "protocolVersion": "2025-03-26", "capabilities": {},
-    "clientInfo": {"name": "e2e-mcp", "version": "1"}}})
-assert init and "result" in init, init
-assert session, "no mcp-session-id header"
-post({"jsonrpc": "2.0", "method": "notifications/initialized"})
-name, args = sys.argv[1], json.loads(sys.argv[2])
-r = post({"jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": {"name": name, "arguments": args}})
-res = r["result"]
-print(json.dumps({"isError": res.get("isError", False), "content": res.get("structuredContent"),
-                  "text": [c.get("text") for c in res.get("content", [])]}))
-"#;
-
-fn last_status(out: &str) -> Option<u16> {
-    out.lines()
-        .rev()
-        .find(|l| l.starts_with("HTTP/"))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|s| s.parse().ok())
-}
-
-/// `bottle supervise ...` with the test's state root: (code, stdout, stderr).
-fn supervise(state: &Path, args: &[&str]) -> (i32, String, String) {
-    let o = Command::new(bottle_bin())
-        .arg("supervise")
-        .args(args)
-        .env("BOTTLE_STATE_DIR", state)
-        .env("USER", "e2e-operator")
-        .output()
-        .unwrap();
-    (
-        o.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&o.stdout).into_owned(),
-        String::from_utf8_lossy(&o.stderr).into_owned(),
-    )
-}
-
-/// Every container of the bottle with its start time.
-fn start_times(id: &str) -> Vec<String> {
-    let names = docker_ok_out(&[
-        "ps",
-        "-a",
-        "--filter",
-        &format!("label=bottle.id={id}"),
-        "--format",
-        "{{.Names}}",
-    ]);
-    let mut v: Vec<String> = names
-        .lines()
-        .map(|n| {
-            format!(
-                "{n} {}",
-                docker_ok_out(&["inspect", "-f", "{{.State.StartedAt}}", n]).trim()
-            )
-        })
-        .collect();
-    v.sort();
-    v
-}
-
+/// The whole loop over three runs of one bottle (issue 14):
+/// run 1: a new host is approved live (egress-proxy and squid, nothing
+/// restarts), a rejection reaches the agent, a path extension of the
+/// credentialed route gets the credential injected and the agent never sees
+/// it; `bottle plan` lists both approvals as approved earlier;
+/// run 2: both apply with no new approval, a flood of proposals is capped
+/// and the sidecar stays up, a revoke leaves the running bottle alone;
+/// run 3: the revoked host is refused again. The kept audit log has every
+/// decision with the routes before and after.
 #[test]
 fn supervise_approval_applies_live_through_egress_proxy_and_squid() {
     if !docker_or_skip() {
         return;
     }
-    let bottle = unique("sup");
-    let mut guard = Guard::new(&bottle);
     let tmp = tempfile::tempdir().unwrap();
-    let dir = tmp.path();
-    let repo = dir.join("repo");
-    git_repo(&repo);
-    let state = dir.join("state");
-    let names = ["api.origin.test", "pub.origin.test", "new.origin.test"];
-    let pki = origin_pki(&names);
-    std::fs::write(dir.join("origin-ca.pem"), &pki.ca_pem).unwrap();
-    let token = format!("tok-{}", unique("s3cr3t"));
-    let token_var = format!("E2E_TOKEN_{}", bottle.to_uppercase());
-    let manifest = format!(
-        r#"
-bottles:
-  {bottle}:
-    outer_proxy: squid
-    outer_proxy_trust: [./origin-ca.pem]
-    allow: [pub.origin.test]
-    supervise: true
-    egress_proxy:
-      routes:
-        - host: api.origin.test
-          path_allowlist: ["/allowed"]
-          methods: [GET]
-          auth: {{scheme: Bearer, token_ref: {token_var}}}
-agents:
-  a:
-    bottle: {bottle}
-    command: [bash, -c, "for i in $(seq 1200); do [ -e /tmp/done ] && exit 7; sleep 0.5; done; exit 1"]
-"#
-    );
-    std::fs::write(dir.join("bottle.yaml"), manifest).unwrap();
-    let child = spawn_bottle(
-        dir,
-        &repo,
-        &state,
-        &[(token_var.as_str(), token.as_str())],
-        &[
-            "run",
-            "--manifest",
-            dir.join("bottle.yaml").to_str().unwrap(),
-            "--agent",
-            "a",
-        ],
-    );
-    guard.children.push(child);
-    let id = wait_for(180, || bottle_id(&bottle)).unwrap_or_else(|| {
-        panic!(
-            "no bottle network; stderr:\n{}",
-            file(&dir.join("bottle.err"))
-        )
-    });
-    let origin = format!("bottle-{id}-test-origin");
-    guard.containers.push(origin.clone());
-    start_origin(&origin, &format!("bottle-{id}-egress"), &names, &pki, dir);
-    let (_, agent) = running_agent(&bottle, 240).unwrap_or_else(|| {
-        panic!(
-            "agent never ran; stderr:\n{}",
-            file(&dir.join("bottle.err"))
-        )
-    });
+    let su = Setup::new(tmp.path());
+    let mut guard = Guard::new(&su.bottle);
+    let state = su.state.clone();
+    let (token, token_var) = (su.token.clone(), su.token_var.clone());
+    let auth_sha = sha256_hex(&format!("Bearer {token}"));
+    let t_run1 = Instant::now();
+    let (id, agent, origin) = su.run(&mut guard, &[]);
     // The sidecar: running, non-root, on the agent network only, no env value.
     let sup = format!("bottle-{id}-supervise");
     let info = docker_ok_out(&[
@@ -202,10 +74,6 @@ agents:
     );
 
     // 2. The MCP client: list-egress-routes carries no secret.
-    exec(
-        &agent,
-        &format!("cat > /tmp/mcp.py <<'PYEOF'\n{MCP_PY}\nPYEOF"),
-    );
     let (code, out, err) = exec(
         &agent,
         "for i in $(seq 20); do python3 /tmp/mcp.py list-egress-routes '{}' && exit 0; sleep 0.5; done; exit 1",
@@ -330,18 +198,367 @@ agents:
     assert_ne!(code, 0, "a decided proposal was approved again");
     assert!(err.contains("already"), "{err}");
 
-    // 6. The agent exits; nothing remains (state directory included).
-    docker_ok_out(&["rm", "-f", &origin]);
-    exec(&agent, "touch /tmp/done");
-    let mut child = guard.children.pop().unwrap();
-    let status = wait_child(&mut child, 120).expect("bottle run did not exit");
-    assert_eq!(
-        status.code(),
-        Some(7),
-        "stderr:\n{}",
-        file(&dir.join("bottle.err"))
+    // 5b. A path extension of the credentialed route: refused now, then
+    // approved; the origin gets the injected Authorization on the new path.
+    let curl_extra = "curl -s -m 30 -D - https://api.origin.test/extra";
+    let (_, out, _) = exec(&agent, curl_extra);
+    assert_eq!(last_status(&out), Some(403), "{out}");
+    assert!(
+        out.to_ascii_lowercase()
+            .contains("x-egress-proxy-decision: path-not-allowed"),
+        "{out}"
     );
-    let left = leftovers(&id);
-    assert!(left.is_empty(), "left behind: {left:?}");
-    assert!(!state.join(&id).exists(), "state directory remains");
+    let pending = propose(
+        &state,
+        &agent,
+        "ext",
+        r#"{"host":"api.origin.test","paths":["/extra"],"justification":"e2e: the extra endpoint"}"#,
+        "api.origin.test",
+    );
+    assert_eq!(pending["widens_credential"], true, "{pending}");
+    assert_eq!(pending["kind"], "extend", "{pending}");
+    let ext_id = pending["id"].as_str().unwrap().to_string();
+    let (code, out, err) = supervise(&state, &["approve", &ext_id]);
+    assert_eq!(code, 0, "{out}\n{err}");
+    let got = wait_for(20, || origin_json(&exec(&agent, curl_extra).1))
+        .unwrap_or_else(|| panic!("/extra still refused: {}", exec(&agent, curl_extra).1));
+    assert_eq!(got["path"], "/extra", "{got}");
+    assert_eq!(
+        got["auth_sha256"],
+        auth_sha.as_str(),
+        "credential not injected: {got}"
+    );
+    // The agent never sees the token: not in its environment, its files, or
+    // what list-egress-routes answers now.
+    let (_, routes_now, _) = exec(&agent, "python3 /tmp/mcp.py list-egress-routes '{}'");
+    assert!(routes_now.contains("/extra"), "{routes_now}");
+    let seen = agent_readable(&agent) + &routes_now;
+    assert!(
+        seen.len() > 10_000,
+        "read too little of the agent: {}",
+        seen.len()
+    );
+    assert!(
+        !seen.contains(&token) && !seen.contains(&token_var),
+        "the agent can read the token"
+    );
+    assert_eq!(start_times(&id), before, "a container restarted");
+
+    su.finish(&mut guard, &id, &agent, &origin);
+    eprintln!("run 1 took {:.1}s", t_run1.elapsed().as_secs_f64());
+
+    // Between runs: both approvals are kept for the bottle's name.
+    let (code, out, err) = bottle(&state, &[], &["approvals", "list", "--json"]);
+    assert_eq!(code, 0, "{err}");
+    let kept: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let ids: Vec<&str> = kept
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, [pid.as_str(), ext_id.as_str()], "{out}");
+    assert!(
+        kept.as_array()
+            .unwrap()
+            .iter()
+            .all(|a| a["bottle"] == su.bottle.as_str())
+    );
+    assert!(!out.contains(&token), "{out}");
+    let (_, out, _) = bottle(&state, &[], &["approvals", "list", "--bottle", &su.bottle]);
+    assert!(out.contains("e2e: the extra endpoint"), "{out}");
+    // `bottle plan` lists them as approved earlier (text and --json).
+    let manifest = su.dir.join("bottle.yaml");
+    let m = manifest.to_str().unwrap();
+    let (code, out, err) = bottle(&state, &su.env(), &["plan", "-m", m, "-a", "a"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.contains("approved earlier") && out.contains(&pid) && out.contains(&ext_id),
+        "{out}"
+    );
+    let (_, out, _) = bottle(&state, &su.env(), &["plan", "-m", m, "-a", "a", "--json"]);
+    let plan: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(
+        plan["approved_earlier"].as_array().map(Vec::len),
+        Some(2),
+        "{out}"
+    );
+    assert!(
+        plan["outer_proxy"]["allowlist"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|h| h == "new.origin.test"),
+        "{out}"
+    );
+    // A kept approval the edited manifest makes moot is skipped, named, with
+    // the revoke command: never silently.
+    let edited = su.dir.join("edited.yaml");
+    std::fs::write(&edited, su.manifest(&["/allowed", "/extra"])).unwrap();
+    let (code, out, err) = bottle(
+        &state,
+        &su.env(),
+        &["plan", "-m", edited.to_str().unwrap(), "-a", "a"],
+    );
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        err.contains(&format!("bottle approvals revoke {ext_id}")) && out.contains("not applied"),
+        "{out}\n{err}"
+    );
+
+    // Run 2: both apply from the start, with no new approval.
+    let t_run2 = Instant::now();
+    let (id2, agent2, origin2) = su.run(&mut guard, &[]);
+    let ok = wait_for(30, || {
+        (last_status(&exec(&agent2, curl_new).1) == Some(200)).then_some(())
+    });
+    assert!(
+        ok.is_some(),
+        "approved host refused in run 2: {}",
+        exec(&agent2, curl_new).1
+    );
+    let got = origin_json(&exec(&agent2, curl_extra).1).expect("/extra refused in run 2");
+    assert_eq!(got["auth_sha256"], auth_sha.as_str(), "{got}");
+    let (_, out, _) = supervise(&state, &["list", "--json"]);
+    assert_eq!(out.trim(), "[]", "run 2 needed a new proposal");
+    // A flood of proposals is bounded: the 9th pending one gets a tool error
+    // naming the cap (8), and the sidecar stays up.
+    for i in 0..9 {
+        exec(
+            &agent2,
+            &format!(
+                r#"nohup python3 /tmp/mcp.py request-egress '{{"host":"flood{i}.origin.test","justification":"e2e flood {i}"}}' >/tmp/flood{i}.out 2>/tmp/flood{i}.err &"#
+            ),
+        );
+    }
+    let refused = wait_for(60, || {
+        let (_, out, _) = exec(&agent2, "cat /tmp/flood*.out");
+        out.lines()
+            .find(|l| l.contains("already wait for the operator"))
+            .map(str::to_string)
+    })
+    .unwrap_or_else(|| panic!("no flood refusal: {}", exec(&agent2, "cat /tmp/flood*").1));
+    assert!(
+        refused.contains("\"isError\": true") && refused.contains("at most 8"),
+        "{refused}"
+    );
+    let (_, out, _) = supervise(&state, &["list", "--json"]);
+    let n = serde_json::from_str::<serde_json::Value>(&out)
+        .unwrap()
+        .as_array()
+        .map(Vec::len);
+    assert_eq!(n, Some(8), "{out}");
+    let (code, out, err) = exec(&agent2, "python3 /tmp/mcp.py list-egress-routes '{}'");
+    assert_eq!(code, 0, "the sidecar is down after the flood: {out}{err}");
+    // Revoke the new host's approval: audited; the running bottle keeps it.
+    let (code, out, err) = bottle(&state, &[], &["approvals", "revoke", &pid]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("next run starts without it"), "{out}");
+    assert!(
+        last_status(&exec(&agent2, curl_new).1) == Some(200),
+        "revoke cut a running bottle"
+    );
+    let (code, _, err) = bottle(&state, &[], &["approvals", "revoke", &pid]);
+    assert_ne!(code, 0);
+    assert!(err.contains("no kept approval"), "{err}");
+    su.finish(&mut guard, &id2, &agent2, &origin2);
+    eprintln!("run 2 took {:.1}s", t_run2.elapsed().as_secs_f64());
+
+    // Run 3: the revoked host is refused again (by egress-proxy, first).
+    let t_run3 = Instant::now();
+    let (id3, agent3, origin3) = su.run(&mut guard, &[]);
+    let (_, out, _) = exec(&agent3, curl_new);
+    assert_eq!(last_status(&out), Some(403), "{out}");
+    assert!(
+        out.to_ascii_lowercase()
+            .contains("x-egress-proxy-decision: host-not-allowed"),
+        "{out}"
+    );
+    su.finish(&mut guard, &id3, &agent3, &origin3);
+    eprintln!("run 3 took {:.1}s", t_run3.elapsed().as_secs_f64());
+
+    // The kept audit log has every decision, with the routes before/after.
+    let audit = file(
+        &state
+            .join("approvals")
+            .join(format!("{}.audit.jsonl", su.bottle)),
+    );
+    assert!(!audit.contains(&token), "the audit holds the token");
+    let lines: Vec<serde_json::Value> = audit
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let got: Vec<(&str, &str)> = lines
+        .iter()
+        .map(|l| (l["decision"].as_str().unwrap(), l["id"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        got,
+        [
+            ("approved", pid.as_str()),
+            ("rejected", rid.as_str()),
+            ("approved", ext_id.as_str()),
+            ("revoked", pid.as_str())
+        ],
+        "{audit}"
+    );
+    assert_eq!(
+        lines[0]["route_after"]["host"], "new.origin.test",
+        "{audit}"
+    );
+    assert!(lines[0].get("route_before").is_none(), "{audit}");
+    assert_eq!(lines[1]["reason"], "not for this task", "{audit}");
+    assert_eq!(
+        lines[2]["route_before"]["path_allowlist"],
+        serde_json::json!(["/allowed"])
+    );
+    assert_eq!(
+        lines[2]["route_after"]["path_allowlist"],
+        serde_json::json!(["/allowed", "/extra"])
+    );
+    assert_eq!(lines[2]["route_after"]["token_env"], "EGRESS_PROXY_TOKEN_0");
+    assert_eq!(lines[3]["operator"], "e2e-operator", "{audit}");
+    assert_eq!(
+        lines[3]["route_before"]["host"], "new.origin.test",
+        "{audit}"
+    );
+}
+
+/// pipelock's hot reload, as far as it can be checked without its image:
+/// `bottle supervise approve`'s rewrite of pipelock.yaml (api_allowlist
+/// replaced, every other key kept) lands in the container as a new file in
+/// `/etc/pipelock/`, which a watcher of that directory sees, and PID 1 gets
+/// SIGHUP. pipelock reloads on either.
+#[test]
+fn pipelock_config_rewrite_reaches_a_watcher_of_its_directory_and_sighup_reaches_pid_1() {
+    if !docker_or_skip() {
+        return;
+    }
+    let name = unique("bottle-e2e-pipelock-watch");
+    let mut guard = Guard::new(&name);
+    guard.containers.push(name.clone());
+    let tmp = tempfile::tempdir().unwrap();
+    let conf = tmp.path().join("pipelock");
+    std::fs::create_dir_all(&conf).unwrap();
+    let old = bottle::render::pipelock::render(&["pypi.org".into()], &["Authorization".into()]);
+    std::fs::write(conf.join("pipelock.yaml"), &old).unwrap();
+    std::fs::write(tmp.path().join("watch.py"), WATCH_PY).unwrap();
+    docker_ok_out(&[
+        "create",
+        "--name",
+        &name,
+        "--user",
+        "0:0",
+        "--network",
+        "none",
+        "bottle-agent:latest",
+        "python3",
+        "/watch.py",
+    ]);
+    docker_ok_out(&["cp", conf.to_str().unwrap(), &format!("{name}:/etc/")]);
+    docker_ok_out(&[
+        "cp",
+        tmp.path().join("watch.py").to_str().unwrap(),
+        &format!("{name}:/watch.py"),
+    ]);
+    docker_ok_out(&["start", &name]);
+    let logs = || {
+        let o = docker(&["logs", &name]);
+        String::from_utf8_lossy(&o.stdout).into_owned() + &String::from_utf8_lossy(&o.stderr)
+    };
+    assert!(
+        wait_for(30, || logs().contains("watching").then_some(())).is_some(),
+        "{}",
+        logs()
+    );
+    let hosts = vec!["files.example.com".to_string(), "pypi.org".to_string()];
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let n = rt
+        .block_on(async {
+            let d = bottle::docker::connect().await?;
+            bottle::supervise::update_pipelock(&d, &name, &hosts).await
+        })
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(n, Some(2));
+    let now = docker_ok_out(&["exec", &name, "cat", "/etc/pipelock/pipelock.yaml"]);
+    assert_eq!(
+        now,
+        bottle::render::pipelock::render(&hosts, &["Authorization".into()])
+    );
+    let seen = wait_for(10, || {
+        let l = logs();
+        (l.contains("HUP") && l.contains("event pipelock.yaml")).then_some(l)
+    })
+    .unwrap_or_else(|| panic!("the watcher saw nothing: {}", logs()));
+    // The name itself changed in the directory (created or written), which
+    // is what pipelock's watcher filters on.
+    assert!(
+        seen.lines().any(|l| l.starts_with("event pipelock.yaml")
+            && ["0x100", "0x8", "0x2", "0x80"]
+                .iter()
+                .any(|m| l.ends_with(m))),
+        "{seen}"
+    );
+    eprintln!("pipelock watcher saw:\n{seen}");
+    // Nothing to change: nothing written, no signal.
+    let again = rt
+        .block_on(async {
+            let d = bottle::docker::connect().await?;
+            bottle::supervise::update_pipelock(&d, &name, &hosts).await
+        })
+        .unwrap();
+    assert_eq!(again, None);
+}
+
+/// `bottle approvals` refuses bad input with a clear error and the right
+/// exit code, and a planted symlink in the store is never followed: the
+/// commands name it, and `bottle plan` warns and plans without approvals.
+/// No Docker needed.
+#[test]
+fn approvals_commands_refuse_bad_input_and_planted_symlinks() {
+    let tmp = tempfile::tempdir().unwrap();
+    let state = tmp.path().join("state");
+    let (code, out, _) = bottle(&state, &[], &["approvals", "list"]);
+    assert_eq!(code, 0);
+    assert!(out.contains("no kept approvals"), "{out}");
+    let (code, _, err) = bottle(&state, &[], &["approvals", "revoke", "../x"]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("is not a proposal id"), "{err}");
+    let (code, _, err) = bottle(&state, &[], &["approvals", "revoke", "p0123456789abcdef"]);
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("no kept approval with that id"), "{err}");
+    let (code, _, err) = bottle(&state, &[], &["approvals", "list", "--bottle", "../x"]);
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("not a bottle name"), "{err}");
+    // A symlink planted at the bottle's file: refused by name, target untouched.
+    let store = state.join("approvals");
+    std::fs::create_dir_all(&store).unwrap();
+    let target = tmp.path().join("elsewhere.json");
+    std::fs::write(&target, r#"{"approved": []}"#).unwrap();
+    std::os::unix::fs::symlink(&target, store.join("dev.json")).unwrap();
+    let (code, _, err) = bottle(&state, &[], &["approvals", "list", "--bottle", "dev"]);
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("symlink"), "{err}");
+    let m = tmp.path().join("m.yaml");
+    std::fs::write(
+        &m,
+        "bottles:\n  dev:\n    outer_proxy: squid\n    allow: [pypi.org]\nagents:\n  a: {bottle: dev}\n",
+    )
+    .unwrap();
+    let (code, out, err) = bottle(
+        &state,
+        &[],
+        &["plan", "-m", m.to_str().unwrap(), "-a", "a", "--json"],
+    );
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        err.contains("cannot be read, so this run starts without them") && err.contains("symlink"),
+        "{err}"
+    );
+    let plan: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(plan["approved_earlier"], serde_json::json!([]));
+    assert_eq!(
+        std::fs::read_to_string(&target).unwrap(),
+        r#"{"approved": []}"#
+    );
 }

@@ -12,7 +12,6 @@
 //! re-bounded and re-planned against the host's own routes file. Must never
 //! put a credential field into a file the sidecar can read.
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -21,6 +20,10 @@ use serde_json::Value;
 use crate::change::{self, ChangeError, Kind, Limits};
 use crate::state::{
     self, Decision, EgressRequest, Layout, Proposal, ProposalId, Status, read_json,
+};
+use crate::store::Store;
+pub use crate::store::{
+    Approvals, KeptApproval, Merged, merge_approved, merge_kept, read_approvals, revoke,
 };
 use crate::view::{View, ViewRoute};
 
@@ -59,6 +62,10 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> HostError + '_ {
 struct BottleMeta {
     bottle: String,
     allow: Vec<String>,
+    /// Where approvals are kept for the bottle's name (`None`: in the state
+    /// directory's `approved.json`, for this run only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    store: Option<Store>,
 }
 
 /// Creates (or refreshes) a state directory for a bottle: `routes/routes.json` (the
@@ -69,6 +76,19 @@ pub fn init(
     bottle: &str,
     routes_json: &str,
     allow: &[String],
+) -> Result<Layout, HostError> {
+    init_with_store(root, bottle, routes_json, allow, None)
+}
+
+/// [`init`], keeping approvals (and a copy of every audit line) for the
+/// bottle's name in `store`, outside the state directory, so the next run
+/// of the bottle starts with them.
+pub fn init_with_store(
+    root: &Path,
+    bottle: &str,
+    routes_json: &str,
+    allow: &[String],
+    store: Option<&Store>,
 ) -> Result<Layout, HostError> {
     use std::os::unix::fs::DirBuilderExt;
     let l = Layout::new(root);
@@ -91,6 +111,7 @@ pub fn init(
     let meta = BottleMeta {
         bottle: bottle.to_string(),
         allow: allow.to_vec(),
+        store: store.cloned(),
     };
     write_json(&l.bottle(), &meta, 0o644)?;
     publish_view(&l, &meta, &policy)?;
@@ -311,13 +332,23 @@ fn pending_proposal(l: &Layout, id: &ProposalId) -> Result<Proposal, HostError> 
     read_proposal(l, id)?.ok_or_else(|| HostError::NoSuchProposal(id.to_string()))
 }
 
+/// What an audit line records.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Decided {
+    Approved,
+    Rejected,
+    /// A kept approval removed (`bottle approvals revoke`).
+    Revoked,
+}
+
 /// One line of `audit.jsonl`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct AuditRecord {
     pub time: String,
     pub id: ProposalId,
     pub bottle: String,
-    pub decision: Status,
+    pub decision: Decided,
     /// Who decided (the operator).
     pub operator: String,
     /// Who asked (the agent's MCP client).
@@ -352,42 +383,25 @@ pub struct Edit {
     pub methods: Option<Vec<String>>,
 }
 
-fn audit(l: &Layout, rec: &AuditRecord) -> Result<(), HostError> {
-    use std::os::unix::fs::OpenOptionsExt;
-    let path = l.audit();
-    let mut line = serde_json::to_string(rec).map_err(|e| HostError::Routes(e.to_string()))?;
-    line.push('\n');
-    let mut f = std::fs::OpenOptions::new()
-        .append(true)
-        .create(true)
-        .mode(0o600)
-        .open(&path)
-        .map_err(io(&path))?;
-    // One write per record: O_APPEND keeps concurrent lines whole.
-    f.write_all(line.as_bytes())
-        .and_then(|()| f.sync_data())
-        .map_err(io(&path))
+/// Appends `rec` to the run's `audit.jsonl` and, when approvals are kept
+/// for the bottle's name, to the store's audit log too (the run's one goes
+/// with the state directory at teardown).
+fn audit(l: &Layout, meta: &BottleMeta, rec: &AuditRecord) -> Result<(), HostError> {
+    crate::store::append_audit(&l.audit(), rec)?;
+    match &meta.store {
+        Some(s) => s.audit(&meta.bottle, rec),
+        None => Ok(()),
+    }
 }
 
-/// One kept approval in `approved.json`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct KeptApproval {
-    pub id: ProposalId,
-    pub time: String,
-    pub operator: String,
-    pub request: EgressRequest,
-    pub route: Value,
-}
-
-/// `approved.json`: approvals to re-apply on the bottle's next run, in order.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-pub struct Approvals {
-    pub approved: Vec<KeptApproval>,
-}
-
-/// Reads an `approved.json` (empty when missing).
-pub fn read_approvals(path: &Path) -> Result<Approvals, HostError> {
-    Ok(read_json(path).map_err(io(path))?.unwrap_or_default())
+fn read_meta(l: &Layout, bottle: &str) -> Result<BottleMeta, HostError> {
+    Ok(read_json(&l.bottle())
+        .map_err(io(&l.bottle()))?
+        .unwrap_or(BottleMeta {
+            bottle: bottle.to_string(),
+            allow: Vec::new(),
+            store: None,
+        }))
 }
 
 /// What an approval did.
@@ -442,15 +456,19 @@ pub fn approve_edited(
         })?;
     }
     let time = state::now_rfc3339();
+    // The bottle's name is the host's own record, never the proposal's
+    // (the sidecar wrote that one).
+    let meta = read_meta(&l, &p.bottle)?;
 
     state::write_atomic(&l.routes(), planned.text.as_bytes(), 0o644).map_err(io(&l.routes()))?;
     audit(
         &l,
+        &meta,
         &AuditRecord {
             time: time.clone(),
             id: pid.clone(),
-            bottle: p.bottle.clone(),
-            decision: Status::Approved,
+            bottle: meta.bottle.clone(),
+            decision: Decided::Approved,
             operator: operator.to_string(),
             client: p.client.clone(),
             request: asked,
@@ -472,23 +490,24 @@ pub fn approve_edited(
             .map(ViewRoute::from_route),
         reason: None,
     };
-    let meta: BottleMeta = read_json(&l.bottle())
-        .map_err(io(&l.bottle()))?
-        .unwrap_or(BottleMeta {
-            bottle: p.bottle.clone(),
-            allow: Vec::new(),
-        });
     publish_view(&l, &meta, &planned.policy)?;
 
-    let mut kept = read_approvals(&l.approved())?;
-    kept.approved.push(KeptApproval {
+    let keep = KeptApproval {
         id: pid.clone(),
         time,
         operator: operator.to_string(),
+        client: p.client.clone(),
         request: p.request,
         route: planned.after.clone(),
-    });
-    write_json(&l.approved(), &kept, 0o600)?;
+    };
+    match &meta.store {
+        Some(store) => store.add(&meta.bottle, keep)?,
+        None => {
+            let mut kept = read_approvals(&l.approved())?;
+            kept.approved.push(keep);
+            crate::store::write_approvals(&l.approved(), &kept)?;
+        }
+    }
     // Last: once the agent reads "approved", the routes, the view and the
     // kept approval are already in place.
     publish_decision(&l, &decision)?;
@@ -523,13 +542,15 @@ pub fn reject(
     let _lock = lock(&l)?;
     let p = pending_proposal(&l, &pid)?;
     let time = state::now_rfc3339();
+    let meta = read_meta(&l, &p.bottle)?;
     audit(
         &l,
+        &meta,
         &AuditRecord {
             time: time.clone(),
             id: pid.clone(),
-            bottle: p.bottle,
-            decision: Status::Rejected,
+            bottle: meta.bottle.clone(),
+            decision: Decided::Rejected,
             operator: operator.to_string(),
             client: p.client,
             request: p.request,
@@ -550,56 +571,4 @@ pub fn reject(
             reason: Some(why.to_string()),
         },
     )
-}
-
-/// What re-applying kept approvals did to a freshly rendered routes file.
-#[derive(Debug, Clone)]
-pub struct Merged {
-    /// The routes file to start the next run with.
-    pub text: String,
-    /// Approvals applied, by id.
-    pub applied: Vec<ProposalId>,
-    /// Approvals not applied and why (already in the manifest, or no longer
-    /// valid against it).
-    pub skipped: Vec<(ProposalId, String)>,
-}
-
-/// Re-applies the approvals of `approved_file` (in order) to the routes the
-/// launcher rendered for the next run. Each is planned and validated as on
-/// approval; one that no longer applies is skipped and reported, never forced.
-pub fn merge_approved(routes_json: &str, approved_file: &Path) -> Result<Merged, HostError> {
-    let mut doc: Value = serde_json::from_str(routes_json)
-        .map_err(|e| HostError::Routes(format!("rendered routes: not JSON: {e}")))?;
-    let mut text = routes_json.to_string();
-    let (mut applied, mut skipped) = (Vec::new(), Vec::new());
-    for a in read_approvals(approved_file)?.approved {
-        match change::plan(&doc, &a.request, "routes.json (with approvals)") {
-            Ok(pl) => {
-                text = pl.text;
-                doc = serde_json::from_str(&text).map_err(|e| HostError::Routes(e.to_string()))?;
-                applied.push(a.id);
-            }
-            Err(e) => skipped.push((a.id, e.to_string())),
-        }
-    }
-    Ok(Merged {
-        text,
-        applied,
-        skipped,
-    })
-}
-
-/// Removes a kept approval (`bottle approvals revoke`): the next run starts
-/// without it. The live routes of a running bottle are not changed.
-pub fn revoke(approved_file: &Path, id: &str) -> Result<KeptApproval, HostError> {
-    let pid = ProposalId::parse(id).ok_or_else(|| HostError::BadId(id.to_string()))?;
-    let mut kept = read_approvals(approved_file)?;
-    let pos = kept
-        .approved
-        .iter()
-        .position(|a| a.id == pid)
-        .ok_or_else(|| HostError::NoSuchProposal(id.to_string()))?;
-    let gone = kept.approved.remove(pos);
-    write_json(approved_file, &kept, 0o600)?;
-    Ok(gone)
 }

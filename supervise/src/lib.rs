@@ -9,8 +9,8 @@
 //!   it as a proposal file, and reports decisions. It holds no secret and can
 //!   decide nothing;
 //! - the host library ([`host`]) lists proposals, and approves (validated
-//!   again, routes file rewritten atomically, audited, kept in
-//!   `approved.json`) or rejects them.
+//!   again, routes file rewritten atomically, audited, kept for the bottle's
+//!   name in the [`store`]) or rejects them.
 //!
 //! They talk only through files in a state directory ([`state`]) whose
 //! `decisions/` the sidecar gets read-only.
@@ -20,4 +20,5 @@ pub mod host;
 pub mod narrow;
 pub mod server;
 pub mod state;
+pub mod store;
 pub mod view;

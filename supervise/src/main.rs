@@ -84,9 +84,11 @@ fn main() -> std::process::ExitCode {
                 return std::process::ExitCode::from(1);
             }
         };
+        // `listening` is the readiness line `bottle run` waits for where the
+        // host cannot probe the agent network (Engine 28+ isolated networks).
         match listener.local_addr() {
-            Ok(a) => tracing::info!(listen = %a, "serving MCP at /mcp"),
-            Err(_) => tracing::info!("serving MCP at /mcp"),
+            Ok(a) => tracing::info!("listening on {a}, serving MCP at /mcp"),
+            Err(_) => tracing::info!("listening, serving MCP at /mcp"),
         }
         let shutdown = tokio_util::sync::CancellationToken::new();
         let stop = shutdown.clone();

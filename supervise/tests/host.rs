@@ -199,3 +199,65 @@ fn an_edited_approval_applies_the_edit_validated_and_audits_both() {
     let r = policy.route_for_host("files.example.com").unwrap();
     assert_eq!(r.path_allowlist().entries(), ["/dl/**"]);
 }
+
+/// With a store, an approval is kept for the bottle's *name* the host
+/// recorded at init (not the name a proposal claims), every decision is
+/// audited in the run and in the store, and the next run's routes re-apply
+/// it; a revoke removes it and is audited.
+#[test]
+fn approvals_are_kept_per_bottle_name_outside_the_run() {
+    let d = tempfile::tempdir().unwrap();
+    let store = bottle_supervise::store::Store::new(d.path().join("approvals"));
+    let run = d.path().join("run");
+    host::init_with_store(&run, "dev", ROUTES, &["pypi.org".to_string()], Some(&store)).unwrap();
+    let dirs = [run.clone()];
+    let mut p = proposal(
+        "p00000000000000d1",
+        json!({"host": "files.example.com", "paths": ["/dl/**"], "justification": "x"}),
+    );
+    // A proposal claiming another bottle cannot write that bottle's approvals.
+    p["bottle"] = json!("prod");
+    std::fs::write(run.join("proposals/p00000000000000d1.json"), p.to_string()).unwrap();
+    host::approve(&dirs, "p00000000000000d1", "op").unwrap();
+    std::fs::write(
+        run.join("proposals/p00000000000000d2.json"),
+        proposal(
+            "p00000000000000d2",
+            json!({"host": "x.example.com", "justification": "y"}),
+        )
+        .to_string(),
+    )
+    .unwrap();
+    host::reject(&dirs, "p00000000000000d2", "no", "op").unwrap();
+    assert!(!run.join("approved.json").exists());
+    assert_eq!(store.bottles().unwrap(), ["dev"]);
+    let kept = store.read("dev").unwrap().approved;
+    assert_eq!(kept.len(), 1);
+    assert_eq!(kept[0].client, "x");
+    let merged = host::merge_kept(ROUTES, &kept).unwrap();
+    assert!(merged.text.contains("files.example.com"), "{}", merged.text);
+    // Both audit logs have both decisions, with the bottle the host knows.
+    for f in [run.join("audit.jsonl"), store.audit_file("dev")] {
+        let lines: Vec<serde_json::Value> = std::fs::read_to_string(&f)
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        let got: Vec<(&str, &str)> = lines
+            .iter()
+            .map(|l| {
+                (
+                    l["decision"].as_str().unwrap(),
+                    l["bottle"].as_str().unwrap(),
+                )
+            })
+            .collect();
+        assert_eq!(got, [("approved", "dev"), ("rejected", "dev")], "{f:?}");
+    }
+    store.revoke("p00000000000000d1", "op2").unwrap();
+    assert!(store.read("dev").unwrap().approved.is_empty());
+    let audit = std::fs::read_to_string(store.audit_file("dev")).unwrap();
+    let last: serde_json::Value = serde_json::from_str(audit.lines().last().unwrap()).unwrap();
+    assert_eq!(last["decision"], "revoked");
+    assert_eq!(last["route_before"]["host"], "files.example.com");
+}

@@ -74,18 +74,20 @@ pub(super) async fn wait_log_line(
         }
         if !running(d, &c.name).await {
             return Err(ApplyError::Runtime(format!(
-                "{} ({}) exited during start-up; its last log lines:\n{}",
+                "{} ({}) exited during start-up; its last log lines:\n{}{}",
                 c.role.as_str(),
                 c.name,
-                logs.trim_end()
+                logs.trim_end(),
+                hint(c.role)
             )));
         }
         tokio::time::sleep(Duration::from_millis(300)).await;
     }
     Err(ApplyError::Runtime(format!(
-        "{} ({}) did not log `{needle}` in 90 s",
+        "{} ({}) did not log `{needle}` in 90 s{}",
         c.role.as_str(),
-        c.name
+        c.name,
+        hint(c.role)
     )))
 }
 
@@ -110,11 +112,7 @@ pub(super) async fn wait_healthy(
         if !running(d, &c.name).await {
             let logs = logs_tail(d, &c.name, secrets, 30).await;
             // routes.json lists the manifest's routes first, in order, then `allow`.
-            let hint = if c.role == RoleName::EgressProxy {
-                "\n(routes[N] in routes.json is egress_proxy.routes[N] of the manifest; indexes past them are `allow` hosts)"
-            } else {
-                ""
-            };
+            let hint = hint(c.role);
             return Err(ApplyError::Runtime(format!(
                 "{} ({}) exited during start-up; its last log lines:\n{}{hint}",
                 c.role.as_str(),
@@ -138,11 +136,25 @@ pub(super) async fn wait_healthy(
     }
     let logs = logs_tail(d, &c.name, secrets, 30).await;
     Err(ApplyError::Runtime(format!(
-        "{} ({}) did not become healthy in 90 s ({last}); its last log lines:\n{}",
+        "{} ({}) did not become healthy in 90 s ({last}); its last log lines:\n{}{}",
         c.role.as_str(),
         c.name,
-        logs.trim_end()
+        logs.trim_end(),
+        hint(c.role)
     )))
+}
+
+/// What to look at when a sidecar of this role does not come up.
+fn hint(role: RoleName) -> &'static str {
+    match role {
+        RoleName::EgressProxy => {
+            "\n(routes[N] in routes.json is egress_proxy.routes[N] of the manifest; indexes past them are `allow` hosts)"
+        }
+        RoleName::Supervise => {
+            "\n(the supervise sidecar serves the agent's MCP tools on supervise:9100; the agent is not started without it. Its image is bottle-supervise:latest (docker/build-images.sh bottle-supervise); its state is <state>/supervise)"
+        }
+        _ => "",
+    }
 }
 
 fn probe(addr: SocketAddr, path: Option<&str>) -> Result<(), String> {
@@ -166,5 +178,94 @@ fn probe(addr: SocketAddr, path: Option<&str>) -> Result<(), String> {
             "GET {path} answered `{}`",
             head.lines().next().unwrap_or("")
         ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::plan::{Security, resource_name};
+    use std::collections::BTreeMap;
+
+    /// A supervise sidecar that exits at start (as `bottle-supervise` does,
+    /// code 2, when its state directory lacks `view/`) stops `bottle run`
+    /// before the agent, with an error naming the sidecar, its container,
+    /// its last log line and its image. Real Docker (`BOTTLE_SKIP_DOCKER=1`
+    /// skips it).
+    #[tokio::test]
+    async fn a_supervise_sidecar_that_never_becomes_ready_is_named() {
+        if std::env::var("BOTTLE_SKIP_DOCKER").is_ok_and(|v| v == "1") {
+            eprintln!("SKIP: BOTTLE_SKIP_DOCKER=1");
+            return;
+        }
+        let d = super::super::connect().await.expect("no Docker engine");
+        let mut r = [0u8; 4];
+        getrandom::fill(&mut r).unwrap();
+        let id = format!("health-{:02x}{:02x}{:02x}{:02x}", r[0], r[1], r[2], r[3]);
+        let name = resource_name(&id, "supervise");
+        let cmd = "echo 'bottle-supervise: /state/view: not a directory' >&2; exit 2";
+        d.create_container(
+            Some(bollard::query_parameters::CreateContainerOptions {
+                name: Some(name.clone()),
+                ..Default::default()
+            }),
+            bollard::models::ContainerCreateBody {
+                image: Some("bottle-agent:latest".into()),
+                cmd: Some(vec!["bash".into(), "-c".into(), cmd.into()]),
+                labels: Some(std::collections::HashMap::from([(
+                    "bottle.test".to_string(),
+                    "health".to_string(),
+                )])),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+        d.start_container(&name, None).await.unwrap();
+        let c = ContainerPlan {
+            role: RoleName::Supervise,
+            name: name.clone(),
+            image: "bottle-supervise:latest".into(),
+            networks: vec![],
+            command: vec![],
+            env: BTreeMap::new(),
+            secret_env: BTreeMap::new(),
+            files: vec![],
+            mounts: vec![],
+            labels: BTreeMap::new(),
+            security: Security {
+                user: None,
+                cap_drop: vec![],
+                cap_add: vec![],
+                no_new_privileges: true,
+                privileged: false,
+                docker_socket: false,
+                host_namespaces: false,
+            },
+            health: Health::Tcp {
+                network: "bridge".into(),
+                port: 9100,
+            },
+        };
+        let secrets = Secrets::default();
+        let r = wait_healthy(&d, &c, &secrets).await;
+        let log = wait_log_line(&d, &c, &secrets, "listening").await;
+        let _ = d
+            .remove_container(
+                &name,
+                Some(bollard::query_parameters::RemoveContainerOptions {
+                    force: true,
+                    ..Default::default()
+                }),
+            )
+            .await;
+        for e in [r.unwrap_err().to_string(), log.unwrap_err().to_string()] {
+            assert!(
+                e.contains(&format!("supervise ({name}) exited during start-up"))
+                    && e.contains("/state/view: not a directory")
+                    && e.contains("bottle-supervise:latest"),
+                "{e}"
+            );
+        }
     }
 }

@@ -12,7 +12,7 @@ use std::collections::BTreeMap;
 use super::model::{
     AGENT_UID, Attachment, ContainerPlan, FilePlan, GATE_PORT, GATE_UID, GitRemote, Health,
     LIVE_ROUTES_DIR, MountPlan, NetworkPlan, OAUTH_PLACEHOLDER, PROXY_PORT, PROXY_UID, RoleName,
-    SUPERVISE_DIR, SUPERVISE_UID, Security, Source, TokenSlot, resource_name,
+    SUPERVISE_DIR, SUPERVISE_PORT, SUPERVISE_UID, Security, Source, TokenSlot, resource_name,
 };
 use crate::manifest::{Agent, Bottle, OuterProxyKind, PROMPT_FILE_PLACEHOLDER, PromptSource, Role};
 use crate::render::{self, paths};
@@ -356,9 +356,13 @@ pub(super) fn supervise(cx: &Cx<'_>) -> ContainerPlan {
         ],
         labels: cx.labels(RoleName::Supervise),
         security: security(Some(format!("{SUPERVISE_UID}:{SUPERVISE_UID}")), &[]),
-        // Its listen line goes to tracing, not a fixed log line; the agent's
-        // MCP client connects on first use.
-        health: Health::None,
+        // Ready when it accepts on the agent network (or, where the host
+        // cannot probe that network, when it logs `listening`): the agent
+        // starts only after, so its first MCP call finds the sidecar.
+        health: Health::Tcp {
+            network: cx.net("agent"),
+            port: SUPERVISE_PORT,
+        },
     }
 }
 

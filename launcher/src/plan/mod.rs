@@ -5,6 +5,10 @@
 //! rendered files, git remotes. `plan()` is a list of named steps: slots,
 //! networks, outer proxy, git-gate, egress-proxy, agent (`containers`).
 //!
+//! Approvals kept for the bottle's name are folded in afterwards by
+//! `Plan::with_approvals` (`approved`), still without I/O: the caller reads
+//! them.
+//!
 //! Owns: naming (containers, networks, aliases), token slot numbering, the
 //! agent's proxy/trust/role environment, and the JSON shape `bottle plan
 //! --json` prints (keys are stable: add, never rename).
@@ -12,6 +16,7 @@
 //! Must never: hold or print a secret value (only `token_ref` names and slot
 //! names), create anything, or talk to Docker. Unset/empty `token_ref`s fail here.
 
+mod approved;
 mod containers;
 mod error;
 mod model;
@@ -25,6 +30,7 @@ use std::collections::BTreeMap;
 use crate::manifest::{Bottle, Manifest};
 use crate::render;
 
+pub use approved::{ApprovedEarlier, SkippedApproval};
 pub use error::{PlanError, PlanErrors};
 pub use model::{
     AGENT_DNS, AGENT_UID, Attachment, BuildPlan, ContainerPlan, FilePlan, GATE_PORT, GATE_UID,
@@ -139,6 +145,8 @@ pub fn plan(
         build,
         supervise: b.supervise,
         allow: b.allow.clone(),
+        approved_earlier: Vec::new(),
+        approvals_skipped: Vec::new(),
         routes: b
             .routes
             .iter()

@@ -98,8 +98,14 @@ pub struct Plan {
     #[serde(skip)]
     pub allow: Vec<String>,
     /// The routes as the agent meets them: manifest routes, then one plain
-    /// route per `allow` host (what the preflight shows).
+    /// route per `allow` host (what the preflight shows), then the kept
+    /// approvals' new routes.
     pub routes: Vec<RoutePlan>,
+    /// Approvals kept for this bottle's name (`bottle supervise approve` in
+    /// an earlier run) that this plan starts with.
+    pub approved_earlier: Vec<super::approved::ApprovedEarlier>,
+    /// Kept approvals that no longer apply to the manifest, and why.
+    pub approvals_skipped: Vec<super::approved::SkippedApproval>,
 }
 
 #[derive(Debug, Clone, Serialize)]

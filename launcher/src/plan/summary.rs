@@ -124,6 +124,25 @@ impl Plan {
             self.outer_proxy.image,
             self.outer_proxy.allowlist.join(" ")
         ));
+        if !self.approved_earlier.is_empty() {
+            s.push_str("approved earlier (kept for this bottle; `bottle approvals list`):\n");
+            for a in &self.approved_earlier {
+                s.push_str(&format!(
+                    "  {}  {}{}  by {} at {}\n",
+                    a.id,
+                    a.host,
+                    approval_rules(&a.paths, &a.methods),
+                    a.operator,
+                    a.time
+                ));
+            }
+        }
+        for a in &self.approvals_skipped {
+            s.push_str(&format!(
+                "approved earlier, not applied: {} for {}: {} (`bottle approvals revoke {}`)\n",
+                a.id, a.host, a.why, a.id
+            ));
+        }
         if !self.git_remotes.is_empty() {
             s.push_str("git remotes:\n");
             for g in &self.git_remotes {
@@ -191,6 +210,17 @@ impl Plan {
             };
             s.push_str(&format!("  {:<28} {}{cred}\n", r.host, rules.join("; ")));
         }
+        if !self.approved_earlier.is_empty() {
+            let ids: Vec<&str> = self
+                .approved_earlier
+                .iter()
+                .map(|a| a.id.as_str())
+                .collect();
+            s.push_str(&format!(
+                "  (includes approvals kept from earlier runs: {}; `bottle approvals list`)\n",
+                ids.join(" ")
+            ));
+        }
         for g in &self.git_remotes {
             s.push_str(&format!("git remote {} -> {}\n", g.name, g.upstream));
         }
@@ -217,4 +247,16 @@ impl Plan {
         s.push_str(&format!("runtime: {runtime}\n"));
         s
     }
+}
+
+/// ` paths /a /b; methods GET` for a kept approval (empty: unchanged/any).
+fn approval_rules(paths: &[String], methods: &[String]) -> String {
+    let mut s = String::new();
+    if !paths.is_empty() {
+        s.push_str(&format!(" paths {}", paths.join(" ")));
+    }
+    if !methods.is_empty() {
+        s.push_str(&format!(" methods {}", methods.join(",")));
+    }
+    s
 }

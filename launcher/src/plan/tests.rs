@@ -33,11 +33,11 @@ agents:
     env: {TERM: xterm}
 "#;
 
-fn manifest() -> Manifest {
+pub(super) fn manifest() -> Manifest {
     manifest::parse(M, Path::new("m.yaml"), Path::new("/"), None).unwrap()
 }
 
-fn env_all(k: &str) -> Option<String> {
+pub(super) fn env_all(k: &str) -> Option<String> {
     match k {
         "GH_PAT" => Some("ghp_supersecretvalue".into()),
         "ANTHROPIC" => Some("sk-ant-secret".into()),

@@ -185,7 +185,7 @@ fn approve(
     )) {
         Ok(done) => {
             let proxy = match done.outer_proxy {
-                Ok(Some(n)) => format!("; squid reconfigured ({n} hosts)"),
+                Ok(Some((kind, n))) => format!("; {kind} reconfigured ({n} hosts)"),
                 Ok(None) => String::new(),
                 Err(e) => {
                     app.set_status(
