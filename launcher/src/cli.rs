@@ -1,4 +1,5 @@
-//! The command line (clap derive): `check`, `plan`, `run`, `build`, `list`, `cleanup`.
+//! The command line (clap derive): `check`, `plan`, `run`, `resume`, `build`,
+//! `list`, `rm`, `export`, `cleanup`.
 //!
 //! Owns: turning arguments into the phases (load -> plan -> prepare -> apply
 //! -> run -> teardown, one call each in `run`), the exit codes (2 bad
@@ -7,7 +8,8 @@
 //! made something.
 //!
 //! Must never: print a secret, or leave a bottle up after `run` returns
-//! (unless `--keep`).
+//! (unless `--keep`). Its volumes stay (unless `--rm`): that is a stopped
+//! bottle, not one left up (`resume`).
 
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
@@ -53,24 +55,42 @@ pub enum Cmd {
         #[arg(long)]
         json: bool,
     },
-    /// Bring the bottle up, run the agent attached, tear everything down on exit.
+    /// Bring the bottle up, run the agent attached, tear it down on exit
+    /// (its home and workspace volumes stay: `bottle resume ID`).
     Run {
-        #[arg(long, short)]
-        manifest: PathBuf,
-        #[arg(long, short)]
-        agent: String,
-        /// Leave the bottle up after the agent exits (for debugging; remove with `bottle cleanup`).
-        #[arg(long)]
-        keep: bool,
-        /// Start even when the host firewall rule cannot be added (the host stays reachable from the bottle).
-        #[arg(long)]
-        allow_host_access: bool,
-        /// Start without the y/N preflight (it is asked only on a terminal).
-        #[arg(long, short)]
-        yes: bool,
+        #[arg(long, short, required_unless_present = "resume")]
+        manifest: Option<PathBuf>,
+        #[arg(long, short, required_unless_present = "resume")]
+        agent: Option<String>,
+        /// Continue stopped bottle ID (as `bottle resume ID`).
+        #[arg(long, value_name = "ID", conflicts_with_all = ["manifest", "agent"])]
+        resume: Option<String>,
+        #[command(flatten)]
+        how: RunFlags,
         /// The agent's command (replaces the manifest's).
         #[arg(last = true)]
         command: Vec<String>,
+    },
+    /// Bring stopped bottle ID back: its home and workspace volumes, fresh CAs,
+    /// the sidecars rendered from the manifest as it is now.
+    Resume {
+        id: String,
+        #[command(flatten)]
+        how: RunFlags,
+        /// The agent's command (replaces the manifest's).
+        #[arg(last = true)]
+        command: Vec<String>,
+    },
+    /// Remove stopped bottle ID: its volumes and anything a killed run left.
+    Rm { id: String },
+    /// Copy bottle ID's workspace out of its volume into DIR.
+    Export {
+        id: String,
+        #[arg(long, value_name = "DIR")]
+        to: PathBuf,
+        /// Write into DIR even when it is not empty.
+        #[arg(long)]
+        force: bool,
     },
     /// Build the agent's image from its `build:` (skipped when its content-hash tag exists).
     Build {
@@ -113,7 +133,7 @@ pub enum Cmd {
         #[arg(long, value_name = "R")]
         image_registry: Option<String>,
     },
-    /// Bottles on this host, their sidecars and whether their `bottle run` still lives.
+    /// Bottles on this host: running, orphaned, or stopped (volumes, with age and size).
     List,
     /// The supervise proposals of the running bottles (docs/supervise.md).
     Supervise {
@@ -130,7 +150,27 @@ pub enum Cmd {
         /// Also remove bottles whose `bottle run` is still alive.
         #[arg(long)]
         all: bool,
+        /// Also remove the volumes (home, workspace) of those bottles and of stopped ones.
+        #[arg(long)]
+        volumes: bool,
     },
+}
+
+/// The flags `run` and `resume` share.
+#[derive(Debug, clap::Args)]
+pub struct RunFlags {
+    /// Leave the bottle up after the agent exits (for debugging; remove with `bottle cleanup`).
+    #[arg(long)]
+    keep: bool,
+    /// Remove the home and workspace volumes too on exit: nothing survives the run.
+    #[arg(long, conflicts_with = "keep")]
+    rm: bool,
+    /// Start even when the host firewall rule cannot be added (the host stays reachable from the bottle).
+    #[arg(long)]
+    allow_host_access: bool,
+    /// Start without the y/N preflight (it is asked only on a terminal).
+    #[arg(long, short)]
+    yes: bool,
 }
 
 /// `bottle supervise ...`; the operator is `$USER`.
@@ -228,18 +268,24 @@ pub async fn main(cli: Cli) -> Result<i32, Failure> {
         Cmd::Run {
             manifest,
             agent,
-            keep,
-            allow_host_access,
-            yes,
+            resume,
+            how,
             command,
         } => {
-            let how = RunOptions {
-                keep,
-                allow_host_access,
-                yes,
+            let start = match (resume, manifest, agent) {
+                (Some(id), _, _) => Start::Resume(id),
+                (None, Some(manifest), Some(agent)) => Start::Fresh { manifest, agent },
+                _ => {
+                    return Err(usage(
+                        "`bottle run` needs --manifest and --agent, or --resume ID",
+                    ));
+                }
             };
-            run(&progress, &manifest, &agent, how, command).await
+            run(&progress, start, how, command).await
         }
+        Cmd::Resume { id, how, command } => run(&progress, Start::Resume(id), how, command).await,
+        Cmd::Rm { id } => crate::resume::rm(&id).await,
+        Cmd::Export { id, to, force } => crate::resume::export(&id, &to, force).await,
         Cmd::Build { manifest, agent } => {
             let (m, ws, ctx) = load(&manifest, &agent, Vec::new())?;
             let p = plan(&m, &agent, ws.as_ref())?;
@@ -278,31 +324,7 @@ pub async fn main(cli: Cli) -> Result<i32, Failure> {
                 image_registry,
             },
         ),
-        Cmd::List => {
-            let d = docker::connect().await?;
-            let found = docker::teardown::find(&d).await?;
-            if found.is_empty() {
-                println!("no bottles");
-            }
-            for f in found {
-                println!(
-                    "{}  {}",
-                    f.id,
-                    if f.alive() {
-                        "running"
-                    } else {
-                        "orphan (its bottle run is gone)"
-                    }
-                );
-                for (name, role, state) in &f.containers {
-                    println!("  {role:<12} {name}  {state}");
-                }
-                if !f.fw_rules.is_empty() {
-                    println!("  {} host firewall rule(s)", f.fw_rules.len());
-                }
-            }
-            Ok(0)
-        }
+        Cmd::List => crate::resume::list().await,
         Cmd::Supervise { cmd } => {
             let operator = std::env::var("USER")
                 .ok()
@@ -316,51 +338,12 @@ pub async fn main(cli: Cli) -> Result<i32, Failure> {
                 }
             })
         }
-        Cmd::Cleanup { yes, id, all } => {
-            let d = docker::connect().await?;
-            let found = docker::teardown::find(&d).await?;
-            let mut n = 0;
-            let mut failed = Vec::new();
-            for f in found {
-                if id.as_ref().is_some_and(|i| *i != f.id) || (f.alive() && !all) {
-                    continue;
-                }
-                n += 1;
-                let what = format!(
-                    "{}: {} container(s), {} network(s), {} firewall rule(s){}",
-                    f.id,
-                    f.containers.len(),
-                    f.networks.len(),
-                    f.fw_rules.len(),
-                    if f.state_dir.is_some() {
-                        ", state directory"
-                    } else {
-                        ""
-                    }
-                );
-                if yes {
-                    match docker::teardown::teardown(&d, &f.record()).await {
-                        Ok(()) => println!("removed {what}"),
-                        Err(e) => failed.push(e.to_string()),
-                    }
-                } else {
-                    println!("would remove {what}");
-                }
-            }
-            if n == 0 {
-                println!("nothing to clean up");
-            } else if !yes {
-                println!("run `bottle cleanup --yes` to remove them");
-            }
-            if failed.is_empty() {
-                Ok(0)
-            } else {
-                Err(Failure {
-                    code: 1,
-                    message: failed.join("\n"),
-                })
-            }
-        }
+        Cmd::Cleanup {
+            yes,
+            id,
+            all,
+            volumes,
+        } => crate::resume::cleanup(yes, id.as_deref(), all, volumes).await,
     }
 }
 
@@ -391,7 +374,22 @@ pub(crate) fn load(
     agent: &str,
     command: Vec<String>,
 ) -> Result<(Manifest, Option<WorkspaceInfo>, Option<BuildContext>), Failure> {
-    let mut m = manifest::load(manifest_path).map_err(usage)?;
+    let (m, ctx) = load_agent(
+        manifest::load(manifest_path).map_err(usage)?,
+        agent,
+        command,
+    )?;
+    let ws = workspace_for(&m, agent)?;
+    Ok((m, ws, ctx))
+}
+
+/// The agent's part of load: its command replaced, its build context read.
+fn load_agent(
+    mut m: Manifest,
+    agent: &str,
+    command: Vec<String>,
+) -> Result<(Manifest, Option<BuildContext>), Failure> {
+    let manifest_path = m.file.clone();
     let mut ctx = None;
     if let Some(a) = m.agents.get_mut(agent) {
         if !command.is_empty() {
@@ -419,8 +417,7 @@ pub(crate) fn load(
             ctx = Some(c);
         }
     }
-    let ws = workspace_for(&m, agent)?;
-    Ok((m, ws, ctx))
+    Ok((m, ctx))
 }
 
 /// The workspace: the agent's `workdir`, else the current git repository, else none.
@@ -451,19 +448,62 @@ fn plan(m: &Manifest, agent: &str, ws: Option<&WorkspaceInfo>) -> Result<Plan, F
         code: 1,
         message: format!("cannot make a bottle id: the system's random source failed ({e})"),
     })?;
+    plan_as(m, agent, ws, &id)
+}
+
+/// The pure plan for bottle `id` (a fresh one, or the id being resumed).
+fn plan_as(
+    m: &Manifest,
+    agent: &str,
+    ws: Option<&WorkspaceInfo>,
+    id: &str,
+) -> Result<Plan, Failure> {
     let ws = ws.map(|w| plan::WorkspacePlan {
         source: w.root.clone(),
         files: w.files.len(),
         warnings: w.warnings.clone(),
     });
-    plan::plan(m, agent, &id, &env_lookup, &|p: &Path| p.exists(), ws).map_err(usage)
+    plan::plan(m, agent, id, &env_lookup, &|p: &Path| p.exists(), ws).map_err(usage)
 }
 
-/// The flags of `bottle run`.
-struct RunOptions {
-    keep: bool,
-    allow_host_access: bool,
-    yes: bool,
+/// The manifest, the plan, the workspace, the build context and the
+/// manifest's absolute path.
+type Loaded = (
+    Manifest,
+    Plan,
+    Option<WorkspaceInfo>,
+    Option<BuildContext>,
+    PathBuf,
+);
+
+/// What `run` starts: a new bottle, or a stopped one again.
+enum Start {
+    Fresh { manifest: PathBuf, agent: String },
+    Resume(String),
+}
+
+/// Load and plan for `start`: a fresh bottle copies the workspace; a
+/// resumed one keeps its id and volumes and reads the manifest its volumes
+/// name, as that manifest is now. Returns the manifest's absolute path too
+/// (a label of the volumes).
+async fn load_and_plan(start: Start, command: Vec<String>) -> Result<Loaded, Failure> {
+    match start {
+        Start::Fresh { manifest, agent } => {
+            let (m, ws, ctx) = load(&manifest, &agent, command)?;
+            let p = plan(&m, &agent, ws.as_ref())?;
+            let abs = std::path::absolute(&manifest).unwrap_or(manifest);
+            Ok((m, p, ws, ctx, abs))
+        }
+        Start::Resume(id) => {
+            let r = crate::resume::locate(&id).await?;
+            let m = manifest::load(&r.manifest).map_err(|e| crate::resume::manifest_gone(&r, e))?;
+            crate::resume::check_manifest(&r, &m)?;
+            let (m, ctx) = load_agent(m, &r.agent, command)?;
+            let mut p = plan_as(&m, &r.agent, None, &r.id)?;
+            p.resumed = true;
+            Ok((m, p, None, ctx, r.manifest))
+        }
+    }
 }
 
 /// The y/N preflight: asked only when stdin and stderr are terminals and
@@ -489,18 +529,11 @@ fn preflight(plan: &Plan, runtime: &str, yes: bool) -> Result<(), Failure> {
 
 async fn run(
     progress: &Progress,
-    manifest_path: &Path,
-    agent: &str,
-    how: RunOptions,
+    start: Start,
+    how: RunFlags,
     command: Vec<String>,
 ) -> Result<i32, Failure> {
-    let RunOptions {
-        keep,
-        allow_host_access,
-        yes,
-    } = how;
-    let (m, ws, ctx) = load(manifest_path, agent, command)?;
-    let plan = plan(&m, agent, ws.as_ref())?;
+    let (m, plan, ws, ctx, manifest_abs) = load_and_plan(start, command).await?;
     // The runtime is resolved before anything is made: `runsc` asked for and
     // not registered stops here.
     let want = m
@@ -511,49 +544,72 @@ async fn run(
     let d = docker::connect().await?;
     let agent_runtime = docker::runtime::resolve(&d, want).await?;
     progress.note(&format!("agent runtime: {agent_runtime}"));
-    preflight(&plan, agent_runtime, yes)?;
+    preflight(&plan, agent_runtime, how.yes)?;
     // From here on everything created is recorded and torn down on every path.
     let mut prepared = prepare::prepare(&plan, ws.as_ref(), &env_lookup, progress)?;
     prepared.build_context = ctx.map(|c| c.tar);
     let tty = std::io::stdin().is_terminal() && std::io::stdout().is_terminal();
     let opts = Options {
-        allow_host_access,
+        allow_host_access: how.allow_host_access,
         tty,
         agent_runtime: Some(agent_runtime.to_string()),
+        manifest: manifest_abs,
     };
+    // Set once the agent exists with its volumes filled: from then on the
+    // volumes hold the agent's work and outlive the run.
+    let filled = std::cell::Cell::new(false);
     let work = async {
         let up = docker::apply(&plan, prepared.inputs(), &opts, progress).await?;
+        filled.set(true);
         progress.note(&format!("agent {} starting", up.agent));
         docker::run_agent(&up.docker, &up.agent, tty).await
     };
     let result = until_signal(work, progress).await;
-    teardown(&plan, &prepared, keep, result, progress).await
+    teardown(&plan, &prepared, &how, filled.get(), result, progress).await
 }
 
 /// Teardown: undoes the record (unless `--keep` and no signal), keeping the
-/// agent's result unless teardown itself failed after a success.
+/// agent's result unless teardown itself failed after a success. The
+/// volumes stay once filled (the way to resume is printed), unless `--rm`;
+/// volumes this run created before its agent existed go with the rest.
 async fn teardown(
     plan: &Plan,
     prepared: &prepare::Prepared,
-    keep: bool,
+    how: &RunFlags,
+    filled: bool,
     result: Result<i32, Failure>,
     progress: &Progress,
 ) -> Result<i32, Failure> {
-    if keep && !outcome_is_signal(&result) {
-        let id = &plan.id;
+    let id = &plan.id;
+    if how.keep && !outcome_is_signal(&result) {
         progress.note(&format!(
-            "--keep: bottle {id} left up; remove it with `bottle cleanup --yes --all --id {id}`"
+            "--keep: bottle {id} left up; remove it with `bottle cleanup --yes --all --id {id}` (add --volumes to drop its home and workspace too)"
         ));
         return result;
     }
     let step = progress.step("tearing down");
-    let td = docker::teardown::undo(&prepared.record.snapshot()).await;
+    let record = prepared.record.snapshot();
+    let mut td = docker::teardown::undo(&record).await;
+    let drop_volumes: Vec<String> = if how.rm {
+        plan.volumes.iter().map(|v| v.name.clone()).collect()
+    } else if !filled {
+        record.volumes.clone()
+    } else {
+        Vec::new()
+    };
+    if td.is_ok() && !drop_volumes.is_empty() {
+        td = docker::volumes::remove_all(&drop_volumes).await;
+    }
     step.done();
     if let Err(e) = td {
         progress.warn(&e.to_string());
         if result.is_ok() {
             return Err(Failure::from(e));
         }
+    } else if filled && !how.rm {
+        progress.note(&format!(
+            "bottle {id} stopped; its home and workspace are kept. Resume: `bottle resume {id}`. Copy the workspace out: `bottle export {id} --to DIR`. Remove: `bottle rm {id}`"
+        ));
     }
     result
 }

@@ -12,6 +12,7 @@
 pub mod build;
 pub mod cli;
 pub mod docker;
+pub mod export;
 pub mod k8s;
 pub mod manifest;
 pub mod model;
@@ -20,6 +21,7 @@ pub mod plan;
 pub mod prepare;
 pub mod progress;
 pub mod render;
+pub mod resume;
 pub mod secrets;
 pub mod supervise;
 pub mod workspace;

@@ -2,7 +2,8 @@
 //! that goes with a running bottle: `apply` executes a `Plan`, `run` attaches
 //! the agent, `teardown` undoes what the `record` holds, `images` checks and
 //! builds images, `firewall` keeps the host out of the internal networks,
-//! `health` waits for the sidecars, `runtime` picks the agent's OCI runtime.
+//! `health` waits for the sidecars, `runtime` picks the agent's OCI runtime,
+//! `volumes` keeps the agent's home and workspace between runs.
 //!
 //! Owns: every bollard call of the launcher, and the one `docker start -ai`
 //! delegated to the Docker CLI for terminals. No module outside this one
@@ -22,6 +23,7 @@ pub mod record;
 pub mod run;
 pub mod runtime;
 pub mod teardown;
+pub mod volumes;
 
 pub use apply::{Applied, Inputs, Options, apply};
 pub(crate) use engine::docker_err;
