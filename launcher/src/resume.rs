@@ -177,14 +177,14 @@ pub async fn export(id: &str, to: &Path, force: bool) -> Result<i32, Failure> {
     let target = root.clone();
     let writer =
         tokio::task::spawn_blocking(move || crate::export::extract(reader, &strip, &target));
-    let read = volumes::archive(&d, id, &v.name, tx).await;
+    let read = volumes::archive(&d, &v.name, tx).await;
     let written = writer
         .await
         .map_err(|e| fail(1, format!("export stopped: {e}")))?;
     read?;
     let r = written.map_err(|e| fail(1, e.to_string()))?;
     println!(
-        "exported bottle {id}'s workspace to {}: {} file(s), {} directorie(s), {} symlink(s)",
+        "exported bottle {id}'s workspace to {}: {} file(s), {} dir(s), {} symlink(s)",
         root.display(),
         r.files,
         r.dirs,
@@ -238,7 +238,7 @@ pub fn age(created: Option<i64>, now: i64) -> String {
 /// volumes' age and size (measured with `du` in a helper container).
 pub async fn list() -> Result<i32, Failure> {
     let d = docker::connect().await?;
-    let mut found = teardown::find(&d).await?;
+    let found = teardown::find(&d).await?;
     if found.is_empty() {
         println!("no bottles");
     }
@@ -246,7 +246,15 @@ pub async fn list() -> Result<i32, Failure> {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs() as i64)
         .unwrap_or(0);
-    for f in &mut found {
+    // Sizes only of volumes nobody is using (a helper on a live volume
+    // would race the agent for nothing), all in one helper.
+    let idle: Vec<String> = found
+        .iter()
+        .filter(|f| !f.alive())
+        .flat_map(|f| f.volume_names())
+        .collect();
+    let sizes = volumes::measure(&d, &idle).await;
+    for f in &found {
         let state = if f.alive() {
             "running"
         } else if f.has_run_parts() {
@@ -261,28 +269,24 @@ pub async fn list() -> Result<i32, Failure> {
         if !f.fw_rules.is_empty() {
             println!("  {} host firewall rule(s)", f.fw_rules.len());
         }
-        if f.volumes.is_empty() {
+        let Some(v) = f.volumes.first() else {
             continue;
-        }
-        // Sizes only for bottles nobody is using (a helper on a live
-        // volume would race the agent for nothing).
-        let measured = !f.alive() && volumes::measure(&d, &f.id, &mut f.volumes).await.is_ok();
-        let v = &f.volumes[0];
+        };
         println!(
             "  agent {} of bottle {} from {}",
             v.agent, v.bottle, v.manifest
         );
         for v in &f.volumes {
+            let size = match &sizes {
+                _ if f.alive() => "(in use)".to_string(),
+                Ok(s) => s.get(&v.name).map_or("?".into(), |b| human_size(*b)),
+                Err(e) => format!("? ({e})"),
+            };
             println!(
-                "  volume {:<10} {}  age {}  size {}",
+                "  volume {:<10} {}  age {}  size {size}",
                 v.role,
                 v.name,
-                age(v.created, now),
-                match v.size {
-                    Some(s) => human_size(s),
-                    None if measured => "?".into(),
-                    None => "(in use)".into(),
-                }
+                age(v.created, now)
             );
         }
         if f.stopped() {
@@ -350,6 +354,22 @@ pub async fn cleanup(
             println!("removed {what}");
         } else {
             failures.extend(failed);
+        }
+    }
+    let helpers = volumes::stale_helpers(&d).await?;
+    if !helpers.is_empty() && id.is_none() {
+        n += 1;
+        if yes {
+            volumes::remove_containers(&d, &helpers).await;
+            println!(
+                "removed {} helper container(s) of a killed bottle list/export",
+                helpers.len()
+            );
+        } else {
+            println!(
+                "would remove {} helper container(s) of a killed bottle list/export",
+                helpers.len()
+            );
         }
     }
     if n == 0 {

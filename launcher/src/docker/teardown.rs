@@ -94,6 +94,11 @@ fn finish(r: &Record, mut failures: Vec<String>) -> Result<(), ApplyError> {
     }
 }
 
+/// True while process `p` is a `bottle`.
+pub fn pid_alive(p: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{p}/comm")).is_ok_and(|c| c.trim() == "bottle")
+}
+
 /// A bottle found on this host.
 #[derive(Debug, Default, Clone)]
 pub struct Found {
@@ -111,9 +116,7 @@ pub struct Found {
 impl Found {
     /// True while the owning `bottle run` process lives.
     pub fn alive(&self) -> bool {
-        self.pid.is_some_and(|p| {
-            std::fs::read_to_string(format!("/proc/{p}/comm")).is_ok_and(|c| c.trim() == "bottle")
-        })
+        self.pid.is_some_and(pid_alive)
     }
 
     /// Containers, networks, firewall rules or a state directory remain:

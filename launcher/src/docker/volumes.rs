@@ -17,8 +17,9 @@ use std::path::Path;
 use bollard::Docker;
 use bollard::models::{ContainerCreateBody, HostConfig, VolumeCreateRequest};
 use bollard::query_parameters::{
-    CreateContainerOptions, DownloadFromContainerOptions, ListVolumesOptions, LogsOptions,
-    RemoveContainerOptions, RemoveVolumeOptions, WaitContainerOptions,
+    CreateContainerOptions, DownloadFromContainerOptions, ListContainersOptions,
+    ListVolumesOptions, LogsOptions, RemoveContainerOptions, RemoveVolumeOptions,
+    WaitContainerOptions,
 };
 use futures_util::StreamExt;
 
@@ -31,6 +32,8 @@ pub const MANIFEST_LABEL: &str = "bottle.manifest";
 /// The image of the short-lived helper containers (`du`, export). It is
 /// one of bottle's own images, present wherever a bottle ever ran.
 pub const HELPER_IMAGE: &str = "bottle-agent:latest";
+/// The label of the helper containers (its value: `du` or `export`).
+pub const HELPER_LABEL: &str = "bottle.helper";
 
 /// One volume of a bottle, as found on the engine.
 #[derive(Debug, Clone, Default)]
@@ -188,10 +191,12 @@ pub async fn remove_all(names: &[String]) -> Result<(), ApplyError> {
     }
 }
 
-/// A created (never started unless `run`) helper container of bottle `id`
-/// with `volumes` mounted read-only under `/v/<name>`: no network, no
-/// capabilities, labelled with the id so `bottle cleanup` finds it if this
-/// process dies. Removed by `Helper::remove`.
+/// A created (never started unless `run`) helper container with `volumes`
+/// mounted read-only under `/v/<name>`: no network, no capabilities but
+/// reading. Labelled `bottle.helper` (not `bottle.id`: a helper must not
+/// make a stopped bottle look like a running one to another `bottle`
+/// process) and `bottle.pid`, so `bottle cleanup` removes it if this process
+/// dies. Removed by `Helper::remove`.
 pub struct Helper {
     pub name: String,
 }
@@ -199,7 +204,6 @@ pub struct Helper {
 impl Helper {
     pub async fn create(
         d: &Docker,
-        id: &str,
         what: &str,
         volumes: &[String],
         cmd: Vec<String>,
@@ -207,12 +211,11 @@ impl Helper {
         let mut b = [0u8; 4];
         getrandom::fill(&mut b).map_err(|e| ApplyError::Runtime(e.to_string()))?;
         let name = format!(
-            "bottle-{id}-{what}-{:02x}{:02x}{:02x}{:02x}",
+            "bottle-helper-{what}-{:02x}{:02x}{:02x}{:02x}",
             b[0], b[1], b[2], b[3]
         );
         let labels = HashMap::from([
-            ("bottle.id".to_string(), id.to_string()),
-            ("bottle.role".to_string(), what.to_string()),
+            (HELPER_LABEL.to_string(), what.to_string()),
             ("bottle.pid".to_string(), std::process::id().to_string()),
         ]);
         let body = ContainerCreateBody {
@@ -294,17 +297,16 @@ impl Helper {
     }
 }
 
-/// Streams the tar of volume `volume` of bottle `id` into `tx`, through a
+/// Streams the tar of volume `volume` into `tx`, through a
 /// helper container that is created, never started, and removed (the
 /// archive API reads its mounts). The archive's top directory is named
 /// after the volume.
 pub async fn archive(
     d: &Docker,
-    id: &str,
     volume: &str,
     tx: tokio::sync::mpsc::Sender<Vec<u8>>,
 ) -> Result<(), ApplyError> {
-    let h = Helper::create(d, id, "export", &[volume.to_string()], vec!["true".into()]).await?;
+    let h = Helper::create(d, "export", &[volume.to_string()], vec!["true".into()]).await?;
     let mut s = d.download_from_container(
         &h.name,
         Some(DownloadFromContainerOptions {
@@ -331,21 +333,17 @@ pub async fn archive(
     r
 }
 
-/// Fills in the sizes the engine did not give, with `du` in one helper
-/// container per bottle (Engine 20.10's `/system/df` reports volume sizes in
-/// a shape bollard no longer reads, and `/volumes` has none).
-pub async fn measure(d: &Docker, id: &str, vols: &mut [Stored]) -> Result<(), ApplyError> {
-    let names: Vec<String> = vols
-        .iter()
-        .filter(|v| v.size.is_none())
-        .map(|v| v.name.clone())
-        .collect();
+/// The sizes of `names` in bytes, with `du` in one helper container
+/// (Engine 20.10's `/system/df` reports volume sizes in a shape bollard
+/// 0.21 no longer reads, and `/volumes` has none).
+pub async fn measure(d: &Docker, names: &[String]) -> Result<HashMap<String, u64>, ApplyError> {
+    let mut sizes = HashMap::new();
     if names.is_empty() {
-        return Ok(());
+        return Ok(sizes);
     }
     let mut cmd = vec!["du".to_string(), "-s".into(), "-b".into()];
     cmd.extend(names.iter().map(|n| format!("/v/{n}")));
-    let h = Helper::create(d, id, "du", &names, cmd).await?;
+    let h = Helper::create(d, "du", names, cmd).await?;
     let r = h.run(d).await;
     h.remove(d).await;
     // `du` exits 1 on an unreadable entry but still prints the totals.
@@ -355,12 +353,50 @@ pub async fn measure(d: &Docker, id: &str, vols: &mut [Stored]) -> Result<(), Ap
         let (Some(bytes), Some(path)) = (f.next(), f.next()) else {
             continue;
         };
-        let Some(name) = path.strip_prefix("/v/") else {
-            continue;
-        };
-        if let Some(v) = vols.iter_mut().find(|v| v.name == name) {
-            v.size = bytes.trim().parse().ok();
+        if let (Some(name), Ok(b)) = (path.strip_prefix("/v/"), bytes.trim().parse()) {
+            sizes.insert(name.to_string(), b);
         }
     }
-    Ok(())
+    Ok(sizes)
+}
+
+/// Helper containers whose `bottle` process is gone (killed during `list`
+/// or `export`): their names, for `bottle cleanup`.
+pub async fn stale_helpers(d: &Docker) -> Result<Vec<String>, ApplyError> {
+    let filters = HashMap::from([("label".to_string(), vec![HELPER_LABEL.to_string()])]);
+    let cs = d
+        .list_containers(Some(ListContainersOptions {
+            all: true,
+            filters: Some(filters),
+            ..Default::default()
+        }))
+        .await
+        .map_err(docker_err("list helper containers"))?;
+    Ok(cs
+        .into_iter()
+        .filter(|c| {
+            !c.labels
+                .as_ref()
+                .and_then(|l| l.get("bottle.pid"))
+                .and_then(|p| p.parse().ok())
+                .is_some_and(super::teardown::pid_alive)
+        })
+        .filter_map(|c| c.names.and_then(|n| n.first().cloned()))
+        .map(|n| n.trim_start_matches('/').to_string())
+        .collect())
+}
+
+/// Removes containers by name (force).
+pub async fn remove_containers(d: &Docker, names: &[String]) {
+    for n in names {
+        let _ = d
+            .remove_container(
+                n,
+                Some(RemoveContainerOptions {
+                    force: true,
+                    ..Default::default()
+                }),
+            )
+            .await;
+    }
 }
