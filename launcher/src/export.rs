@@ -2,6 +2,17 @@
 //! volume into a directory of the host. The agent wrote every byte of that
 //! archive, so each entry is hostile until checked.
 //!
+//! Git data is hostile in its own way: a `.git/config` (`core.fsmonitor`,
+//! `core.sshCommand`, aliases, filter drivers) or a hook runs commands the
+//! moment someone runs git in the exported directory on the host. So every
+//! `.git/config` is written rendered through `render::git_config` (format
+//! and extensions, author identity: nothing that runs a command; no
+//! remotes), and hooks, `modules/`, `worktrees/`, other `config*` files,
+//! gitdir/commondir pointers, `.git` files and object alternates are left
+//! out (listed, not an error). Not handled: a bare repository the agent
+//! builds elsewhere in the tree is exported as plain files (Git's
+//! `safe.bareRepository=explicit` refuses to use it).
+//!
 //! Owns: the rules for what leaves the bottle. Written: directories, regular
 //! files (permission bits without setuid/setgid/sticky), hard links as
 //! copies of a file already written, and symlinks whose target is relative
@@ -28,7 +39,56 @@ pub struct Report {
     pub links: usize,
     /// (entry path as in the archive, why it was not written)
     pub refused: Vec<(String, String)>,
+    /// Git data left out on purpose (entry path, why): not an error.
+    pub left_out: Vec<(String, String)>,
+    /// `.git/config` files written scrubbed (paths in the export).
+    pub scrubbed: Vec<PathBuf>,
 }
+
+/// What happens to an entry because of where it sits in git data.
+#[derive(Debug, PartialEq)]
+enum Git {
+    /// Not git data that can run anything: written as any other entry.
+    Plain,
+    /// A `.git/config`: written rendered, never as the agent wrote it.
+    Scrub,
+    LeaveOut(&'static str),
+}
+
+/// The git rule for `rel` (an entry of kind `kind`).
+fn git_rule(rel: &Path, kind: tar::EntryType) -> Git {
+    let comps: Vec<&std::ffi::OsStr> = rel.iter().collect();
+    let Some(at) = comps.iter().position(|c| *c == ".git") else {
+        return Git::Plain;
+    };
+    let below = &comps[at + 1..];
+    let Some(first) = below.first() else {
+        return if kind == tar::EntryType::Directory {
+            Git::Plain
+        } else {
+            Git::LeaveOut("a `.git` that is not a directory (a pointer git would follow)")
+        };
+    };
+    let first = first.to_string_lossy();
+    match (first.as_ref(), below.len()) {
+        ("config", 1) if kind == tar::EntryType::Regular => Git::Scrub,
+        ("hooks", _) => Git::LeaveOut("git hooks (they would run on the host)"),
+        ("modules" | "worktrees", _) => {
+            Git::LeaveOut("git data of other checkouts (their config would apply on the host)")
+        }
+        ("commondir" | "gitdir", 1) => Git::LeaveOut("a pointer to another git directory"),
+        (f, 1) if f.starts_with("config") => {
+            Git::LeaveOut("git config files other than .git/config")
+        }
+        ("objects", 3) if below[1] == "info" && below[2] == "alternates" => {
+            Git::LeaveOut("a pointer to another object store")
+        }
+        _ => Git::Plain,
+    }
+}
+
+/// The largest `.git/config` read for scrubbing.
+const MAX_GIT_CONFIG: u64 = 1 << 20;
 
 /// Why an export could not run at all.
 #[derive(Debug, thiserror::Error)]
@@ -220,14 +280,44 @@ pub fn extract(archive: impl Read, strip: &str, root: &Path) -> Result<Report, E
                 continue;
             }
         };
+        let kind = e.header().entry_type();
+        let rule = git_rule(&rel, kind);
+        if let Git::LeaveOut(why) = rule {
+            report.left_out.push((shown, why.to_string()));
+            continue;
+        }
         if let Err(why) = parents(root, &rel) {
             refuse(why);
             continue;
         }
         let path = root.join(&rel);
         let mode = e.header().mode().unwrap_or(0o644) & 0o777;
-        let kind = e.header().entry_type();
         let existing = path.symlink_metadata().ok();
+        if rule == Git::Scrub {
+            if existing.is_some_and(|m| !m.file_type().is_file()) {
+                refuse("a file where a directory or symlink is (never followed)".into());
+                continue;
+            }
+            let mut text = Vec::new();
+            (&mut e)
+                .take(MAX_GIT_CONFIG)
+                .read_to_end(&mut text)
+                .map_err(|err| io_err("read the archive for", err))?;
+            let clean =
+                crate::render::git_config::render(Some(&String::from_utf8_lossy(&text)), &[]);
+            let mut f = match create_file(&path, 0o644) {
+                Ok(f) => f,
+                Err(err) => {
+                    refuse(err.to_string());
+                    continue;
+                }
+            };
+            f.write_all(clean.as_bytes())
+                .map_err(|err| io_err("write", err))?;
+            report.files += 1;
+            report.scrubbed.push(rel);
+            continue;
+        }
         match kind {
             tar::EntryType::Directory => match existing {
                 Some(m) if m.file_type().is_dir() => report.dirs += 1,

@@ -190,6 +190,25 @@ pub async fn export(id: &str, to: &Path, force: bool) -> Result<i32, Failure> {
         r.dirs,
         r.links
     );
+    for p in &r.scrubbed {
+        println!(
+            "  {}: rewritten (only format, extensions and author kept; no remote, nothing that runs a command)",
+            p.display()
+        );
+    }
+    let mut reasons: Vec<(&str, usize, &str)> = Vec::new();
+    for (p, why) in &r.left_out {
+        match reasons.iter_mut().find(|(w, _, _)| w == why) {
+            Some(x) => x.1 += 1,
+            None => reasons.push((why, 1, p)),
+        }
+    }
+    for (why, n, example) in reasons {
+        println!(
+            "  left out {n} entr{} ({why}), e.g. {example}",
+            if n == 1 { "y" } else { "ies" }
+        );
+    }
     if r.refused.is_empty() {
         return Ok(0);
     }

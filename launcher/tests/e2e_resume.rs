@@ -341,7 +341,8 @@ fn export_brings_the_workspace_out_and_refuses_hostile_entries() {
     let dir = t.path();
     let m = setup(dir, &name);
     let script = "set -e; cd /workspace; mkdir -p src; echo EXPORTED > src/a.txt; chmod 4755 src/a.txt; \
-        ln -s src/a.txt inside-link; ln -s /etc/passwd abs-link; ln -s ../../outside up-link; mkfifo pipe";
+        ln -s src/a.txt inside-link; ln -s /etc/passwd abs-link; ln -s ../../outside up-link; mkfifo pipe; \
+        git config core.fsmonitor 'touch /tmp/pwned'; printf '#!/bin/sh\\ntouch /tmp/pwned\\n' > .git/hooks/pre-commit; chmod +x .git/hooks/pre-commit";
     let o = bottle(
         dir,
         &dir.join("repo"),
@@ -409,6 +410,20 @@ fn export_brings_the_workspace_out_and_refuses_hostile_entries() {
         "hello\n"
     );
     assert!(to.join(".git/HEAD").exists());
+    // Git data that would run commands on the host: config rewritten, hooks left out.
+    let cfg = std::fs::read_to_string(to.join(".git/config")).unwrap();
+    assert!(
+        !cfg.contains("fsmonitor")
+            && !cfg.contains("[remote")
+            && cfg.contains("repositoryformatversion"),
+        "{cfg}"
+    );
+    assert!(!to.join(".git/hooks").exists());
+    assert!(
+        out.contains(".git/config: rewritten")
+            && out.contains("git hooks (they would run on the host)"),
+        "{out}"
+    );
     for gone in ["abs-link", "up-link", "pipe"] {
         assert!(
             to.join(gone).symlink_metadata().is_err(),

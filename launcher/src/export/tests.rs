@@ -132,3 +132,96 @@ fn symlink_targets_are_judged_from_the_link_s_directory() {
     assert!(!stays_inside(Path::new("top"), Path::new("..")));
     assert!(!stays_inside(l, Path::new("/a")));
 }
+
+/// Git data that would run commands on the host never comes out as the
+/// agent wrote it: `.git/config` is rendered (fsmonitor, sshCommand,
+/// aliases, remotes dropped), hooks, other checkouts' data, pointers and
+/// `.git` files are left out and listed, not refused.
+#[test]
+fn git_data_that_runs_commands_is_scrubbed_or_left_out() {
+    let t = tempfile::tempdir().unwrap();
+    let root = destination(&t.path().join("out"), false).unwrap();
+    let cfg = b"[core]\n\trepositoryformatversion = 0\n\tfsmonitor = /tmp/evil\n\tsshCommand = evil\n[alias]\n\tst = !evil\n[remote \"origin\"]\n\turl = git://git-gate:9418/w.git\n[user]\n\tname = agent\n";
+    let mut a = Vec::new();
+    entry(&mut a, b"workspace/.git/", Directory, b"", b"");
+    entry(&mut a, b"workspace/.git/config", Regular, b"", cfg);
+    entry(
+        &mut a,
+        b"workspace/.git/HEAD",
+        Regular,
+        b"",
+        b"ref: refs/heads/main\n",
+    );
+    entry(&mut a, b"workspace/.git/hooks/", Directory, b"", b"");
+    entry(
+        &mut a,
+        b"workspace/.git/hooks/pre-commit",
+        Regular,
+        b"",
+        b"#!/bin/sh\nevil\n",
+    );
+    entry(
+        &mut a,
+        b"workspace/.git/modules/m/config",
+        Regular,
+        b"",
+        b"x",
+    );
+    entry(
+        &mut a,
+        b"workspace/.git/config.worktree",
+        Regular,
+        b"",
+        b"x",
+    );
+    entry(&mut a, b"workspace/.git/commondir", Regular, b"", b"/host");
+    entry(
+        &mut a,
+        b"workspace/.git/objects/info/alternates",
+        Regular,
+        b"",
+        b"/host",
+    );
+    entry(
+        &mut a,
+        b"workspace/sub/.git",
+        Regular,
+        b"",
+        b"gitdir: ../evil\n",
+    );
+    entry(&mut a, b"workspace/nested/.git/config", Regular, b"", cfg);
+    let r = extract(&finish(a)[..], "workspace", &root).unwrap();
+    assert!(r.refused.is_empty(), "{:?}", r.refused);
+    let left: Vec<&str> = r.left_out.iter().map(|(p, _)| p.as_str()).collect();
+    assert_eq!(
+        left,
+        [
+            "workspace/.git/hooks/",
+            "workspace/.git/hooks/pre-commit",
+            "workspace/.git/modules/m/config",
+            "workspace/.git/config.worktree",
+            "workspace/.git/commondir",
+            "workspace/.git/objects/info/alternates",
+            "workspace/sub/.git",
+        ]
+    );
+    for c in [root.join(".git/config"), root.join("nested/.git/config")] {
+        let got = std::fs::read_to_string(&c).unwrap();
+        assert!(got.contains("repositoryformatversion = 0"), "{got}");
+        assert!(got.contains("name = agent"), "{got}");
+        for bad in [
+            "fsmonitor",
+            "evil",
+            "sshcommand",
+            "sshCommand",
+            "alias",
+            "[remote",
+            "git://",
+        ] {
+            assert!(!got.contains(bad), "{bad} in {got}");
+        }
+    }
+    assert_eq!(r.scrubbed.len(), 2);
+    assert!(root.join(".git/HEAD").exists());
+    assert!(!root.join(".git/hooks").exists() && !root.join("sub/.git").exists());
+}
