@@ -590,13 +590,7 @@ async fn teardown(
     let step = progress.step("tearing down");
     let record = prepared.record.snapshot();
     let mut td = docker::teardown::undo(&record).await;
-    let drop_volumes: Vec<String> = if how.rm {
-        plan.volumes.iter().map(|v| v.name.clone()).collect()
-    } else if !filled {
-        record.volumes.clone()
-    } else {
-        Vec::new()
-    };
+    let drop_volumes = volumes_to_drop(plan, &record, how.rm, filled);
     if td.is_ok() && !drop_volumes.is_empty() {
         td = docker::volumes::remove_all(&drop_volumes).await;
     }
@@ -612,6 +606,19 @@ async fn teardown(
         ));
     }
     result
+}
+
+/// The volumes teardown removes: all of the bottle's with `--rm`; else
+/// those this run created when its agent never got them filled (a first
+/// run that failed or was interrupted during apply); else none.
+fn volumes_to_drop(plan: &Plan, record: &docker::Record, rm: bool, filled: bool) -> Vec<String> {
+    if rm {
+        plan.volumes.iter().map(|v| v.name.clone()).collect()
+    } else if !filled {
+        record.volumes.clone()
+    } else {
+        Vec::new()
+    }
 }
 
 /// Runs apply and the agent until they end or a signal comes (130 then):
@@ -650,6 +657,38 @@ fn outcome_is_signal(r: &Result<i32, Failure>) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Volumes outlive a run once the agent has them; a first run that
+    /// fails before drops the ones it made, a resumed one never drops the
+    /// bottle's (it made none); `--rm` drops them all.
+    #[test]
+    fn teardown_keeps_filled_volumes_and_drops_unfilled_new_ones() {
+        let m = manifest::parse(
+            "bottles:\n  dev: {}\nagents:\n  a: {bottle: dev}\n",
+            Path::new("m.yaml"),
+            Path::new("/"),
+            None,
+        )
+        .unwrap();
+        let Ok(mut p) = plan_as(&m, "a", None, "dev-00000001") else {
+            panic!("plan failed");
+        };
+        let all = vec![
+            "bottle-dev-00000001-home".to_string(),
+            "bottle-dev-00000001-workspace".to_string(),
+        ];
+        let first = docker::Record {
+            volumes: all.clone(),
+            ..Default::default()
+        };
+        assert!(volumes_to_drop(&p, &first, false, true).is_empty());
+        assert_eq!(volumes_to_drop(&p, &first, false, false), all);
+        assert_eq!(volumes_to_drop(&p, &first, true, true), all);
+        p.resumed = true;
+        let resumed = docker::Record::default();
+        assert!(volumes_to_drop(&p, &resumed, false, false).is_empty());
+        assert_eq!(volumes_to_drop(&p, &resumed, true, true), all);
+    }
 
     /// `check` and `plan` refuse, at the manifest's key path, what
     /// egress-proxy would refuse at start (SPEC §6), with every other problem.
