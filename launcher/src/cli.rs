@@ -491,7 +491,11 @@ async fn load_and_plan(start: Start, command: Vec<String>) -> Result<Loaded, Fai
         Start::Fresh { manifest, agent } => {
             let (m, ws, ctx) = load(&manifest, &agent, command)?;
             let p = plan(&m, &agent, ws.as_ref())?;
-            let abs = std::path::absolute(&manifest).unwrap_or(manifest);
+            // Canonical: a resume from another directory must find it, and
+            // `bottle list` shows it without `..`.
+            let abs = std::fs::canonicalize(&manifest)
+                .or_else(|_| std::path::absolute(&manifest))
+                .unwrap_or(manifest);
             Ok((m, p, ws, ctx, abs))
         }
         Start::Resume(id) => {
@@ -601,9 +605,10 @@ async fn teardown(
             return Err(Failure::from(e));
         }
     } else if filled && !how.rm {
-        progress.note(&format!(
-            "bottle {id} stopped; its home and workspace are kept. Resume: `bottle resume {id}`. Copy the workspace out: `bottle export {id} --to DIR`. Remove: `bottle rm {id}`"
-        ));
+        // Printed even with --quiet: it is the only place the id is shown.
+        eprintln!(
+            "bottle: bottle {id} stopped; its home and workspace are kept. Resume: `bottle resume {id}`. Copy the workspace out: `bottle export {id} --to DIR`. Remove: `bottle rm {id}`"
+        );
     }
     result
 }

@@ -71,13 +71,16 @@ fn a_stopped_bottle_resumes_with_its_home_and_workspace_and_new_cas() {
     let first = format!(
         "echo WS-NEEDLE > /workspace/made-in-bottle.txt; echo HOME-NEEDLE > ~/home-note; {CA_PROBE}"
     );
+    // The manifest given relative to the repository, with `..`: the label
+    // holds its canonical path, and `-q` still prints the way back.
     let o = bottle(
         dir,
         &repo,
         &[
+            "-q",
             "run",
             "-m",
-            m.to_str().unwrap(),
+            "../m.yaml",
             "-a",
             "a",
             "--",
