@@ -663,6 +663,27 @@ fn outcome_is_signal(r: &Result<i32, Failure>) -> bool {
 mod tests {
     use super::*;
 
+    /// `run` takes a manifest and an agent, or `--resume ID`, never both;
+    /// `--keep` and `--rm` contradict each other.
+    #[test]
+    fn run_takes_a_manifest_or_a_resume_id_and_keep_or_rm() {
+        let parse = |a: &[&str]| Cli::try_parse_from([&["bottle"], a].concat());
+        assert!(parse(&["run", "--resume", "dev-00000001"]).is_ok());
+        assert!(parse(&["run", "-m", "m.yaml", "-a", "a", "--rm"]).is_ok());
+        assert!(parse(&["resume", "dev-00000001", "--yes", "--", "bash"]).is_ok());
+        for bad in [
+            &["run"][..],
+            &["run", "-m", "m.yaml"],
+            &["run", "--resume", "x", "-m", "m.yaml"],
+            &["run", "--resume", "x", "-a", "a"],
+            &["run", "-m", "m.yaml", "-a", "a", "--keep", "--rm"],
+            &["resume"],
+            &["export", "x"],
+        ] {
+            assert!(parse(bad).is_err(), "{bad:?} accepted");
+        }
+    }
+
     /// Volumes outlive a run once the agent has them; a first run that
     /// fails before drops the ones it made, a resumed one never drops the
     /// bottle's (it made none); `--rm` drops them all.
