@@ -295,6 +295,27 @@ fn resume_refuses_running_unknown_and_undeclared_bottles() {
         "{out}\n{err}"
     );
     assert!(volumes_of(&id).is_empty());
+    // A helper container whose `bottle` died (killed during list/export) is
+    // found by cleanup (dry run: the engine is shared, other orphans too).
+    let helper = unique("bottle-helper-du-test");
+    docker_ok_out(&[
+        "create",
+        "--name",
+        &helper,
+        "--label",
+        "bottle.helper=du",
+        "--label",
+        "bottle.pid=999999999",
+        "bottle-agent:latest",
+        "true",
+    ]);
+    let o = bottle(dir, dir, &["cleanup"]);
+    let _ = docker(&["rm", "-f", &helper]);
+    let (out, _) = text(&o);
+    assert!(
+        out.contains("helper container(s) of a killed bottle list/export"),
+        "{out}"
+    );
     // `run --rm`: nothing survives, and no resume hint.
     std::fs::write(
         &m,

@@ -160,18 +160,31 @@ fn parse_time(s: &str) -> Option<i64> {
         .map(|t| t.unix_timestamp())
 }
 
-/// Removes volumes by name (404 is fine); failures are collected.
+/// Removes volumes by name (404 is fine); failures are collected. A volume
+/// in use (409) is tried again for a few seconds: another `bottle list` may
+/// be measuring it with a helper that lives about a second.
 pub async fn remove(d: &Docker, names: &[String], failures: &mut Vec<String>) {
     for n in names {
-        match d
-            .remove_volume(n, Some(RemoveVolumeOptions { force: false }))
-            .await
-        {
-            Ok(()) => {}
-            Err(bollard::errors::Error::DockerResponseServerError {
-                status_code: 404, ..
-            }) => {}
-            Err(e) => failures.push(format!("volume {n}: {e}")),
+        let mut tries = 0;
+        loop {
+            match d
+                .remove_volume(n, Some(RemoveVolumeOptions { force: false }))
+                .await
+            {
+                Ok(()) => {}
+                Err(bollard::errors::Error::DockerResponseServerError {
+                    status_code: 404, ..
+                }) => {}
+                Err(bollard::errors::Error::DockerResponseServerError {
+                    status_code: 409, ..
+                }) if tries < 10 => {
+                    tries += 1;
+                    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+                    continue;
+                }
+                Err(e) => failures.push(format!("volume {n}: {e}")),
+            }
+            break;
         }
     }
 }
