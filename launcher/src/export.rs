@@ -339,9 +339,15 @@ pub fn extract(archive: impl Read, strip: &str, root: &Path) -> Result<Report, E
                         continue;
                     }
                 };
+                let mtime = e.header().mtime().ok();
                 io::copy(&mut e, &mut f).map_err(|err| io_err("write", err))?;
                 f.set_permissions(std::fs::Permissions::from_mode(mode))
                     .map_err(|err| io_err("write", err))?;
+                // The time the agent last wrote it (build tools compare them).
+                if let Some(t) = mtime {
+                    let _ =
+                        f.set_modified(std::time::UNIX_EPOCH + std::time::Duration::from_secs(t));
+                }
                 report.files += 1;
             }
             tar::EntryType::Link => {

@@ -11,6 +11,7 @@ fn entry(out: &mut Vec<u8>, name: &[u8], kind: tar::EntryType, link: &[u8], data
     h.as_old_mut().linkname[..link.len()].copy_from_slice(link);
     h.set_entry_type(kind);
     h.set_mode(0o6755);
+    h.set_mtime(1_700_000_000);
     h.set_size(data.len() as u64);
     h.set_cksum();
     out.extend_from_slice(h.as_bytes());
@@ -88,6 +89,18 @@ fn hostile_entries_are_refused_and_nothing_leaves_the_directory() {
     assert_eq!(
         std::fs::read_link(root.join("in-link")).unwrap(),
         Path::new("sub/deep.txt")
+    );
+    // The file keeps the time the agent wrote it.
+    let written = std::fs::metadata(root.join("ok.txt"))
+        .unwrap()
+        .modified()
+        .unwrap();
+    assert_eq!(
+        written
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs(),
+        1_700_000_000
     );
     // setuid/setgid bits never come out.
     let m = std::fs::metadata(root.join("ok.txt")).unwrap();
