@@ -480,3 +480,68 @@ fn export_brings_the_workspace_out_and_refuses_hostile_entries() {
     assert!(o.status.success(), "{}", text(&o).1);
     assert!(volumes_of(&id).is_empty());
 }
+
+/// A resumed workspace keeps the agent's `.git/config` but its remotes are
+/// git-gate's of the manifest as it is now: a git entry renamed in the
+/// manifest between runs is the agent's remote after `resume`.
+#[test]
+fn resume_gives_the_workspace_the_git_remotes_of_the_manifest_as_it_is_now() {
+    if !docker_or_skip() {
+        return;
+    }
+    let name = unique("rsg");
+    let _g = Guard::new(&name);
+    let t = tempfile::tempdir().unwrap();
+    let dir = t.path();
+    git_repo(&dir.join("repo"));
+    let st = Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", "", "-f"])
+        .arg(dir.join("id"))
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let manifest = |remote: &str| {
+        format!(
+            "bottles:\n  {name}:\n    outer_proxy: squid\n    runtime: runc\n    git:\n      - name: {remote}\n        upstream: ssh://git@upstream.invalid/acme/{remote}.git\n        identity_file: ./id\n        known_host_key: \"upstream.invalid ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl\"\nagents:\n  a: {{bottle: {name}}}\n"
+        )
+    };
+    let m = dir.join("m.yaml");
+    std::fs::write(&m, manifest("widget")).unwrap();
+    let show = "cd /workspace; git remote -v; echo branch-remote=$(git config branch.main.remote)";
+    let o = bottle(
+        dir,
+        &dir.join("repo"),
+        &[
+            "run",
+            "-m",
+            m.to_str().unwrap(),
+            "-a",
+            "a",
+            "--",
+            "bash",
+            "-c",
+            &format!("git -C /workspace config branch.main.remote widget; {show}"),
+        ],
+    );
+    let (out, err) = text(&o);
+    assert!(o.status.success(), "{out}\n{err}");
+    assert!(
+        out.contains("widget\tgit://git-gate:9418/widget.git (fetch)"),
+        "{out}"
+    );
+    let id = resume_id(&err).unwrap();
+    std::fs::write(&m, manifest("gadget")).unwrap();
+    let o = bottle(dir, dir, &["resume", &id, "--", "bash", "-c", show]);
+    let (out, err) = text(&o);
+    assert!(o.status.success(), "{out}\n{err}");
+    assert!(
+        out.contains("gadget\tgit://git-gate:9418/gadget.git (fetch)") && !out.contains("widget\t"),
+        "{out}"
+    );
+    assert!(
+        out.contains("branch-remote=widget"),
+        "the agent's own settings stay: {out}"
+    );
+    let o = bottle(dir, dir, &["rm", &id]);
+    assert!(o.status.success());
+}

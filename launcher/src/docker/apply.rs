@@ -224,6 +224,8 @@ async fn bring_up(
         if c.role == RoleName::Agent {
             if let Some(tar) = workspace_tar.take() {
                 upload(d, &c.name, tar).await?;
+            } else if plan.resumed {
+                refresh_git_remotes(d, plan, &c.name).await?;
             }
             agent_name = c.name.clone();
             step.done();
@@ -247,6 +249,35 @@ async fn bring_up(
         step.done();
     }
     Ok(agent_name)
+}
+
+/// A resumed workspace keeps its `.git/config`, with the remotes of the
+/// manifest as it is now (git-gate's, `render::git_config::with_remotes`).
+/// A workspace without one (no repository) is left alone.
+async fn refresh_git_remotes(d: &Docker, plan: &Plan, agent: &str) -> Result<(), ApplyError> {
+    let path = format!("{}/.git/config", crate::render::paths::WORKSPACE);
+    let Ok(old) = download_file(d, agent, &path).await else {
+        return Ok(());
+    };
+    let remotes: Vec<(String, String)> = plan
+        .git_remotes
+        .iter()
+        .map(|g| (g.name.clone(), g.url.clone()))
+        .collect();
+    let new = crate::render::git_config::with_remotes(&String::from_utf8_lossy(&old), &remotes);
+    let uid = crate::plan::AGENT_UID;
+    let tar = files_tar(&[TarEntry::file(
+        path.trim_start_matches('/'),
+        0o644,
+        uid,
+        uid,
+        new.into_bytes(),
+    )])
+    .map_err(|source| ApplyError::Io {
+        what: "build the .git/config archive".into(),
+        source,
+    })?;
+    upload(d, agent, tar).await
 }
 
 async fn create(
