@@ -710,7 +710,19 @@ mod tests {
         assert!(volumes_to_drop(&p, &first, false, true).is_empty());
         assert_eq!(volumes_to_drop(&p, &first, false, false), all);
         assert_eq!(volumes_to_drop(&p, &first, true, true), all);
+        assert!(
+            p.preflight("runc")
+                .contains("workspace: none (empty /workspace)")
+        );
         p.resumed = true;
+        // The preflight of a resume says where the workspace comes from.
+        assert!(
+            p.preflight("runc").contains(
+                "workspace: resumed from volume bottle-dev-00000001-workspace (not copied again)"
+            ),
+            "{}",
+            p.preflight("runc")
+        );
         let resumed = docker::Record::default();
         assert!(volumes_to_drop(&p, &resumed, false, false).is_empty());
         assert_eq!(volumes_to_drop(&p, &resumed, true, true), all);
