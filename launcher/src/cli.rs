@@ -1,4 +1,5 @@
-//! The command line (clap derive): `check`, `plan`, `run`, `build`, `list`, `supervise`, `approvals`, `cleanup`.
+//! The command line (clap derive): `check`, `plan`, `run`, `resume`, `build`,
+//! `render`, `images`, `list`, `rm`, `export`, `supervise`, `approvals`, `cleanup`.
 //!
 //! Owns: turning arguments into the phases (load -> plan -> prepare -> apply
 //! -> run -> teardown, one call each in `run`), the exit codes (2 bad
@@ -7,7 +8,8 @@
 //! made something.
 //!
 //! Must never: print a secret, or leave a bottle up after `run` returns
-//! (unless `--keep`).
+//! (unless `--keep`). Its volumes stay (unless `--rm`): that is a stopped
+//! bottle, not one left up (`resume`).
 
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
@@ -54,24 +56,42 @@ pub enum Cmd {
         #[arg(long)]
         json: bool,
     },
-    /// Bring the bottle up, run the agent attached, tear everything down on exit.
+    /// Bring the bottle up, run the agent attached, tear it down on exit
+    /// (its home and workspace volumes stay: `bottle resume ID`).
     Run {
-        #[arg(long, short)]
-        manifest: PathBuf,
-        #[arg(long, short)]
-        agent: String,
-        /// Leave the bottle up after the agent exits (for debugging; remove with `bottle cleanup`).
-        #[arg(long)]
-        keep: bool,
-        /// Start even when the host firewall rule cannot be added (the host stays reachable from the bottle).
-        #[arg(long)]
-        allow_host_access: bool,
-        /// Start without the y/N preflight (it is asked only on a terminal).
-        #[arg(long, short)]
-        yes: bool,
+        #[arg(long, short, required_unless_present = "resume")]
+        manifest: Option<PathBuf>,
+        #[arg(long, short, required_unless_present = "resume")]
+        agent: Option<String>,
+        /// Continue stopped bottle ID (as `bottle resume ID`).
+        #[arg(long, value_name = "ID", conflicts_with_all = ["manifest", "agent"])]
+        resume: Option<String>,
+        #[command(flatten)]
+        how: RunFlags,
         /// The agent's command (replaces the manifest's).
         #[arg(last = true)]
         command: Vec<String>,
+    },
+    /// Bring stopped bottle ID back: its home and workspace volumes, fresh CAs,
+    /// the sidecars rendered from the manifest as it is now.
+    Resume {
+        id: String,
+        #[command(flatten)]
+        how: RunFlags,
+        /// The agent's command (replaces the manifest's).
+        #[arg(last = true)]
+        command: Vec<String>,
+    },
+    /// Remove stopped bottle ID: its volumes and anything a killed run left.
+    Rm { id: String },
+    /// Copy bottle ID's workspace out of its volume into DIR.
+    Export {
+        id: String,
+        #[arg(long, value_name = "DIR")]
+        to: PathBuf,
+        /// Write into DIR even when it is not empty.
+        #[arg(long)]
+        force: bool,
     },
     /// Build the agent's image from its `build:` (skipped when its content-hash tag exists).
     Build {
@@ -119,7 +139,7 @@ pub enum Cmd {
         #[command(subcommand)]
         cmd: ImagesCmd,
     },
-    /// Bottles on this host, their sidecars and whether their `bottle run` still lives.
+    /// Bottles on this host: running, orphaned, or stopped (volumes, with age and size).
     List,
     /// The supervise proposals of the running bottles (docs/supervise.md).
     /// Without a subcommand: the terminal UI (on a terminal; the list otherwise).
@@ -142,6 +162,9 @@ pub enum Cmd {
         /// Also remove bottles whose `bottle run` is still alive.
         #[arg(long)]
         all: bool,
+        /// Also remove the volumes (home, workspace) of those bottles and of stopped ones.
+        #[arg(long)]
+        volumes: bool,
     },
 }
 
@@ -161,6 +184,23 @@ pub enum ImagesCmd {
         #[arg(long, short, requires = "manifest")]
         agent: Option<String>,
     },
+}
+
+/// The flags `run` and `resume` share.
+#[derive(Debug, clap::Args)]
+pub struct RunFlags {
+    /// Leave the bottle up after the agent exits (for debugging; remove with `bottle cleanup`).
+    #[arg(long)]
+    keep: bool,
+    /// Remove the home and workspace volumes too on exit: nothing survives the run.
+    #[arg(long, conflicts_with = "keep")]
+    rm: bool,
+    /// Start even when the host firewall rule cannot be added (the host stays reachable from the bottle).
+    #[arg(long)]
+    allow_host_access: bool,
+    /// Start without the y/N preflight (it is asked only on a terminal).
+    #[arg(long, short)]
+    yes: bool,
 }
 
 /// `bottle supervise ...`; the operator is `$USER`.
@@ -293,18 +333,24 @@ pub async fn main(cli: Cli) -> Result<i32, Failure> {
         Cmd::Run {
             manifest,
             agent,
-            keep,
-            allow_host_access,
-            yes,
+            resume,
+            how,
             command,
         } => {
-            let how = RunOptions {
-                keep,
-                allow_host_access,
-                yes,
+            let start = match (resume, manifest, agent) {
+                (Some(id), _, _) => Start::Resume(id),
+                (None, Some(manifest), Some(agent)) => Start::Fresh { manifest, agent },
+                _ => {
+                    return Err(usage(
+                        "`bottle run` needs --manifest and --agent, or --resume ID",
+                    ));
+                }
             };
-            run(&progress, &manifest, &agent, how, command).await
+            run(&progress, start, how, command).await
         }
+        Cmd::Resume { id, how, command } => run(&progress, Start::Resume(id), how, command).await,
+        Cmd::Rm { id } => crate::resume::rm(&id).await,
+        Cmd::Export { id, to, force } => crate::resume::export(&id, &to, force).await,
         Cmd::Build { manifest, agent } => {
             let (m, ws, ctx) = load(&manifest, &agent, Vec::new())?;
             let p = plan(&m, &agent, ws.as_ref())?;
@@ -354,31 +400,7 @@ pub async fn main(cli: Cli) -> Result<i32, Failure> {
             let m = manifest.as_deref().zip(agent.as_deref());
             crate::k8s::command::images_push(&registry, m, &progress).await
         }
-        Cmd::List => {
-            let d = docker::connect().await?;
-            let found = docker::teardown::find(&d).await?;
-            if found.is_empty() {
-                println!("no bottles");
-            }
-            for f in found {
-                println!(
-                    "{}  {}",
-                    f.id,
-                    if f.alive() {
-                        "running"
-                    } else {
-                        "orphan (its bottle run is gone)"
-                    }
-                );
-                for (name, role, state) in &f.containers {
-                    println!("  {role:<12} {name}  {state}");
-                }
-                if !f.fw_rules.is_empty() {
-                    println!("  {} host firewall rule(s)", f.fw_rules.len());
-                }
-            }
-            Ok(0)
-        }
+        Cmd::List => crate::resume::list().await,
         Cmd::Approvals { cmd } => match cmd {
             ApprovalsCmd::List { bottle, json } => crate::approvals::list(bottle.as_deref(), json),
             ApprovalsCmd::Revoke { id } => crate::approvals::revoke(&id, &operator()),
@@ -402,51 +424,12 @@ pub async fn main(cli: Cli) -> Result<i32, Failure> {
                 }
             })
         }
-        Cmd::Cleanup { yes, id, all } => {
-            let d = docker::connect().await?;
-            let found = docker::teardown::find(&d).await?;
-            let mut n = 0;
-            let mut failed = Vec::new();
-            for f in found {
-                if id.as_ref().is_some_and(|i| *i != f.id) || (f.alive() && !all) {
-                    continue;
-                }
-                n += 1;
-                let what = format!(
-                    "{}: {} container(s), {} network(s), {} firewall rule(s){}",
-                    f.id,
-                    f.containers.len(),
-                    f.networks.len(),
-                    f.fw_rules.len(),
-                    if f.state_dir.is_some() {
-                        ", state directory"
-                    } else {
-                        ""
-                    }
-                );
-                if yes {
-                    match docker::teardown::teardown(&d, &f.record()).await {
-                        Ok(()) => println!("removed {what}"),
-                        Err(e) => failed.push(e.to_string()),
-                    }
-                } else {
-                    println!("would remove {what}");
-                }
-            }
-            if n == 0 {
-                println!("nothing to clean up");
-            } else if !yes {
-                println!("run `bottle cleanup --yes` to remove them");
-            }
-            if failed.is_empty() {
-                Ok(0)
-            } else {
-                Err(Failure {
-                    code: 1,
-                    message: failed.join("\n"),
-                })
-            }
-        }
+        Cmd::Cleanup {
+            yes,
+            id,
+            all,
+            volumes,
+        } => crate::resume::cleanup(yes, id.as_deref(), all, volumes).await,
     }
 }
 
@@ -477,7 +460,22 @@ pub(crate) fn load(
     agent: &str,
     command: Vec<String>,
 ) -> Result<(Manifest, Option<WorkspaceInfo>, Option<BuildContext>), Failure> {
-    let mut m = manifest::load(manifest_path).map_err(usage)?;
+    let (m, ctx) = load_agent(
+        manifest::load(manifest_path).map_err(usage)?,
+        agent,
+        command,
+    )?;
+    let ws = workspace_for(&m, agent)?;
+    Ok((m, ws, ctx))
+}
+
+/// The agent's part of load: its command replaced, its build context read.
+fn load_agent(
+    mut m: Manifest,
+    agent: &str,
+    command: Vec<String>,
+) -> Result<(Manifest, Option<BuildContext>), Failure> {
+    let manifest_path = m.file.clone();
     let mut ctx = None;
     if let Some(a) = m.agents.get_mut(agent) {
         if !command.is_empty() {
@@ -505,8 +503,7 @@ pub(crate) fn load(
             ctx = Some(c);
         }
     }
-    let ws = workspace_for(&m, agent)?;
-    Ok((m, ws, ctx))
+    Ok((m, ctx))
 }
 
 /// The workspace: the agent's `workdir`, else the current git repository, else none.
@@ -537,13 +534,23 @@ fn plan(m: &Manifest, agent: &str, ws: Option<&WorkspaceInfo>) -> Result<Plan, F
         code: 1,
         message: format!("cannot make a bottle id: the system's random source failed ({e})"),
     })?;
+    plan_as(m, agent, ws, &id)
+}
+
+/// The pure plan for bottle `id` (a fresh one, or the id being resumed).
+fn plan_as(
+    m: &Manifest,
+    agent: &str,
+    ws: Option<&WorkspaceInfo>,
+    id: &str,
+) -> Result<Plan, Failure> {
     let ws = ws.map(|w| plan::WorkspacePlan {
         source: w.root.clone(),
         files: w.files.len(),
         warnings: w.warnings.clone(),
     });
     let mut p =
-        plan::plan(m, agent, &id, &env_lookup, &|p: &Path| p.exists(), ws).map_err(usage)?;
+        plan::plan(m, agent, id, &env_lookup, &|p: &Path| p.exists(), ws).map_err(usage)?;
     // Approvals kept for the bottle's name (issue 14): `plan`, `run` (and
     // anything that plans through here) start with them.
     for w in crate::approvals::fold_into(&mut p, m) {
@@ -552,11 +559,48 @@ fn plan(m: &Manifest, agent: &str, ws: Option<&WorkspaceInfo>) -> Result<Plan, F
     Ok(p)
 }
 
-/// The flags of `bottle run`.
-struct RunOptions {
-    keep: bool,
-    allow_host_access: bool,
-    yes: bool,
+/// The manifest, the plan, the workspace, the build context and the
+/// manifest's absolute path.
+type Loaded = (
+    Manifest,
+    Plan,
+    Option<WorkspaceInfo>,
+    Option<BuildContext>,
+    PathBuf,
+);
+
+/// What `run` starts: a new bottle, or a stopped one again.
+enum Start {
+    Fresh { manifest: PathBuf, agent: String },
+    Resume(String),
+}
+
+/// Load and plan for `start`: a fresh bottle copies the workspace; a
+/// resumed one keeps its id and volumes and reads the manifest its volumes
+/// name, as that manifest is now. Returns the manifest's absolute path too
+/// (a label of the volumes).
+async fn load_and_plan(start: Start, command: Vec<String>) -> Result<Loaded, Failure> {
+    match start {
+        Start::Fresh { manifest, agent } => {
+            let (m, ws, ctx) = load(&manifest, &agent, command)?;
+            let p = plan(&m, &agent, ws.as_ref())?;
+            // Canonical: a resume from another directory must find it, and
+            // `bottle list` shows it without `..`.
+            let abs = std::fs::canonicalize(&manifest)
+                .or_else(|_| std::path::absolute(&manifest))
+                .unwrap_or(manifest);
+            Ok((m, p, ws, ctx, abs))
+        }
+        Start::Resume(id) => {
+            let r = crate::resume::locate(&id).await?;
+            let m = manifest::load(&r.manifest).map_err(|e| crate::resume::manifest_gone(&r, e))?;
+            crate::resume::check_manifest(&r, &m)?;
+            let (m, ctx) = load_agent(m, &r.agent, command)?;
+            let mut p = plan_as(&m, &r.agent, None, &r.id)?;
+            p.resumed = true;
+            Ok((m, p, None, ctx, r.manifest))
+        }
+    }
 }
 
 /// The y/N preflight: asked only when stdin and stderr are terminals and
@@ -582,18 +626,11 @@ fn preflight(plan: &Plan, runtime: &str, yes: bool) -> Result<(), Failure> {
 
 async fn run(
     progress: &Progress,
-    manifest_path: &Path,
-    agent: &str,
-    how: RunOptions,
+    start: Start,
+    how: RunFlags,
     command: Vec<String>,
 ) -> Result<i32, Failure> {
-    let RunOptions {
-        keep,
-        allow_host_access,
-        yes,
-    } = how;
-    let (m, ws, ctx) = load(manifest_path, agent, command)?;
-    let plan = plan(&m, agent, ws.as_ref())?;
+    let (m, plan, ws, ctx, manifest_abs) = load_and_plan(start, command).await?;
     // The runtime is resolved before anything is made: `runsc` asked for and
     // not registered stops here.
     let want = m
@@ -604,7 +641,7 @@ async fn run(
     let d = docker::connect().await?;
     let agent_runtime = docker::runtime::resolve(&d, want).await?;
     progress.note(&format!("agent runtime: {agent_runtime}"));
-    preflight(&plan, agent_runtime, yes)?;
+    preflight(&plan, agent_runtime, how.yes)?;
     // From here on signals are ours (after the question, so Ctrl-C there
     // still ends `bottle` at once), and everything created is recorded and
     // torn down on every path.
@@ -613,52 +650,92 @@ async fn run(
     prepared.build_context = ctx.map(|c| c.tar);
     let tty = std::io::stdin().is_terminal() && std::io::stdout().is_terminal();
     let opts = Options {
-        allow_host_access,
+        allow_host_access: how.allow_host_access,
         tty,
         agent_runtime: Some(agent_runtime.to_string()),
+        manifest: manifest_abs,
     };
+    // Set once the agent exists with its volumes filled: from then on the
+    // volumes hold the agent's work and outlive the run.
+    let filled = std::cell::Cell::new(false);
     let work = async {
         let up = docker::apply(&plan, prepared.inputs(), &opts, progress).await?;
+        filled.set(true);
         progress.note(&format!("agent {} starting", up.agent));
         docker::run_agent(&up.docker, &up.agent, tty, progress).await
     };
     let result = until_signal(work, signals.as_mut(), progress).await;
-    teardown(&plan, &prepared, keep, result, signals.as_mut(), progress).await
+    teardown(
+        &plan,
+        &prepared,
+        &how,
+        filled.get(),
+        result,
+        signals.as_mut(),
+        progress,
+    )
+    .await
 }
 
 /// Teardown: undoes the record (unless `--keep` and no signal), keeping the
-/// agent's result unless teardown itself failed after a success. Signals
-/// during it are acknowledged and do not stop it (`interrupt::shielded`).
+/// agent's result unless teardown itself failed after a success. The
+/// volumes stay once filled (the way to resume is printed), unless `--rm`;
+/// volumes this run created before its agent existed go with the rest.
+/// Signals during it are acknowledged and do not stop it
+/// (`interrupt::shielded`).
 async fn teardown(
     plan: &Plan,
     prepared: &prepare::Prepared,
-    keep: bool,
+    how: &RunFlags,
+    filled: bool,
     result: Result<i32, Failure>,
     signals: Option<&mut interrupt::Signals>,
     progress: &Progress,
 ) -> Result<i32, Failure> {
-    if keep && !outcome_is_signal(&result) {
-        let id = &plan.id;
+    let id = &plan.id;
+    if how.keep && !outcome_is_signal(&result) {
         progress.note(&format!(
-            "--keep: bottle {id} left up; remove it with `bottle cleanup --yes --all --id {id}`"
+            "--keep: bottle {id} left up; remove it with `bottle cleanup --yes --all --id {id}` (add --volumes to drop its home and workspace too)"
         ));
         return result;
     }
     let step = progress.step("tearing down");
-    let td = interrupt::shielded(
-        signals,
-        docker::teardown::undo(&prepared.record.snapshot()),
-        progress,
-    )
-    .await;
+    let record = prepared.record.snapshot();
+    let drop_volumes = volumes_to_drop(plan, &record, how.rm, filled);
+    let undo = async {
+        docker::teardown::undo(&record).await?;
+        if drop_volumes.is_empty() {
+            return Ok(());
+        }
+        docker::volumes::remove_all(&drop_volumes).await
+    };
+    let td = interrupt::shielded(signals, undo, progress).await;
     step.done();
     if let Err(e) = td {
         progress.warn(&e.to_string());
         if result.is_ok() {
             return Err(Failure::from(e));
         }
+    } else if filled && !how.rm {
+        // Printed even with --quiet: it is the only place the id is shown.
+        eprintln!(
+            "bottle: bottle {id} stopped; its home and workspace are kept. Resume: `bottle resume {id}`. Copy the workspace out: `bottle export {id} --to DIR`. Remove: `bottle rm {id}`"
+        );
     }
     result
+}
+
+/// The volumes teardown removes: all of the bottle's with `--rm`; else
+/// those this run created when its agent never got them filled (a first
+/// run that failed or was interrupted during apply); else none.
+fn volumes_to_drop(plan: &Plan, record: &docker::Record, rm: bool, filled: bool) -> Vec<String> {
+    if rm {
+        plan.volumes.iter().map(|v| v.name.clone()).collect()
+    } else if !filled {
+        record.volumes.clone()
+    } else {
+        Vec::new()
+    }
 }
 
 /// Runs apply and the agent until they end or a signal comes (130 then;
@@ -685,6 +762,71 @@ fn outcome_is_signal(r: &Result<i32, Failure>) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// `run` takes a manifest and an agent, or `--resume ID`, never both;
+    /// `--keep` and `--rm` contradict each other.
+    #[test]
+    fn run_takes_a_manifest_or_a_resume_id_and_keep_or_rm() {
+        let parse = |a: &[&str]| Cli::try_parse_from([&["bottle"], a].concat());
+        assert!(parse(&["run", "--resume", "dev-00000001"]).is_ok());
+        assert!(parse(&["run", "-m", "m.yaml", "-a", "a", "--rm"]).is_ok());
+        assert!(parse(&["resume", "dev-00000001", "--yes", "--", "bash"]).is_ok());
+        for bad in [
+            &["run"][..],
+            &["run", "-m", "m.yaml"],
+            &["run", "--resume", "x", "-m", "m.yaml"],
+            &["run", "--resume", "x", "-a", "a"],
+            &["run", "-m", "m.yaml", "-a", "a", "--keep", "--rm"],
+            &["resume"],
+            &["export", "x"],
+        ] {
+            assert!(parse(bad).is_err(), "{bad:?} accepted");
+        }
+    }
+
+    /// Volumes outlive a run once the agent has them; a first run that
+    /// fails before drops the ones it made, a resumed one never drops the
+    /// bottle's (it made none); `--rm` drops them all.
+    #[test]
+    fn teardown_keeps_filled_volumes_and_drops_unfilled_new_ones() {
+        let m = manifest::parse(
+            "bottles:\n  dev: {}\nagents:\n  a: {bottle: dev}\n",
+            Path::new("m.yaml"),
+            Path::new("/"),
+            None,
+        )
+        .unwrap();
+        let Ok(mut p) = plan_as(&m, "a", None, "dev-00000001") else {
+            panic!("plan failed");
+        };
+        let all = vec![
+            "bottle-dev-00000001-home".to_string(),
+            "bottle-dev-00000001-workspace".to_string(),
+        ];
+        let first = docker::Record {
+            volumes: all.clone(),
+            ..Default::default()
+        };
+        assert!(volumes_to_drop(&p, &first, false, true).is_empty());
+        assert_eq!(volumes_to_drop(&p, &first, false, false), all);
+        assert_eq!(volumes_to_drop(&p, &first, true, true), all);
+        assert!(
+            p.preflight("runc")
+                .contains("workspace: none (empty /workspace)")
+        );
+        p.resumed = true;
+        // The preflight of a resume says where the workspace comes from.
+        assert!(
+            p.preflight("runc").contains(
+                "workspace: resumed from volume bottle-dev-00000001-workspace (not copied again)"
+            ),
+            "{}",
+            p.preflight("runc")
+        );
+        let resumed = docker::Record::default();
+        assert!(volumes_to_drop(&p, &resumed, false, false).is_empty());
+        assert_eq!(volumes_to_drop(&p, &resumed, true, true), all);
+    }
 
     /// `check` and `plan` refuse, at the manifest's key path, what
     /// egress-proxy would refuse at start (SPEC §6), with every other problem.

@@ -84,6 +84,8 @@ pub fn prepare(
                 progress.warn(x);
             }
         }
+        // A resumed bottle keeps its workspace volume: nothing is copied.
+        None if plan.resumed => {}
         None => progress.warn(
             "not inside a git repository and no `workdir`: the agent gets an empty /workspace",
         ),

@@ -332,16 +332,28 @@ r.on("error",e=>{console.log("ERR "+e.message);process.exit(1)});r.end();'"#;
     let hc = docker_ok_out(&[
         "inspect",
         "-f",
-        "{{.HostConfig.Privileged}} {{.HostConfig.CapDrop}} {{.HostConfig.SecurityOpt}} {{.HostConfig.NetworkMode}} {{.HostConfig.PidMode}} {{.HostConfig.IpcMode}} {{len .Mounts}}",
+        "{{.HostConfig.Privileged}} {{.HostConfig.CapDrop}} {{.HostConfig.SecurityOpt}} {{.HostConfig.NetworkMode}} {{.HostConfig.PidMode}} {{.HostConfig.IpcMode}} |{{range .Mounts}}{{.Type}}:{{.Name}}:{{.Destination}} {{end}}",
         &agent,
     ]);
     assert!(
         hc.starts_with("false [ALL] [no-new-privileges:true] bottle-"),
         "{hc}"
     );
-    assert!(
-        hc.trim_end().ends_with(" 0"),
-        "no mounts (no Docker socket): {hc}"
+    // No mount but the agent's own two volumes (no Docker socket, no host path).
+    let mut mounts: Vec<&str> = hc
+        .split('|')
+        .nth(1)
+        .unwrap_or_default()
+        .split_whitespace()
+        .collect();
+    mounts.sort();
+    assert_eq!(
+        mounts,
+        [
+            format!("volume:bottle-{id}-home:/home/agent"),
+            format!("volume:bottle-{id}-workspace:/workspace"),
+        ],
+        "{hc}"
     );
 
     // 9. The token is nowhere the agent or a log can see.

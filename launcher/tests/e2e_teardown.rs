@@ -1,7 +1,9 @@
 //! Teardown end to end: after SIGINT to `bottle run`, and after `kill -9` of
 //! `bottle run` followed by `bottle cleanup --yes`, no container, network,
-//! firewall rule or state directory of the bottle remains. Also: refusals that
-//! must stop a launch before anything is created.
+//! firewall rule or state directory of the bottle remains; its home and
+//! workspace volumes stay (a stopped bottle) until `bottle rm` or `bottle
+//! cleanup --volumes`. Also: refusals that must stop a launch before
+//! anything is created.
 //!
 //! Needs the images of docker/build-images.sh (CI: scripts/setup.sh builds them).
 
@@ -94,6 +96,19 @@ fn sigint_tears_everything_down() {
     let left = leftovers(&id);
     assert!(left.is_empty(), "left behind: {left:?}");
     assert!(!tmp.path().join("state").join(&id).exists());
+    // The volumes stay for `bottle resume`, and `bottle rm` removes them.
+    assert_eq!(volumes_of(&id).len(), 2);
+    let rm = Command::new(bottle_bin())
+        .args(["rm", &id])
+        .env("BOTTLE_STATE_DIR", tmp.path().join("state"))
+        .output()
+        .unwrap();
+    assert!(
+        rm.status.success(),
+        "{}",
+        String::from_utf8_lossy(&rm.stderr)
+    );
+    assert!(volumes_of(&id).is_empty());
 }
 
 #[test]
@@ -142,6 +157,18 @@ fn kill_9_then_cleanup_removes_the_orphan() {
     let left = leftovers(&id);
     assert!(left.is_empty(), "left behind: {left:?}");
     assert!(!state.join(&id).exists(), "state directory remains");
+    // Orphan gone, volumes kept: a stopped bottle. `--volumes` removes them too.
+    assert_eq!(volumes_of(&id).len(), 2);
+    let list = Command::new(bottle_bin())
+        .arg("list")
+        .env("BOTTLE_STATE_DIR", &state)
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&list.stdout).contains(&format!("{id}  stopped")));
+    let done = cleanup(&["--yes", "--volumes", "--id", &id]);
+    assert!(done.status.success());
+    assert!(volumes_of(&id).is_empty(), "{:?}", volumes_of(&id));
+    assert!(leftovers(&id).is_empty());
 }
 
 #[test]

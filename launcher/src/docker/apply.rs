@@ -40,6 +40,9 @@ pub struct Options {
     pub tty: bool,
     /// The agent's OCI runtime, resolved against the engine (`runtime::resolve`).
     pub agent_runtime: Option<String>,
+    /// The manifest's absolute path, a label of the agent's volumes (what
+    /// `bottle resume` loads again).
+    pub manifest: std::path::PathBuf,
 }
 
 /// What apply needs besides the plan (made by `prepare`).
@@ -142,7 +145,13 @@ async fn bring_up(
     let mut agent_name = String::new();
     for c in &plan.containers {
         let step = progress.step(&format!("starting {}", c.role.as_str()));
-        create(d, c, secrets, opts, rec).await?;
+        let volumes = if c.role == RoleName::Agent {
+            super::volumes::ensure(d, plan, &opts.manifest, rec).await?;
+            super::volumes::binds(plan)
+        } else {
+            Vec::new()
+        };
+        create(d, c, secrets, opts, rec, volumes).await?;
         let mut files = Vec::new();
         for f in &c.files {
             let path = f.path.trim_start_matches('/').to_string();
@@ -215,6 +224,8 @@ async fn bring_up(
         if c.role == RoleName::Agent {
             if let Some(tar) = workspace_tar.take() {
                 upload(d, &c.name, tar).await?;
+            } else if plan.resumed {
+                refresh_git_remotes(d, plan, &c.name).await?;
             }
             agent_name = c.name.clone();
             step.done();
@@ -240,12 +251,42 @@ async fn bring_up(
     Ok(agent_name)
 }
 
+/// A resumed workspace keeps its `.git/config`, with the remotes of the
+/// manifest as it is now (git-gate's, `render::git_config::with_remotes`).
+/// A workspace without one (no repository) is left alone.
+async fn refresh_git_remotes(d: &Docker, plan: &Plan, agent: &str) -> Result<(), ApplyError> {
+    let path = format!("{}/.git/config", crate::render::paths::WORKSPACE);
+    let Ok(old) = download_file(d, agent, &path).await else {
+        return Ok(());
+    };
+    let remotes: Vec<(String, String)> = plan
+        .git_remotes
+        .iter()
+        .map(|g| (g.name.clone(), g.url.clone()))
+        .collect();
+    let new = crate::render::git_config::with_remotes(&String::from_utf8_lossy(&old), &remotes);
+    let uid = crate::plan::AGENT_UID;
+    let tar = files_tar(&[TarEntry::file(
+        path.trim_start_matches('/'),
+        0o644,
+        uid,
+        uid,
+        new.into_bytes(),
+    )])
+    .map_err(|source| ApplyError::Io {
+        what: "build the .git/config archive".into(),
+        source,
+    })?;
+    upload(d, agent, tar).await
+}
+
 async fn create(
     d: &Docker,
     c: &ContainerPlan,
     secrets: &Secrets,
     opts: &Options,
     rec: &Recorder,
+    volumes: Vec<String>,
 ) -> Result<(), ApplyError> {
     let mut env: Vec<String> = c.env.iter().map(|(k, v)| format!("{k}={v}")).collect();
     for slot in c.secret_env.keys() {
@@ -262,19 +303,19 @@ async fn create(
         .first()
         .ok_or_else(|| ApplyError::Runtime(format!("{} has no network", c.name)))?;
     let is_agent = c.role == RoleName::Agent;
-    // Bind mounts come from the bottle's state directory, never elsewhere.
+    // Bind mounts come from the bottle's state directory, never elsewhere;
+    // the agent's volumes (`volumes`) are the bottle's own named volumes.
     let state_dir = rec.snapshot().state_dir;
-    let binds: Vec<String> = c
-        .mounts
-        .iter()
-        .map(|m| {
+    let binds: Vec<String> = volumes
+        .into_iter()
+        .chain(c.mounts.iter().map(|m| {
             format!(
                 "{}:{}:{}",
                 state_dir.join(&m.source).display(),
                 m.target,
                 if m.read_only { "ro" } else { "rw" }
             )
-        })
+        }))
         .collect();
     let body = ContainerCreateBody {
         image: Some(c.image.clone()),

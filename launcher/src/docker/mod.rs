@@ -3,7 +3,8 @@
 //! the agent, `teardown` undoes what the `record` holds, `images` checks and
 //! builds images, `push` sends them to a registry, `firewall` keeps the host
 //! out of the internal networks,
-//! `health` waits for the sidecars, `runtime` picks the agent's OCI runtime.
+//! `health` waits for the sidecars, `runtime` picks the agent's OCI runtime,
+//! `volumes` keeps the agent's home and workspace between runs.
 //!
 //! Owns: every bollard call of the launcher. No module outside this one
 //! talks to Docker, and none runs the `docker` CLI (the interactive session
@@ -24,6 +25,7 @@ pub mod record;
 pub mod run;
 pub mod runtime;
 pub mod teardown;
+pub mod volumes;
 
 pub use apply::{Applied, Inputs, Options, apply};
 pub(crate) use engine::docker_err;

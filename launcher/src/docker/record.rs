@@ -22,6 +22,11 @@ pub struct Record {
     pub networks: Vec<String>,
     pub containers: Vec<String>,
     pub fw_rules: Vec<FwRule>,
+    /// Volumes this run created (the agent's home and workspace on a first
+    /// run). Teardown keeps them; they are removed only when the run asks
+    /// (`--rm`), or when it failed before the agent started.
+    #[serde(default)]
+    pub volumes: Vec<String>,
 }
 
 /// Shared record, saved after each change.

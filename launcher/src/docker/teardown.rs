@@ -1,7 +1,12 @@
 //! Teardown: undoes exactly what the record holds (apply's containers,
-//! networks and host firewall rules; prepare's state directory), and finds what a killed `bottle run`
-//! left behind (by the `bottle.id` label, the `bottle:<id>` rule comment and
-//! the state directories) for `bottle list` and `bottle cleanup`.
+//! networks and host firewall rules; prepare's state directory), and finds
+//! what a killed `bottle run` left behind (by the `bottle.id` label, the
+//! `bottle:<id>` rule comment and the state directories) and the stopped
+//! bottles (their volumes, `volumes`) for `bottle list`, `bottle cleanup`,
+//! `bottle rm` and `bottle resume`.
+//!
+//! The agent's volumes are not part of an undo: they outlive the run on
+//! purpose, and are removed only by `volumes::remove` when asked.
 //!
 //! Must never: remove a resource without bottle's labels/comment, or a live
 //! bottle's resources unless asked for that id.
@@ -17,6 +22,7 @@ use bollard::query_parameters::{
 use super::engine::{ApplyError, connect};
 use super::firewall::{self, FwRule};
 use super::record::{Record, state_root};
+use super::volumes::{self, Stored};
 
 /// Undoes a record of this process: connects to the engine only when the
 /// record holds containers or networks, so a bottle that failed before
@@ -88,6 +94,11 @@ fn finish(r: &Record, mut failures: Vec<String>) -> Result<(), ApplyError> {
     }
 }
 
+/// True while process `p` is a `bottle`.
+pub fn pid_alive(p: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{p}/comm")).is_ok_and(|c| c.trim() == "bottle")
+}
+
 /// A bottle found on this host.
 #[derive(Debug, Default, Clone)]
 pub struct Found {
@@ -98,14 +109,33 @@ pub struct Found {
     pub fw_rules: Vec<FwRule>,
     pub state_dir: Option<PathBuf>,
     pub pid: Option<u32>,
+    /// The agent's home and workspace volumes.
+    pub volumes: Vec<Stored>,
 }
 
 impl Found {
     /// True while the owning `bottle run` process lives.
     pub fn alive(&self) -> bool {
-        self.pid.is_some_and(|p| {
-            std::fs::read_to_string(format!("/proc/{p}/comm")).is_ok_and(|c| c.trim() == "bottle")
-        })
+        self.pid.is_some_and(pid_alive)
+    }
+
+    /// Containers, networks, firewall rules or a state directory remain:
+    /// a running bottle, or the leftovers of a killed one.
+    pub fn has_run_parts(&self) -> bool {
+        !self.containers.is_empty()
+            || !self.networks.is_empty()
+            || !self.fw_rules.is_empty()
+            || self.state_dir.is_some()
+    }
+
+    /// Only its volumes remain: a bottle that can be resumed.
+    pub fn stopped(&self) -> bool {
+        !self.has_run_parts() && !self.volumes.is_empty()
+    }
+
+    /// The names of its volumes.
+    pub fn volume_names(&self) -> Vec<String> {
+        self.volumes.iter().map(|v| v.name.clone()).collect()
     }
 
     pub fn record(&self) -> Record {
@@ -116,6 +146,7 @@ impl Found {
             networks: self.networks.clone(),
             containers: self.containers.iter().map(|c| c.0.clone()).collect(),
             fw_rules: self.fw_rules.clone(),
+            volumes: Vec::new(),
         }
     }
 }
@@ -206,6 +237,15 @@ pub async fn find(d: &Docker) -> Result<Vec<Found>, ApplyError> {
             f.state_dir = Some(p);
             f.pid = f.pid.or(Some(r.pid));
         }
+    }
+    for (id, v) in volumes::list(d).await? {
+        by.entry(id.clone())
+            .or_insert_with(|| Found {
+                id,
+                ..Default::default()
+            })
+            .volumes
+            .push(v);
     }
     Ok(by.into_values().collect())
 }

@@ -12,7 +12,8 @@ use std::collections::BTreeMap;
 use super::model::{
     AGENT_UID, Attachment, ContainerPlan, FilePlan, GATE_PORT, GATE_UID, GitRemote, Health,
     LIVE_ROUTES_DIR, MountPlan, NetworkPlan, OAUTH_PLACEHOLDER, PROXY_PORT, PROXY_UID, RoleName,
-    SUPERVISE_DIR, SUPERVISE_PORT, SUPERVISE_UID, Security, Source, TokenSlot, resource_name,
+    SUPERVISE_DIR, SUPERVISE_PORT, SUPERVISE_UID, Security, Source, TokenSlot, VolumePlan,
+    resource_name,
 };
 use crate::manifest::{Agent, Bottle, OuterProxyKind, PROMPT_FILE_PLACEHOLDER, PromptSource, Role};
 use crate::render::{self, paths};
@@ -78,6 +79,18 @@ pub(super) fn networks(id: &str) -> Vec<NetworkPlan> {
             role: role.into(),
             name: resource_name(id, role),
             internal,
+        })
+        .collect()
+}
+
+/// The agent's two volumes: its home and `/workspace`.
+pub(super) fn volumes(id: &str) -> Vec<VolumePlan> {
+    [("home", paths::AGENT_HOME), ("workspace", paths::WORKSPACE)]
+        .into_iter()
+        .map(|(role, target)| VolumePlan {
+            role: role.into(),
+            name: resource_name(id, role),
+            target: target.into(),
         })
         .collect()
 }

@@ -36,7 +36,8 @@ pub use model::{
     AGENT_DNS, AGENT_UID, Attachment, BuildPlan, ContainerPlan, FilePlan, GATE_PORT, GATE_UID,
     GitRemote, Health, LIVE_ROUTES_DIR, MountPlan, NetworkPlan, OAUTH_PLACEHOLDER, OuterProxyPlan,
     PROXY_PORT, PROXY_UID, Plan, PromptPlan, RoleName, RoutePlan, SUPERVISE_DIR, SUPERVISE_PORT,
-    SUPERVISE_UID, Security, SkillPlan, Source, TokenSlot, WorkspacePlan, resource_name,
+    SUPERVISE_UID, Security, SkillPlan, Source, TokenSlot, VolumePlan, WorkspacePlan,
+    resource_name,
 };
 
 /// A fresh bottle id, `<bottle>-<8 hex>`, from the operating system's random
@@ -166,6 +167,8 @@ pub fn plan(
                 slot: None,
             }))
             .collect(),
+        volumes: containers::volumes(id),
+        resumed: false,
     })
 }
 

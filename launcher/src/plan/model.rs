@@ -106,6 +106,22 @@ pub struct Plan {
     pub approved_earlier: Vec<super::approved::ApprovedEarlier>,
     /// Kept approvals that no longer apply to the manifest, and why.
     pub approvals_skipped: Vec<super::approved::SkippedApproval>,
+    /// The agent's home and workspace volumes (kept after the run, so
+    /// `bottle resume` continues the bottle; docs/agents.md).
+    pub volumes: Vec<VolumePlan>,
+    /// This run resumes the bottle: its volumes exist and the workspace is
+    /// not copied from the host again.
+    pub resumed: bool,
+}
+
+/// A Docker volume mounted into the agent, named after the bottle id.
+#[derive(Debug, Clone, Serialize)]
+pub struct VolumePlan {
+    /// `home` or `workspace`; also the volume's `bottle.role` label.
+    pub role: String,
+    pub name: String,
+    /// The mount point in the agent.
+    pub target: String,
 }
 
 #[derive(Debug, Clone, Serialize)]

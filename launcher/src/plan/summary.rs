@@ -3,7 +3,7 @@
 //!
 //! Must never: print a secret value (the plan holds none).
 
-use super::model::{Plan, RoleName};
+use super::model::{Plan, RoleName, resource_name};
 
 impl Plan {
     /// The runtime as `bottle plan` shows it; `resolved` is what the engine
@@ -235,6 +235,10 @@ impl Plan {
                     s.push_str(&format!("  warning: {x}\n"));
                 }
             }
+            None if self.resumed => s.push_str(&format!(
+                "workspace: resumed from volume {} (not copied again)\n",
+                resource_name(&self.id, "workspace")
+            )),
             None => s.push_str("workspace: none (empty /workspace)\n"),
         }
         if let Some(p) = &self.prompt {

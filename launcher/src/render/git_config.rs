@@ -117,9 +117,47 @@ pub fn render(original: Option<&str>, remotes: &[(String, String)]) -> String {
     out
 }
 
+/// A resumed workspace's `.git/config` with its remotes replaced by
+/// git-gate's from the manifest as it is now: every other line is the
+/// agent's and stays as it is (branch tracking, its own settings; nothing in
+/// the agent is a host secret), every `remote` section goes.
+pub fn with_remotes(existing: &str, remotes: &[(String, String)]) -> String {
+    let mut out = String::new();
+    let mut in_remote = false;
+    for line in existing.lines() {
+        let t = line.trim_start();
+        if t.starts_with('[') {
+            in_remote = header(t).is_some_and(|(s, _)| s == "remote");
+        }
+        if !in_remote {
+            out.push_str(line);
+            out.push('\n');
+        }
+    }
+    for (name, url) in remotes {
+        out.push_str(&format!(
+            "[remote \"{name}\"]\n\turl = {url}\n\tfetch = +refs/heads/*:refs/remotes/{name}/*\n"
+        ));
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn with_remotes_replaces_only_the_remote_sections() {
+        let agent = "[core]\n\tbare = false\n[remote \"old\"]\n\turl = git://git-gate:9418/old.git\n[branch \"main\"]\n\tremote = old\n[Remote.x] url = y\n[user]\n\tname = agent\n";
+        let got = with_remotes(
+            agent,
+            &[("new".into(), "git://git-gate:9418/new.git".into())],
+        );
+        assert_eq!(
+            got,
+            "[core]\n\tbare = false\n[branch \"main\"]\n\tremote = old\n[user]\n\tname = agent\n[remote \"new\"]\n\turl = git://git-gate:9418/new.git\n\tfetch = +refs/heads/*:refs/remotes/new/*\n"
+        );
+    }
 
     const DIRTY: &str = r#"[core]
 	repositoryformatversion = 1

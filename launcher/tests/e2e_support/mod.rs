@@ -135,7 +135,28 @@ pub fn leftovers(id: &str) -> Vec<String> {
     v
 }
 
-/// Removes every resource of bottles named `bottle` (by label) and extra containers.
+/// The volumes of a bottle id (home, workspace), which `bottle run` keeps.
+pub fn volumes_of(id: &str) -> Vec<String> {
+    docker_ok_out(&[
+        "volume",
+        "ls",
+        "-q",
+        "--filter",
+        &format!("label=bottle.id={id}"),
+    ])
+    .lines()
+    .map(str::to_string)
+    .collect()
+}
+
+/// The id `bottle run` printed in its "Resume: `bottle resume ID`" line.
+pub fn resume_id(stderr: &str) -> Option<String> {
+    let rest = stderr.split("`bottle resume ").nth(1)?;
+    rest.split('`').next().map(str::to_string)
+}
+
+/// Removes every resource of bottles named `bottle` (by label: containers,
+/// networks, volumes, firewall rules) and extra containers.
 pub struct Guard {
     pub bottle: String,
     pub containers: Vec<String>,
@@ -199,6 +220,13 @@ impl Drop for Guard {
                 .lines()
         {
             let _ = docker(&["network", "rm", n]);
+        }
+        // The agent's volumes outlive `bottle run` on purpose (resume).
+        for v in
+            String::from_utf8_lossy(&docker(&["volume", "ls", "-q", "--filter", &label]).stdout)
+                .lines()
+        {
+            let _ = docker(&["volume", "rm", "-f", v]);
         }
         if let Ok(o) = Command::new("iptables")
             .args(["-w", "-S", "INPUT"])
