@@ -549,8 +549,7 @@ fn plan_as(
         files: w.files.len(),
         warnings: w.warnings.clone(),
     });
-    let mut p =
-        plan::plan(m, agent, id, &env_lookup, &|p: &Path| p.exists(), ws).map_err(usage)?;
+    let mut p = plan::plan(m, agent, id, &env_lookup, &|p: &Path| p.exists(), ws).map_err(usage)?;
     // Approvals kept for the bottle's name (issue 14): `plan`, `run` (and
     // anything that plans through here) start with them.
     for w in crate::approvals::fold_into(&mut p, m) {
