@@ -1,7 +1,7 @@
 //! `bottle`: launches an agent container whose only way out is egress-proxy
 //! and an outer proxy, on isolated Docker networks (SPEC §1, §6).
 //!
-//! The phases, in `cli::run`'s order (docs/architecture.md):
+//! The phases, in `cli::session::run`'s order (docs/architecture.md):
 //! load (`manifest`, `workspace`) -> plan (`plan`: a pure `Plan` value, what
 //! `bottle plan` prints) -> prepare (`prepare`: secrets, CAs, state directory,
 //! workspace archive) -> apply (`docker::apply`, recording what it creates)
