@@ -15,57 +15,15 @@
 //! and `script` (util-linux's, in Debian's essential bsdutils).
 
 mod e2e_support;
+mod supervise_support;
 mod tui_pty;
 
 use e2e_support::*;
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
+use supervise_support::{MCP_PY, last_status};
 use tui_pty::Tui;
-
-/// The agent's MCP client (as in e2e_supervise): initialize, then one
-/// tools/call; prints the tool result as JSON.
-const MCP_PY: &str = r#"
-import json, sys, urllib.request
-URL = "http://supervise:9100/mcp"
-opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-session = None
-def post(msg):
-    global session
-    h = {"Content-Type": "application/json", "Accept": "application/json, text/event-stream"}
-    if session:
-        h["mcp-session-id"] = session
-    req = urllib.request.Request(URL, data=json.dumps(msg).encode(), headers=h, method="POST")
-    with opener.open(req, timeout=120) as r:
-        session = r.headers.get("mcp-session-id") or session
-        body = r.read().decode()
-    if "id" not in msg:
-        return None
-    for line in body.splitlines():
-        if line.startswith("data:") and line[5:].strip():
-            m = json.loads(line[5:])
-            if m.get("id") == msg["id"]:
-                return m
-    return json.loads(body) if body.strip().startswith("{") else None
-init = post({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
-    "protocolVersion": "2025-03-26", "capabilities": {},
-    "clientInfo": {"name": "e2e-tui", "version": "1"}}})
-assert init and "result" in init, init
-post({"jsonrpc": "2.0", "method": "notifications/initialized"})
-name, args = sys.argv[1], json.loads(sys.argv[2])
-r = post({"jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": {"name": name, "arguments": args}})
-res = r["result"]
-print(json.dumps({"isError": res.get("isError", False), "content": res.get("structuredContent"),
-                  "text": [c.get("text") for c in res.get("content", [])]}))
-"#;
-
-fn last_status(out: &str) -> Option<u16> {
-    out.lines()
-        .rev()
-        .find(|l| l.starts_with("HTTP/"))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|s| s.parse().ok())
-}
 
 fn supervise(state: &Path, env: &[(&str, &str)], args: &[&str]) -> (i32, String, String) {
     let o = Command::new(bottle_bin())
@@ -236,7 +194,7 @@ agents:
             &pid,
             "tui.origin.test",
             "e2e: the TUI approves this",
-            "e2e-tui",
+            "e2e-mcp",
             "(new route)",
         ],
     );

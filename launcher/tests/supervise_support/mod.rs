@@ -1,6 +1,8 @@
 //! Helpers of `e2e_supervise`: the MCP client the agent runs, the
 //! pipelock stand-in, the `bottle` commands with the test's state root, and
-//! one bottle (`Setup`) run as many times as the test needs.
+//! one bottle (`Setup`) run as many times as the test needs. Also used by
+//! `e2e_supervise_tui` (the MCP client).
+#![allow(dead_code)]
 
 use crate::e2e_support::*;
 use std::path::{Path, PathBuf};
