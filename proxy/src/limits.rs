@@ -61,6 +61,13 @@ pub const UPSTREAM_H2_CONNECTION_WINDOW: u32 = 1 << 30;
 /// frames, wake-ups and window updates on large downloads (S4).
 pub const UPSTREAM_H2_MAX_FRAME: u32 = 1 << 20;
 
+/// Freed once at start to raise glibc's malloc thresholds (`main.rs`,
+/// `raise_malloc_trim_threshold`): the heap keeps up to twice this free at
+/// its top instead of 128 KiB. 4 MiB: a download's buffers in flight (one
+/// 1 MiB stream window and the TLS and frame buffers around it) fit well
+/// under it.
+pub const MALLOC_THRESHOLD_BLOCK: usize = 4 << 20;
+
 /// Every bound the proxy enforces. One struct so the CLI and later tasks
 /// (limits flags, reload) have one place to change.
 #[derive(Debug, Clone)]

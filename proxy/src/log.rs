@@ -250,6 +250,14 @@ impl JsonVisitor<'_> {
 /// (`\"`, `\\`, `\b`, `\f`, `\n`, `\r`, `\t`, other controls as `\u00XX`).
 fn push_json_str(out: &mut String, s: &str) {
     out.push('"');
+    // Most values (hosts, paths, methods, decisions) need no escaping: one
+    // plain scan, then one copy (the byte loop below was a third of the
+    // access line's cost, docs/benchmarks.md round 2).
+    if !s.bytes().any(|b| b < 0x20 || b == b'"' || b == b'\\') {
+        out.push_str(s);
+        out.push('"');
+        return;
+    }
     let mut start = 0;
     for (i, b) in s.bytes().enumerate() {
         let esc: &str = match b {

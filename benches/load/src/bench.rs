@@ -40,6 +40,14 @@ pub struct Config {
     pub s5_events: u64,
     pub s5_interval_ms: u64,
     pub s6_conns: usize,
+    /// Scenarios to run (`s1`..`s6`, `s4w`); empty: all.
+    pub only: Vec<String>,
+}
+
+impl Config {
+    fn wants(&self, s: &str) -> bool {
+        self.only.is_empty() || self.only.iter().any(|o| o == s)
+    }
 }
 
 #[derive(Serialize, Debug)]
@@ -51,6 +59,8 @@ pub struct ProxyResult {
     pub s2: Option<RatePoint>,
     pub s3: Option<FirstContact>,
     pub s4: Option<Download>,
+    /// S4 with the origin writing each 64 KiB slice on its own (`/bytes/<n>?paced=1`).
+    pub s4w: Option<Download>,
     pub s5: Option<Sse>,
     pub s6: Option<Memory>,
     pub peak_rss_kib: Option<u64>,
@@ -68,6 +78,7 @@ impl ProxyResult {
             s2: None,
             s3: None,
             s4: None,
+            s4w: None,
             s5: None,
             s6: None,
             peak_rss_kib: None,
@@ -408,40 +419,52 @@ async fn measure(
     let rest = probe.rss_kib();
 
     let mut r = ProxyResult::failed(name, "ok".into());
-    if port.is_some() {
+    if port.is_some() && cfg.wants("s6") {
         eprintln!("  S6 memory, {} idle connections", cfg.s6_conns);
         r.s6 = Some(scenarios::memory(&t, probe, rest, cfg.s6_conns).await);
     }
     let hosts: Vec<Ipv4Addr> = (2..=(cfg.s3_hosts as u16 + 1).min(254))
         .map(|i| Ipv4Addr::new(127, 0, 0, i as u8))
         .collect();
-    eprintln!("  S3 first contact, {} hosts", hosts.len());
-    r.s3 = Some(scenarios::first_contact(&t, probe, &hosts).await);
+    if cfg.wants("s3") {
+        eprintln!("  S3 first contact, {} hosts", hosts.len());
+        r.s3 = Some(scenarios::first_contact(&t, probe, &hosts).await);
+    }
     let s1_dur = Duration::from_secs_f64(cfg.s1_seconds);
-    for &c in &cfg.s1_concurrency {
+    for &c in cfg.s1_concurrency.iter().filter(|_| cfg.wants("s1")) {
         eprintln!("  S1 keep-alive, C={c}");
         r.s1.push(scenarios::rate(&t, probe, c, s1_dur, cfg.max_requests, false).await);
     }
-    eprintln!("  S2 new connection per request, C={}", cfg.s2_concurrency);
-    r.s2 = Some(
-        scenarios::rate(
-            &t,
-            probe,
-            cfg.s2_concurrency,
-            Duration::from_secs_f64(cfg.s2_seconds),
-            cfg.max_requests,
-            true,
-        )
-        .await,
-    );
-    eprintln!(
-        "  S4 download {} MB x{}",
-        cfg.s4_bytes / 1_000_000,
-        cfg.s4_runs
-    );
-    r.s4 = Some(scenarios::download(&t, probe, cfg.s4_bytes, cfg.s4_runs).await);
-    eprintln!("  S5 SSE {} events", cfg.s5_events);
-    r.s5 = Some(scenarios::sse(&t, probe, cfg.s5_events, cfg.s5_interval_ms).await);
+    if cfg.wants("s2") {
+        eprintln!("  S2 new connection per request, C={}", cfg.s2_concurrency);
+        r.s2 = Some(
+            scenarios::rate(
+                &t,
+                probe,
+                cfg.s2_concurrency,
+                Duration::from_secs_f64(cfg.s2_seconds),
+                cfg.max_requests,
+                true,
+            )
+            .await,
+        );
+    }
+    let mb = cfg.s4_bytes / 1_000_000;
+    if cfg.wants("s4") {
+        eprintln!("  S4 download {mb} MB x{}", cfg.s4_runs);
+        r.s4 = Some(scenarios::download(&t, probe, cfg.s4_bytes, cfg.s4_runs, false).await);
+    }
+    if cfg.wants("s4w") {
+        eprintln!(
+            "  S4w download {mb} MB x{}, one origin write per 64 KiB",
+            cfg.s4_runs
+        );
+        r.s4w = Some(scenarios::download(&t, probe, cfg.s4_bytes, cfg.s4_runs, true).await);
+    }
+    if cfg.wants("s5") {
+        eprintln!("  S5 SSE {} events", cfg.s5_events);
+        r.s5 = Some(scenarios::sse(&t, probe, cfg.s5_events, cfg.s5_interval_ms).await);
+    }
     r.peak_rss_kib = probe.hwm_kib();
 
     if let Some(c) = child.as_mut() {

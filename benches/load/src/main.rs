@@ -83,6 +83,12 @@ struct BenchArgs {
     /// Seconds per S1 concurrency level and for S2 (default 10, smoke 2).
     #[arg(long)]
     seconds: Option<f64>,
+    /// Comma-separated scenarios to run (s1, s2, s3, s4, s4w, s5, s6); default all.
+    #[arg(long, value_delimiter = ',')]
+    only: Vec<String>,
+    /// S4/S4w download size in MB (default 200, smoke 20).
+    #[arg(long)]
+    s4_mb: Option<u64>,
 }
 
 fn main() -> ExitCode {
@@ -166,12 +172,22 @@ async fn bench_cmd(a: BenchArgs) -> Result<ExitCode> {
         s2_seconds: secs,
         max_requests: 5_000_000,
         s3_hosts: if smoke { 10 } else { 200 },
-        s4_bytes: if smoke { 20_000_000 } else { 200_000_000 },
+        s4_bytes: a
+            .s4_mb
+            .unwrap_or(if smoke { 20 } else { 200 })
+            .saturating_mul(1_000_000),
         s4_runs: if smoke { 1 } else { 3 },
         s5_events: if smoke { 100 } else { 1000 },
         s5_interval_ms: 5,
         s6_conns: if smoke { 100 } else { 1000 },
+        only: a.only.clone(),
     };
+    for o in &cfg.only {
+        anyhow::ensure!(
+            ["s1", "s2", "s3", "s4", "s4w", "s5", "s6"].contains(&o.as_str()),
+            "--only: unknown scenario {o:?} (use s1, s2, s3, s4, s4w, s5, s6)"
+        );
+    }
     let started = std::time::SystemTime::now();
     let load_before = loadavg();
     let results = bench::run(&cfg).await?;
@@ -203,7 +219,7 @@ async fn bench_cmd(a: BenchArgs) -> Result<ExitCode> {
             "s2_concurrency": cfg.s2_concurrency, "s2_seconds": cfg.s2_seconds,
             "s3_hosts": cfg.s3_hosts, "s4_bytes": cfg.s4_bytes, "s4_runs": cfg.s4_runs,
             "s5_events": cfg.s5_events, "s5_interval_ms": cfg.s5_interval_ms,
-            "s6_conns": cfg.s6_conns,
+            "s6_conns": cfg.s6_conns, "only": cfg.only,
         },
     });
     let mut meta = meta;
@@ -225,6 +241,7 @@ async fn bench_cmd(a: BenchArgs) -> Result<ExitCode> {
                 || r.s2.as_ref().is_some_and(|p| !p.valid)
                 || r.s3.as_ref().is_some_and(|p| !p.valid)
                 || r.s4.as_ref().is_some_and(|p| !p.valid)
+                || r.s4w.as_ref().is_some_and(|p| !p.valid)
                 || r.s5.as_ref().is_some_and(|p| !p.valid)
                 || r.s6.as_ref().is_some_and(|p| !p.valid);
             invalid.then(|| r.name.clone())

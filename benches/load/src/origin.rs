@@ -2,7 +2,7 @@
 //! path of the harness talks to, direct or through a proxy.
 //!
 //! Endpoints: `/small` (a short body), `/bytes/<n>` (n bytes streamed from one reused
-//! buffer), `/sse?n=&interval_ms=` (server-sent events, each carrying its send time in
+//! buffer in 64 KiB slices; `?paced=1`: one write per slice), `/sse?n=&interval_ms=` (server-sent events, each carrying its send time in
 //! Unix nanoseconds). Every response says in `x-auth` whether the expected
 //! `Authorization` arrived (`match`, `other`, `none`); the value itself is never printed
 //! or echoed. It listens on 127.0.0.1..=127.0.0.<hosts> at one port (the S3 hosts) and
@@ -151,6 +151,8 @@ fn handle(shared: &Shared, req: Request<Incoming>) -> Response<OBody> {
                 BytesBody {
                     remaining: n,
                     chunk: shared.chunk.clone(),
+                    paced: param(query, "paced") == Some(1),
+                    yielded: false,
                 }
                 .boxed(),
             ),
@@ -208,9 +210,16 @@ fn param(query: &str, name: &str) -> Option<u64> {
 }
 
 /// `n` bytes sent as slices of one shared buffer: no allocation per chunk.
+///
+/// `paced`: the body is not ready again until the server has taken the last
+/// slice and polled once more (a wake-up in between), so each 64 KiB slice
+/// leaves as its own write, as from a server that loops on `write(64 KiB)`
+/// (S4w); otherwise every slice is ready at once and hyper may coalesce them.
 struct BytesBody {
     remaining: u64,
     chunk: Bytes,
+    paced: bool,
+    yielded: bool,
 }
 
 impl Body for BytesBody {
@@ -218,11 +227,17 @@ impl Body for BytesBody {
     type Error = Infallible;
     fn poll_frame(
         mut self: Pin<&mut Self>,
-        _cx: &mut TaskCx<'_>,
+        cx: &mut TaskCx<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
         if self.remaining == 0 {
             return Poll::Ready(None);
         }
+        if self.paced && !self.yielded {
+            self.yielded = true;
+            cx.waker().wake_by_ref();
+            return Poll::Pending;
+        }
+        self.yielded = false;
         let n = self.remaining.min(self.chunk.len() as u64) as usize;
         self.remaining -= n as u64;
         Poll::Ready(Some(Ok(Frame::data(self.chunk.slice(..n)))))

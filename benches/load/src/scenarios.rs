@@ -226,7 +226,8 @@ pub async fn first_contact(t: &Target, probe: Probe, hosts: &[Ipv4Addr]) -> Firs
     }
 }
 
-/// S4: one large download per run on a fresh connection; the median run is reported.
+/// S4: one large download per run on a fresh connection; the median run is reported,
+/// and the proxy CPU of all runs.
 #[derive(Serialize, Clone, Debug)]
 pub struct Download {
     pub bytes: u64,
@@ -238,7 +239,21 @@ pub struct Download {
     pub valid: bool,
 }
 
-pub async fn download(t: &Target, probe: Probe, bytes: u64, runs: usize) -> Download {
+/// `paced`: the origin writes each 64 KiB slice on its own (S4w).
+impl Download {
+    /// Megabytes moved per second of proxy CPU, over all runs (the CPU covers them all).
+    pub fn mb_per_cpu_s(&self) -> Option<f64> {
+        let cpu = self.proxy_cpu_s.filter(|c| *c > 0.0)?;
+        Some(self.bytes as f64 * self.runs_mb_per_s.len() as f64 / 1e6 / cpu)
+    }
+}
+
+pub async fn download(t: &Target, probe: Probe, bytes: u64, runs: usize, paced: bool) -> Download {
+    let path = if paced {
+        format!("/bytes/{bytes}?paced=1")
+    } else {
+        format!("/bytes/{bytes}")
+    };
     let mut speeds = Vec::new();
     let mut errs = Errors::default();
     let cpu0 = probe.cpu();
@@ -246,7 +261,7 @@ pub async fn download(t: &Target, probe: Probe, bytes: u64, runs: usize) -> Down
         let r = async {
             let mut c = client::connect(t, t.cred_host).await?;
             let t0 = Instant::now();
-            let got = client::get(t, &mut c, &format!("/bytes/{bytes}")).await?;
+            let got = client::get(t, &mut c, &path).await?;
             let mut body = got.body;
             let mut n = 0u64;
             // A generous bound: 200 MB at 2 MB/s.

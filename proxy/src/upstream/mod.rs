@@ -20,6 +20,7 @@ use std::sync::{Arc, Mutex, Weak};
 use std::time::Instant;
 
 use addon_rules::{Reason, Refusal};
+use http::uri::{Authority, PathAndQuery, Scheme};
 use http::{Method, Request, Response, StatusCode, Uri};
 use hyper::body::{Body, Incoming};
 use hyper::client::conn::{http1, http2};
@@ -202,11 +203,13 @@ impl Upstream {
             h1_only: opts.websocket,
             route_names_ip: opts.route_names_ip,
         };
+        // Kept parsed (a shared `Bytes`): the upstream URI is put together
+        // from parts, not formatted and parsed again per request (S1).
         let path = req
             .uri()
             .path_and_query()
-            .map(|p| p.as_str().to_owned())
-            .unwrap_or_else(|| "/".into());
+            .cloned()
+            .unwrap_or_else(|| PathAndQuery::from_static("/"));
         // A copy to rebuild an idempotent, bodiless request if a pooled
         // connection turns out stale after the request was handed to it.
         let spare = (idempotent(req.method()) && req.body().is_end_stream()).then(|| {
@@ -486,15 +489,17 @@ where
     Ok(Conn::H1(s))
 }
 
-fn set_uri(req: &mut Request<BoxBody>, absolute: Option<&Origin>, path: &str) {
-    let uri = match absolute {
-        Some(o) => {
-            let scheme = if o.tls { "https" } else { "http" };
-            format!("{scheme}://{}{path}", o.authority())
-        }
-        None => path.to_owned(),
-    };
-    if let Ok(u) = uri.parse::<Uri>() {
+fn set_uri(req: &mut Request<BoxBody>, absolute: Option<&Origin>, path: &PathAndQuery) {
+    let mut parts = http::uri::Parts::default();
+    parts.path_and_query = Some(path.clone());
+    if let Some(o) = absolute {
+        let Ok(authority) = o.authority().parse::<Authority>() else {
+            return;
+        };
+        parts.scheme = Some(if o.tls { Scheme::HTTPS } else { Scheme::HTTP });
+        parts.authority = Some(authority);
+    }
+    if let Ok(u) = Uri::from_parts(parts) {
         *req.uri_mut() = u;
     }
 }
