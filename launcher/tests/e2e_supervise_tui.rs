@@ -442,7 +442,7 @@ fn left_alternate_screen(tui: &Tui) -> bool {
 }
 
 #[test]
-fn the_tui_gives_the_terminal_back_on_ctrl_c_and_sigterm() {
+fn the_tui_gives_the_terminal_back_on_ctrl_c_and_sigterm_and_exits_when_it_hangs_up() {
     if !docker_or_skip() {
         return;
     }
@@ -480,6 +480,28 @@ fn the_tui_gives_the_terminal_back_on_ctrl_c_and_sigterm() {
         left_alternate_screen(&tui),
         "terminal not restored after SIGTERM"
     );
+    drop(tui);
+    // The terminal goes away (its `script` killed: the pty hangs up). The
+    // TUI must exit, not spin on the dead terminal: crossterm's reader
+    // loops on end-of-file, and before the fix such orphans kept 40% of a
+    // CPU each for an hour.
+    let mut tui = Tui::start(tmp.path(), None);
+    tui.wait_screen(30, &["bottle supervise", "q quit"]);
+    let pid = wait_for(5, || tui_pid(tui.child.id())).expect("no bottle process under script");
+    tui.child.kill().unwrap();
+    tui.child.wait().unwrap();
+    let gone = wait_for(10, || {
+        (!std::path::Path::new(&format!("/proc/{pid}")).exists()
+            || std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                .is_ok_and(|s| s.contains(") Z ")))
+        .then_some(())
+    });
+    if gone.is_none() {
+        let _ = Command::new("kill")
+            .args(["-KILL", &pid.to_string()])
+            .status();
+        panic!("the TUI (pid {pid}) outlived its terminal by 10 s");
+    }
 }
 
 #[test]

@@ -50,12 +50,36 @@ pub async fn run(operator: String) -> Result<i32, ApplyError> {
         .map_err(|e| ApplyError::Runtime(format!("cannot watch SIGHUP: {e}")))?;
     let joined = tokio::select! {
         r = &mut ui => r,
-        _ = tokio::signal::ctrl_c() => { stop.store(true, Ordering::Relaxed); ui.await }
-        _ = term_sig.recv() => { stop.store(true, Ordering::Relaxed); ui.await }
-        _ = hup.recv() => { stop.store(true, Ordering::Relaxed); ui.await }
+        _ = tokio::signal::ctrl_c() => return stopped(&stop, ui).await,
+        _ = term_sig.recv() => return stopped(&stop, ui).await,
+        _ = hup.recv() => return stopped(&stop, ui).await,
     };
     match joined {
         Ok(r) => r,
         Err(e) => Err(ApplyError::Runtime(format!("the terminal UI failed: {e}"))),
     }
 }
+
+/// After a signal: the loop sees `stop` within one poll and restores the
+/// terminal. When its terminal has hung up (the window closed, `script`
+/// killed) crossterm's reader can spin on end-of-file and never return, so
+/// the loop is given [`GIVE_UP`]; then the terminal is restored here and
+/// `bottle` exits 130 all the same (`main` exits the process; the spinning
+/// thread goes with it).
+async fn stopped(
+    stop: &AtomicBool,
+    ui: impl std::future::Future<Output = Result<Result<i32, ApplyError>, tokio::task::JoinError>>,
+) -> Result<i32, ApplyError> {
+    stop.store(true, Ordering::Relaxed);
+    match tokio::time::timeout(GIVE_UP, ui).await {
+        Ok(Ok(r)) => r,
+        Ok(Err(e)) => Err(ApplyError::Runtime(format!("the terminal UI failed: {e}"))),
+        Err(_) => {
+            term::restore();
+            Ok(130)
+        }
+    }
+}
+
+/// How long the terminal loop gets to stop after a signal.
+const GIVE_UP: std::time::Duration = std::time::Duration::from_secs(1);

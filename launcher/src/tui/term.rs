@@ -37,7 +37,7 @@ struct Screen {
     term: Term,
 }
 
-fn restore() {
+pub(super) fn restore() {
     let _ = terminal::disable_raw_mode();
     let _ = execute!(stdout(), terminal::LeaveAlternateScreen, cursor::Show);
     let _ = stdout().flush();
