@@ -251,29 +251,12 @@ async fn update_squid(
     if new == old {
         return Ok(None);
     }
-    let path = paths::SQUID_CONF.trim_start_matches('/');
-    let tar =
-        files_tar(&[TarEntry::file(path, 0o644, 0, 0, new.into_bytes())]).map_err(|source| {
-            ApplyError::Io {
-                what: "build the squid.conf archive".into(),
-                source,
-            }
-        })?;
-    upload(d, name, tar).await?;
+    put_config(d, name, paths::SQUID_CONF, new).await?;
     // squid runs in the foreground as PID 1 (`squid -k reconfigure` refuses
     // a PID file of 1), so its reconfigure signal goes through the Docker
     // API; a config squid rejects would then be reported by `squid -k parse`.
     exec_ok(d, name, &["squid", "-k", "parse", "-f", paths::SQUID_CONF]).await?;
-    d.kill_container(
-        name,
-        Some(bollard::query_parameters::KillContainerOptions {
-            signal: "HUP".into(),
-        }),
-    )
-    .await
-    .map_err(crate::docker::docker_err(format!(
-        "reconfigure squid in {name}"
-    )))?;
+    hup(d, name, "reconfigure squid").await?;
     Ok(Some(hosts.len()))
 }
 
@@ -329,15 +312,27 @@ pub async fn update_pipelock(
     let Some(new) = pipelock_with_hosts(&old, hosts).map_err(ApplyError::Config)? else {
         return Ok(None);
     };
-    let path = paths::PIPELOCK_CONF.trim_start_matches('/');
-    let tar =
-        files_tar(&[TarEntry::file(path, 0o644, 0, 0, new.into_bytes())]).map_err(|source| {
-            ApplyError::Io {
-                what: "build the pipelock.yaml archive".into(),
-                source,
-            }
-        })?;
-    upload(d, name, tar).await?;
+    put_config(d, name, paths::PIPELOCK_CONF, new).await?;
+    hup(d, name, "reload pipelock").await?;
+    Ok(Some(hosts.len()))
+}
+
+/// Replaces the config file at `path` in container `name` (0644, root)
+/// through the Docker archive API: the extraction unlinks and recreates it
+/// inside the container.
+async fn put_config(d: &Docker, name: &str, path: &str, text: String) -> Result<(), ApplyError> {
+    let file = path.rsplit('/').next().unwrap_or(path);
+    let entry = TarEntry::file(path.trim_start_matches('/'), 0o644, 0, 0, text.into_bytes());
+    let tar = files_tar(&[entry]).map_err(|source| ApplyError::Io {
+        what: format!("build the {file} archive"),
+        source,
+    })?;
+    upload(d, name, tar).await
+}
+
+/// SIGHUP to container `name`'s PID 1 through the Docker kill API (`what`
+/// names the reload in the error).
+async fn hup(d: &Docker, name: &str, what: &str) -> Result<(), ApplyError> {
     d.kill_container(
         name,
         Some(bollard::query_parameters::KillContainerOptions {
@@ -345,10 +340,8 @@ pub async fn update_pipelock(
         }),
     )
     .await
-    .map_err(crate::docker::docker_err(format!(
-        "reload pipelock in {name}"
-    )))?;
-    Ok(Some(hosts.len()))
+    .map_err(crate::docker::docker_err(format!("{what} in {name}")))?;
+    Ok(())
 }
 
 /// Runs `cmd` in `container` (as its user) and fails unless it exits 0.
