@@ -133,8 +133,14 @@ fn render_k8s_passes_kubernetes_validate_strict() {
         );
     }
     // The third case carries a prompt file and a skill (text, an
-    // executable script, a binary file) into ConfigMaps.
-    for (outer, trees) in [("squid", false), ("pipelock", false), ("squid", true)] {
+    // executable script, a binary file) into ConfigMaps; the fourth is a
+    // supervised bottle (its state ConfigMaps and the sidecar).
+    for (outer, trees, supervise) in [
+        ("squid", false, false),
+        ("pipelock", false, false),
+        ("squid", true, false),
+        ("pipelock", false, true),
+    ] {
         let dir = tempfile::tempdir().unwrap();
         let out = dir.path().join("k8s");
         let mut m = M.replace("outer_proxy: pipelock", &format!("outer_proxy: {outer}"));
@@ -146,6 +152,12 @@ fn render_k8s_passes_kubernetes_validate_strict() {
             std::fs::write(skill.join("icon.bin"), [0u8, 255, 1]).unwrap();
             std::fs::write(dir.path().join("task.md"), "Fix it.\n").unwrap();
             m.push_str("    prompt_file: task.md\n    skills: [review]\n");
+        }
+        if supervise {
+            m = m.replace(
+                "    allow: [pypi.org]\n",
+                "    allow: [pypi.org]\n    supervise: true\n",
+            );
         }
         std::fs::write(dir.path().join("m.yaml"), m).unwrap();
         let o = Command::new(env!("CARGO_BIN_EXE_bottle"))
@@ -164,6 +176,12 @@ fn render_k8s_passes_kubernetes_validate_strict() {
             .output()
             .unwrap();
         assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        if supervise {
+            let cm = std::fs::read_to_string(out.join("configmap.yaml")).unwrap();
+            assert!(cm.contains("-live-routes") && cm.contains("-supervise-view"));
+            let dep = std::fs::read_to_string(out.join("deployment.yaml")).unwrap();
+            assert!(dep.contains("image: bottle-supervise:latest"));
+        }
         if trees {
             let cm = std::fs::read_to_string(out.join("configmap.yaml")).unwrap();
             assert!(cm.contains("name: bottle-dev-") && cm.contains("-skill-review"));

@@ -16,7 +16,8 @@
 //! `workloads` (Deployments and Pod hardening; files as `volumes`; the
 //! outer proxy without root in `outer`), `policies` (NetworkPolicies),
 //! `secrets` (Secret names; the only writers of key material, for
-//! `--mint-cas` and `--include-secrets`). Around it: `host` (the one reader
+//! `--mint-cas` and `--include-secrets`), `supervise` (the supervise
+//! state as ConfigMaps and an emptyDir). Around it: `host` (the one reader
 //! of host files) and `command` (`bottle render` and the plan of
 //! `bottle images push`).
 
@@ -27,6 +28,7 @@ pub mod host;
 mod outer;
 mod policies;
 mod secrets;
+mod supervise;
 #[cfg(test)]
 mod tests;
 mod volumes;
@@ -88,9 +90,11 @@ pub enum Error {
         bytes: usize,
     },
     #[error(
-        "bottle {0}: `supervise: true` is not rendered for Kubernetes yet (its live routes and proposal state are host directories shared by egress-proxy and the sidecar, which separate Pods cannot share); fix: render with `supervise: false`"
+        "the plan mounts {0} at {1}, which has no Kubernetes counterpart (k8s::supervise maps supervise/routes, view, decisions and proposals); this is a bug in bottle"
     )]
-    Supervise(String),
+    Mount(String, String),
+    #[error("the plan's routes.json does not load: {0}; this is a bug in bottle")]
+    Routes(String),
 }
 
 /// One rendered object.
@@ -227,9 +231,6 @@ fn to_yaml<T: Serialize>(kind: &'static str, name: &str, v: &T) -> Result<Object
 /// Objects in apply order: Namespace, ConfigMap, Deployments, Services,
 /// NetworkPolicies.
 pub fn render(p: &Plan, o: &Options) -> Result<Rendered, Error> {
-    if p.supervise {
-        return Err(Error::Supervise(p.bottle.clone()));
-    }
     let id = dns_label(&p.id);
     let ns = o
         .namespace
@@ -268,6 +269,7 @@ pub fn render(p: &Plan, o: &Options) -> Result<Rendered, Error> {
         objects.push(to_yaml("Namespace", &cx.ns, &n)?);
     }
     objects.push(config::config_map(&cx)?);
+    objects.extend(supervise::state_maps(&cx)?);
     objects.extend(config::skill_maps(&cx)?);
     let (services, ips) = addressing::services(&cx, &o.service_cidr)?;
     let edges = edges(p);

@@ -51,7 +51,8 @@ fn strings(v: &[&str]) -> Vec<String> {
 
 pub(super) fn non_root(p: &Plan, c: &ContainerPlan) -> NonRoot {
     match c.role {
-        RoleName::EgressProxy => NonRoot {
+        // Static binaries that write nothing but their emptyDirs.
+        RoleName::EgressProxy | RoleName::Supervise => NonRoot {
             read_only_root: true,
             ..Default::default()
         },

@@ -2,7 +2,8 @@
 //! from the ConfigMap, skills from their own ConfigMaps, CA material and
 //! other host files (git keys, trust) from Secrets, directories and the
 //! agent's `/workspace` as emptyDirs, each mounted at the path the plan
-//! gives with the plan's mode.
+//! gives with the plan's mode; the supervise state mounts as
+//! `supervise::mount` maps them.
 //!
 //! Owns: the volume names (`tmp`, `file-<n>`) and the Secret keys the user
 //! must create for host files.
@@ -157,6 +158,11 @@ pub(super) fn volumes(
             read_only: Some(!matches!(f.source, Source::Directory)),
             ..Default::default()
         });
+    }
+    for (i, m) in c.mounts.iter().enumerate() {
+        let (v, vm) = super::supervise::mount(cx, i, m)?;
+        volumes.push(v);
+        mounts.push(vm);
     }
     if c.role == RoleName::Agent {
         // The workspace: an empty directory the agent owns (fsGroup); the

@@ -48,7 +48,32 @@ agents:
 const SECRET: &str = "ghp_SECRETVALUE0123456789";
 
 fn plan_for(outer: &str) -> Plan {
-    let man = manifest::parse(&m(outer), Path::new("m.yaml"), Path::new("/"), None).unwrap();
+    plan_of(&m(outer))
+}
+
+/// The same bottle with `supervise: true`.
+fn supervised(outer: &str) -> Plan {
+    let src = m(outer).replace(
+        "    allow: [pypi.org]\n",
+        "    allow: [pypi.org]\n    supervise: true\n",
+    );
+    let p = plan_of(&src);
+    assert!(p.supervise);
+    p
+}
+
+/// Every plan the render tests cover: squid and pipelock, with and without supervise.
+fn all_plans() -> Vec<(String, Plan)> {
+    let mut out = Vec::new();
+    for outer in ["squid", "pipelock"] {
+        out.push((outer.to_string(), plan_for(outer)));
+        out.push((format!("{outer}+supervise"), supervised(outer)));
+    }
+    out
+}
+
+fn plan_of(src: &str) -> Plan {
+    let man = manifest::parse(src, Path::new("m.yaml"), Path::new("/"), None).unwrap();
     crate::plan::plan(
         &man,
         "coder",
@@ -204,14 +229,13 @@ fn matrix(pols: &[NetworkPolicy], p: &Plan) -> Vec<(String, String, u16)> {
             ip,
         });
     }
-    let ports = [22u16, 53, 443, 3128, 8888, GATE, PROXY];
     let mut out = Vec::new();
     for a in &pods {
         for b in &pods {
             if a.name == b.name || (a.labels.is_none() && b.labels.is_none()) {
                 continue;
             }
-            for port in ports {
+            for port in PORTS {
                 if allowed(pols, a, b, port) {
                     out.push((a.name.to_string(), b.name.to_string(), port));
                 }
@@ -225,11 +249,13 @@ fn matrix(pols: &[NetworkPolicy], p: &Plan) -> Vec<(String, String, u16)> {
 
 const GATE: u16 = crate::plan::GATE_PORT;
 const PROXY: u16 = crate::plan::PROXY_PORT;
+const SUP: u16 = crate::plan::SUPERVISE_PORT;
+/// The ports the matrix tries between every pair.
+const PORTS: [u16; 8] = [22, 53, 443, 3128, 8888, GATE, PROXY, SUP];
 
 #[test]
 fn network_policies_allow_exactly_the_docker_reachability() {
-    for outer in ["squid", "pipelock"] {
-        let p = plan_for(outer);
+    for (outer, p) in all_plans() {
         let outer_port = p.outer_proxy.port;
         let r = render(&p, &Options::default()).unwrap();
         let pols: Vec<NetworkPolicy> = objects(&r, "NetworkPolicy");
@@ -239,10 +265,14 @@ fn network_policies_allow_exactly_the_docker_reachability() {
             ("agent".into(), "git-gate".into(), GATE),
             ("egress-proxy".into(), "outer-proxy".into(), outer_port),
         ];
+        // The supervise sidecar: reached by the agent only; it reaches nothing.
+        if p.supervise {
+            want.push(("agent".into(), "supervise".into(), SUP));
+        }
         // The internet-facing sidecars reach public addresses on any port,
         // never private, link-local (metadata) or cluster ranges.
         for role in ["git-gate", "outer-proxy"] {
-            for port in [22u16, 53, 443, 3128, 8888, GATE, PROXY] {
+            for port in PORTS {
                 want.push((role.into(), "internet".into(), port));
             }
         }
@@ -251,7 +281,8 @@ fn network_policies_allow_exactly_the_docker_reachability() {
         assert_eq!(got, want, "{outer}");
         // Nothing reaches the agent; the agent reaches nothing outside.
         assert!(!got.iter().any(|(_, to, _)| to == "agent"));
-        assert_eq!(edges(&p).len(), 3);
+        assert!(!got.iter().any(|(from, _, _)| from == "supervise"));
+        assert_eq!(edges(&p).len(), 3 + usize::from(p.supervise));
         assert_eq!(internet_roles(&p), ["git-gate", "outer-proxy"]);
 
         // The test can fail: drop any one policy and the matrix changes.
@@ -270,11 +301,16 @@ fn network_policies_allow_exactly_the_docker_reachability() {
 
 #[test]
 fn no_secret_value_and_tokens_only_in_egress_proxy() {
+    for (what, p) in all_plans() {
+        let y = render(&p, &Options::default()).unwrap().yaml();
+        assert!(!y.contains(SECRET), "{what}");
+        assert!(
+            !y.contains("kind: Secret\n"),
+            "{what}: no Secret by default"
+        );
+    }
     let p = plan_for("squid");
     let r = render(&p, &Options::default()).unwrap();
-    let y = r.yaml();
-    assert!(!y.contains(SECRET));
-    assert!(!y.contains("kind: Secret\n"), "no Secret object by default");
     let deps: Vec<Deployment> = objects(&r, "Deployment");
     for d in &deps {
         let spec = d.spec.template.spec.as_ref().unwrap();
@@ -310,8 +346,7 @@ fn no_secret_value_and_tokens_only_in_egress_proxy() {
 
 #[test]
 fn every_pod_is_hardened() {
-    for outer in ["squid", "pipelock"] {
-        let p = plan_for(outer);
+    for (_, p) in all_plans() {
         let r = render(&p, &Options::default()).unwrap();
         let deps: Vec<Deployment> = objects(&r, "Deployment");
         assert_eq!(deps.len(), p.containers.len());
@@ -349,6 +384,10 @@ fn every_pod_is_hardened() {
                 }
                 if c.name != "agent" && c.name != "init" {
                     assert!(c.readiness_probe.is_some() && c.liveness_probe.is_some());
+                }
+                if c.name == "supervise" {
+                    assert_eq!(sc.read_only_root_filesystem, Some(true));
+                    assert_eq!(sc.run_as_user, Some(65534));
                 }
                 if c.name == "egress-proxy" {
                     assert_eq!(sc.read_only_root_filesystem, Some(true));
@@ -476,10 +515,10 @@ fn k8s_render_goldens() {
     )
     .unwrap();
     assert!(p.supervise);
-    // The supervise state lives in host directories two Pods cannot share:
-    // refused with the fix rather than rendered half-wired.
-    let e = render(&p, &Options::default()).unwrap_err().to_string();
-    assert!(e.contains("supervise: true") && e.contains("fix:"), "{e}");
+    golden(
+        "k8s-pipelock-git-supervise.yaml",
+        &render(&p, &Options::default()).unwrap().yaml(),
+    );
     golden(
         "k8s-pipelock.yaml",
         &render(&plan_for("pipelock"), &Options::default())
@@ -505,4 +544,122 @@ fn image_registry_prefixes_every_image() {
             Some(format!("registry.local:5000/team/{}", c.image).as_str())
         );
     }
+}
+
+/// The supervise state as objects (docs/kubernetes.md, "supervise"): the
+/// live routes, the view and the decisions are ConfigMaps mounted read-only
+/// as whole directories (kubelet updates those, not `subPath` mounts), the
+/// proposals an emptyDir only the sidecar has; the sidecar's view names no
+/// credential; the agent gets the MCP file and the name `supervise`.
+#[test]
+fn supervise_state_is_config_maps_mounted_as_directories() {
+    use k8s_openapi::api::core::v1::ConfigMap;
+    let p = supervised("squid");
+    let r = render(&p, &Options::default()).unwrap();
+    let maps: BTreeMap<String, ConfigMap> = objects::<ConfigMap>(&r, "ConfigMap")
+        .into_iter()
+        .map(|c| (c.metadata.name.clone().unwrap(), c))
+        .collect();
+    let data = |n: &str| maps[n].data.clone().unwrap_or_default();
+    assert_eq!(
+        data("bottle-dev-0a1b2c3d-live-routes")["routes.json"],
+        p.rendered["routes.json"]
+    );
+    let view = &data("bottle-dev-0a1b2c3d-supervise-view")["view.json"];
+    let v: serde_json::Value = serde_json::from_str(view).unwrap();
+    assert_eq!(v["bottle"], "dev");
+    assert_eq!(v["routes"][0]["credential"], true);
+    for leak in [SECRET, "EGRESS_PROXY_TOKEN", "GH_PAT", "token", "auth"] {
+        assert!(!view.contains(leak), "{leak} in the sidecar's view: {view}");
+    }
+    assert!(data("bottle-dev-0a1b2c3d-supervise-decisions").is_empty());
+
+    let deps: BTreeMap<String, Deployment> = objects::<Deployment>(&r, "Deployment")
+        .into_iter()
+        .map(|d| (d.metadata.labels.clone().unwrap()["bottle.role"].clone(), d))
+        .collect();
+    // (volume source, mount path, read-only) of a role's state mounts.
+    let state = |role: &str| -> Vec<(String, String, bool)> {
+        let s = deps[role].spec.template.spec.clone().unwrap();
+        let c = &s.containers[0];
+        c.volume_mounts
+            .iter()
+            .flatten()
+            .filter(|m| m.name.starts_with("state-"))
+            .map(|m| {
+                assert_eq!(m.sub_path, None, "{role}: {} by subPath", m.mount_path);
+                let v = s
+                    .volumes
+                    .iter()
+                    .flatten()
+                    .find(|v| v.name == m.name)
+                    .unwrap();
+                let src = match (&v.config_map, &v.empty_dir) {
+                    (Some(cm), None) => cm.name.clone(),
+                    (None, Some(_)) => "emptyDir".into(),
+                    other => panic!("{other:?}"),
+                };
+                (src, m.mount_path.clone(), m.read_only == Some(true))
+            })
+            .collect()
+    };
+    assert_eq!(
+        state("egress-proxy"),
+        [(
+            "bottle-dev-0a1b2c3d-live-routes".to_string(),
+            crate::plan::LIVE_ROUTES_DIR.to_string(),
+            true
+        )]
+    );
+    let args = deps["egress-proxy"]
+        .spec
+        .template
+        .spec
+        .clone()
+        .unwrap()
+        .containers[0]
+        .args
+        .clone()
+        .unwrap();
+    assert!(args.contains(&"--watch-routes".to_string()), "{args:?}");
+    assert!(args.contains(&format!("{}/routes.json", crate::plan::LIVE_ROUTES_DIR)));
+    let mut sup = state("supervise");
+    sup.sort();
+    assert_eq!(
+        sup,
+        [
+            (
+                "bottle-dev-0a1b2c3d-supervise-decisions".into(),
+                "/state/decisions".into(),
+                true
+            ),
+            (
+                "bottle-dev-0a1b2c3d-supervise-view".into(),
+                "/state/view".into(),
+                true
+            ),
+            (
+                "emptyDir".to_string(),
+                "/state/proposals".to_string(),
+                false
+            ),
+        ]
+    );
+    for role in ["agent", "outer-proxy", "git-gate"] {
+        assert!(state(role).is_empty(), "{role}");
+    }
+    // The agent reaches the sidecar by name, without DNS, and has its MCP file.
+    let agent = deps["agent"].spec.template.spec.clone().unwrap();
+    assert!(
+        agent
+            .host_aliases
+            .iter()
+            .flatten()
+            .any(|a| a.hostnames == Some(vec!["supervise".to_string()]))
+    );
+    assert!(r.yaml().contains("key: mcp.json"));
+    // The sidecar resolves nothing and is given no name to reach.
+    let s = deps["supervise"].spec.template.spec.clone().unwrap();
+    assert_eq!(s.dns_policy.as_deref(), Some("None"));
+    assert_eq!(s.host_aliases, None);
 }
