@@ -268,3 +268,181 @@ fn approval_applies_live_through_egress_proxy_and_rejection_changes_nothing() {
     assert!(merged.applied.is_empty());
     assert_eq!(merged.text, routes);
 }
+
+/// A directory as kubelet writes a ConfigMap volume (its atomic writer):
+/// the files live in a hidden timestamped directory, `..data` points at
+/// it, and each key is a symlink `key -> ..data/key`. An update writes a
+/// new hidden directory and renames a new `..data` symlink over the old
+/// one, so a reader sees the old set of files or the new one.
+struct ConfigMapDir {
+    dir: PathBuf,
+    version: u32,
+}
+
+impl ConfigMapDir {
+    fn new(dir: PathBuf) -> ConfigMapDir {
+        std::fs::create_dir_all(&dir).unwrap();
+        ConfigMapDir { dir, version: 0 }
+    }
+
+    /// Publishes the regular files of `from` (the operator's copy) as the
+    /// ConfigMap's new data.
+    fn publish(&mut self, from: &std::path::Path) {
+        use std::os::unix::fs::symlink;
+        self.version += 1;
+        let data = self.dir.join(format!("..2026_12_06_{:04}", self.version));
+        std::fs::create_dir(&data).unwrap();
+        for e in std::fs::read_dir(from).unwrap() {
+            let e = e.unwrap();
+            let name = e.file_name().into_string().unwrap();
+            if name.starts_with('.') || !e.file_type().unwrap().is_file() {
+                continue;
+            }
+            std::fs::copy(e.path(), data.join(&name)).unwrap();
+            let link = self.dir.join(&name);
+            if std::fs::symlink_metadata(&link).is_err() {
+                symlink(format!("..data/{name}"), &link).unwrap();
+            }
+        }
+        let tmp = self.dir.join("..data_tmp");
+        symlink(data.file_name().unwrap(), &tmp).unwrap();
+        std::fs::rename(&tmp, self.dir.join("..data")).unwrap();
+        if self.version > 1 {
+            let old = self
+                .dir
+                .join(format!("..2026_12_06_{:04}", self.version - 1));
+            std::fs::remove_dir_all(old).unwrap();
+        }
+    }
+}
+
+/// The same loop with the state laid out as Kubernetes delivers it
+/// (docs/kubernetes.md, "supervise"): egress-proxy reads its routes from a
+/// ConfigMap volume, the sidecar its view and decisions from two more and
+/// writes proposals to its own emptyDir; the operator's copy of the state
+/// is elsewhere. The copies between them stand in for `kubectl exec` (the
+/// proposals out) and `kubectl apply` + kubelet (the ConfigMaps in): there
+/// is no cluster here. What this checks for real: both programs follow
+/// kubelet's symlinks and its `..data` swap, with no restart.
+#[test]
+fn approval_applies_through_configmap_volumes_as_kubelet_swaps_them() {
+    let routes = r#"{"unmatched": "deny", "routes": [
+        {"host": "api.github.com", "auth_scheme": "Bearer", "token_env": "EGRESS_PROXY_TOKEN_0"}
+    ]}"#;
+    // The operator's side: an ordinary state directory.
+    let st = State::new(routes);
+    let dirs = [st.root()];
+    let cluster = tempfile::tempdir().unwrap();
+    // egress-proxy's Pod: the live-routes ConfigMap.
+    let mut live = ConfigMapDir::new(cluster.path().join("egress-proxy/live"));
+    live.publish(&st.root().join("routes"));
+    // The sidecar's Pod: view and decisions ConfigMaps, proposals emptyDir.
+    let pod = cluster.path().join("supervise/state");
+    let mut view = ConfigMapDir::new(pod.join("view"));
+    view.publish(&st.root().join("view"));
+    let mut decisions = ConfigMapDir::new(pod.join("decisions"));
+    decisions.publish(&st.root().join("decisions"));
+    std::fs::create_dir_all(pod.join("proposals")).unwrap();
+
+    let origin = origin();
+    let proxy_addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let _proxy = Proxy(
+        Command::new(egress_proxy_bin())
+            .arg("--routes")
+            .arg(live.dir.join("routes.json"))
+            .arg("--watch-routes")
+            .args(["--listen", &proxy_addr.to_string(), "--log-format", "text"])
+            .arg("--ca-out")
+            .arg(cluster.path().join("ca.pem"))
+            .env("EGRESS_PROXY_TOKEN_0", SECRET)
+            .spawn()
+            .unwrap(),
+    );
+    wait_connectable(proxy_addr);
+    let target = origin.to_string();
+    let (status, decision, _) = get_via(proxy_addr, &target, "/hello");
+    assert_eq!(
+        (status, decision.as_deref()),
+        (403, Some("host-not-allowed"))
+    );
+
+    let sc = sidecar(&pod, &["--decision-wait", "30"]);
+    let mut agent = Agent::connect(sc.addr);
+    let r = agent.call("list-egress-routes", json!({}));
+    assert_eq!(
+        r["structuredContent"]["routes"][0]["credential"], true,
+        "{r}"
+    );
+    agent.send(json!({"op": "call", "tool": "request-egress", "args": {
+        "host": "127.0.0.1", "paths": ["/hello"], "methods": ["GET"],
+        "justification": "fetch the greeting the tests need"}}));
+
+    // `kubectl exec` stand-in: the proposal out of the sidecar's emptyDir.
+    let until = Instant::now() + Duration::from_secs(15);
+    let proposal = loop {
+        let found = std::fs::read_dir(pod.join("proposals"))
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .find(|p| p.extension().is_some_and(|x| x == "json"));
+        if let Some(p) = found {
+            break p;
+        }
+        assert!(Instant::now() < until, "no proposal appeared");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    std::fs::copy(
+        &proposal,
+        st.root()
+            .join("proposals")
+            .join(proposal.file_name().unwrap()),
+    )
+    .unwrap();
+    let pending = wait_pending(&dirs, 1);
+    let id = pending[0].id.to_string();
+    host::approve(&dirs, &id, "test-operator").unwrap();
+
+    // `kubectl apply` + kubelet stand-in: the three ConfigMaps swapped in.
+    let applied_at = Instant::now();
+    live.publish(&st.root().join("routes"));
+    view.publish(&st.root().join("view"));
+    decisions.publish(&st.root().join("decisions"));
+
+    let r = agent.recv();
+    assert_eq!(r["structuredContent"]["status"], "approved", "{r}");
+    assert_eq!(r["structuredContent"]["route"]["host"], "127.0.0.1");
+    loop {
+        let (status, decision, body) = get_via(proxy_addr, &target, "/hello");
+        if decision.as_deref() != Some("host-not-allowed") {
+            assert_eq!((status, decision, body.as_str()), (200, None, "hello"));
+            break;
+        }
+        assert!(
+            applied_at.elapsed() < Duration::from_secs(10),
+            "the swapped ConfigMap was never applied"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let (status, decision, _) = get_via(proxy_addr, &target, "/other");
+    assert_eq!(
+        (status, decision.as_deref()),
+        (403, Some("path-not-allowed"))
+    );
+    let r = agent.call("list-egress-routes", json!({}));
+    assert_eq!(
+        r["structuredContent"]["routes"][1]["host"], "127.0.0.1",
+        "{r}"
+    );
+    // What the sidecar's Pod holds names no secret.
+    for d in [&view.dir, &decisions.dir] {
+        for e in std::fs::read_dir(d).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_file() {
+                let t = std::fs::read_to_string(&p).unwrap();
+                assert!(
+                    !t.contains(SECRET) && !t.contains("EGRESS_PROXY_TOKEN"),
+                    "{t}"
+                );
+            }
+        }
+    }
+}
