@@ -288,6 +288,39 @@ pub fn list(state_dirs: &[PathBuf]) -> Result<Vec<Pending>, HostError> {
     Ok(out)
 }
 
+/// Copies proposals read from a sidecar that is not on this host (the JSON
+/// array `bottle-supervise --print-proposals` prints) into `state_dir`'s
+/// `proposals/`, so [`list`], [`approve`] and [`reject`] see them. Each is
+/// parsed as strictly as a proposal file (unknown fields refused, the id's
+/// shape checked); one already there is left as it is (a proposal is
+/// written once). Returns how many were new.
+pub fn import(state_dir: &Path, json: &[u8]) -> Result<usize, HostError> {
+    let l = Layout::new(state_dir);
+    let ps: Vec<Proposal> = serde_json::from_slice(json).map_err(|e| {
+        HostError::Routes(format!(
+            "the sidecar's proposals (bottle-supervise --print-proposals) do not parse: {e}"
+        ))
+    })?;
+    if ps.len() > state::MAX_EXPORTED {
+        return Err(HostError::Routes(format!(
+            "the sidecar sent {} proposals, more than {}",
+            ps.len(),
+            state::MAX_EXPORTED
+        )));
+    }
+    let mut new = 0;
+    for p in ps {
+        let path = l.proposals().join(format!("{}.json", p.id));
+        let text = serde_json::to_vec_pretty(&p).map_err(|e| HostError::Routes(e.to_string()))?;
+        match state::create_exclusive(&path, &text, 0o644) {
+            Ok(()) => new += 1,
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(io(&path)(e)),
+        }
+    }
+    Ok(new)
+}
+
 /// Finds which state directory holds proposal `id`.
 fn locate(state_dirs: &[PathBuf], id: &str) -> Result<(Layout, ProposalId), HostError> {
     let pid = ProposalId::parse(id).ok_or_else(|| HostError::BadId(id.to_string()))?;

@@ -33,6 +33,11 @@ struct Cli {
     /// The rate window, in seconds.
     #[arg(long, default_value_t = 60, value_name = "SECS")]
     rate_window: u64,
+    /// Print the proposals in the state directory as one JSON array and exit
+    /// (the operator's side reads them this way where it cannot read the
+    /// directory: `kubectl exec`, docs/kubernetes.md).
+    #[arg(long)]
+    print_proposals: bool,
 }
 
 fn main() -> std::process::ExitCode {
@@ -44,6 +49,22 @@ fn main() -> std::process::ExitCode {
         )
         .init();
     let cli = Cli::parse();
+    if cli.print_proposals {
+        let dir = cli.state.join("proposals");
+        return match bottle_supervise::state::export_proposals(&dir) {
+            Ok(ps) => {
+                println!(
+                    "{}",
+                    serde_json::to_string(&ps).unwrap_or_else(|_| "[]".into())
+                );
+                std::process::ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("bottle-supervise: {}: {e}", dir.display());
+                std::process::ExitCode::from(1)
+            }
+        };
+    }
     for sub in ["view", "proposals", "decisions"] {
         let d = cli.state.join(sub);
         if !d.is_dir() {

@@ -180,6 +180,35 @@ pub struct Decision {
     pub reason: Option<String>,
 }
 
+/// At most this many proposals are exported or imported at once.
+pub const MAX_EXPORTED: usize = 256;
+
+/// The proposals of a sidecar's `proposals/` directory, oldest first, at
+/// most [`MAX_EXPORTED`] (`bottle-supervise --print-proposals`: where the
+/// operator cannot read the directory, as in a Kubernetes Pod, they read
+/// this). A file that is not a proposal is skipped with a warning.
+pub fn export_proposals(dir: &Path) -> std::io::Result<Vec<Proposal>> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir)? {
+        let name = e?.file_name();
+        let Some(id) = name
+            .to_str()
+            .and_then(|n| n.strip_suffix(".json"))
+            .and_then(ProposalId::parse)
+        else {
+            continue;
+        };
+        match read_json::<Proposal>(&dir.join(id.file_name())) {
+            Ok(Some(p)) if p.id == id => out.push(p),
+            Ok(_) => tracing::warn!(%id, "proposal file changed or holds another id; skipped"),
+            Err(e) => tracing::warn!(%id, error = %e, "proposal file skipped"),
+        }
+    }
+    out.sort_by(|a, b| (&a.created, &a.id).cmp(&(&b.created, &b.id)));
+    out.truncate(MAX_EXPORTED);
+    Ok(out)
+}
+
 /// Now, RFC 3339 UTC (`2026-12-06T01:02:03Z`).
 pub fn now_rfc3339() -> String {
     let now = time::OffsetDateTime::now_utc();

@@ -261,3 +261,44 @@ fn approvals_are_kept_per_bottle_name_outside_the_run() {
     assert_eq!(last["decision"], "revoked");
     assert_eq!(last["route_before"]["host"], "files.example.com");
 }
+
+/// Proposals imported from a sidecar on another machine (`kubectl exec
+/// ... --print-proposals`) are parsed as strictly as files: a smuggled
+/// field, a bad id, a path-shaped id, or more than the cap are refused and
+/// nothing is written; an imported one is approved like any other.
+#[test]
+fn import_refuses_what_a_proposal_file_may_not_hold() {
+    let st = State::new(ROUTES);
+    let req = json!({"host": "files.example.org", "justification": "packages"});
+    let mut extra = proposal("p0123456789abcdef", req.clone());
+    extra["token_env"] = json!("EGRESS_PROXY_TOKEN_0");
+    let mut sneaky = proposal("p0123456789abcdef", req.clone());
+    sneaky["request"]["auth_header"] = json!("x-api-key");
+    let many: Vec<_> = (0..=bottle_supervise::state::MAX_EXPORTED)
+        .map(|i| proposal(&format!("p{i:016x}"), req.clone()))
+        .collect();
+    for (what, bad) in [
+        ("unknown field", json!([extra])),
+        ("unknown request field", json!([sneaky])),
+        ("bad id", json!([proposal("p0123", req.clone())])),
+        (
+            "path id",
+            json!([proposal("../decisions/p0123456789abcdef", req.clone())]),
+        ),
+        ("not an array", json!({"id": "p0123456789abcdef"})),
+        ("too many", json!(many)),
+    ] {
+        let e = host::import(&st.root(), bad.to_string().as_bytes());
+        assert!(e.is_err(), "{what}: accepted");
+        assert_eq!(st.count("proposals"), 0, "{what}: wrote something");
+    }
+    let good = json!([proposal("p0123456789abcdef", req)]).to_string();
+    assert_eq!(host::import(&st.root(), good.as_bytes()).unwrap(), 1);
+    let dirs = [st.root()];
+    let pending = host::list(&dirs).unwrap();
+    assert_eq!(pending.len(), 1);
+    assert_eq!(pending[0].request.host, "files.example.org");
+    host::approve(&dirs, "p0123456789abcdef", "op").unwrap();
+    assert_eq!(host::import(&st.root(), good.as_bytes()).unwrap(), 0);
+    assert!(host::list(&dirs).unwrap().is_empty(), "decided once");
+}

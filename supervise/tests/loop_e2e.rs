@@ -320,9 +320,10 @@ impl ConfigMapDir {
 /// (docs/kubernetes.md, "supervise"): egress-proxy reads its routes from a
 /// ConfigMap volume, the sidecar its view and decisions from two more and
 /// writes proposals to its own emptyDir; the operator's copy of the state
-/// is elsewhere. The copies between them stand in for `kubectl exec` (the
-/// proposals out) and `kubectl apply` + kubelet (the ConfigMaps in): there
-/// is no cluster here. What this checks for real: both programs follow
+/// is elsewhere. The proposals come out as `kubectl exec` would run it
+/// (the sidecar's `--print-proposals`, then `host::import`); a copy into
+/// kubelet's layout stands in for `kubectl apply` + kubelet (there is no
+/// cluster here). What this checks for real: both programs follow
 /// kubelet's symlinks and its `..data` swap, with no restart.
 #[test]
 fn approval_applies_through_configmap_volumes_as_kubelet_swaps_them() {
@@ -377,27 +378,34 @@ fn approval_applies_through_configmap_volumes_as_kubelet_swaps_them() {
         "host": "127.0.0.1", "paths": ["/hello"], "methods": ["GET"],
         "justification": "fetch the greeting the tests need"}}));
 
-    // `kubectl exec` stand-in: the proposal out of the sidecar's emptyDir.
+    // The proposal out of the sidecar's emptyDir as `kubectl exec` runs it
+    // there: the sidecar binary's `--print-proposals`, imported on the
+    // operator's side. A stray file in the emptyDir is not exported.
+    std::fs::write(pod.join("proposals/p0000000000000000.json"), "{}").unwrap();
     let until = Instant::now() + Duration::from_secs(15);
-    let proposal = loop {
-        let found = std::fs::read_dir(pod.join("proposals"))
-            .unwrap()
-            .map(|e| e.unwrap().path())
-            .find(|p| p.extension().is_some_and(|x| x == "json"));
-        if let Some(p) = found {
-            break p;
+    let exported = loop {
+        let o = Command::new(env!("CARGO_BIN_EXE_bottle-supervise"))
+            .arg("--state")
+            .arg(&pod)
+            .arg("--print-proposals")
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        let v: Value = serde_json::from_slice(&o.stdout).unwrap();
+        if !v.as_array().unwrap().is_empty() {
+            break o.stdout;
         }
         assert!(Instant::now() < until, "no proposal appeared");
         std::thread::sleep(Duration::from_millis(50));
     };
-    std::fs::copy(
-        &proposal,
-        st.root()
-            .join("proposals")
-            .join(proposal.file_name().unwrap()),
-    )
-    .unwrap();
+    assert_eq!(host::import(&st.root(), &exported).unwrap(), 1);
+    assert_eq!(
+        host::import(&st.root(), &exported).unwrap(),
+        0,
+        "written once"
+    );
     let pending = wait_pending(&dirs, 1);
+    assert_eq!(pending.len(), 1);
     let id = pending[0].id.to_string();
     host::approve(&dirs, &id, "test-operator").unwrap();
 
