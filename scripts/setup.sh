@@ -22,6 +22,8 @@ fi
 
 # The Python client tests use `requests` with whatever python3 is first on PATH.
 python3 -c 'import requests' 2>/dev/null || python3 -m pip install -q requests
+# The kubectl stand-in of supervise/tests/k8s_operator.rs reads YAML.
+python3 -c 'import yaml' 2>/dev/null || python3 -m pip install -q pyyaml
 # The Kubernetes render is checked against the API schema, offline.
 command -v kubernetes-validate >/dev/null || python3 -m pip install -q kubernetes-validate
 command -v pyenv >/dev/null && pyenv rehash 2>/dev/null || true

@@ -51,17 +51,28 @@ async fn supervised(d: &Docker) -> Result<Vec<(Found, PathBuf)>, ApplyError> {
 pub async fn list(json: bool) -> Result<i32, ApplyError> {
     let d = connect().await?;
     let (pending, bottles) = pending(&d).await?;
+    print_pending(
+        &pending,
+        json,
+        &format!("({bottles} supervised bottle(s) running)"),
+    );
+    Ok(0)
+}
+
+/// Prints pending proposals for the operator (or as JSON); `where_` ends
+/// the line saying there are none.
+pub(crate) fn print_pending(pending: &[Pending], json: bool, where_: &str) {
     if json {
         println!(
             "{}",
-            serde_json::to_string_pretty(&pending).unwrap_or_else(|_| "[]".into())
+            serde_json::to_string_pretty(pending).unwrap_or_else(|_| "[]".into())
         );
-        return Ok(0);
+        return;
     }
     if pending.is_empty() {
-        println!("no pending proposals ({bottles} supervised bottle(s) running)");
+        println!("no pending proposals {where_}");
     }
-    for p in &pending {
+    for p in pending {
         let kind = p
             .kind
             .map(|k| serde_json::to_value(k).unwrap_or_default().to_string())
@@ -91,7 +102,6 @@ pub async fn list(json: bool) -> Result<i32, ApplyError> {
             println!("  cannot approve now: {e}");
         }
     }
-    Ok(0)
 }
 
 /// `bottle supervise approve ID`.

@@ -25,6 +25,8 @@ fn render(dir: &std::path::Path, extra: &[&str]) -> std::process::Output {
     let m = dir.join("m.yaml");
     std::fs::write(&m, M).unwrap();
     Command::new(env!("CARGO_BIN_EXE_bottle"))
+        // Kept approvals would be folded in: none here.
+        .env("BOTTLE_STATE_DIR", "/nonexistent/bottle-state")
         .args([
             "render",
             "--format",
@@ -161,6 +163,8 @@ fn render_k8s_passes_kubernetes_validate_strict() {
         }
         std::fs::write(dir.path().join("m.yaml"), m).unwrap();
         let o = Command::new(env!("CARGO_BIN_EXE_bottle"))
+            // Kept approvals would be folded in: none here.
+            .env("BOTTLE_STATE_DIR", "/nonexistent/bottle-state")
             .args([
                 "render",
                 "--format",
@@ -321,6 +325,8 @@ fn render_k8s_include_secrets_appends_secrets_and_changes_nothing_else() {
 
     let m = dir.path().join("m.yaml");
     let o = Command::new(env!("CARGO_BIN_EXE_bottle"))
+        // Kept approvals would be folded in: none here.
+        .env("BOTTLE_STATE_DIR", "/nonexistent/bottle-state")
         .args([
             "render",
             "--format",

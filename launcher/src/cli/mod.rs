@@ -142,6 +142,23 @@ pub enum Cmd {
     Supervise {
         #[command(subcommand)]
         cmd: Option<SuperviseCmd>,
+        /// A bottle rendered for Kubernetes instead of the running Docker
+        /// bottles: proposals through `kubectl exec`, decisions applied as
+        /// its ConfigMaps (docs/kubernetes.md, "supervise"). Needs -m and -a.
+        #[arg(long, global = true, requires_all = ["manifest", "agent"])]
+        k8s: bool,
+        /// With --k8s: the manifest the bottle was rendered from.
+        #[arg(long, short, global = true)]
+        manifest: Option<PathBuf>,
+        /// With --k8s: the agent it was rendered for.
+        #[arg(long, short, global = true)]
+        agent: Option<String>,
+        /// With --k8s: the namespace given to `bottle render`, if any.
+        #[arg(long, global = true)]
+        namespace: Option<String>,
+        /// With --k8s: the id given to `bottle render`, if any.
+        #[arg(long = "id", global = true)]
+        bottle_id: Option<String>,
     },
     /// Approvals kept per bottle name; the next `bottle run` starts with them (docs/supervise.md).
     Approvals {
@@ -401,7 +418,56 @@ pub async fn main(cli: Cli) -> Result<i32, Failure> {
             ApprovalsCmd::List { bottle, json } => crate::approvals::list(bottle.as_deref(), json),
             ApprovalsCmd::Revoke { id } => crate::approvals::revoke(&id, &operator()),
         },
-        Cmd::Supervise { cmd } => {
+        Cmd::Supervise {
+            cmd,
+            k8s: true,
+            manifest: Some(manifest),
+            agent: Some(agent),
+            namespace,
+            bottle_id: id,
+        } => {
+            use crate::k8s::operate::{Action, Target, run};
+            let t = Target {
+                manifest,
+                agent,
+                namespace,
+                id,
+            };
+            let action = match cmd {
+                None => Action::List { json: false },
+                Some(SuperviseCmd::List { json }) => Action::List { json },
+                Some(SuperviseCmd::Approve {
+                    id,
+                    edit,
+                    paths,
+                    methods,
+                }) => {
+                    if edit {
+                        return Err(usage(
+                            "--edit is not offered with --k8s; narrow with --paths and --methods",
+                        ));
+                    }
+                    let edit = (paths.is_some() || methods.is_some())
+                        .then_some(bottle_supervise::host::Edit { paths, methods });
+                    Action::Approve { id, edit }
+                }
+                Some(SuperviseCmd::Reject { id, why }) => Action::Reject { id, why },
+            };
+            run(&t, action, &operator())
+        }
+        Cmd::Supervise {
+            cmd,
+            manifest,
+            agent,
+            namespace,
+            bottle_id,
+            ..
+        } => {
+            if manifest.is_some() || agent.is_some() || namespace.is_some() || bottle_id.is_some() {
+                return Err(usage(
+                    "-m, -a, --namespace and --id name a bottle rendered for Kubernetes: add --k8s (the running Docker bottles are found without them)",
+                ));
+            }
             let operator = operator();
             Ok(match cmd {
                 None => crate::tui::run(operator).await?,

@@ -45,7 +45,20 @@ pub fn plan_for(manifest: &Path, agent: &str, id: Option<String>) -> Result<plan
         warnings: w.warnings.clone(),
     });
     let no_tokens = |_: &str| Some("not-read-by-render".to_string());
-    plan::plan(&m, agent, &id, &no_tokens, &|p: &Path| p.exists(), ws).map_err(usage)
+    let mut p =
+        plan::plan(&m, agent, &id, &no_tokens, &|p: &Path| p.exists(), ws).map_err(usage)?;
+    // Approvals kept for the bottle's name (`bottle supervise`, on Docker or
+    // `--k8s`) apply here as they do to `bottle run`.
+    for w in crate::approvals::fold_into(&mut p, &m) {
+        eprintln!("bottle: warning: {w}");
+    }
+    for a in &p.approved_earlier {
+        eprintln!(
+            "bottle: includes approval {} ({}) kept for bottle {} (`bottle approvals list`)",
+            a.id, a.host, p.bottle
+        );
+    }
+    Ok(p)
 }
 
 /// `bottle render --format k8s`: plan with a stable id, render, write.
@@ -66,6 +79,7 @@ pub fn render(manifest: &Path, agent: &str, a: RenderArgs) -> Result<i32, Failur
         token_secret: None,
         image_registry,
         host: crate::k8s::host::read(&p).map_err(usage)?,
+        decisions: BTreeMap::new(),
     };
     let r = crate::k8s::render(&p, &o).map_err(usage)?;
     let io = |e: std::io::Error| Failure {

@@ -25,6 +25,7 @@ mod addressing;
 pub mod command;
 mod config;
 pub mod host;
+pub mod operate;
 mod outer;
 mod policies;
 mod secrets;
@@ -57,6 +58,9 @@ pub struct Options {
     pub image_registry: Option<String>,
     /// The agent's prompt file and skill trees, read by `host::read`.
     pub host: host::Host,
+    /// The supervise decisions (`<id>.json` → JSON) for the decisions
+    /// ConfigMap; empty at a first render (`operate` fills it).
+    pub decisions: BTreeMap<String, String>,
 }
 
 impl Default for Options {
@@ -67,6 +71,7 @@ impl Default for Options {
             token_secret: None,
             image_registry: None,
             host: host::Host::default(),
+            decisions: BTreeMap::new(),
         }
     }
 }
@@ -269,7 +274,7 @@ pub fn render(p: &Plan, o: &Options) -> Result<Rendered, Error> {
         objects.push(to_yaml("Namespace", &cx.ns, &n)?);
     }
     objects.push(config::config_map(&cx)?);
-    objects.extend(supervise::state_maps(&cx)?);
+    objects.extend(supervise::state_maps(&cx, &o.decisions)?);
     objects.extend(config::skill_maps(&cx)?);
     let (services, ips) = addressing::services(&cx, &o.service_cidr)?;
     let edges = edges(p);

@@ -85,9 +85,13 @@ pub(super) fn mount(cx: &Cx<'_>, i: usize, m: &MountPlan) -> Result<(Volume, Vol
     Ok((v, vm))
 }
 
-/// The state ConfigMaps at render: the plan's routes (kept approvals
-/// folded in), the view the sidecar shows the agent, and no decision yet.
-pub(super) fn state_maps(cx: &Cx<'_>) -> Result<Vec<Object>, Error> {
+/// The state ConfigMaps: the plan's routes (kept approvals folded in by
+/// the caller's plan), the view the sidecar shows the agent, and the
+/// decisions given (none at a first render).
+pub(super) fn state_maps(
+    cx: &Cx<'_>,
+    decisions: &BTreeMap<String, String>,
+) -> Result<Vec<Object>, Error> {
     let p = cx.p;
     if !p.supervise {
         return Ok(Vec::new());
@@ -101,16 +105,22 @@ pub(super) fn state_maps(cx: &Cx<'_>) -> Result<Vec<Object>, Error> {
     let view = bottle_supervise::view::View::new(&p.bottle, &policy, &p.allow);
     let view = serde_json::to_string_pretty(&view).map_err(|e| Error::Routes(e.to_string()))?;
     let maps = [
-        ("live-routes", Some(("routes.json", routes.clone()))),
-        ("supervise-view", Some(("view.json", view + "\n"))),
-        ("supervise-decisions", None),
+        (
+            "live-routes",
+            BTreeMap::from([("routes.json".to_string(), routes.clone())]),
+        ),
+        (
+            "supervise-view",
+            BTreeMap::from([("view.json".to_string(), view + "\n")]),
+        ),
+        ("supervise-decisions", decisions.clone()),
     ];
     maps.into_iter()
-        .map(|(suffix, file)| {
+        .map(|(suffix, data)| {
             let name = cx.name(suffix);
             let cm = ConfigMap {
                 metadata: cx.meta(name.clone(), Some("supervise")),
-                data: file.map(|(k, v)| BTreeMap::from([(k.to_string(), v)])),
+                data: (!data.is_empty()).then_some(data),
                 ..Default::default()
             };
             to_yaml("ConfigMap", &name, &cm)

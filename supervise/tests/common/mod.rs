@@ -3,7 +3,7 @@
 #![allow(dead_code)]
 
 use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -217,3 +217,69 @@ pub fn post_mcp(addr: SocketAddr, host: &str, body: &str, session: Option<&str>)
 }
 
 pub const INITIALIZE: &str = r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"raw","version":"0"}}}"#;
+
+pub fn egress_proxy_bin() -> PathBuf {
+    let p = std::env::var_os("EGRESS_PROXY_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| target_dir().join("debug/egress-proxy"));
+    assert!(
+        p.is_file(),
+        "{} missing: run `cargo build -p egress-proxy` first (or set EGRESS_PROXY_BIN)",
+        p.display()
+    );
+    p
+}
+
+pub struct Proxy(pub Child);
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// An origin on loopback that answers every request `200 hello`.
+pub fn origin() -> SocketAddr {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = l.local_addr().unwrap();
+    std::thread::spawn(move || {
+        for s in l.incoming() {
+            let Ok(mut s) = s else { continue };
+            std::thread::spawn(move || {
+                let mut buf = [0u8; 4096];
+                let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
+                let _ = s.read(&mut buf);
+                let _ = s.write_all(
+                    b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nConnection: close\r\n\r\nhello",
+                );
+            });
+        }
+    });
+    addr
+}
+
+/// A plain `http://` GET through the proxy: (status, decision header, body).
+pub fn get_via(proxy: SocketAddr, url_host: &str, path: &str) -> (u16, Option<String>, String) {
+    let mut s = TcpStream::connect(proxy).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    write!(
+        s,
+        "GET http://{url_host}{path} HTTP/1.1\r\nHost: {url_host}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut buf = Vec::new();
+    let _ = s.read_to_end(&mut buf);
+    let text = String::from_utf8_lossy(&buf).to_string();
+    let status = text
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let decision = text.lines().find_map(|l| {
+        let (k, v) = l.split_once(':')?;
+        k.eq_ignore_ascii_case("x-egress-proxy-decision")
+            .then(|| v.trim().to_string())
+    });
+    let body = text.split("\r\n\r\n").nth(1).unwrap_or("").to_string();
+    (status, decision, body)
+}
