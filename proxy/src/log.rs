@@ -10,7 +10,7 @@ use std::fmt::{self, Write as _};
 use std::net::SocketAddr;
 use std::ops::Range;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Instant;
 
 use http::Method;
@@ -66,6 +66,27 @@ impl AccessRecord {
     /// Writes the access-log line (and counts the request in the metrics).
     pub fn emit(&self) {
         crate::metrics::get().request(self.decision, self.start.elapsed());
+        let duration_ms = self.start.elapsed().as_millis() as u64;
+        if JSON_LINES.load(Ordering::Relaxed) {
+            // The JSON line written directly, byte for byte what the
+            // subscriber's `JsonLine` writes for the event below, without
+            // the event's field visits, Display calls and sort (most of a
+            // request's logging cost, docs/benchmarks.md). `enabled!` keeps
+            // `EGRESS_PROXY_LOG` in charge.
+            if tracing::enabled!(target: "access", tracing::Level::INFO) {
+                ACCESS_LINE.with(|cell| match cell.try_borrow_mut() {
+                    Ok(mut line) => self.write_json(duration_ms, &mut line),
+                    Err(_) => self.write_json(duration_ms, &mut String::new()),
+                });
+            }
+            return;
+        }
+        self.event(duration_ms);
+    }
+
+    /// The access-log line as a `tracing` event (the text format, and the
+    /// reference the JSON fast path is tested against).
+    fn event(&self, duration_ms: u64) {
         let path = self.path.split('?').next().unwrap_or("");
         tracing::info!(
             target: "access",
@@ -78,10 +99,71 @@ impl AccessRecord {
             route = %self.route.as_deref().unwrap_or(""),
             bytes_in = self.bytes_in.load(Ordering::Relaxed),
             bytes_out = self.bytes_out.load(Ordering::Relaxed),
-            duration_ms = self.start.elapsed().as_millis() as u64,
+            duration_ms,
             "request"
         );
     }
+}
+
+impl AccessRecord {
+    fn write_json(&self, duration_ms: u64, line: &mut String) {
+        use std::io::Write as _;
+        line.clear();
+        let mut ts = String::new();
+        push_rfc3339_now(&mut ts);
+        self.json_line(&ts, duration_ms, line);
+        let _ = std::io::stderr().lock().write_all(line.as_bytes());
+        if line.capacity() > 64 * 1024 {
+            *line = String::new();
+        }
+    }
+
+    /// The access line as [`JsonLine`] formats the `tracing` event of
+    /// [`AccessRecord::emit`]: keys sorted, `msg` "request", ending in a
+    /// newline. `ts` is the RFC 3339 time.
+    fn json_line(&self, ts: &str, duration_ms: u64, line: &mut String) {
+        let path = self.path.split('?').next().unwrap_or("");
+        let method = self.method.as_ref().map_or("", Method::as_str);
+        let route = self.route.as_deref().unwrap_or("");
+        let num = |line: &mut String, key: &str, v: u64| {
+            line.push_str(key);
+            let _ = write!(line, "{v}");
+        };
+        num(
+            line,
+            "{\"bytes_in\":",
+            self.bytes_in.load(Ordering::Relaxed),
+        );
+        num(
+            line,
+            ",\"bytes_out\":",
+            self.bytes_out.load(Ordering::Relaxed),
+        );
+        line.push_str(",\"client\":\"");
+        let _ = write!(line, "{}", self.client);
+        line.push_str("\",\"decision\":");
+        push_json_str(line, self.decision.as_str());
+        num(line, ",\"duration_ms\":", duration_ms);
+        line.push_str(",\"host\":");
+        push_json_str(line, &self.host);
+        line.push_str(",\"level\":\"info\",\"method\":");
+        push_json_str(line, method);
+        line.push_str(",\"msg\":\"request\",\"path\":");
+        push_json_str(line, path);
+        line.push_str(",\"route\":");
+        push_json_str(line, route);
+        num(line, ",\"status\":", u64::from(self.status));
+        line.push_str(",\"ts\":");
+        push_json_str(line, ts);
+        line.push_str("}\n");
+    }
+}
+
+/// `--log-format json` is in force: [`AccessRecord::emit`] writes the line itself.
+static JSON_LINES: AtomicBool = AtomicBool::new(false);
+
+thread_local! {
+    static ACCESS_LINE: RefCell<String> = const { RefCell::new(String::new()) };
 }
 
 /// Log output format (`--log-format`).
@@ -100,10 +182,14 @@ pub fn init(format: LogFormat) {
         .with_writer(std::io::stderr)
         // Colour codes only for a person at a terminal, never in a log file.
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
-    let _ = match format {
+    let installed = match format {
         LogFormat::Json => builder.event_format(JsonLine).try_init(),
         LogFormat::Text => builder.try_init(),
     };
+    JSON_LINES.store(
+        installed.is_ok() && format == LogFormat::Json,
+        Ordering::Relaxed,
+    );
 }
 
 /// One JSON object per line: `ts`, `level`, `msg`, then the event's fields.
@@ -304,6 +390,71 @@ fn push_rfc3339_now(out: &mut String) -> Range<usize> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The access line written directly is byte for byte the line the
+    /// subscriber writes for the same record's `tracing` event, for records
+    /// of every shape (no method, no route, text that needs escaping, IPv6
+    /// clients, a query to cut off).
+    #[test]
+    fn access_fast_path_writes_what_the_subscriber_writes() {
+        use proptest::prelude::*;
+        use std::sync::Mutex;
+        #[derive(Clone, Default)]
+        struct Buf(Arc<Mutex<Vec<u8>>>);
+        impl std::io::Write for Buf {
+            fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+                self.0.lock().unwrap().extend_from_slice(b);
+                Ok(b.len())
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+        let text = "[ -~]{0,12}|[\\x00-\\x1f\"\\\\é✓]{0,6}";
+        let outcomes = [
+            Outcome::Allowed,
+            Outcome::Healthz,
+            Outcome::Refused(addon_rules::Reason::HostNotAllowed),
+        ];
+        proptest!(ProptestConfig::with_cases(300), |(
+            host in text, path in text, route in proptest::option::of(text),
+            method in proptest::option::of(prop_oneof![Just(Method::GET), Just(Method::POST), Just(Method::from_bytes(b"PURGE").unwrap())]),
+            v6 in any::<bool>(), port in any::<u16>(), status in any::<u16>(),
+            bytes in any::<(u64, u64)>(), duration_ms in any::<u64>(), o in 0usize..3,
+        )| {
+            let client: SocketAddr = if v6 {
+                (std::net::Ipv6Addr::new(0xfd00, 0, 0, 0, 0, 0, 0, 7), port).into()
+            } else {
+                (std::net::Ipv4Addr::new(10, 1, 2, 3), port).into()
+            };
+            let rec = AccessRecord {
+                client,
+                method,
+                host,
+                path: format!("{path}?q=secret"),
+                status,
+                decision: outcomes[o],
+                route,
+                bytes_in: Arc::new(AtomicU64::new(bytes.0)),
+                bytes_out: Arc::new(AtomicU64::new(bytes.1)),
+                start: Instant::now(),
+            };
+            let buf = Buf::default();
+            let out = buf.clone();
+            let sub = tracing_subscriber::fmt()
+                .with_writer(move || out.clone())
+                .with_ansi(false)
+                .event_format(JsonLine)
+                .finish();
+            tracing::subscriber::with_default(sub, || rec.event(duration_ms));
+            let theirs = String::from_utf8(buf.0.lock().unwrap().clone()).unwrap();
+            let v: serde_json::Value = serde_json::from_str(&theirs).unwrap();
+            let mut ours = String::new();
+            rec.json_line(v["ts"].as_str().unwrap(), duration_ms, &mut ours);
+            prop_assert_eq!(&ours, &theirs);
+            prop_assert!(!ours.contains("secret"));
+        });
+    }
 
     /// The hand-written escaping must give byte for byte what serde_json gives
     /// (the JSON format of the access log is a contract: SPEC §5, ops tests).
