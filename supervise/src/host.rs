@@ -174,21 +174,10 @@ pub struct Pending {
 
 fn proposal_ids(l: &Layout) -> Result<Vec<ProposalId>, HostError> {
     let dir = l.proposals();
-    let rd = match std::fs::read_dir(&dir) {
-        Ok(rd) => rd,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(e) => return Err(io(&dir)(e)),
-    };
-    let mut ids: Vec<ProposalId> = rd
-        .filter_map(Result::ok)
-        .filter_map(|e| {
-            let name = e.file_name();
-            let name = name.to_str()?;
-            ProposalId::parse(name.strip_suffix(".json")?)
-        })
-        .collect();
-    ids.sort();
-    Ok(ids)
+    match state::proposal_ids(&dir) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
+        r => r.map_err(io(&dir)),
+    }
 }
 
 fn read_proposal(l: &Layout, id: &ProposalId) -> Result<Option<Proposal>, HostError> {

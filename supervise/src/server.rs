@@ -193,22 +193,8 @@ impl Supervise {
 
     fn pending_count(&self) -> std::io::Result<usize> {
         let l = &self.shared.layout;
-        let mut n = 0;
-        for e in std::fs::read_dir(l.proposals())? {
-            let e = e?;
-            let name = e.file_name();
-            let Some(id) = name
-                .to_str()
-                .and_then(|n| n.strip_suffix(".json"))
-                .and_then(ProposalId::parse)
-            else {
-                continue;
-            };
-            if !l.decision(&id).exists() {
-                n += 1;
-            }
-        }
-        Ok(n)
+        let ids = state::proposal_ids(&l.proposals())?;
+        Ok(ids.iter().filter(|id| !l.decision(id).exists()).count())
     }
 
     fn decision(&self, id: &ProposalId) -> Result<Option<Decision>, String> {

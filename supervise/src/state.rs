@@ -180,6 +180,23 @@ pub struct Decision {
     pub reason: Option<String>,
 }
 
+/// The ids of the proposal files in `dir`, sorted; other names are skipped.
+pub fn proposal_ids(dir: &Path) -> std::io::Result<Vec<ProposalId>> {
+    let mut ids = Vec::new();
+    for e in std::fs::read_dir(dir)? {
+        let name = e?.file_name();
+        if let Some(id) = name
+            .to_str()
+            .and_then(|n| n.strip_suffix(".json"))
+            .and_then(ProposalId::parse)
+        {
+            ids.push(id);
+        }
+    }
+    ids.sort();
+    Ok(ids)
+}
+
 /// At most this many proposals are exported or imported at once.
 pub const MAX_EXPORTED: usize = 256;
 
@@ -189,15 +206,7 @@ pub const MAX_EXPORTED: usize = 256;
 /// this). A file that is not a proposal is skipped with a warning.
 pub fn export_proposals(dir: &Path) -> std::io::Result<Vec<Proposal>> {
     let mut out = Vec::new();
-    for e in std::fs::read_dir(dir)? {
-        let name = e?.file_name();
-        let Some(id) = name
-            .to_str()
-            .and_then(|n| n.strip_suffix(".json"))
-            .and_then(ProposalId::parse)
-        else {
-            continue;
-        };
+    for id in proposal_ids(dir)? {
         match read_json::<Proposal>(&dir.join(id.file_name())) {
             Ok(Some(p)) if p.id == id => out.push(p),
             Ok(_) => tracing::warn!(%id, "proposal file changed or holds another id; skipped"),

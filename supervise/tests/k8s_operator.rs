@@ -153,20 +153,7 @@ fn supervise_k8s_approves_and_rejects_through_kubectl_and_configmaps() {
     let w = rendered_and_applied();
     let routes = w.map("live-routes").join("routes.json");
     let origin = origin();
-    let proxy_addr: std::net::SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
-    let _proxy = Proxy(
-        Command::new(egress_proxy_bin())
-            .arg("--routes")
-            .arg(&routes)
-            .arg("--watch-routes")
-            .args(["--listen", &proxy_addr.to_string(), "--log-format", "text"])
-            .arg("--ca-out")
-            .arg(w.root().join("ca.pem"))
-            .env("EGRESS_PROXY_TOKEN_0", SECRET)
-            .spawn()
-            .unwrap(),
-    );
-    wait_connectable(proxy_addr);
+    let (_proxy, proxy_addr) = watching_proxy(&routes, w.root(), SECRET);
     let target = origin.to_string();
     let (status, decision, _) = get_via(proxy_addr, &target, "/hello");
     assert_eq!(
@@ -232,18 +219,7 @@ fn supervise_k8s_approves_and_rejects_through_kubectl_and_configmaps() {
     assert_eq!(r["structuredContent"]["status"], "approved", "{r}");
     assert_eq!(r["structuredContent"]["route"]["host"], "127.0.0.1");
     let applied_at = Instant::now();
-    loop {
-        let (status, decision, body) = get_via(proxy_addr, &target, "/hello");
-        if decision.as_deref() != Some("host-not-allowed") {
-            assert_eq!((status, decision, body.as_str()), (200, None, "hello"));
-            break;
-        }
-        assert!(
-            applied_at.elapsed() < Duration::from_secs(10),
-            "never applied"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    wait_forwarded(proxy_addr, &target, "/hello", applied_at);
     let (status, decision, _) = get_via(proxy_addr, &target, "/other");
     assert_eq!(
         (status, decision.as_deref()),

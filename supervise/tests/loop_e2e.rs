@@ -7,7 +7,6 @@
 
 mod common;
 
-use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -58,20 +57,8 @@ fn approval_applies_live_through_egress_proxy_and_rejection_changes_nothing() {
     let st = State::new(routes);
     let dirs = [st.root()];
     let origin = origin();
-    let proxy_addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
-    let _proxy = Proxy(
-        Command::new(egress_proxy_bin())
-            .arg("--routes")
-            .arg(st.root().join("routes/routes.json"))
-            .arg("--watch-routes")
-            .args(["--listen", &proxy_addr.to_string(), "--log-format", "text"])
-            .arg("--ca-out")
-            .arg(st.root().join("ca.pem"))
-            .env("EGRESS_PROXY_TOKEN_0", SECRET)
-            .spawn()
-            .unwrap(),
-    );
-    wait_connectable(proxy_addr);
+    let (_proxy, proxy_addr) =
+        watching_proxy(&st.root().join("routes/routes.json"), &st.root(), SECRET);
     let target = origin.to_string();
 
     // 1. A new host is refused.
@@ -110,18 +97,7 @@ fn approval_applies_live_through_egress_proxy_and_rejection_changes_nothing() {
     assert_eq!(v["route"]["host"], "127.0.0.1");
 
     // 5. Within seconds, with no restart, the proxy forwards it.
-    let applied = loop {
-        let (status, decision, body) = get_via(proxy_addr, &target, "/hello");
-        if decision.as_deref() != Some("host-not-allowed") {
-            assert_eq!((status, decision, body.as_str()), (200, None, "hello"));
-            break approved_at.elapsed();
-        }
-        assert!(
-            approved_at.elapsed() < Duration::from_secs(10),
-            "never applied"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    };
+    let applied = wait_forwarded(proxy_addr, &target, "/hello", approved_at);
     eprintln!("approval applied through egress-proxy --watch-routes in {applied:?}");
     // Still only the approved path.
     let (status, decision, _) = get_via(proxy_addr, &target, "/other");
@@ -279,20 +255,8 @@ fn approval_applies_through_configmap_volumes_as_kubelet_swaps_them() {
     std::fs::create_dir_all(pod.join("proposals")).unwrap();
 
     let origin = origin();
-    let proxy_addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
-    let _proxy = Proxy(
-        Command::new(egress_proxy_bin())
-            .arg("--routes")
-            .arg(live.dir.join("routes.json"))
-            .arg("--watch-routes")
-            .args(["--listen", &proxy_addr.to_string(), "--log-format", "text"])
-            .arg("--ca-out")
-            .arg(cluster.path().join("ca.pem"))
-            .env("EGRESS_PROXY_TOKEN_0", SECRET)
-            .spawn()
-            .unwrap(),
-    );
-    wait_connectable(proxy_addr);
+    let (_proxy, proxy_addr) =
+        watching_proxy(&live.dir.join("routes.json"), cluster.path(), SECRET);
     let target = origin.to_string();
     let (status, decision, _) = get_via(proxy_addr, &target, "/hello");
     assert_eq!(
@@ -351,18 +315,7 @@ fn approval_applies_through_configmap_volumes_as_kubelet_swaps_them() {
     let r = agent.recv();
     assert_eq!(r["structuredContent"]["status"], "approved", "{r}");
     assert_eq!(r["structuredContent"]["route"]["host"], "127.0.0.1");
-    loop {
-        let (status, decision, body) = get_via(proxy_addr, &target, "/hello");
-        if decision.as_deref() != Some("host-not-allowed") {
-            assert_eq!((status, decision, body.as_str()), (200, None, "hello"));
-            break;
-        }
-        assert!(
-            applied_at.elapsed() < Duration::from_secs(10),
-            "the swapped ConfigMap was never applied"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    wait_forwarded(proxy_addr, &target, "/hello", applied_at);
     let (status, decision, _) = get_via(proxy_addr, &target, "/other");
     assert_eq!(
         (status, decision.as_deref()),

@@ -283,3 +283,42 @@ pub fn get_via(proxy: SocketAddr, url_host: &str, path: &str) -> (u16, Option<St
     let body = text.split("\r\n\r\n").nth(1).unwrap_or("").to_string();
     (status, decision, body)
 }
+
+/// The workspace's egress-proxy on a free loopback port with
+/// `--watch-routes` on `routes`, its CA written into `dir`, and `token` as
+/// `EGRESS_PROXY_TOKEN_0`.
+pub fn watching_proxy(routes: &Path, dir: &Path, token: &str) -> (Proxy, SocketAddr) {
+    let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let proxy = Proxy(
+        Command::new(egress_proxy_bin())
+            .arg("--routes")
+            .arg(routes)
+            .arg("--watch-routes")
+            .args(["--listen", &addr.to_string(), "--log-format", "text"])
+            .arg("--ca-out")
+            .arg(dir.join("ca.pem"))
+            .env("EGRESS_PROXY_TOKEN_0", token)
+            .spawn()
+            .unwrap(),
+    );
+    wait_connectable(addr);
+    (proxy, addr)
+}
+
+/// Polls until the proxy forwards `GET <path>` to the origin (no longer
+/// `host-not-allowed`), at most 10 s from `since`; it must answer `200 hello`.
+/// Returns how long it took from `since`.
+pub fn wait_forwarded(proxy: SocketAddr, target: &str, path: &str, since: Instant) -> Duration {
+    loop {
+        let (status, decision, body) = get_via(proxy, target, path);
+        if decision.as_deref() != Some("host-not-allowed") {
+            assert_eq!((status, decision, body.as_str()), (200, None, "hello"));
+            return since.elapsed();
+        }
+        assert!(
+            since.elapsed() < Duration::from_secs(10),
+            "the approval never reached egress-proxy"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
