@@ -109,9 +109,7 @@ impl AccessRecord {
     fn write_json(&self, duration_ms: u64, line: &mut String) {
         use std::io::Write as _;
         line.clear();
-        let mut ts = String::new();
-        push_rfc3339_now(&mut ts);
-        self.json_line(&ts, duration_ms, line);
+        self.json_line(None, duration_ms, line);
         let _ = std::io::stderr().lock().write_all(line.as_bytes());
         if line.capacity() > 64 * 1024 {
             *line = String::new();
@@ -120,14 +118,14 @@ impl AccessRecord {
 
     /// The access line as [`JsonLine`] formats the `tracing` event of
     /// [`AccessRecord::emit`]: keys sorted, `msg` "request", ending in a
-    /// newline. `ts` is the RFC 3339 time.
-    fn json_line(&self, ts: &str, duration_ms: u64, line: &mut String) {
+    /// newline. `ts` is the RFC 3339 time (`None`: now).
+    fn json_line(&self, ts: Option<&str>, duration_ms: u64, line: &mut String) {
         let path = self.path.split('?').next().unwrap_or("");
         let method = self.method.as_ref().map_or("", Method::as_str);
         let route = self.route.as_deref().unwrap_or("");
         let num = |line: &mut String, key: &str, v: u64| {
             line.push_str(key);
-            let _ = write!(line, "{v}");
+            push_u64(line, v);
         };
         num(
             line,
@@ -140,7 +138,22 @@ impl AccessRecord {
             self.bytes_out.load(Ordering::Relaxed),
         );
         line.push_str(",\"client\":\"");
-        let _ = write!(line, "{}", self.client);
+        match self.client {
+            // `Ipv4Addr`'s Display pads and aligns: the digits by hand.
+            SocketAddr::V4(a) => {
+                for (i, o) in a.ip().octets().into_iter().enumerate() {
+                    if i > 0 {
+                        line.push('.');
+                    }
+                    push_u64(line, o.into());
+                }
+                line.push(':');
+                push_u64(line, a.port().into());
+            }
+            SocketAddr::V6(a) => {
+                let _ = write!(line, "{a}");
+            }
+        }
         line.push_str("\",\"decision\":");
         push_json_str(line, self.decision.as_str());
         num(line, ",\"duration_ms\":", duration_ms);
@@ -153,9 +166,15 @@ impl AccessRecord {
         line.push_str(",\"route\":");
         push_json_str(line, route);
         num(line, ",\"status\":", u64::from(self.status));
-        line.push_str(",\"ts\":");
-        push_json_str(line, ts);
-        line.push_str("}\n");
+        line.push_str(",\"ts\":\"");
+        match ts {
+            Some(ts) => line.push_str(ts),
+            // RFC 3339 has nothing to escape.
+            None => {
+                push_rfc3339_now(line);
+            }
+        }
+        line.push_str("\"}\n");
     }
 }
 
@@ -372,6 +391,22 @@ fn push_json_str(out: &mut String, s: &str) {
     out.push('"');
 }
 
+/// Appends `v` in decimal (what `write!(out, "{v}")` appends, without the
+/// formatting machinery: this runs several times per request).
+fn push_u64(out: &mut String, mut v: u64) {
+    let mut buf = [0u8; 20];
+    let mut i = buf.len();
+    loop {
+        i -= 1;
+        buf[i] = b'0' + (v % 10) as u8;
+        v /= 10;
+        if v == 0 {
+            break;
+        }
+    }
+    out.push_str(std::str::from_utf8(&buf[i..]).unwrap_or_default());
+}
+
 /// Appends the current UTC time in RFC 3339 to `out`; returns its range.
 fn push_rfc3339_now(out: &mut String) -> Range<usize> {
     let mut buf = [0u8; 64];
@@ -419,13 +454,13 @@ mod tests {
         proptest!(ProptestConfig::with_cases(300), |(
             host in text, path in text, route in proptest::option::of(text),
             method in proptest::option::of(prop_oneof![Just(Method::GET), Just(Method::POST), Just(Method::from_bytes(b"PURGE").unwrap())]),
-            v6 in any::<bool>(), port in any::<u16>(), status in any::<u16>(),
+            v6 in any::<bool>(), v4 in any::<u32>(), port in any::<u16>(), status in any::<u16>(),
             bytes in any::<(u64, u64)>(), duration_ms in any::<u64>(), o in 0usize..3,
         )| {
             let client: SocketAddr = if v6 {
                 (std::net::Ipv6Addr::new(0xfd00, 0, 0, 0, 0, 0, 0, 7), port).into()
             } else {
-                (std::net::Ipv4Addr::new(10, 1, 2, 3), port).into()
+                (std::net::Ipv4Addr::from(v4), port).into()
             };
             let rec = AccessRecord {
                 client,
@@ -450,10 +485,30 @@ mod tests {
             let theirs = String::from_utf8(buf.0.lock().unwrap().clone()).unwrap();
             let v: serde_json::Value = serde_json::from_str(&theirs).unwrap();
             let mut ours = String::new();
-            rec.json_line(v["ts"].as_str().unwrap(), duration_ms, &mut ours);
+            rec.json_line(v["ts"].as_str(), duration_ms, &mut ours);
             prop_assert_eq!(&ours, &theirs);
             prop_assert!(!ours.contains("secret"));
         });
+    }
+
+    #[test]
+    fn decimal_digits_like_display() {
+        for v in [
+            0,
+            1,
+            9,
+            10,
+            99,
+            100,
+            65_535,
+            u64::from(u32::MAX),
+            u64::MAX - 1,
+            u64::MAX,
+        ] {
+            let mut s = String::from("x");
+            push_u64(&mut s, v);
+            assert_eq!(s, format!("x{v}"));
+        }
     }
 
     /// The hand-written escaping must give byte for byte what serde_json gives
