@@ -113,6 +113,6 @@ fn display_authority(a: &Authority) -> String {
     match a.port {
         Some(p) => authority_string(&a.host, p),
         None if a.host.contains(':') => format!("[{}]", a.host),
-        None => a.host.clone(),
+        None => a.host.to_string(),
     }
 }

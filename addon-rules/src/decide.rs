@@ -119,7 +119,7 @@ impl Policy {
         Ok(Allowed {
             route,
             path_and_query: with_query(path, target.query),
-            host: target.host,
+            host: target.host.into_owned(),
             port: target.port,
             credential: route.and_then(Route::credential),
             strip_headers: route.map_or(&[], Route::strip_headers),

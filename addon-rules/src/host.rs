@@ -117,13 +117,13 @@ impl HostPattern {
                     format!("write one route per host you need, e.g. \"name.{norm}\""),
                 ));
             }
-            return Ok(HostPattern::Wildcard(norm));
+            return Ok(HostPattern::Wildcard(norm.into_owned()));
         }
         if raw.contains('*') {
             return Err(wild_err(raw));
         }
         match normalize_host(raw) {
-            Ok(h) => Ok(HostPattern::Exact(h)),
+            Ok(h) => Ok(HostPattern::Exact(h.into_owned())),
             Err(m) => Err((format!("host {raw:?} is not valid: {m}"), "write a DNS name (letters, digits, '-', '.') or an IP literal, without port or path".into())),
         }
     }
