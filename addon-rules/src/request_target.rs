@@ -42,7 +42,7 @@ pub(crate) fn resolve<'r>(
         framing::check(req.method, req.version, req.headers, req.body)?;
     }
     let raw = req.target;
-    if raw.contains('#') {
+    if raw.as_bytes().contains(&b'#') {
         return Err(Refusal::new(
             Reason::BadRequest,
             "the request target holds a fragment (#)",
