@@ -185,7 +185,9 @@ impl HostTable {
 
     /// The route for a host normalized by [`normalize_host`] (IPv6 without brackets).
     pub(crate) fn lookup(&self, host: &str) -> Option<usize> {
-        if let Ok(ip) = host.parse::<IpAddr>() {
+        if may_be_ip(host)
+            && let Ok(ip) = host.parse::<IpAddr>()
+        {
             return self.ip.get(&ip).copied();
         }
         if let Some(i) = self.exact.get(host) {
@@ -206,9 +208,31 @@ impl HostTable {
     }
 }
 
+/// False when `host` cannot parse as an [`IpAddr`]: std's IPv4 syntax is
+/// digits and dots only, and every IPv6 text holds a `:`. A name then skips
+/// the address parser, which costs more than the hash lookup after it.
+fn may_be_ip(host: &str) -> bool {
+    host.bytes().all(|b| b.is_ascii_digit() || b == b'.') || host.as_bytes().contains(&b':')
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(4096))]
+
+        /// The prefilter never turns away what std parses as an address.
+        #[test]
+        fn may_be_ip_passes_every_address(
+            s in prop_oneof!["[0-9a-fA-F.:%\\[\\]]{0,40}", "\\PC{0,20}"],
+            ip in any::<IpAddr>(),
+        ) {
+            prop_assert!(may_be_ip(&s) || s.parse::<IpAddr>().is_err(), "{}", s);
+            prop_assert!(may_be_ip(&ip.to_string()));
+        }
+    }
 
     #[test]
     fn parse() {
