@@ -159,10 +159,16 @@ fn is_public_suffix(domain: &str) -> bool {
 /// Maps a normalized request host to a route index.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct HostTable {
-    exact: HashMap<String, usize>,
-    ip: HashMap<IpAddr, usize>,
-    wild: HashMap<String, usize>,
+    exact: HashMap<String, usize, Hasher>,
+    ip: HashMap<IpAddr, usize, Hasher>,
+    wild: HashMap<String, usize, Hasher>,
 }
+
+/// foldhash instead of std's SipHash: hashing the host was half of a
+/// lookup. A weaker hash only matters against keys an attacker chooses
+/// (collisions built into the table); the keys here come from the routes
+/// file, a request only looks one up, and the seed is random per process.
+type Hasher = foldhash::fast::RandomState;
 
 impl HostTable {
     /// Inserts; returns the index of an earlier route with the same pattern.
