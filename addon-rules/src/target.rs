@@ -79,8 +79,14 @@ pub(crate) fn parse_authority(s: &str) -> Result<Authority<'_>, String> {
     if s.is_empty() {
         return Err("empty authority".into());
     }
-    if s.contains('@') {
-        return Err("userinfo (user@) is not allowed in the authority".into());
+    // One pass for `@` and the last `:` (the port of a name or IPv4).
+    let mut last_colon = None;
+    for (i, &b) in s.as_bytes().iter().enumerate() {
+        match b {
+            b'@' => return Err("userinfo (user@) is not allowed in the authority".into()),
+            b':' => last_colon = Some(i),
+            _ => {}
+        }
     }
     let (host_part, port_part) = if let Some(rest) = s.strip_prefix('[') {
         let close = rest.find(']').ok_or("IPv6 literal without closing ']'")?;
@@ -91,7 +97,7 @@ pub(crate) fn parse_authority(s: &str) -> Result<Authority<'_>, String> {
         };
         (&s[..close + 2], port)
     } else {
-        match s.rfind(':') {
+        match last_colon {
             Some(i) => (&s[..i], Some(&s[i + 1..])),
             None => (s, None),
         }
