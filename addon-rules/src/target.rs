@@ -195,25 +195,21 @@ fn is_normal_name(name: &str) -> bool {
     if b.is_empty() || b.len() > 253 {
         return false;
     }
-    let mut label_len = 0usize;
-    let mut label_digits = true;
-    for &c in b {
-        match c {
-            b'.' if label_len > 0 => {
-                label_len = 0;
-                label_digits = true;
-                continue;
-            }
-            b'a'..=b'z' | b'-' => label_digits = false,
-            b'0'..=b'9' => {}
-            _ => return false,
-        }
-        label_len += 1;
-        if label_len > 63 {
+    // A branch-free fold (vector code) for the characters, then the labels.
+    let odd = b.iter().fold(false, |odd, &c| {
+        odd | !(c.is_ascii_lowercase() | c.is_ascii_digit() | (c == b'-') | (c == b'.'))
+    });
+    if odd {
+        return false;
+    }
+    let mut last: &[u8] = &[];
+    for label in b.split(|&c| c == b'.') {
+        if label.is_empty() || label.len() > 63 {
             return false;
         }
+        last = label;
     }
-    label_len > 0 && !label_digits
+    !last.iter().all(u8::is_ascii_digit)
 }
 
 /// Strict dotted-quad: exactly four decimal parts, 0-255, no leading zeros
