@@ -27,6 +27,7 @@ pub(crate) fn check(
             "more than one Host header",
         ));
     }
+    let host_text = host_header.and_then(|v| v.to_str().ok());
     let host_header = match host_header.map(|v| {
         v.to_str()
             .map_err(|_| "not ASCII".to_string())
@@ -87,7 +88,12 @@ pub(crate) fn check(
         }
     }
     if let Transport::Tls { sni: Some(sni), .. } = req.transport {
-        let ok = normalize_host(sni).is_ok_and(|s| s == c.host);
+        // A `Host` without a port is parsed as one whole host, so when the SNI
+        // is the same text its normalized form is the one checked above
+        // (usually the case: the host is not normalized twice).
+        let same_as_host =
+            host_text == Some(sni) && host_header.as_ref().is_some_and(|a| a.port.is_none());
+        let ok = same_as_host || normalize_host(sni).is_ok_and(|s| s == c.host);
         if !ok {
             return Err(Refusal::new(
                 Reason::AuthorityMismatch,
@@ -113,6 +119,6 @@ fn display_authority(a: &Authority) -> String {
     match a.port {
         Some(p) => authority_string(&a.host, p),
         None if a.host.contains(':') => format!("[{}]", a.host),
-        None => a.host.clone(),
+        None => a.host.to_string(),
     }
 }

@@ -5,6 +5,8 @@
 //! Must never do I/O, allocate beyond the normalized path and destination,
 //! or read a secret: a credential is returned by reference to where it lives.
 
+use std::borrow::Cow;
+
 use http::HeaderName;
 
 use crate::facts::RequestFacts;
@@ -117,7 +119,7 @@ impl Policy {
         Ok(Allowed {
             route,
             path_and_query: with_query(path, target.query),
-            host: target.host,
+            host: target.host.into_owned(),
             port: target.port,
             credential: route.and_then(Route::credential),
             strip_headers: route.map_or(&[], Route::strip_headers),
@@ -127,9 +129,9 @@ impl Policy {
 }
 
 /// The normalized path plus `?query`, as sent upstream.
-fn with_query(path: String, query: Option<&str>) -> String {
+fn with_query(path: Cow<'_, str>, query: Option<&str>) -> String {
     let Some(q) = query else {
-        return path;
+        return path.into_owned();
     };
     // A new string of the exact size: cheaper than growing `path` in place.
     let mut s = String::with_capacity(path.len() + 1 + q.len());

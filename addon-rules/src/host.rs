@@ -117,13 +117,13 @@ impl HostPattern {
                     format!("write one route per host you need, e.g. \"name.{norm}\""),
                 ));
             }
-            return Ok(HostPattern::Wildcard(norm));
+            return Ok(HostPattern::Wildcard(norm.into_owned()));
         }
         if raw.contains('*') {
             return Err(wild_err(raw));
         }
         match normalize_host(raw) {
-            Ok(h) => Ok(HostPattern::Exact(h)),
+            Ok(h) => Ok(HostPattern::Exact(h.into_owned())),
             Err(m) => Err((format!("host {raw:?} is not valid: {m}"), "write a DNS name (letters, digits, '-', '.') or an IP literal, without port or path".into())),
         }
     }
@@ -159,10 +159,16 @@ fn is_public_suffix(domain: &str) -> bool {
 /// Maps a normalized request host to a route index.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct HostTable {
-    exact: HashMap<String, usize>,
-    ip: HashMap<IpAddr, usize>,
-    wild: HashMap<String, usize>,
+    exact: HashMap<String, usize, Hasher>,
+    ip: HashMap<IpAddr, usize, Hasher>,
+    wild: HashMap<String, usize, Hasher>,
 }
+
+/// foldhash instead of std's SipHash: hashing the host was half of a
+/// lookup. A weaker hash only matters against keys an attacker chooses
+/// (collisions built into the table); the keys here come from the routes
+/// file, a request only looks one up, and the seed is random per process.
+type Hasher = foldhash::fast::RandomState;
 
 impl HostTable {
     /// Inserts; returns the index of an earlier route with the same pattern.
@@ -185,7 +191,9 @@ impl HostTable {
 
     /// The route for a host normalized by [`normalize_host`] (IPv6 without brackets).
     pub(crate) fn lookup(&self, host: &str) -> Option<usize> {
-        if let Ok(ip) = host.parse::<IpAddr>() {
+        if may_be_ip(host)
+            && let Ok(ip) = host.parse::<IpAddr>()
+        {
             return self.ip.get(&ip).copied();
         }
         if let Some(i) = self.exact.get(host) {
@@ -206,9 +214,31 @@ impl HostTable {
     }
 }
 
+/// False when `host` cannot parse as an [`IpAddr`]: std's IPv4 syntax is
+/// digits and dots only, and every IPv6 text holds a `:`. A name then skips
+/// the address parser, which costs more than the hash lookup after it.
+fn may_be_ip(host: &str) -> bool {
+    host.bytes().all(|b| b.is_ascii_digit() || b == b'.') || host.as_bytes().contains(&b':')
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(4096))]
+
+        /// The prefilter never turns away what std parses as an address.
+        #[test]
+        fn may_be_ip_passes_every_address(
+            s in prop_oneof!["[0-9a-fA-F.:%\\[\\]]{0,40}", "\\PC{0,20}"],
+            ip in any::<IpAddr>(),
+        ) {
+            prop_assert!(may_be_ip(&s) || s.parse::<IpAddr>().is_err(), "{}", s);
+            prop_assert!(may_be_ip(&ip.to_string()));
+        }
+    }
 
     #[test]
     fn parse() {

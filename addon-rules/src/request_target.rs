@@ -5,6 +5,8 @@
 //! Must never decide the destination from anything but the CONNECT target
 //! (inside a tunnel) or the plain request's URL.
 
+use std::borrow::Cow;
+
 use http::Method;
 
 use crate::facts::RequestFacts;
@@ -18,7 +20,7 @@ pub(crate) struct RequestTarget<'r> {
     /// The tunnel's CONNECT target; `None` for a plain proxy request.
     pub connect: Option<&'r ConnectTarget>,
     /// Destination host, normalized: the CONNECT host, or the plain URL's.
-    pub host: String,
+    pub host: Cow<'r, str>,
     /// Destination port: the CONNECT port, or the plain URL's (default 80).
     pub port: u16,
     /// The path as sent (not normalized), without the query.
@@ -26,7 +28,7 @@ pub(crate) struct RequestTarget<'r> {
     /// The query exactly as sent, without `?`.
     pub query: Option<&'r str>,
     /// The authority of an absolute-form target, for step 4.
-    pub absolute: Option<Authority>,
+    pub absolute: Option<Authority<'r>>,
 }
 
 /// Step 1: the target of `req`.
@@ -40,7 +42,7 @@ pub(crate) fn resolve<'r>(
         framing::check(req.method, req.version, req.headers, req.body)?;
     }
     let raw = req.target;
-    if raw.contains('#') {
+    if raw.as_bytes().contains(&b'#') {
         return Err(Refusal::new(
             Reason::BadRequest,
             "the request target holds a fragment (#)",
@@ -60,7 +62,7 @@ pub(crate) fn resolve<'r>(
         };
         RequestTarget {
             connect,
-            host: c.host.clone(),
+            host: Cow::Borrowed(&c.host),
             port: c.port,
             raw_path,
             query,
@@ -78,7 +80,7 @@ pub(crate) fn resolve<'r>(
                 }
                 RequestTarget {
                     connect,
-                    host: c.host.clone(),
+                    host: Cow::Borrowed(&c.host),
                     port: c.port,
                     raw_path: abs.path,
                     query: abs.query,

@@ -4,6 +4,7 @@
 //! Must never resolve a name or accept a host form that resolvers read in
 //! surprising ways (`2130706433`, `0x7f.1`, `127.1`, zones, userinfo).
 
+use std::borrow::Cow;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use crate::reason::{Reason, Refusal};
@@ -50,7 +51,10 @@ pub(crate) fn authority_string(host: &str, port: u16) -> String {
 pub fn parse_connect_target(authority: &str) -> Result<ConnectTarget, Refusal> {
     let a = parse_authority(authority).map_err(|m| bad(format!("CONNECT target: {m}")))?;
     match a.port {
-        Some(port) => Ok(ConnectTarget { host: a.host, port }),
+        Some(port) => Ok(ConnectTarget {
+            host: a.host.into_owned(),
+            port,
+        }),
         None => Err(bad(
             "CONNECT target has no port: write host:port".to_string()
         )),
@@ -61,21 +65,28 @@ fn bad(message: String) -> Refusal {
     Refusal::new(Reason::BadRequest, message)
 }
 
-/// A parsed authority (`host[:port]`), host normalized as in [`ConnectTarget`].
+/// A parsed authority (`host[:port]`), host normalized as in [`ConnectTarget`]
+/// (borrowed from the text when that was normal already).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct Authority {
-    pub host: String,
+pub(crate) struct Authority<'a> {
+    pub host: Cow<'a, str>,
     pub port: Option<u16>,
 }
 
 /// Parses `host[:port]`: no userinfo, host per [`normalize_host`], port
 /// 1..=65535 in plain decimal when present. The error is a short phrase.
-pub(crate) fn parse_authority(s: &str) -> Result<Authority, String> {
+pub(crate) fn parse_authority(s: &str) -> Result<Authority<'_>, String> {
     if s.is_empty() {
         return Err("empty authority".into());
     }
-    if s.contains('@') {
-        return Err("userinfo (user@) is not allowed in the authority".into());
+    // One pass for `@` and the last `:` (the port of a name or IPv4).
+    let mut last_colon = None;
+    for (i, &b) in s.as_bytes().iter().enumerate() {
+        match b {
+            b'@' => return Err("userinfo (user@) is not allowed in the authority".into()),
+            b':' => last_colon = Some(i),
+            _ => {}
+        }
     }
     let (host_part, port_part) = if let Some(rest) = s.strip_prefix('[') {
         let close = rest.find(']').ok_or("IPv6 literal without closing ']'")?;
@@ -86,7 +97,7 @@ pub(crate) fn parse_authority(s: &str) -> Result<Authority, String> {
         };
         (&s[..close + 2], port)
     } else {
-        match s.rfind(':') {
+        match last_colon {
             Some(i) => (&s[..i], Some(&s[i + 1..])),
             None => (s, None),
         }
@@ -114,8 +125,9 @@ fn parse_port(p: &str) -> Result<u16, String> {
 /// (four decimal octets, no leading zeros), a bracketed IPv6 literal without
 /// a zone, or a name of ASCII letters, digits and hyphens whose last label is
 /// not all digits. Lowercases it and drops one trailing dot; IPv6 loses its
-/// brackets and is written in canonical form.
-pub(crate) fn normalize_host(h: &str) -> Result<String, String> {
+/// brackets and is written in canonical form. Borrowed when `h` needs none
+/// of that but the dot, as a name or an IPv4 address usually does.
+pub(crate) fn normalize_host(h: &str) -> Result<Cow<'_, str>, String> {
     if let Some(inner) = h.strip_prefix('[') {
         let inner = inner
             .strip_suffix(']')
@@ -125,10 +137,13 @@ pub(crate) fn normalize_host(h: &str) -> Result<String, String> {
         }
         return inner
             .parse::<Ipv6Addr>()
-            .map(|ip| ip.to_string())
+            .map(|ip| Cow::Owned(ip.to_string()))
             .map_err(|_| format!("{inner:?} is not an IPv6 address"));
     }
     let name = h.strip_suffix('.').unwrap_or(h);
+    if is_normal_name(name) {
+        return Ok(Cow::Borrowed(name));
+    }
     if name.is_empty() {
         return Err("empty host".into());
     }
@@ -136,8 +151,10 @@ pub(crate) fn normalize_host(h: &str) -> Result<String, String> {
         return Err("host name longer than 253 characters".into());
     }
     if name.bytes().all(|b| b.is_ascii_digit() || b == b'.') {
+        // The strict form is the canonical one: no leading zeros, so the
+        // address written back is `name` itself.
         return parse_dotted_quad(name)
-            .map(|ip| ip.to_string())
+            .map(|_| Cow::Borrowed(name))
             .ok_or_else(|| {
                 format!("{h:?} is not a dotted-quad IPv4 address (a.b.c.d, no leading zeros)")
             });
@@ -165,7 +182,34 @@ pub(crate) fn normalize_host(h: &str) -> Result<String, String> {
             "host {h:?} ends in an all-digit label: not a name, not a dotted-quad IPv4"
         ));
     }
-    Ok(name.to_ascii_lowercase())
+    Ok(Cow::Owned(name.to_ascii_lowercase()))
+}
+
+/// True when `name` (trailing dot already dropped) passes every name rule of
+/// [`normalize_host`] and is lowercase: 1-253 characters, labels of 1-63
+/// lowercase letters, digits and `-`, the last not all digits (so it is not an
+/// IPv4 address either). One pass instead of one per rule: this runs for
+/// `Host`, `:authority` and the SNI of every request.
+fn is_normal_name(name: &str) -> bool {
+    let b = name.as_bytes();
+    if b.is_empty() || b.len() > 253 {
+        return false;
+    }
+    // A branch-free fold (vector code) for the characters, then the labels.
+    let odd = b.iter().fold(false, |odd, &c| {
+        odd | !(c.is_ascii_lowercase() | c.is_ascii_digit() | (c == b'-') | (c == b'.'))
+    });
+    if odd {
+        return false;
+    }
+    let mut last: &[u8] = &[];
+    for label in b.split(|&c| c == b'.') {
+        if label.is_empty() || label.len() > 63 {
+            return false;
+        }
+        last = label;
+    }
+    !last.iter().all(u8::is_ascii_digit)
 }
 
 /// Strict dotted-quad: exactly four decimal parts, 0-255, no leading zeros
@@ -189,7 +233,7 @@ fn parse_dotted_quad(s: &str) -> Option<Ipv4Addr> {
 pub(crate) struct AbsoluteTarget<'a> {
     /// Lowercased.
     pub scheme: String,
-    pub authority: Authority,
+    pub authority: Authority<'a>,
     /// Raw path, `/` when the URI had none.
     pub path: &'a str,
     pub query: Option<&'a str>,
@@ -267,5 +311,133 @@ mod tests {
         assert!(parse_authority("a.com:").is_err());
         assert!(parse_authority("u@a.com").is_err());
         assert!(parse_authority("::1").is_err());
+    }
+
+    /// `normalize_host` before its borrowed fast path: the oracle.
+    fn reference_normalize_host(h: &str) -> Result<String, String> {
+        if let Some(inner) = h.strip_prefix('[') {
+            let inner = inner
+                .strip_suffix(']')
+                .ok_or("IPv6 literal without closing ']'")?;
+            if inner.contains('%') {
+                return Err("IPv6 zone identifiers are not allowed".into());
+            }
+            return inner
+                .parse::<Ipv6Addr>()
+                .map(|ip| ip.to_string())
+                .map_err(|_| format!("{inner:?} is not an IPv6 address"));
+        }
+        let name = h.strip_suffix('.').unwrap_or(h);
+        if name.is_empty() {
+            return Err("empty host".into());
+        }
+        if name.len() > 253 {
+            return Err("host name longer than 253 characters".into());
+        }
+        if name.bytes().all(|b| b.is_ascii_digit() || b == b'.') {
+            return parse_dotted_quad(name)
+                .map(|ip| ip.to_string())
+                .ok_or_else(|| {
+                    format!("{h:?} is not a dotted-quad IPv4 address (a.b.c.d, no leading zeros)")
+                });
+        }
+        let mut last = "";
+        for label in name.split('.') {
+            if label.is_empty() {
+                return Err(format!("host {h:?} has an empty label"));
+            }
+            if label.len() > 63 {
+                return Err(format!("host {h:?} has a label longer than 63 characters"));
+            }
+            if !label
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+            {
+                return Err(format!(
+                    "host {h:?} holds a character other than letters, digits, '-' and '.'"
+                ));
+            }
+            last = label;
+        }
+        if last.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(format!(
+                "host {h:?} ends in an all-digit label: not a name, not a dotted-quad IPv4"
+            ));
+        }
+        Ok(name.to_ascii_lowercase())
+    }
+
+    fn host_piece() -> impl Strategy<Value = String> {
+        prop_oneof![
+            Just("a"),
+            Just("Z"),
+            Just("x-y"),
+            Just("-"),
+            Just("0"),
+            Just("1"),
+            Just("01"),
+            Just("255"),
+            Just("256"),
+            Just("."),
+            Just(".."),
+            Just("["),
+            Just("]"),
+            Just("::1"),
+            Just(":"),
+            Just("%"),
+            Just("_"),
+            Just("é"),
+            Just(" "),
+            Just("1.2.3.4"),
+            Just("xn--e1a"),
+            Just("0x7f"),
+        ]
+        .prop_map(str::to_string)
+    }
+
+    fn host() -> impl Strategy<Value = String> {
+        prop_oneof![
+            4 => prop::collection::vec(host_piece(), 0..8).prop_map(|p| p.concat()),
+            1 => "[a-zA-Z0-9.-]{0,12}",
+            1 => "[0-9.]{0,16}",
+            1 => "\\PC{0,12}",
+            // Length limits: labels of 62-64 characters, names near 253.
+            1 => (62usize..=64, 1usize..=5, any::<bool>()).prop_map(|(l, n, dot)| {
+                let name = vec!["a".repeat(l); n].join(".");
+                if dot { name + "." } else { name }
+            }),
+        ]
+    }
+
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(4096))]
+
+        /// The borrowed fast path gives exactly what the full rules give.
+        #[test]
+        fn normalize_host_equals_reference(h in host()) {
+            prop_assert_eq!(
+                normalize_host(&h).map(Cow::into_owned),
+                reference_normalize_host(&h)
+            );
+        }
+    }
+
+    #[test]
+    fn normal_hosts_are_borrowed() {
+        for h in [
+            "example.com",
+            "example.com.",
+            "a-1.b2",
+            "1.2.3.4",
+            "0.0.0.0",
+            "x",
+        ] {
+            assert!(matches!(normalize_host(h), Ok(Cow::Borrowed(_))), "{h}");
+        }
+        for h in ["Example.com", "[::1]"] {
+            assert!(matches!(normalize_host(h), Ok(Cow::Owned(_))), "{h}");
+        }
     }
 }

@@ -477,6 +477,40 @@ fn rows() -> Vec<Row> {
             ),
             Allow("api.github.com:443", GH_ISSUES, Some(0)),
         ),
+        // The SNI check reuses the `Host` header's normalized host when both
+        // are the same text and `Host` has no port.
+        row(
+            "s34_sni_same_text_as_portless_host_ok",
+            get(
+                TlsSni("api.github.com:443", Some("API.github.com.")),
+                GH_ISSUES,
+            )
+            .no_host()
+            .header("host", "API.github.com."),
+            Allow("api.github.com:443", GH_ISSUES, Some(0)),
+        ),
+        row(
+            "s34_sni_same_text_as_host_with_port_refused",
+            get(
+                TlsSni("api.github.com:443", Some("api.github.com:443")),
+                GH_ISSUES,
+            ),
+            Refuse(AuthorityMismatch, 421),
+        ),
+        row(
+            "s34_sni_and_portless_host_both_other_host",
+            get(TlsSni("api.github.com:443", Some("evil.com")), GH_ISSUES)
+                .no_host()
+                .header("host", "evil.com"),
+            Refuse(AuthorityMismatch, 421),
+        ),
+        row(
+            "s34_sni_other_host_than_portless_host",
+            get(TlsSni("api.github.com:443", Some("evil.com")), GH_ISSUES)
+                .no_host()
+                .header("host", "api.github.com"),
+            Refuse(AuthorityMismatch, 421),
+        ),
         row(
             "s34_no_sni_ok",
             get(TlsSni("api.github.com:443", None), GH_ISSUES),

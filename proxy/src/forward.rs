@@ -21,15 +21,15 @@ use crate::body::{BoxBody, Tracked, empty};
 use crate::refuse::DECISION_HEADER;
 use crate::state::Shared;
 use crate::upstream::{Origin, SendOpts, UpstreamError};
-use addon_rules::Secret;
 
 /// What to send where, from the decision (owned: the policy guard is gone).
 #[derive(Debug)]
 pub struct Plan {
     pub origin: Origin,
     pub path_and_query: String,
-    /// Header, optional scheme, secret.
-    pub credential: Option<(HeaderName, Option<String>, Secret)>,
+    /// Header and its value, built at load (marked sensitive: `Debug`
+    /// prints `Sensitive`).
+    pub credential: Option<(HeaderName, HeaderValue)>,
     pub strip: Vec<HeaderName>,
     pub opts: SendOpts,
     /// GET/HEAD whose body was not announced: never forward one.
@@ -94,22 +94,8 @@ pub async fn forward(
     for n in &plan.strip {
         h.remove(n);
     }
-    if let Some((name, scheme, secret)) = &plan.credential {
-        let text = match scheme {
-            Some(s) => format!("{s} {}", secret.expose()),
-            None => secret.expose().to_owned(),
-        };
-        match HeaderValue::from_str(&text) {
-            Ok(mut v) => {
-                v.set_sensitive(true);
-                h.insert(name.clone(), v);
-            }
-            Err(_) => {
-                return Err(UpstreamError::Unreachable(
-                    "the configured credential is not a valid header value".into(),
-                ));
-            }
-        }
+    if let Some((name, value)) = &plan.credential {
+        h.insert(name.clone(), value.clone());
     }
     if plan.opts.websocket {
         h.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));

@@ -42,7 +42,7 @@ use crate::limits::{REFUSED_H2_BODY_BYTES, REFUSED_H2_BODY_TIME};
 use crate::log::AccessRecord;
 use crate::metrics::Outcome;
 use crate::refuse;
-use crate::state::{Loaded, Shared};
+use crate::state::{CredentialHeader, Loaded, Shared};
 use crate::upstream::{Origin, SendOpts};
 
 /// One client connection's context.
@@ -345,8 +345,14 @@ fn upstream_peer(
 ) -> Result<Plan, Refusal> {
     let credential = match allowed.credential {
         None => None,
-        Some(c) => match loaded.secret(&c.source) {
-            Some(secret) => Some((c.header.clone(), c.scheme.clone(), secret.clone())),
+        Some(c) => match allowed.route.and_then(|r| loaded.credential(r)) {
+            Some(CredentialHeader::Value(v)) => Some((c.header.clone(), v.clone())),
+            Some(CredentialHeader::Invalid) => {
+                return Err(Refusal::new(
+                    Reason::UpstreamUnreachable,
+                    "the configured credential is not a valid header value",
+                ));
+            }
             // Cannot happen (loading checks every credential); refuse
             // rather than forward without the credential.
             None => {

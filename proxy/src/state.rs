@@ -3,16 +3,17 @@
 //! Owns: the loaded policy with its secrets (behind an `ArcSwap`, so a reload
 //! swaps it atomically while requests in flight keep the one they started
 //! with), the leaf cache, the upstream side and the limits.
-//! Must never: hold a secret outside `Secret`, or name a secret's value in an
-//! error.
+//! Must never: hold a secret outside `Secret` or a header value marked
+//! sensitive, or name a secret's value in an error.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use addon_rules::{Policy, TokenSource};
+use addon_rules::{Policy, Route, TokenSource};
 use arc_swap::ArcSwap;
+use http::HeaderValue;
 use tokio::sync::Semaphore;
 
 use crate::limits::Limits;
@@ -34,19 +35,47 @@ pub enum LoadFailure {
     Token(String),
 }
 
-/// A policy and the secrets its credentials name, loaded together.
+/// A policy and the credential headers its routes inject, loaded together.
 #[derive(Debug)]
 pub struct Loaded {
     pub policy: Policy,
-    /// Keyed by the source's display form (`env NAME` / `file PATH`).
-    secrets: HashMap<String, Secret>,
+    /// By route index; an entry for every credential route.
+    credentials: HashMap<usize, CredentialHeader>,
+}
+
+/// What a credential route injects, built once at load: a request clones
+/// the value (a reference count) instead of formatting `scheme token`.
+#[derive(Debug, Clone)]
+pub enum CredentialHeader {
+    /// `scheme token`, or the token alone; marked sensitive, so its `Debug`
+    /// prints `Sensitive` and HTTP/2 never indexes it.
+    Value(HeaderValue),
+    /// The token holds a byte a header value cannot (a control character):
+    /// every request on the route is refused instead of forwarded.
+    Invalid,
+}
+
+impl CredentialHeader {
+    fn new(scheme: Option<&str>, secret: &Secret) -> CredentialHeader {
+        let text = match scheme {
+            Some(s) => format!("{s} {}", secret.expose()),
+            None => secret.expose().to_owned(),
+        };
+        match HeaderValue::from_str(&text) {
+            Ok(mut v) => {
+                v.set_sensitive(true);
+                CredentialHeader::Value(v)
+            }
+            Err(_) => CredentialHeader::Invalid,
+        }
+    }
 }
 
 impl Loaded {
-    /// The secret of a credential source (present for every credential of
+    /// The header `route` injects (present for every credential route of
     /// `policy`: loading fails otherwise).
-    pub fn secret(&self, source: &TokenSource) -> Option<&Secret> {
-        self.secrets.get(&source.to_string())
+    pub fn credential(&self, route: &Route) -> Option<&CredentialHeader> {
+        self.credentials.get(&route.index())
     }
 
     /// Reads and validates the routes file and the secrets it names.
@@ -105,7 +134,22 @@ impl Loaded {
             }
         }
         if problems.is_empty() {
-            Ok(Loaded { policy, secrets })
+            let credentials = policy
+                .routes()
+                .iter()
+                .filter_map(|r| {
+                    let c = r.credential()?;
+                    let secret = secrets.get(&c.source.to_string())?;
+                    Some((
+                        r.index(),
+                        CredentialHeader::new(c.scheme.as_deref(), secret),
+                    ))
+                })
+                .collect();
+            Ok(Loaded {
+                policy,
+                credentials,
+            })
         } else {
             Err(LoadFailure::Token(problems.join("\n")))
         }
@@ -129,5 +173,39 @@ impl std::fmt::Debug for Shared {
         f.debug_struct("Shared")
             .field("listen", &self.listen)
             .finish_non_exhaustive()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn credential_header_is_built_once_sensitive_and_redacted() {
+        let policy = Policy::from_text(
+            "routes:\n  - host: api.example.com\n    auth_scheme: Bearer\n    token_env: TOK\n  - host: raw.example.com\n    auth_header: x-api-key\n    token_env: TOK\n  - host: bad.example.com\n    auth_scheme: Bearer\n    token_env: BAD\n",
+            "test",
+        )
+        .expect("routes load");
+        let env = HashMap::from([
+            ("TOK".to_string(), "hunter2-token".to_string()),
+            ("BAD".to_string(), "hunter2\nx".to_string()),
+        ]);
+        let loaded = Loaded::with_policy(policy, &env).expect("tokens load");
+        let routes = loaded.policy.routes();
+        let value = |i: usize| match loaded.credential(&routes[i]) {
+            Some(CredentialHeader::Value(v)) => Some(v.clone()),
+            _ => None,
+        };
+        let bearer = value(0).expect("a header value");
+        assert_eq!(bearer, "Bearer hunter2-token");
+        assert!(bearer.is_sensitive());
+        assert_eq!(value(1).expect("a header value"), "hunter2-token");
+        assert!(matches!(
+            loaded.credential(&routes[2]),
+            Some(CredentialHeader::Invalid)
+        ));
+        let debug = format!("{loaded:?}");
+        assert!(!debug.contains("hunter2"), "{debug}");
     }
 }
