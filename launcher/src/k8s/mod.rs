@@ -18,8 +18,9 @@
 //! `secrets` (Secret names; the only writers of key material, for
 //! `--mint-cas` and `--include-secrets`), `supervise` (the supervise
 //! state as ConfigMaps and an emptyDir). Around it: `host` (the one reader
-//! of host files) and `command` (`bottle render` and the plan of
-//! `bottle images push`).
+//! of host files), `command` (`bottle render` and the plan of
+//! `bottle images push`) and `operate` (`bottle supervise --k8s`, the only
+//! caller of kubectl).
 
 mod addressing;
 pub mod command;
