@@ -42,9 +42,11 @@ pub fn fold_into(plan: &mut Plan, m: &Manifest) -> Vec<String> {
     plan.approvals_skipped.iter().map(|a| a.warning()).collect()
 }
 
-fn failure(e: HostError) -> Failure {
+/// A host-library error as the CLI reports it: a malformed id or a missing
+/// reason is the operator's usage (2), anything else a failure (1).
+pub(crate) fn failure(e: HostError) -> Failure {
     let code = match e {
-        HostError::BadId(_) => 2,
+        HostError::BadId(_) | HostError::NoReason => 2,
         _ => 1,
     };
     Failure {

@@ -325,26 +325,48 @@ fn supervise_k8s_refusals() {
     assert!(String::from_utf8_lossy(&o.stderr).contains("supervise: false"));
 
     let m = w.root().join("m.yaml");
-    let o = Command::new(bottle_bin())
-        .args([
-            "supervise",
-            "--k8s",
-            "-m",
-            m.to_str().unwrap(),
-            "-a",
-            "coder",
-            "list",
-        ])
-        .env("BOTTLE_STATE_DIR", w.root().join("state"))
-        .env("BOTTLE_KUBECTL", w.root().join("no-such-kubectl"))
-        .output()
-        .unwrap();
+    let with_kubectl = |kubectl: &Path| {
+        Command::new(bottle_bin())
+            .args([
+                "supervise",
+                "--k8s",
+                "-m",
+                m.to_str().unwrap(),
+                "-a",
+                "coder",
+                "list",
+            ])
+            .env("BOTTLE_STATE_DIR", w.root().join("state"))
+            .env("BOTTLE_KUBECTL", kubectl)
+            .output()
+            .unwrap()
+    };
+    let o = with_kubectl(&w.root().join("no-such-kubectl"));
     assert_eq!(o.status.code(), Some(2));
     let e = String::from_utf8_lossy(&o.stderr);
     assert!(
         e.contains("no-such-kubectl") && e.contains("BOTTLE_KUBECTL"),
         "{e}"
     );
+    // A sidecar that floods its output is cut off, not read into memory.
+    let script = |name: &str, body: &str| {
+        use std::os::unix::fs::PermissionsExt;
+        let p = w.root().join(name);
+        std::fs::write(&p, format!("#!/bin/sh\n{body}\n")).unwrap();
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
+        p
+    };
+    let o = with_kubectl(&script("flooding-kubectl", "head -c 20000000 /dev/zero"));
+    assert_eq!(o.status.code(), Some(1));
+    let e = String::from_utf8_lossy(&o.stderr);
+    assert!(e.contains("more than 16777216 bytes"), "{e}");
+    // A failing kubectl's own message is passed on.
+    let o = with_kubectl(&script(
+        "failing-kubectl",
+        "echo 'Error from server (Forbidden): pods/exec' >&2; exit 1",
+    ));
+    assert_eq!(o.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("Forbidden"));
 }
 
 fn walk(d: &Path) -> Vec<PathBuf> {

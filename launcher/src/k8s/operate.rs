@@ -21,6 +21,7 @@ use bottle_supervise::host::{self, Edit};
 
 use super::command::plan_for;
 use super::{Options, Rendered};
+use crate::approvals::failure;
 use crate::cli::{Failure, usage};
 use crate::plan::Plan;
 
@@ -48,10 +49,17 @@ fn kubectl_program() -> String {
         .unwrap_or_else(|| "kubectl".into())
 }
 
+/// The most of kubectl's output read: the sidecar's proposals are at most
+/// 256 small files, and a sidecar the agent may have subverted must not be
+/// able to fill the operator's memory.
+const MAX_OUTPUT: u64 = 16 << 20;
+
 /// Runs kubectl with `args` (and `stdin`); its stdout on success.
 fn kubectl(args: &[String], stdin: Option<&[u8]>) -> Result<Vec<u8>, Failure> {
+    use std::io::Read;
     let program = kubectl_program();
     let shown = format!("{program} {}", args.join(" "));
+    let failed = |message: String| Failure { code: 1, message };
     let mut child = Command::new(&program)
         .args(args)
         .stdin(if stdin.is_some() {
@@ -72,18 +80,34 @@ fn kubectl(args: &[String], stdin: Option<&[u8]>) -> Result<Vec<u8>, Failure> {
         // A kubectl that exits early closes the pipe: its stderr says why.
         let _ = pipe.write_all(bytes);
     }
-    let out = child.wait_with_output().map_err(|e| Failure {
-        code: 1,
-        message: format!("{shown}: {e}"),
-    })?;
-    if !out.status.success() {
-        let err = String::from_utf8_lossy(&out.stderr);
-        return Err(Failure {
-            code: 1,
-            message: format!("{shown} failed ({}): {}", out.status, err.trim()),
-        });
+    // stderr on its own thread, so a chatty kubectl cannot block on it
+    // while stdout is read.
+    let err = child.stderr.take().map(|e| {
+        std::thread::spawn(move || {
+            let mut text = String::new();
+            let _ = e.take(64 << 10).read_to_string(&mut text);
+            text
+        })
+    });
+    let mut out = Vec::new();
+    if let Some(o) = child.stdout.take() {
+        o.take(MAX_OUTPUT + 1)
+            .read_to_end(&mut out)
+            .map_err(|e| failed(format!("{shown}: {e}")))?;
     }
-    Ok(out.stdout)
+    if out.len() as u64 > MAX_OUTPUT {
+        let _ = child.kill();
+        let _ = child.wait();
+        return Err(failed(format!(
+            "{shown}: more than {MAX_OUTPUT} bytes of output; refused"
+        )));
+    }
+    let status = child.wait().map_err(|e| failed(format!("{shown}: {e}")))?;
+    let err = err.and_then(|t| t.join().ok()).unwrap_or_default();
+    if !status.success() {
+        return Err(failed(format!("{shown} failed ({status}): {}", err.trim())));
+    }
+    Ok(out)
 }
 
 /// The bottle as rendered now (kept approvals folded in), with `decisions`.
@@ -154,17 +178,6 @@ fn decisions(dir: &Path) -> Result<BTreeMap<String, String>, Failure> {
     Ok(out)
 }
 
-fn host_failure(e: host::HostError) -> Failure {
-    let code = match e {
-        host::HostError::BadId(_) | host::HostError::NoReason => 2,
-        _ => 1,
-    };
-    Failure {
-        code,
-        message: e.to_string(),
-    }
-}
-
 /// Brings the local copy up to date: routes and view from the render, then
 /// the proposals out of the sidecar's Pod.
 fn pull(t: &Target) -> Result<(Bottle, PathBuf), Failure> {
@@ -183,7 +196,7 @@ fn pull(t: &Target) -> Result<(Bottle, PathBuf), Failure> {
         &b.plan.allow,
         Some(&crate::approvals::store()),
     )
-    .map_err(host_failure)?;
+    .map_err(failure)?;
     let out = kubectl(
         &[
             "-n".into(),
@@ -198,7 +211,7 @@ fn pull(t: &Target) -> Result<(Bottle, PathBuf), Failure> {
         ],
         None,
     )?;
-    host::import(&dir, &out).map_err(host_failure)?;
+    host::import(&dir, &out).map_err(failure)?;
     Ok((b, dir))
 }
 
@@ -254,20 +267,19 @@ pub fn run(t: &Target, action: Action, operator: &str) -> Result<i32, Failure> {
     let dirs = [dir.clone()];
     match action {
         Action::List { json } => {
-            let pending = host::list(&dirs).map_err(host_failure)?;
+            let pending = host::list(&dirs).map_err(failure)?;
             crate::supervise::print_pending(&pending, json, "in this bottle");
             Ok(0)
         }
         Action::Approve { id, edit } => {
-            let a =
-                host::approve_edited(&dirs, &id, operator, edit.as_ref()).map_err(host_failure)?;
+            let a = host::approve_edited(&dirs, &id, operator, edit.as_ref()).map_err(failure)?;
             println!("approved {}: routes[{}] = {}", a.id, a.index, a.route_after);
             push(t, &dir, &before)?;
             println!("egress-proxy loads it when kubelet updates the ConfigMap (about a minute)");
             Ok(0)
         }
         Action::Reject { id, why } => {
-            host::reject(&dirs, &id, &why, operator).map_err(host_failure)?;
+            host::reject(&dirs, &id, &why, operator).map_err(failure)?;
             println!("rejected {id}");
             push(t, &dir, &before)?;
             Ok(0)
