@@ -50,8 +50,10 @@ fn main() -> std::process::ExitCode {
         .init();
     let cli = Cli::parse();
     if cli.print_proposals {
-        let dir = cli.state.join("proposals");
-        return match bottle_supervise::state::export_proposals(&dir) {
+        let l = bottle_supervise::state::SidecarLayout {
+            root: cli.state.clone(),
+        };
+        return match bottle_supervise::state::export_pending(&l) {
             Ok(ps) => {
                 println!(
                     "{}",
@@ -60,7 +62,7 @@ fn main() -> std::process::ExitCode {
                 std::process::ExitCode::SUCCESS
             }
             Err(e) => {
-                eprintln!("bottle-supervise: {}: {e}", dir.display());
+                eprintln!("bottle-supervise: {}: {e}", l.proposals().display());
                 std::process::ExitCode::from(1)
             }
         };

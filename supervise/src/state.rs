@@ -200,14 +200,20 @@ pub fn proposal_ids(dir: &Path) -> std::io::Result<Vec<ProposalId>> {
 /// At most this many proposals are exported or imported at once.
 pub const MAX_EXPORTED: usize = 256;
 
-/// The proposals of a sidecar's `proposals/` directory, oldest first, at
-/// most [`MAX_EXPORTED`] (`bottle-supervise --print-proposals`: where the
-/// operator cannot read the directory, as in a Kubernetes Pod, they read
-/// this). A file that is not a proposal is skipped with a warning.
-pub fn export_proposals(dir: &Path) -> std::io::Result<Vec<Proposal>> {
+/// The pending proposals of a sidecar's state directory (those without a
+/// decision it can see), oldest first, at most [`MAX_EXPORTED`]
+/// (`bottle-supervise --print-proposals`: where the operator cannot read
+/// the directory, as in a Kubernetes Pod, they read this). Decided ones are
+/// left out, so a Pod that has decided thousands still exports what waits;
+/// the sidecar itself keeps at most `--max-pending` waiting. A file that is
+/// not a proposal is skipped with a warning.
+pub fn export_pending(l: &SidecarLayout) -> std::io::Result<Vec<Proposal>> {
     let mut out = Vec::new();
-    for id in proposal_ids(dir)? {
-        match read_json::<Proposal>(&dir.join(id.file_name())) {
+    for id in proposal_ids(&l.proposals())? {
+        if l.decision(&id).exists() {
+            continue;
+        }
+        match read_json::<Proposal>(&l.proposal(&id)) {
             Ok(Some(p)) if p.id == id => out.push(p),
             Ok(_) => tracing::warn!(%id, "proposal file changed or holds another id; skipped"),
             Err(e) => tracing::warn!(%id, error = %e, "proposal file skipped"),

@@ -279,8 +279,7 @@ fn approval_applies_through_configmap_volumes_as_kubelet_swaps_them() {
     // there: the sidecar binary's `--print-proposals`, imported on the
     // operator's side. A stray file in the emptyDir is not exported.
     std::fs::write(pod.join("proposals/p0000000000000000.json"), "{}").unwrap();
-    let until = Instant::now() + Duration::from_secs(15);
-    let exported = loop {
+    let print_proposals = || {
         let o = Command::new(env!("CARGO_BIN_EXE_bottle-supervise"))
             .arg("--state")
             .arg(&pod)
@@ -288,9 +287,14 @@ fn approval_applies_through_configmap_volumes_as_kubelet_swaps_them() {
             .output()
             .unwrap();
         assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-        let v: Value = serde_json::from_slice(&o.stdout).unwrap();
+        o.stdout
+    };
+    let until = Instant::now() + Duration::from_secs(15);
+    let exported = loop {
+        let out = print_proposals();
+        let v: Value = serde_json::from_slice(&out).unwrap();
         if !v.as_array().unwrap().is_empty() {
-            break o.stdout;
+            break out;
         }
         assert!(Instant::now() < until, "no proposal appeared");
         std::thread::sleep(Duration::from_millis(50));
@@ -315,6 +319,8 @@ fn approval_applies_through_configmap_volumes_as_kubelet_swaps_them() {
     let r = agent.recv();
     assert_eq!(r["structuredContent"]["status"], "approved", "{r}");
     assert_eq!(r["structuredContent"]["route"]["host"], "127.0.0.1");
+    // Decided: no longer exported (only what waits is).
+    assert_eq!(print_proposals(), b"[]\n");
     wait_forwarded(proxy_addr, &target, "/hello", applied_at);
     let (status, decision, _) = get_via(proxy_addr, &target, "/other");
     assert_eq!(
