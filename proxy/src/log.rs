@@ -65,8 +65,9 @@ impl AccessRecord {
 
     /// Writes the access-log line (and counts the request in the metrics).
     pub fn emit(&self) {
-        crate::metrics::get().request(self.decision, self.start.elapsed());
-        let duration_ms = self.start.elapsed().as_millis() as u64;
+        let elapsed = self.start.elapsed();
+        crate::metrics::get().request(self.decision, elapsed);
+        let duration_ms = elapsed.as_millis() as u64;
         if JSON_LINES.load(Ordering::Relaxed) {
             // The JSON line written directly, byte for byte what the
             // subscriber's `JsonLine` writes for the event below, without

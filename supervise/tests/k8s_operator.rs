@@ -70,6 +70,14 @@ impl World {
             .output()
             .unwrap()
     }
+    /// `bottle render --format k8s -m m.yaml -a coder EXTRA...`.
+    fn render(&self, extra: &[&str]) -> Output {
+        let m = self.root().join("m.yaml");
+        let mut all = vec!["render", "--format", "k8s", "-m", m.to_str().unwrap()];
+        all.extend(["-a", "coder"]);
+        all.extend(extra);
+        self.bottle(&all)
+    }
     fn supervise(&self, args: &[&str]) -> Output {
         let m = self.root().join("m.yaml");
         let mut all = vec!["supervise", "--k8s", "-m", m.to_str().unwrap()];
@@ -105,21 +113,8 @@ fn rendered_and_applied() -> World {
         dir: tempfile::tempdir().unwrap(),
     };
     std::fs::write(w.root().join("m.yaml"), MANIFEST).unwrap();
-    let m = w.root().join("m.yaml");
     let out = w.root().join("k8s");
-    ok(&w.bottle(&[
-        "render",
-        "--format",
-        "k8s",
-        "-m",
-        m.to_str().unwrap(),
-        "-a",
-        "coder",
-        "--id",
-        ID,
-        "--out",
-        out.to_str().unwrap(),
-    ]));
+    ok(&w.render(&["--id", ID, "--out", out.to_str().unwrap()]));
     let mut apply = Command::new(standin())
         .args(["apply", "-f", "-"])
         .env("STANDIN_ROOT", w.root())
@@ -250,16 +245,7 @@ fn supervise_k8s_approves_and_rejects_through_kubectl_and_configmaps() {
     );
 
     // Kept for the bottle's name: the next render starts with the approval.
-    let m = w.root().join("m.yaml");
-    let o = w.bottle(&[
-        "render",
-        "--format",
-        "k8s",
-        "-m",
-        m.to_str().unwrap(),
-        "-a",
-        "coder",
-    ]);
+    let o = w.render(&[]);
     let y = ok(&o);
     assert!(String::from_utf8_lossy(&o.stderr).contains(&format!("includes approval {id}")));
     assert!(y.contains("\"host\": \"127.0.0.1\""), "{y}");

@@ -174,6 +174,11 @@ pub fn dns_label(s: &str) -> String {
     out.trim_matches('-').to_string()
 }
 
+/// The name of bottle `id`'s object `what`: `bottle-<id>-<what>`, a DNS label.
+pub(crate) fn object_name(id: &str, what: &str) -> String {
+    dns_label(&format!("bottle-{}-{what}", dns_label(id)))
+}
+
 /// The image a Pod pulls: `R/<image>` with `--image-registry R`, else the
 /// plan's image unchanged. `bottle images push --registry R` pushes to
 /// exactly these names.
@@ -197,7 +202,7 @@ struct Cx<'a> {
 
 impl Cx<'_> {
     fn name(&self, what: &str) -> String {
-        dns_label(&format!("bottle-{}-{}", self.id, what))
+        object_name(&self.id, what)
     }
 
     fn meta(&self, name: String, role: Option<&str>) -> ObjectMeta {

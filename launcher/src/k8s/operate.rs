@@ -148,31 +148,23 @@ fn state_dir(b: &Bottle) -> PathBuf {
 }
 
 fn name(b: &Bottle, role: &str) -> String {
-    super::dns_label(&format!("bottle-{}-{role}", super::dns_label(&b.plan.id)))
+    super::object_name(&b.plan.id, role)
 }
 
 /// The decisions of the local copy, file name → JSON (the decisions
 /// ConfigMap's data).
 fn decisions(dir: &Path) -> Result<BTreeMap<String, String>, Failure> {
     let d = dir.join("decisions");
-    let mut out = BTreeMap::new();
-    let rd = std::fs::read_dir(&d).map_err(|e| Failure {
+    let io = |p: &Path, e: std::io::Error| Failure {
         code: 1,
-        message: format!("{}: {e}", d.display()),
-    })?;
-    for e in rd.flatten() {
-        let n = e.file_name().to_string_lossy().to_string();
-        let is_id = n
-            .strip_suffix(".json")
-            .and_then(bottle_supervise::state::ProposalId::parse)
-            .is_some();
-        if !is_id {
-            continue;
-        }
-        let text = std::fs::read_to_string(e.path()).map_err(|err| Failure {
-            code: 1,
-            message: format!("{}: {err}", e.path().display()),
-        })?;
+        message: format!("{}: {e}", p.display()),
+    };
+    let mut out = BTreeMap::new();
+    // Decision files are named as proposals are: `<id>.json`.
+    for id in bottle_supervise::state::proposal_ids(&d).map_err(|e| io(&d, e))? {
+        let n = format!("{id}.json");
+        let p = d.join(&n);
+        let text = std::fs::read_to_string(&p).map_err(|e| io(&p, e))?;
         out.insert(n, text);
     }
     Ok(out)

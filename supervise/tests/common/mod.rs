@@ -260,21 +260,10 @@ pub fn origin() -> SocketAddr {
 
 /// A plain `http://` GET through the proxy: (status, decision header, body).
 pub fn get_via(proxy: SocketAddr, url_host: &str, path: &str) -> (u16, Option<String>, String) {
-    let mut s = TcpStream::connect(proxy).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    write!(
-        s,
+    let request = format!(
         "GET http://{url_host}{path} HTTP/1.1\r\nHost: {url_host}\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut buf = Vec::new();
-    let _ = s.read_to_end(&mut buf);
-    let text = String::from_utf8_lossy(&buf).to_string();
-    let status = text
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0);
+    );
+    let (status, text) = raw_http(proxy, request.as_bytes());
     let decision = text.lines().find_map(|l| {
         let (k, v) = l.split_once(':')?;
         k.eq_ignore_ascii_case("x-egress-proxy-decision")
