@@ -15,7 +15,7 @@ mod report;
 mod routes;
 mod scenarios;
 
-use anyhow::{Context, Result};
+use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -89,6 +89,10 @@ struct BenchArgs {
     /// S4/S4w download size in MB (default 200, smoke 20).
     #[arg(long)]
     s4_mb: Option<u64>,
+    /// Comma-separated S1 concurrency levels (default 1,8,64; smoke 1,8), e.g.
+    /// `1` to profile one level alone.
+    #[arg(long, value_delimiter = ',')]
+    s1_concurrency: Vec<usize>,
 }
 
 fn main() -> ExitCode {
@@ -166,7 +170,14 @@ async fn bench_cmd(a: BenchArgs) -> Result<ExitCode> {
         mitmdump: a.mitmdump.clone(),
         mitm_addon: a.mitm_addon.clone(),
         proxy_cpus: a.proxy_cpus.clone(),
-        s1_concurrency: if smoke { vec![1, 8] } else { vec![1, 8, 64] },
+        s1_concurrency: match a.s1_concurrency.as_slice() {
+            [] if smoke => vec![1, 8],
+            [] => vec![1, 8, 64],
+            levels if levels.contains(&0) => {
+                bail!("--s1-concurrency: every level must be at least 1")
+            }
+            levels => levels.to_vec(),
+        },
         s1_seconds: secs,
         s2_concurrency: 8,
         s2_seconds: secs,
