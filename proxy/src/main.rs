@@ -62,6 +62,8 @@ fn main() -> ExitCode {
 
 fn run(cli: Cli) -> ExitCode {
     egress_proxy::log::init(cli.log_format);
+    // Dropped last, on every way out: the waiting access lines are written.
+    let _batcher = egress_proxy::log::Batcher::start();
     let Some(routes) = cli.routes.clone() else {
         eprintln!("egress-proxy: --routes PATH is required (or a subcommand); see --help");
         return ExitCode::from(2);

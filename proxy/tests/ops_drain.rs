@@ -170,6 +170,21 @@ async fn sigterm_drains_downloads_and_sse_refuses_new_clients_and_exits_0() {
         "drained before the grace ran out ({took:?})"
     );
     assert!(proxy.count(|v| v["msg"] == "drained; exiting") == 1);
+    // The access lines of the responses that finished while draining are
+    // written, before the exit line (SPEC §5: one line per request).
+    proxy.wait_line(|v| v["path"] == "/sse", "the SSE stream's access line");
+    let lines = proxy.json_lines();
+    let at = |pred: &dyn Fn(&serde_json::Value) -> bool| lines.iter().position(pred);
+    let (slow, sse, drained) = (
+        at(&|v| v["msg"] == "request" && v["path"] == "/slow"),
+        at(&|v| v["msg"] == "request" && v["path"] == "/sse"),
+        at(&|v| v["msg"] == "drained; exiting"),
+    );
+    assert!(
+        slow.is_some() && sse < drained && slow < drained,
+        "access lines of the drained requests before the exit line:\n{}",
+        proxy.redacted()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -211,6 +211,36 @@ async fn json_access_lines_have_the_spec_keys_and_no_secret_or_query() {
     );
 }
 
+/// JSON access lines are written in batches (docs/operations.md): a burst of
+/// requests larger than one batch (32 KiB of lines) still gives exactly one
+/// line per request, each request's own, soon after its response.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_of_requests_gives_one_line_each_soon() {
+    const N: usize = 400;
+    let origin = Origin::streaming().await;
+    let mut opts = ProxyOpts::ephemeral(routes());
+    opts.tokens.push(("OPS_TOKEN".into(), TOKEN.into()));
+    opts.upstream_ca = Some(origin.ca_file.clone());
+    let mut proxy = Proxy::start(opts);
+    let tp = origin.https.port();
+    let host = format!("localhost:{tp}");
+    let mut h1 = h1_through(&proxy, "localhost", tp).await.expect("tunnel");
+    for i in 0..N {
+        let got = get1(&mut h1, &host, &format!("/nope/{i}")).await.unwrap();
+        assert_eq!(got.status, 403, "refused (not in the allowlist): {i}");
+    }
+    let last = format!("/nope/{}", N - 1);
+    proxy.wait_line(|v| v["path"] == last.as_str(), "the last request's line");
+    let mut paths: Vec<String> = proxy
+        .access()
+        .iter()
+        .map(|v| v["path"].as_str().unwrap_or_default().to_owned())
+        .collect();
+    paths.sort_by_key(|p| p[6..].parse::<usize>().unwrap_or(usize::MAX));
+    let want: Vec<String> = (0..N).map(|i| format!("/nope/{i}")).collect();
+    assert_eq!(paths, want, "one line per request, none lost or repeated");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn text_format_is_one_readable_line_per_request() {
     let origin = Origin::streaming().await;
