@@ -96,6 +96,15 @@ pub enum Error {
         bytes: usize,
     },
     #[error(
+        "ConfigMap {name}: {bytes} bytes of {what}, above the API server's 1 MiB limit for one ConfigMap; nothing was rendered or applied, so the bottle in the cluster stays as it was; fix: {fix}"
+    )]
+    StateTooLarge {
+        name: String,
+        what: String,
+        bytes: usize,
+        fix: &'static str,
+    },
+    #[error(
         "the plan mounts {0} at {1}, which has no Kubernetes counterpart (k8s::supervise maps supervise/routes, view, decisions and proposals); this is a bug in bottle"
     )]
     Mount(String, String),

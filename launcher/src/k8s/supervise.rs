@@ -25,6 +25,7 @@ use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::{ConfigMap, ConfigMapVolumeSource, Volume, VolumeMount};
 
+use super::host::CONFIG_MAP_LIMIT;
 use super::{Cx, Error, Object, to_yaml};
 use crate::plan::{MountPlan, SUPERVISE_DIR};
 
@@ -115,6 +116,30 @@ pub(super) fn state_maps(
         ),
         ("supervise-decisions", decisions.clone()),
     ];
+    // Checked before any object is made: `kubectl apply` of a set with one
+    // map the API server refuses would apply the others (an approval in the
+    // routes, its decision missing: the agent would wait on it forever).
+    for (suffix, data) in &maps {
+        let bytes: usize = data.iter().map(|(k, v)| k.len() + v.len()).sum();
+        if bytes > CONFIG_MAP_LIMIT {
+            let (what, fix) = match *suffix {
+                "supervise-decisions" => (
+                    format!("supervise decisions ({} of them)", data.len()),
+                    "bring the bottle up again under a new --id: a new bottle starts with no decisions, and the approvals kept for its name still apply",
+                ),
+                _ => (
+                    format!("{suffix} (the manifest's routes and the approvals kept for it)"),
+                    "revoke the approvals the bottle no longer needs (`bottle approvals list`, `bottle approvals revoke ID`)",
+                ),
+            };
+            return Err(Error::StateTooLarge {
+                name: cx.name(suffix),
+                what,
+                bytes,
+                fix,
+            });
+        }
+    }
     maps.into_iter()
         .map(|(suffix, data)| {
             let name = cx.name(suffix);

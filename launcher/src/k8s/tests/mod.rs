@@ -551,6 +551,36 @@ fn image_registry_prefixes_every_image() {
 /// as whole directories (kubelet updates those, not `subPath` mounts), the
 /// proposals an emptyDir only the sidecar has; the sidecar's view names no
 /// credential; the agent gets the MCP file and the name `supervise`.
+/// The decisions ConfigMap grows with every decision: past the API server's
+/// 1 MiB the render fails before any object is made (an apply of the others
+/// would put an approval in the routes with its decision missing), naming
+/// the map, its size and what to do; at the limit it renders.
+#[test]
+fn supervise_decisions_past_one_mib_are_refused_before_anything_is_rendered() {
+    let p = supervised("squid");
+    let decision = |i: usize| (format!("{i:08x}.json"), "d".repeat(1000));
+    let fill = |n: usize| Options {
+        decisions: (0..n).map(decision).collect(),
+        ..Options::default()
+    };
+    // 1 000 + 13 bytes each: 1 035 fit in 1 MiB, 1 036 do not.
+    let fits = render(&p, &fill(1035));
+    assert!(fits.is_ok(), "{:?}", fits.err().map(|e| e.to_string()));
+    let err = render(&p, &fill(1036)).unwrap_err();
+    assert!(matches!(err, Error::StateTooLarge { .. }), "{err:?}");
+    let msg = err.to_string();
+    for want in [
+        "ConfigMap bottle-dev-0a1b2c3d-supervise-decisions",
+        "1049468 bytes",
+        "1036 of them",
+        "1 MiB",
+        "nothing was rendered or applied",
+        "new --id",
+    ] {
+        assert!(msg.contains(want), "{want:?} not in: {msg}");
+    }
+}
+
 #[test]
 fn supervise_state_is_config_maps_mounted_as_directories() {
     use k8s_openapi::api::core::v1::ConfigMap;
