@@ -182,11 +182,13 @@ async fn checks(
     let unread = h1 && (body != BodyHint::Empty || ends_http);
     let allowed = request_filter(ctx, req, head, body, &loaded).or_stop(unread)?;
     record.route = allowed.route.map(|r| r.host().to_owned());
-    record.host = allowed.host.clone();
+    // Into the buffers `handle` filled (the same text, most of the time).
+    record.host.clone_from(&allowed.host);
     if let Some(p) = allowed.path_and_query.split('?').next() {
-        record.path = p.to_owned();
+        record.path.clear();
+        record.path.push_str(p);
     }
-    let plan = upstream_peer(ctx, &loaded, &allowed, req.method(), body).or_stop(true)?;
+    let plan = upstream_peer(ctx, &loaded, allowed, req.method(), body).or_stop(true)?;
     drop(loaded);
 
     if plan.drop_body {
@@ -258,7 +260,7 @@ fn is_healthz(ctx: &Ctx, req: &Request<Incoming>) -> bool {
 /// SPEC §5: a head over 64 KiB is a 431. hyper's buffer limit is not exact
 /// (reads grow adaptively), so the size is checked here too.
 fn head_size(ctx: &Ctx, req: &Request<Incoming>) -> Result<(), Refusal> {
-    let line = req.method().as_str().len() + req.uri().to_string().len() + 12;
+    let line = req.method().as_str().len() + display_len(req.uri()) + 12;
     let size = req
         .headers()
         .iter()
@@ -273,6 +275,20 @@ fn head_size(ctx: &Ctx, req: &Request<Incoming>) -> Result<(), Refusal> {
         ));
     }
     Ok(())
+}
+
+/// The length of `v`'s text, without making it.
+fn display_len(v: &impl std::fmt::Display) -> usize {
+    struct Count(usize);
+    impl std::fmt::Write for Count {
+        fn write_str(&mut self, s: &str) -> std::fmt::Result {
+            self.0 += s.len();
+            Ok(())
+        }
+    }
+    let mut n = Count(0);
+    let _ = std::fmt::write(&mut n, format_args!("{v}"));
+    n.0
 }
 
 /// What the transport tells about the request body (see `BodyHint`).
@@ -339,7 +355,7 @@ fn request_filter<'p>(
 fn upstream_peer(
     ctx: &Ctx,
     loaded: &Loaded,
-    allowed: &Allowed<'_>,
+    allowed: Allowed<'_>,
     method: &Method,
     body: BodyHint,
 ) -> Result<Plan, Refusal> {
@@ -371,10 +387,10 @@ fn upstream_peer(
     Ok(Plan {
         origin: Origin {
             tls,
-            host: allowed.host.clone(),
+            host: allowed.host,
             port: allowed.port,
         },
-        path_and_query: allowed.path_and_query.clone(),
+        path_and_query: allowed.path_and_query,
         credential,
         strip: allowed.strip_headers.to_vec(),
         opts: SendOpts {
@@ -457,4 +473,24 @@ fn answer(
     let counter = record.bytes_out.clone();
     let on_end: Box<dyn FnOnce(bool) + Send> = Box::new(move |_complete| record.emit());
     resp.map(|b| Tracked::new(b, counter, Some(on_end)).boxed_unsync())
+}
+
+#[cfg(test)]
+mod tests {
+    /// `head_size` measures the URI as `to_string` would write it.
+    #[test]
+    fn display_len_is_the_text_length() {
+        for u in [
+            "/",
+            "/a/b?x=1&y=%2F",
+            "http://example.com:8080/p?q",
+            "https://[fd00::7]:443/x",
+            "*",
+            "example.com:443",
+        ] {
+            let uri: http::Uri = u.parse().unwrap();
+            assert_eq!(super::display_len(&uri), uri.to_string().len(), "{u}");
+        }
+        assert_eq!(super::display_len(&"é✓"), "é✓".len());
+    }
 }

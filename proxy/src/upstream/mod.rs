@@ -20,6 +20,7 @@ use std::sync::{Arc, Mutex, Weak};
 use std::time::Instant;
 
 use addon_rules::{Reason, Refusal};
+use bytes::Bytes;
 use http::uri::{Authority, PathAndQuery, Scheme};
 use http::{Method, Request, Response, StatusCode, Uri};
 use hyper::body::{Body, Incoming};
@@ -49,11 +50,14 @@ pub struct Origin {
 impl Origin {
     /// `host:port` with brackets for IPv6.
     pub fn authority(&self) -> String {
-        if self.host.contains(':') {
-            format!("[{}]:{}", self.host, self.port)
+        use std::fmt::Write as _;
+        let mut s = String::with_capacity(self.host.len() + 8);
+        let _ = if self.host.contains(':') {
+            write!(s, "[{}]:{}", self.host, self.port)
         } else {
-            format!("{}:{}", self.host, self.port)
-        }
+            write!(s, "{}:{}", self.host, self.port)
+        };
+        s
     }
 
     /// The value of a `Host` header: the port only when it is not the default.
@@ -493,7 +497,8 @@ fn set_uri(req: &mut Request<BoxBody>, absolute: Option<&Origin>, path: &PathAnd
     let mut parts = http::uri::Parts::default();
     parts.path_and_query = Some(path.clone());
     if let Some(o) = absolute {
-        let Ok(authority) = o.authority().parse::<Authority>() else {
+        // One allocation, handed to the `Authority` as it is.
+        let Ok(authority) = Authority::from_maybe_shared(Bytes::from(o.authority())) else {
             return;
         };
         parts.scheme = Some(if o.tls { Scheme::HTTPS } else { Scheme::HTTP });
