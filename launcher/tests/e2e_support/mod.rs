@@ -314,6 +314,16 @@ pub fn start_origin(
     pki: &OriginPki,
     dir: &Path,
 ) -> String {
+    // `bottle run` creates its networks one after another and a caller
+    // learns the id from the first: wait for this one (`docker create`
+    // accepts a missing network; `start` would fail on it).
+    wait_for(120, || {
+        docker(&["network", "inspect", network])
+            .status
+            .success()
+            .then_some(())
+    })
+    .unwrap_or_else(|| panic!("network {network} never appeared"));
     let mut args = vec![
         "create",
         "--name",
