@@ -31,21 +31,21 @@ pub fn empty() -> BoxBody {
         .boxed_unsync()
 }
 
-/// Wraps a body: counts the data bytes that pass into `counter`, and calls
-/// `on_end` once when the body ends (or is dropped before the end, with
-/// `false`). Size hints pass through so the framing kind is kept.
-pub struct Tracked<B> {
+/// Wraps a body: counts the data bytes that pass into `counter` (if any),
+/// and calls `on_end` once when the body ends (or is dropped before the end,
+/// with `false`). Size hints pass through so the framing kind is kept. The
+/// closure is held in place, not boxed: this wraps a body per request.
+pub struct Tracked<B, F: FnOnce(bool)> {
     inner: B,
-    counter: Arc<AtomicU64>,
-    on_end: Option<Box<dyn FnOnce(bool) + Send>>,
+    counter: Option<Arc<AtomicU64>>,
+    on_end: Option<F>,
 }
 
-impl<B> Tracked<B> {
-    pub fn new(
-        inner: B,
-        counter: Arc<AtomicU64>,
-        on_end: Option<Box<dyn FnOnce(bool) + Send>>,
-    ) -> Self {
+/// The `on_end` type of a [`Tracked`] that has none.
+pub type NoEnd = fn(bool);
+
+impl<B, F: FnOnce(bool)> Tracked<B, F> {
+    pub fn new(inner: B, counter: Option<Arc<AtomicU64>>, on_end: Option<F>) -> Self {
         Tracked {
             inner,
             counter,
@@ -60,16 +60,17 @@ impl<B> Tracked<B> {
     }
 }
 
-impl<B> Drop for Tracked<B> {
+impl<B, F: FnOnce(bool)> Drop for Tracked<B, F> {
     fn drop(&mut self) {
         self.finish(false);
     }
 }
 
-impl<B> Body for Tracked<B>
+impl<B, F> Body for Tracked<B, F>
 where
     B: Body<Data = Bytes> + Unpin,
     B::Error: Into<BoxError>,
+    F: FnOnce(bool) + Unpin,
 {
     type Data = Bytes;
     type Error = BoxError;
@@ -81,8 +82,8 @@ where
         let this = &mut *self;
         match Pin::new(&mut this.inner).poll_frame(cx) {
             Poll::Ready(Some(Ok(frame))) => {
-                if let Some(d) = frame.data_ref() {
-                    this.counter.fetch_add(d.len() as u64, Ordering::Relaxed);
+                if let (Some(d), Some(c)) = (frame.data_ref(), &this.counter) {
+                    c.fetch_add(d.len() as u64, Ordering::Relaxed);
                 }
                 if this.inner.is_end_stream() {
                     this.finish(true);

@@ -11,13 +11,14 @@
 use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
 
+use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
-use http::{Request, Response, StatusCode};
+use http::{Request, Response, StatusCode, Uri};
 use http_body_util::BodyExt;
-use hyper::body::Incoming;
+use hyper::body::{Body as _, Incoming};
 use hyper_util::rt::TokioIo;
 
-use crate::body::{BoxBody, Tracked, empty};
+use crate::body::{BoxBody, NoEnd, Tracked, empty};
 use crate::refuse::DECISION_HEADER;
 use crate::state::Shared;
 use crate::upstream::{Origin, SendOpts, UpstreamError};
@@ -74,7 +75,7 @@ fn remove_hop_by_hop(h: &mut HeaderMap) {
 pub async fn forward(
     shared: &Arc<Shared>,
     mut req: Request<Incoming>,
-    plan: Plan,
+    mut plan: Plan,
     bytes_in: Arc<AtomicU64>,
 ) -> Result<Response<BoxBody>, UpstreamError> {
     let client_upgrade = plan.opts.websocket.then(|| hyper::upgrade::on(&mut req));
@@ -102,15 +103,17 @@ pub async fn forward(
         h.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
     }
 
-    let body: BoxBody = if plan.drop_body {
+    // A body that has ended already (a GET's, most often) has nothing to
+    // count: the empty body costs no allocation.
+    let body: BoxBody = if plan.drop_body || body.is_end_stream() {
         empty()
     } else {
-        Tracked::new(body, bytes_in, None).boxed_unsync()
+        Tracked::<_, NoEnd>::new(body, Some(bytes_in), None).boxed_unsync()
     };
     let mut up = Request::from_parts(parts, body);
-    *up.uri_mut() = plan
-        .path_and_query
-        .parse()
+    // What `parse` does, without copying the text first.
+    let target = Bytes::from(std::mem::take(&mut plan.path_and_query));
+    *up.uri_mut() = Uri::from_maybe_shared(target)
         .map_err(|_| UpstreamError::Unreachable("bad upstream path".into()))?;
 
     let mut resp = shared.upstream.send(&plan.origin, plan.opts, up).await?;

@@ -471,8 +471,8 @@ fn answer(
     };
     record.status = resp.status().as_u16();
     let counter = record.bytes_out.clone();
-    let on_end: Box<dyn FnOnce(bool) + Send> = Box::new(move |_complete| record.emit());
-    resp.map(|b| Tracked::new(b, counter, Some(on_end)).boxed_unsync())
+    let on_end = move |_complete| record.emit();
+    resp.map(|b| Tracked::new(b, Some(counter), Some(on_end)).boxed_unsync())
 }
 
 #[cfg(test)]

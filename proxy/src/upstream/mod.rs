@@ -302,17 +302,12 @@ impl Upstream {
     ) -> Response<BoxBody> {
         let upgrading = websocket && resp.status() == StatusCode::SWITCHING_PROTOCOLS;
         let weak: Weak<Upstream> = Arc::downgrade(self);
-        let on_end: Option<Box<dyn FnOnce(bool) + Send>> = if upgrading || websocket {
-            None
-        } else {
-            Some(Box::new(move |complete| {
-                if complete && let Some(up) = weak.upgrade() {
-                    up.checkin(key, sender);
-                }
-            }))
-        };
-        let counter = Arc::new(AtomicU64::new(0));
-        resp.map(|b| http_body_util::BodyExt::boxed_unsync(Tracked::new(b, counter, on_end)))
+        let on_end = (!(upgrading || websocket)).then_some(move |complete| {
+            if complete && let Some(up) = weak.upgrade() {
+                up.checkin(key, sender);
+            }
+        });
+        resp.map(|b| http_body_util::BodyExt::boxed_unsync(Tracked::new(b, None, on_end)))
     }
 
     fn checkin(&self, key: PoolKey, sender: http1::SendRequest<BoxBody>) {
