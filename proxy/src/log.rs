@@ -2,8 +2,10 @@
 //!
 //! Owns: one access-log event per request with the SPEC §5 keys (`ts`,
 //! `client`, `method`, `host`, `path`, `status`, `decision`, `route`,
-//! `bytes_in`, `bytes_out`, `duration_ms`), and the output format.
-//! Must never: log a secret, a query string or a body.
+//! `bytes_in`, `bytes_out`, `duration_ms`), the output format, and when
+//! JSON access lines reach stderr (in batches, [`Batcher`]).
+//! Must never: log a secret, a query string or a body; lose a line on an
+//! orderly exit.
 
 use std::cell::RefCell;
 use std::fmt::{self, Write as _};
