@@ -24,7 +24,7 @@ use bollard::exec::{CreateExecOptions, StartExecResults};
 use bottle_supervise::host::{Edit, Pending};
 use futures_util::StreamExt;
 
-use crate::docker::apply::{TarEntry, download_file, files_tar, upload};
+use crate::docker::files::{TarEntry, download_file, files_tar, upload};
 use crate::docker::teardown::{self, Found};
 use crate::docker::{ApplyError, connect};
 use crate::plan::SUPERVISE_DIR;

@@ -1,5 +1,6 @@
 //! Everything that talks to the Docker engine (bollard), and the host state
-//! that goes with a running bottle: `apply` executes a `Plan`, `run` attaches
+//! that goes with a running bottle: `apply` executes a `Plan` (`files` makes
+//! the archives it copies into containers and reads files back), `run` attaches
 //! the agent, `teardown` undoes what the `record` holds, `images` checks and
 //! builds images, `push` sends them to a registry, `firewall` keeps the host
 //! out of the internal networks,
@@ -17,6 +18,7 @@
 
 pub mod apply;
 mod engine;
+pub mod files;
 pub mod firewall;
 mod health;
 pub mod images;
