@@ -7,9 +7,11 @@
 //! `health` waits for the sidecars, `runtime` picks the agent's OCI runtime,
 //! `volumes` keeps the agent's home and workspace between runs.
 //!
-//! Owns: every bollard call of the launcher. No module outside this one
-//! talks to Docker, and none runs the `docker` CLI (the interactive session
-//! is the attach API too: `run`).
+//! Owns: the launcher's bollard calls, but for one: `crate::supervise`
+//! reloads the outer proxy of a running bottle after an approval (a file
+//! written in, `squid -k parse` by exec, SIGHUP by kill) with a client from
+//! `connect`. No module runs the `docker` CLI (the interactive session is
+//! the attach API too: `run`).
 //!
 //! Must never: put a secret anywhere but the egress-proxy container's
 //! environment (no argv, label, file, log line or error message), give a
