@@ -42,6 +42,12 @@ impl Cx<'_> {
     }
 }
 
+/// What a ConfigMap's text data counts against the API server's limit: its
+/// keys and values.
+pub(super) fn data_bytes(data: &BTreeMap<String, String>) -> usize {
+    data.iter().map(|(k, v)| k.len() + v.len()).sum()
+}
+
 pub(super) fn config_map(cx: &Cx<'_>) -> Result<Object, Error> {
     let name = cx.config_name();
     let mut data: BTreeMap<String, String> =
@@ -52,12 +58,13 @@ pub(super) fn config_map(cx: &Cx<'_>) -> Result<Object, Error> {
     if let Some(prompt) = &cx.host.prompt {
         data.insert(PROMPT_KEY.into(), prompt.clone());
     }
-    let size: usize = data.iter().map(|(k, v)| k.len() + v.len()).sum();
+    let size = data_bytes(&data);
     if size > CONFIG_MAP_LIMIT {
         return Err(Error::TooLarge {
             name,
-            what: "the prompt".into(),
+            what: "the bottle's config and its prompt".into(),
             bytes: size,
+            fix: "make the prompt smaller, or mount it from a volume you provide",
         });
     }
     let cm = ConfigMap {
@@ -122,6 +129,7 @@ pub(super) fn skill_maps(cx: &Cx<'_>) -> Result<Vec<Object>, Error> {
                 name,
                 what: format!("the skill {}", root.display()),
                 bytes: size,
+                fix: "make the skill smaller, or mount it from a volume you provide",
             });
         }
         let cm = ConfigMap {

@@ -88,17 +88,9 @@ pub enum Error {
     #[error("{0}: the host content was not read for the render (k8s::host::read)")]
     HostNotRead(String),
     #[error(
-        "ConfigMap {name}: {bytes} bytes, above the API server's 1 MiB limit for one ConfigMap; fix: make {what} smaller, or mount it from a volume you provide"
+        "ConfigMap {name}: {bytes} bytes of {what}, above the API server's 1 MiB limit for one ConfigMap; nothing was rendered or applied; fix: {fix}"
     )]
     TooLarge {
-        name: String,
-        what: String,
-        bytes: usize,
-    },
-    #[error(
-        "ConfigMap {name}: {bytes} bytes of {what}, above the API server's 1 MiB limit for one ConfigMap; nothing was rendered or applied, so the bottle in the cluster stays as it was; fix: {fix}"
-    )]
-    StateTooLarge {
         name: String,
         what: String,
         bytes: usize,

@@ -25,6 +25,7 @@ use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::{ConfigMap, ConfigMapVolumeSource, Volume, VolumeMount};
 
+use super::config::data_bytes;
 use super::host::CONFIG_MAP_LIMIT;
 use super::{Cx, Error, Object, to_yaml};
 use crate::plan::{MountPlan, SUPERVISE_DIR};
@@ -120,7 +121,7 @@ pub(super) fn state_maps(
     // map the API server refuses would apply the others (an approval in the
     // routes, its decision missing: the agent would wait on it forever).
     for (suffix, data) in &maps {
-        let bytes: usize = data.iter().map(|(k, v)| k.len() + v.len()).sum();
+        let bytes = data_bytes(data);
         if bytes > CONFIG_MAP_LIMIT {
             let (what, fix) = match *suffix {
                 "supervise-decisions" => (
@@ -132,7 +133,7 @@ pub(super) fn state_maps(
                     "revoke the approvals the bottle no longer needs (`bottle approvals list`, `bottle approvals revoke ID`)",
                 ),
             };
-            return Err(Error::StateTooLarge {
+            return Err(Error::TooLarge {
                 name: cx.name(suffix),
                 what,
                 bytes,

@@ -567,7 +567,7 @@ fn supervise_decisions_past_one_mib_are_refused_before_anything_is_rendered() {
     let fits = render(&p, &fill(1035));
     assert!(fits.is_ok(), "{:?}", fits.err().map(|e| e.to_string()));
     let err = render(&p, &fill(1036)).unwrap_err();
-    assert!(matches!(err, Error::StateTooLarge { .. }), "{err:?}");
+    assert!(matches!(err, Error::TooLarge { .. }), "{err:?}");
     let msg = err.to_string();
     for want in [
         "ConfigMap bottle-dev-0a1b2c3d-supervise-decisions",
