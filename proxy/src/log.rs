@@ -9,12 +9,11 @@
 
 use std::cell::RefCell;
 use std::fmt::{self, Write as _};
-use std::io::Write as _;
 use std::net::SocketAddr;
 use std::ops::Range;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use http::Method;
 use tracing::field::{Field, Visit};
@@ -24,6 +23,10 @@ use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields};
 use tracing_subscriber::registry::LookupSpan;
 
 use crate::metrics::Outcome;
+
+mod batch;
+pub use batch::{BATCH_EVERY, Batcher};
+use batch::{log_writer, write_access};
 
 /// The facts of one request for its access-log line.
 #[derive(Debug)]
@@ -183,118 +186,6 @@ impl AccessRecord {
 
 /// `--log-format json` is in force: [`AccessRecord::emit`] writes the line itself.
 static JSON_LINES: AtomicBool = AtomicBool::new(false);
-
-/// How long an access line may wait to be written with the lines after it
-/// while a [`Batcher`] runs. A `write` into stderr's pipe per request wakes
-/// the reader every time: 8% of the proxy's CPU at one request at a time
-/// (docs/benchmarks.md round 4). The cost: a proxy killed with SIGKILL
-/// loses the lines of at most the last `BATCH_EVERY`; every orderly exit
-/// writes them.
-pub const BATCH_EVERY: Duration = Duration::from_millis(5);
-/// Lines waiting past this many bytes are written at once.
-const BATCH_MAX: usize = 32 * 1024;
-
-/// Access lines waiting for the batcher's thread; `on` while a [`Batcher`] lives.
-struct Pending {
-    on: bool,
-    lines: Vec<u8>,
-}
-
-static PENDING: Mutex<Pending> = Mutex::new(Pending {
-    on: false,
-    lines: Vec::new(),
-});
-/// Wakes the batcher's thread when the first line of a batch is queued.
-static QUEUED: Condvar = Condvar::new();
-
-fn pending() -> MutexGuard<'static, Pending> {
-    // A panic while holding the lock leaves whole lines behind: go on.
-    PENDING.lock().unwrap_or_else(|p| p.into_inner())
-}
-
-/// Writes one access line: queued while a [`Batcher`] lives, else now.
-fn write_access(line: &[u8]) {
-    let mut p = pending();
-    if !p.on {
-        let _ = std::io::stderr().lock().write_all(line);
-        return;
-    }
-    let first = p.lines.is_empty();
-    p.lines.extend_from_slice(line);
-    if p.lines.len() >= BATCH_MAX {
-        p.write_out();
-    } else if first {
-        QUEUED.notify_one();
-    }
-}
-
-impl Pending {
-    /// Writes the waiting lines to stderr, in the order they were queued.
-    fn write_out(&mut self) {
-        if self.lines.is_empty() {
-            return;
-        }
-        let _ = std::io::stderr().lock().write_all(&self.lines);
-        self.lines.clear();
-        if self.lines.capacity() > 2 * BATCH_MAX {
-            self.lines = Vec::new();
-        }
-    }
-}
-
-/// While it lives, JSON access lines are written in batches by a thread of
-/// their own: at most [`BATCH_EVERY`] after the first line of a batch, or at
-/// once past `BATCH_MAX` bytes. Dropping it writes what waits; later lines
-/// are written at once. The thread sleeps while no line waits. Other log
-/// lines write the waiting ones first, so stderr keeps the order things
-/// happened in. Start it after [`init`]; the text format is not batched.
-pub struct Batcher(());
-
-impl Batcher {
-    pub fn start() -> Batcher {
-        if !JSON_LINES.load(Ordering::Relaxed) {
-            return Batcher(());
-        }
-        pending().on = true;
-        let spawned = std::thread::Builder::new()
-            .name("access-log".into())
-            .spawn(|| {
-                loop {
-                    let mut p = pending();
-                    while p.on && p.lines.is_empty() {
-                        p = QUEUED.wait(p).unwrap_or_else(|e| e.into_inner());
-                    }
-                    if !p.on {
-                        return;
-                    }
-                    drop(p);
-                    std::thread::sleep(BATCH_EVERY);
-                    pending().write_out();
-                }
-            });
-        if spawned.is_err() {
-            // No thread: every line is written at once, as without batching.
-            pending().on = false;
-        }
-        Batcher(())
-    }
-}
-
-impl Drop for Batcher {
-    fn drop(&mut self) {
-        let mut p = pending();
-        p.on = false;
-        p.write_out();
-        drop(p);
-        QUEUED.notify_all();
-    }
-}
-
-/// stderr for the subscriber's lines, after the access lines queued before them.
-fn log_writer() -> std::io::Stderr {
-    pending().write_out();
-    std::io::stderr()
-}
 
 thread_local! {
     static ACCESS_LINE: RefCell<String> = const { RefCell::new(String::new()) };
