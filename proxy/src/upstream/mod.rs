@@ -367,7 +367,7 @@ impl Upstream {
                     self.tls.any.clone()
                 };
                 let tls = TlsConnector::from(cfg)
-                    .connect(name, io)
+                    .connect(name, crate::io::ReadAhead::new(io))
                     .await
                     .map_err(|e| {
                         UpstreamError::Unreachable(format!(
