@@ -493,6 +493,59 @@ async fn openssl_s_client_sees_a_valid_leaf_for_the_connect_host() {
     f.origin.assert_untouched("TLS handshakes only");
 }
 
+/// The proxy's TLS suite order (AES-128-GCM first, `tls::provider`) wins on
+/// both legs: OpenSSL lists AES-256 first and still gets AES-128 from the
+/// proxy, and the origin sees AES-128 from the proxy. A client that offers
+/// only AES-256 or only ChaCha20 still connects with what it offered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_suites_aes_128_first_on_both_legs_and_every_suite_still_accepted() {
+    let f = Fixture::start().await;
+    let openssl = require("openssl", "openssl");
+    let offers = [
+        (None, "TLS_AES_128_GCM_SHA256"),
+        (Some("TLS_AES_256_GCM_SHA384"), "TLS_AES_256_GCM_SHA384"),
+        (
+            Some("TLS_CHACHA20_POLY1305_SHA256"),
+            "TLS_CHACHA20_POLY1305_SHA256",
+        ),
+    ];
+    for (offer, want) in offers {
+        let mut c = Command::new(&openssl);
+        hermetic(&mut c);
+        c.args(["s_client", "-proxy"])
+            .arg(f.proxy.addr.to_string())
+            .arg("-connect")
+            .arg(format!("localhost:{}", f.origin.https.port()))
+            .args([
+                "-servername",
+                "localhost",
+                "-verify_return_error",
+                "-CAfile",
+            ])
+            .arg(&f.proxy.ca_files.cert);
+        if let Some(suite) = offer {
+            c.args(["-ciphersuites", suite]);
+        }
+        let out = blocking(move || run(c, "openssl s_client")).await;
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert!(
+            text.contains(&format!("Cipher is {want}")),
+            "offer {offer:?}: want {want}: {text}\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let url = f.tls_url("/echo/suite");
+    let (text, out) = curl(&f, &["--tls13-ciphers", "TLS_AES_256_GCM_SHA384"], &url);
+    assert!(out.status.success(), "curl: {text}");
+    assert_eq!(status_and_decision(&text), (200, None), "{text}");
+    let seen = f.origin.seen();
+    assert_eq!(
+        seen.last().and_then(|s| s.suite),
+        Some(rustls::CipherSuite::TLS13_AES_128_GCM_SHA256),
+        "the origin leg uses the proxy's order"
+    );
+}
+
 /// The three CA forms of SPEC §4 all give a leaf curl accepts: `--ca-cert` +
 /// `--ca-key` (the other tests), `--ca` with one PEM, and no CA with `--ca-out`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -73,7 +73,7 @@ impl LeafCache {
         let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)
             .map_err(|e| err(e.to_string()))?;
         let der = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der()));
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let provider = super::provider();
         let signing_key = provider
             .key_provider
             .load_private_key(der)
@@ -184,6 +184,9 @@ impl LeafCache {
             .with_no_client_auth()
             .with_cert_resolver(Arc::new(OneCert(certified)));
         config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+        // Our order (see `super::provider`): most clients (OpenSSL's curl,
+        // Python, Node) list AES-256 first.
+        config.ignore_client_order = true;
         Ok(Arc::new(config))
     }
 }

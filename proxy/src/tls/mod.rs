@@ -12,3 +12,35 @@ pub mod upstream;
 
 pub use ca::{Ca, CaError};
 pub use leaf::LeafCache;
+
+use std::sync::Arc;
+
+use rustls::CipherSuite;
+use rustls::crypto::CryptoProvider;
+
+/// The crypto of both TLS sides: ring's suites, with AES-128-GCM first.
+///
+/// The same suites are offered and accepted; only the order changes. With
+/// AES-128-GCM the handshake is hashed with SHA-256 (the CPU's SHA
+/// instructions) instead of SHA-384 (software in ring), and every record
+/// takes 10 AES rounds instead of 14. It is TLS 1.3's mandatory suite and
+/// the first choice of Go and Chrome.
+pub fn provider() -> Arc<CryptoProvider> {
+    let mut p = rustls::crypto::ring::default_provider();
+    let rank = |s: CipherSuite| match s {
+        CipherSuite::TLS13_AES_128_GCM_SHA256
+        | CipherSuite::TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256
+        | CipherSuite::TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256 => 0,
+        CipherSuite::TLS13_AES_256_GCM_SHA384
+        | CipherSuite::TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384
+        | CipherSuite::TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384 => 1,
+        _ => 2,
+    };
+    p.cipher_suites.sort_by_key(|s| {
+        (
+            matches!(s, rustls::SupportedCipherSuite::Tls12(_)),
+            rank(s.suite()),
+        )
+    });
+    Arc::new(p)
+}

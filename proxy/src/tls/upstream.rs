@@ -59,7 +59,7 @@ impl ClientTls {
             }
         }
         let roots = Arc::new(roots);
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let provider = super::provider();
         let build = |alpn: Vec<Vec<u8>>| -> Result<Arc<ClientConfig>, UpstreamCaError> {
             let mut c = ClientConfig::builder_with_provider(provider.clone())
                 .with_safe_default_protocol_versions()

@@ -61,6 +61,8 @@ pub enum Answers {
 #[derive(Clone, Debug)]
 pub struct Seen {
     pub tls: bool,
+    /// The TLS cipher suite the connection negotiated (`None`: cleartext).
+    pub suite: Option<rustls::CipherSuite>,
     pub method: String,
     /// The raw path and query exactly as received.
     pub path: String,
@@ -177,7 +179,9 @@ impl Origin {
                         else {
                             return;
                         };
-                        serve(TokioIo::new(tls), state, conn, true).await;
+                        let suite = tls.get_ref().1.negotiated_cipher_suite();
+                        let suite = suite.map(|s| s.suite());
+                        serve(TokioIo::new(tls), state, conn, suite).await;
                     });
                 }
             }));
@@ -193,7 +197,7 @@ impl Origin {
                     let state = state.clone();
                     tokio::spawn(async move {
                         let _ = tcp.set_nodelay(true);
-                        serve(TokioIo::new(tcp), state, conn, false).await;
+                        serve(TokioIo::new(tcp), state, conn, None).await;
                     });
                 }
             }));
@@ -316,13 +320,17 @@ fn tls_acceptor(cert_pem: &str, key_pem: &str, alpn: &[&str]) -> tokio_rustls::T
     tokio_rustls::TlsAcceptor::from(Arc::new(cfg))
 }
 
-async fn serve<I>(io: TokioIo<I>, state: Arc<State>, conn: usize, tls: bool)
-where
+async fn serve<I>(
+    io: TokioIo<I>,
+    state: Arc<State>,
+    conn: usize,
+    suite: Option<rustls::CipherSuite>,
+) where
     I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
     let svc = hyper::service::service_fn(move |req| {
         let state = state.clone();
-        async move { Ok::<_, Infallible>(handle(req, state, conn, tls).await) }
+        async move { Ok::<_, Infallible>(handle(req, state, conn, suite).await) }
     });
     let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
         .serve_connection_with_upgrades(io, svc)
@@ -359,15 +367,17 @@ async fn handle(
     req: Request<Incoming>,
     state: Arc<State>,
     conn: usize,
-    tls: bool,
+    suite: Option<rustls::CipherSuite>,
 ) -> Response<Body> {
     let path = req
         .uri()
         .path_and_query()
         .map(|p| p.as_str().to_string())
         .unwrap_or_default();
+    let tls = suite.is_some();
     let seen = |body_len: usize| Seen {
         tls,
+        suite,
         method: req.method().to_string(),
         path: path.clone(),
         authority: req.uri().authority().map(|a| a.to_string()),
