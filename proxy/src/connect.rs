@@ -132,6 +132,9 @@ pub async fn tunnel(
 ) {
     let mut io = TokioIo::new(upgraded);
     let limits = shared.limits.clone();
+    // The 200 is sent: find or mint the host's leaf now, while the client
+    // makes its ClientHello, rather than after the ClientHello arrives.
+    let leaf = shared.leaves.server_config(&target.host).await;
     let sniffed = tokio::time::timeout(
         limits.handshake_timeout,
         sniff(&mut io, limits.max_head_bytes),
@@ -163,11 +166,7 @@ pub async fn tunnel(
                 let start =
                     LazyConfigAcceptor::new(rustls::server::Acceptor::default(), io).await?;
                 let sni = start.client_hello().server_name().map(|s| s.to_owned());
-                let config = shared
-                    .leaves
-                    .server_config(&target.host)
-                    .await
-                    .map_err(std::io::Error::other)?;
+                let config = leaf.map_err(std::io::Error::other)?;
                 let tls = start.into_stream(config).await?;
                 Ok::<_, std::io::Error>((tls, sni))
             };
