@@ -215,23 +215,6 @@ where
     I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
     let limits = ctx.shared.limits.clone();
-    let mut builder = auto::Builder::new(TokioExecutor::new());
-    builder
-        .http1()
-        .timer(TokioTimer::new())
-        // Client header-name case kept for an HTTP/1 origin (see listener).
-        .preserve_header_case(true)
-        .header_read_timeout(limits.header_read_timeout)
-        .max_buf_size(limits.max_head_bytes)
-        .keep_alive(true);
-    builder
-        .http2()
-        .timer(TokioTimer::new())
-        .max_concurrent_streams(limits.max_h2_streams)
-        .keep_alive_interval(None);
-    if h1_only {
-        builder = builder.http1_only();
-    }
     // On drain: h1 closes after the response in flight, h2 sends GOAWAY.
     let drained = ctx.shared.drain.signalled();
     // Idle keep-alive (h2 has no header-read timeout between requests): a
@@ -251,20 +234,60 @@ where
             )
         })
     });
-    let conn = builder.serve_connection_with_upgrades(TokioIo::new(io), svc);
-    tokio::pin!(conn);
-    tokio::select! {
-        _ = conn.as_mut() => {}
-        () = drained => {
-            conn.as_mut().graceful_shutdown();
-            let _ = conn.await;
+    let idle = limits.idle_timeout;
+    let stop = async move {
+        tokio::select! {
+            () = drained => {}
+            () = activity.idle_for(idle) => {}
         }
-        () = activity.idle_for(limits.idle_timeout) => {
-            conn.as_mut().graceful_shutdown();
-            let _ = conn.await;
-        }
+    };
+    let io = TokioIo::new(io);
+    if h1_only {
+        // hyper's HTTP/1 connection rather than the auto one: an idle
+        // connection's task then has no room for an h2 server in it (S6).
+        let mut h1 = hyper::server::conn::http1::Builder::new();
+        h1.timer(TokioTimer::new())
+            // Client header-name case kept for an HTTP/1 origin (see listener).
+            .preserve_header_case(true)
+            .header_read_timeout(limits.header_read_timeout)
+            .max_buf_size(limits.max_head_bytes)
+            .keep_alive(true);
+        until_stopped!(h1.serve_connection(io, svc).with_upgrades(), stop);
+        return;
     }
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .preserve_header_case(true)
+        .header_read_timeout(limits.header_read_timeout)
+        .max_buf_size(limits.max_head_bytes)
+        .keep_alive(true);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_concurrent_streams(limits.max_h2_streams)
+        .keep_alive_interval(None);
+    until_stopped!(builder.serve_connection_with_upgrades(io, svc), stop);
 }
+
+/// Runs a served connection to its end; once `$stop` is ready first, asks
+/// it to close gracefully and waits for that. (A macro: hyper's two
+/// connection types share `graceful_shutdown` by name only.)
+macro_rules! until_stopped {
+    ($conn:expr, $stop:expr) => {{
+        let conn = $conn;
+        tokio::pin!(conn);
+        tokio::select! {
+            _ = conn.as_mut() => {}
+            () = $stop => {
+                conn.as_mut().graceful_shutdown();
+                let _ = conn.await;
+            }
+        }
+    }};
+}
+use until_stopped;
 
 #[cfg(test)]
 mod tests {
