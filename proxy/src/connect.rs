@@ -19,7 +19,7 @@ use tokio_rustls::LazyConfigAcceptor;
 
 use crate::body::Guarded;
 use crate::h1scan::H1Scan;
-use crate::io::Prefixed;
+use crate::io::{Prefixed, ReadAhead};
 use crate::limits::MAX_SNIFFED_METHOD;
 use crate::serve::{self, ClientHello, Ctx, Tunnel};
 use crate::state::Shared;
@@ -163,8 +163,11 @@ pub async fn tunnel(
         }
         Sniffed::Tls => {
             let hs = async {
-                let start =
-                    LazyConfigAcceptor::new(rustls::server::Acceptor::default(), io).await?;
+                let start = LazyConfigAcceptor::new(
+                    rustls::server::Acceptor::default(),
+                    ReadAhead::new(io),
+                )
+                .await?;
                 let sni = start.client_hello().server_name().map(|s| s.to_owned());
                 let config = leaf.map_err(std::io::Error::other)?;
                 let tls = start.into_stream(config).await?;

@@ -493,6 +493,54 @@ async fn openssl_s_client_sees_a_valid_leaf_for_the_connect_host() {
     f.origin.assert_untouched("TLS handshakes only");
 }
 
+/// 3 MB of random bytes up through the proxy and back (curl over HTTP/1.1 and
+/// TLS on both legs, many TLS records each way): the same bytes, in order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn curl_upload_and_download_of_3_mb_arrive_byte_for_byte() {
+    let f = Fixture::start().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let sent = dir.path().join("sent");
+    let got = dir.path().join("got");
+    let data: Vec<u8> = {
+        let mut x = 0x9e37_79b9_7f4a_7c15u64;
+        (0..3_000_000)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                x as u8
+            })
+            .collect()
+    };
+    std::fs::write(&sent, &data).expect("write");
+    let mut c = Command::new(require("curl", "curl"));
+    hermetic(&mut c);
+    c.args(["-q", "-sS", "--fail", "--http1.1", "--max-time", "60", "-x"])
+        .arg(f.proxy.url())
+        .arg("--cacert")
+        .arg(&f.proxy.ca_files.cert)
+        .arg("--data-binary")
+        .arg(format!("@{}", sent.display()))
+        .arg("-o")
+        .arg(&got)
+        .arg(f.tls_url("/echo/mirror"));
+    let out = blocking(move || run(c, "curl")).await;
+    assert!(
+        out.status.success(),
+        "curl: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let back = std::fs::read(&got).expect("read");
+    assert_eq!(
+        back.len(),
+        data.len(),
+        "length; got {}",
+        String::from_utf8_lossy(&back[..back.len().min(400)])
+    );
+    assert!(back == data, "the bytes came back changed");
+    assert_eq!(f.origin.seen().last().map(|s| s.body_len), Some(3_000_000));
+}
+
 /// The proxy's TLS suite order (AES-128-GCM first, `tls::provider`) wins on
 /// both legs: OpenSSL lists AES-256 first and still gets AES-128 from the
 /// proxy, and the origin sees AES-128 from the proxy. A client that offers

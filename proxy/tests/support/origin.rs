@@ -38,6 +38,7 @@ pub enum Answers {
     /// - `/sse`: one event, then waits for [`Origin::release_sse`] (or 15 s)
     ///   before the last one, so a test proves streaming without timing asserts.
     /// - `/large?bytes=N`: N bytes streamed in 64 KiB chunks.
+    /// - `/echo/mirror`: the request body, byte for byte.
     /// - `/no-101`: answers a WebSocket upgrade with a plain 200 (no switch).
     /// - `/dirty`: a response carrying `Alt-Svc` and `x-egress-proxy-decision`.
     /// - `/git/...`: `git http-backend` (CGI) over a bare repo, receive-pack
@@ -532,6 +533,7 @@ async fn echo_answers(
             );
             resp
         }
+        "/echo/mirror" => full(StatusCode::OK, body),
         "/dirty" => {
             let mut resp = full(StatusCode::OK, "dirty\n");
             resp.headers_mut()
