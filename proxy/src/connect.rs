@@ -232,9 +232,8 @@ where
         // connection would hold the full size of this future (S6).
         Box::pin(async move {
             let resp = serve::handle(ctx, req).await?;
-            Ok::<_, std::convert::Infallible>(
-                resp.map(|b| http_body_util::BodyExt::boxed_unsync(Guarded::new(b, busy))),
-            )
+            // Not boxed again: hyper takes any body type.
+            Ok::<_, std::convert::Infallible>(resp.map(|b| Guarded::new(b, busy)))
         })
     });
     let idle = limits.idle_timeout;

@@ -116,7 +116,7 @@ pub async fn forward(
     *up.uri_mut() = Uri::from_maybe_shared(target)
         .map_err(|_| UpstreamError::Unreachable("bad upstream path".into()))?;
 
-    let mut resp = shared.upstream.send(&plan.origin, plan.opts, up).await?;
+    let mut resp = shared.upstream.send(plan.origin, plan.opts, up).await?;
 
     if let Some(client_upgrade) = client_upgrade
         && resp.status() == StatusCode::SWITCHING_PROTOCOLS

@@ -32,8 +32,8 @@ const SYNTHETIC_HEAD: &[u8] = b"GET / HTTP/1.1\r\nhost: egress-proxy.invalid\r\n
 /// The raw facts of one request head, in the order hyper will serve them.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RawHead {
-    /// The method as sent.
-    pub method: String,
+    /// The method as sent (a standard method is stored without allocating).
+    pub method: http::Method,
     /// The request-target exactly as sent (fragment included).
     pub target: String,
     /// The `Content-Length` values, only when `Transfer-Encoding` is present
@@ -292,7 +292,7 @@ impl Tracker {
 
     fn refuse(&mut self, status: StatusCode, why: &'static str) -> Step {
         self.heads.push(RawHead {
-            method: String::new(),
+            method: http::Method::default(),
             target: String::new(),
             dropped_content_length: Vec::new(),
             ends_http: true,
@@ -384,8 +384,10 @@ impl Tracker {
                 _ => State::Head,
             }
         };
+        let method =
+            http::Method::from_bytes(method.as_bytes()).map_err(|_| "malformed request method")?;
         Ok(Some(RawHead {
-            method: method.to_owned(),
+            method,
             target: target.to_owned(),
             dropped_content_length: if te { cl_values } else { Vec::new() },
             ends_http: connect || upgrade,

@@ -237,7 +237,7 @@ fn raw_head(ctx: &Ctx, req: &Request<Incoming>) -> Result<Option<RawHead>, Refus
         return Ok(None);
     };
     match q.pop() {
-        Some(h) if h.refusal.is_none() && h.method == req.method().as_str() => Ok(Some(h)),
+        Some(h) if h.refusal.is_none() && h.method == *req.method() => Ok(Some(h)),
         Some(RawHead {
             refusal: Some(r), ..
         }) => Err(r),

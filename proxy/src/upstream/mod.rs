@@ -198,15 +198,16 @@ impl Upstream {
     /// HTTP/1 connection to the pool when it was read to its end.
     pub async fn send(
         self: &Arc<Self>,
-        origin: &Origin,
+        origin: Origin,
         opts: SendOpts,
         req: Request<BoxBody>,
     ) -> Result<Response<BoxBody>, UpstreamError> {
         let key = PoolKey {
-            origin: origin.clone(),
+            origin,
             h1_only: opts.websocket,
             route_names_ip: opts.route_names_ip,
         };
+        let origin = &key.origin;
         // Kept parsed (a shared `Bytes`): the upstream URI is put together
         // from parts, not formatted and parsed again per request (S1).
         let path = req
