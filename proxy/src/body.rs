@@ -31,23 +31,26 @@ pub fn empty() -> BoxBody {
         .boxed_unsync()
 }
 
-/// Wraps a body: counts the data bytes that pass into `counter` (if any),
-/// and calls `on_end` once when the body ends (or is dropped before the end,
-/// with `false`). Size hints pass through so the framing kind is kept. The
-/// closure is held in place, not boxed: this wraps a body per request.
-pub struct Tracked<B, F: FnOnce(bool)> {
+/// Wraps a body: counts the data bytes that pass, also into `counter` (if
+/// any, for a reader elsewhere), and calls `on_end` once with whether the
+/// body ended (`false`: dropped before its end) and the count. Size hints
+/// pass through so the framing kind is kept. The closure is held in place,
+/// not boxed: this wraps a body per request.
+pub struct Tracked<B, F: FnOnce(bool, u64)> {
     inner: B,
+    seen: u64,
     counter: Option<Arc<AtomicU64>>,
     on_end: Option<F>,
 }
 
 /// The `on_end` type of a [`Tracked`] that has none.
-pub type NoEnd = fn(bool);
+pub type NoEnd = fn(bool, u64);
 
-impl<B, F: FnOnce(bool)> Tracked<B, F> {
+impl<B, F: FnOnce(bool, u64)> Tracked<B, F> {
     pub fn new(inner: B, counter: Option<Arc<AtomicU64>>, on_end: Option<F>) -> Self {
         Tracked {
             inner,
+            seen: 0,
             counter,
             on_end,
         }
@@ -55,12 +58,12 @@ impl<B, F: FnOnce(bool)> Tracked<B, F> {
 
     fn finish(&mut self, complete: bool) {
         if let Some(f) = self.on_end.take() {
-            f(complete);
+            f(complete, self.seen);
         }
     }
 }
 
-impl<B, F: FnOnce(bool)> Drop for Tracked<B, F> {
+impl<B, F: FnOnce(bool, u64)> Drop for Tracked<B, F> {
     fn drop(&mut self) {
         self.finish(false);
     }
@@ -70,7 +73,7 @@ impl<B, F> Body for Tracked<B, F>
 where
     B: Body<Data = Bytes> + Unpin,
     B::Error: Into<BoxError>,
-    F: FnOnce(bool) + Unpin,
+    F: FnOnce(bool, u64) + Unpin,
 {
     type Data = Bytes;
     type Error = BoxError;
@@ -82,8 +85,11 @@ where
         let this = &mut *self;
         match Pin::new(&mut this.inner).poll_frame(cx) {
             Poll::Ready(Some(Ok(frame))) => {
-                if let (Some(d), Some(c)) = (frame.data_ref(), &this.counter) {
-                    c.fetch_add(d.len() as u64, Ordering::Relaxed);
+                if let Some(d) = frame.data_ref() {
+                    this.seen += d.len() as u64;
+                    if let Some(c) = &this.counter {
+                        c.fetch_add(d.len() as u64, Ordering::Relaxed);
+                    }
                 }
                 if this.inner.is_end_stream() {
                     this.finish(true);

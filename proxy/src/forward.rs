@@ -76,7 +76,7 @@ pub async fn forward(
     shared: &Arc<Shared>,
     mut req: Request<Incoming>,
     mut plan: Plan,
-    bytes_in: Arc<AtomicU64>,
+    bytes_in: Option<Arc<AtomicU64>>,
 ) -> Result<Response<BoxBody>, UpstreamError> {
     let client_upgrade = plan.opts.websocket.then(|| hyper::upgrade::on(&mut req));
     let (mut parts, body) = req.into_parts();
@@ -108,7 +108,7 @@ pub async fn forward(
     let body: BoxBody = if plan.drop_body || body.is_end_stream() {
         empty()
     } else {
-        Tracked::<_, NoEnd>::new(body, Some(bytes_in), None).boxed_unsync()
+        Tracked::<_, NoEnd>::new(body, bytes_in, None).boxed_unsync()
     };
     let mut up = Request::from_parts(parts, body);
     // What `parse` does, without copying the text first.

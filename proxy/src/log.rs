@@ -40,8 +40,9 @@ pub struct AccessRecord {
     pub status: u16,
     pub decision: Outcome,
     pub route: Option<String>,
-    pub bytes_in: Arc<AtomicU64>,
-    pub bytes_out: Arc<AtomicU64>,
+    /// Request body bytes, counted by the forwarded body (`None`: no body).
+    pub bytes_in: Option<Arc<AtomicU64>>,
+    pub bytes_out: u64,
     pub start: Instant,
 }
 
@@ -63,8 +64,8 @@ impl AccessRecord {
             status: 0,
             decision: Outcome::Allowed,
             route: None,
-            bytes_in: Arc::new(AtomicU64::new(0)),
-            bytes_out: Arc::new(AtomicU64::new(0)),
+            bytes_in: None,
+            bytes_out: 0,
             start,
         }
     }
@@ -104,8 +105,8 @@ impl AccessRecord {
             status = self.status,
             decision = %self.decision,
             route = %self.route.as_deref().unwrap_or(""),
-            bytes_in = self.bytes_in.load(Ordering::Relaxed),
-            bytes_out = self.bytes_out.load(Ordering::Relaxed),
+            bytes_in = self.bytes_in(),
+            bytes_out = self.bytes_out,
             duration_ms,
             "request"
         );
@@ -113,6 +114,12 @@ impl AccessRecord {
 }
 
 impl AccessRecord {
+    fn bytes_in(&self) -> u64 {
+        self.bytes_in
+            .as_ref()
+            .map_or(0, |c| c.load(Ordering::Relaxed))
+    }
+
     fn write_json(&self, duration_ms: u64, line: &mut String) {
         line.clear();
         self.json_line(None, duration_ms, line);
@@ -133,16 +140,8 @@ impl AccessRecord {
             line.push_str(key);
             push_u64(line, v);
         };
-        num(
-            line,
-            "{\"bytes_in\":",
-            self.bytes_in.load(Ordering::Relaxed),
-        );
-        num(
-            line,
-            ",\"bytes_out\":",
-            self.bytes_out.load(Ordering::Relaxed),
-        );
+        num(line, "{\"bytes_in\":", self.bytes_in());
+        num(line, ",\"bytes_out\":", self.bytes_out);
         line.push_str(",\"client\":\"");
         match self.client {
             // `Ipv4Addr`'s Display pads and aligns: the digits by hand.
@@ -476,8 +475,8 @@ mod tests {
                 status,
                 decision: outcomes[o],
                 route,
-                bytes_in: Arc::new(AtomicU64::new(bytes.0)),
-                bytes_out: Arc::new(AtomicU64::new(bytes.1)),
+                bytes_in: Some(Arc::new(AtomicU64::new(bytes.0))),
+                bytes_out: bytes.1,
                 start: Instant::now(),
             };
             let buf = Buf::default();

@@ -147,7 +147,12 @@ async fn stages(
             return Err(stop);
         }
     };
-    let bytes_in = record.bytes_in.clone();
+    // Counted only when there is a body to count (not a GET's).
+    let bytes_in = (!req.body().is_end_stream()).then(|| {
+        let c = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        record.bytes_in = Some(c.clone());
+        c
+    });
     let resp = forward::forward(&ctx.shared, req, plan, bytes_in)
         .await
         .map_err(|e| {
@@ -470,9 +475,11 @@ fn answer(
         }
     };
     record.status = resp.status().as_u16();
-    let counter = record.bytes_out.clone();
-    let on_end = move |_complete| record.emit();
-    resp.map(|b| Tracked::new(b, Some(counter), Some(on_end)).boxed_unsync())
+    let on_end = move |_complete, bytes| {
+        record.bytes_out = bytes;
+        record.emit();
+    };
+    resp.map(|b| Tracked::new(b, None, Some(on_end)).boxed_unsync())
 }
 
 #[cfg(test)]

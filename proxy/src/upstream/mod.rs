@@ -303,7 +303,7 @@ impl Upstream {
     ) -> Response<BoxBody> {
         let upgrading = websocket && resp.status() == StatusCode::SWITCHING_PROTOCOLS;
         let weak: Weak<Upstream> = Arc::downgrade(self);
-        let on_end = (!(upgrading || websocket)).then_some(move |complete| {
+        let on_end = (!(upgrading || websocket)).then_some(move |complete, _bytes| {
             if complete && let Some(up) = weak.upgrade() {
                 up.checkin(key, sender);
             }
