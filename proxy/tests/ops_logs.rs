@@ -60,6 +60,54 @@ fn assert_spec_keys(v: &serde_json::Value) {
     );
 }
 
+/// `bytes_in` and `bytes_out` are the request and response body sizes, over
+/// h1 and h2: a POST counts its body, a GET counts none.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn access_lines_count_the_body_bytes_each_way() {
+    let origin = Origin::streaming().await;
+    let mut opts = ProxyOpts::ephemeral(routes());
+    opts.tokens.push(("OPS_TOKEN".into(), TOKEN.into()));
+    opts.upstream_ca = Some(origin.ca_file.clone());
+    let mut proxy = Proxy::start(opts);
+    let tp = origin.https.port();
+    let upload: &'static str = Box::leak("u".repeat(12_345).into_boxed_str());
+    let mut h1 = h1_through(&proxy, "localhost", tp).await.expect("tunnel");
+    let mut h2 = h2_through(&proxy, "localhost", tp)
+        .await
+        .expect("h2 tunnel");
+    let mut sizes = Vec::new();
+    for (i, post) in [(0, true), (1, false), (2, true), (3, false)] {
+        let mut req = hyper::Request::builder()
+            .method(if post { "POST" } else { "GET" })
+            .uri(format!("https://localhost:{tp}/ok"));
+        if i < 2 {
+            req = req.uri("/ok").header("host", format!("localhost:{tp}"));
+        }
+        let req = req.body(if post { body(upload) } else { empty() }).unwrap();
+        let resp = if i < 2 {
+            h1.send_request(req).await.expect("h1 request")
+        } else {
+            h2.send_request(req).await.expect("h2 request")
+        };
+        let got = try_collect(resp).await.unwrap();
+        assert_eq!(got.status, 200, "request {i}");
+        sizes.push((if post { 12_345 } else { 0 }, got.body.len() as u64));
+    }
+    let deadline = std::time::Instant::now() + T;
+    while proxy.access().len() < 4 && std::time::Instant::now() < deadline {
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let access = proxy.access();
+    assert_eq!(access.len(), 4, "{access:?}");
+    for (v, (bytes_in, bytes_out)) in access.iter().zip(sizes) {
+        assert_eq!(
+            (v["bytes_in"].as_u64(), v["bytes_out"].as_u64()),
+            (Some(bytes_in), Some(bytes_out)),
+            "{v}"
+        );
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn json_access_lines_have_the_spec_keys_and_no_secret_or_query() {
     let origin = Origin::streaming().await;
