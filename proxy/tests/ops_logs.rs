@@ -68,7 +68,7 @@ async fn access_lines_count_the_body_bytes_each_way() {
     let mut opts = ProxyOpts::ephemeral(routes());
     opts.tokens.push(("OPS_TOKEN".into(), TOKEN.into()));
     opts.upstream_ca = Some(origin.ca_file.clone());
-    let mut proxy = Proxy::start(opts);
+    let proxy = Proxy::start(opts);
     let tp = origin.https.port();
     let upload: &'static str = Box::leak("u".repeat(12_345).into_boxed_str());
     let mut h1 = h1_through(&proxy, "localhost", tp).await.expect("tunnel");
