@@ -2,9 +2,10 @@
 //! server configurations built from them.
 //!
 //! Owns: loading/minting the CA, minting leaves, the bounded leaf cache with
-//! single-flight minting, and the upstream (client) TLS configuration.
+//! single-flight minting, the upstream (client) TLS configuration, and the
+//! crypto provider and suite order both legs use.
 //! Must never: log or return key material; accept a leaf for any host but the
-//! CONNECT host.
+//! CONNECT host; drop a suite a client may rely on (the order may change).
 
 pub mod ca;
 pub mod leaf;
