@@ -247,17 +247,12 @@ where
     if h1_only {
         // hyper's HTTP/1 connection rather than the auto one: an idle
         // connection's task then has no room for an h2 server in it (S6).
-        let mut h1 = hyper::server::conn::http1::Builder::new();
-        h1.timer(TokioTimer::new())
-            // Client header-name case kept for an HTTP/1 origin (see listener).
-            .preserve_header_case(true)
-            .header_read_timeout(limits.header_read_timeout)
-            .max_buf_size(limits.max_head_bytes)
-            .keep_alive(true);
+        let h1 = crate::listener::http1_server(&limits);
         until_stopped!(h1.serve_connection(io, svc).with_upgrades(), stop);
         return;
     }
     let mut builder = auto::Builder::new(TokioExecutor::new());
+    // The auto builder's own HTTP/1 settings: as `listener::http1_server`.
     builder
         .http1()
         .timer(TokioTimer::new())
@@ -289,7 +284,7 @@ macro_rules! until_stopped {
         }
     }};
 }
-use until_stopped;
+pub(crate) use until_stopped;
 
 #[cfg(test)]
 mod tests {

@@ -25,7 +25,7 @@ use tokio::sync::OwnedSemaphorePermit;
 use crate::body::{BoxBody, empty};
 use crate::h1scan::H1Scan;
 use crate::io::Lingering;
-use crate::limits::{ACCEPT_BACKOFF, MAX_CONNECT_TARGET};
+use crate::limits::{ACCEPT_BACKOFF, Limits, MAX_CONNECT_TARGET};
 use crate::log::AccessRecord;
 use crate::metrics::Outcome;
 use crate::refuse;
@@ -104,30 +104,29 @@ async fn serve_client(
             }
         }
     });
-    let limits = &shared.limits;
-    let conn = hyper::server::conn::http1::Builder::new()
-        .timer(TokioTimer::new())
+    let conn = http1_server(&shared.limits)
+        .serve_connection(TokioIo::new(stream), svc)
+        .with_upgrades();
+    // On drain: an idle connection closes now, a busy one after its response.
+    crate::connect::until_stopped!(conn, shared.drain.signalled());
+    while let Ok(h) = rx.try_recv() {
+        let _ = h.await;
+    }
+}
+
+/// The HTTP/1 server settings of every client connection, on the proxy port
+/// and inside tunnels.
+pub(crate) fn http1_server(limits: &Limits) -> hyper::server::conn::http1::Builder {
+    let mut b = hyper::server::conn::http1::Builder::new();
+    b.timer(TokioTimer::new())
         // Header names reach an HTTP/1 origin as the client spelled them
         // (the case map travels in the request's extensions), as mitmproxy
         // does: some origins match names case-sensitively.
         .preserve_header_case(true)
         .header_read_timeout(limits.header_read_timeout)
         .max_buf_size(limits.max_head_bytes)
-        .serve_connection(TokioIo::new(stream), svc)
-        .with_upgrades();
-    // On drain: an idle connection closes now, a busy one after its response.
-    let drained = shared.drain.signalled();
-    tokio::pin!(conn);
-    tokio::select! {
-        _ = conn.as_mut() => {}
-        () = drained => {
-            conn.as_mut().graceful_shutdown();
-            let _ = conn.await;
-        }
-    }
-    while let Ok(h) = rx.try_recv() {
-        let _ = h.await;
-    }
+        .keep_alive(true);
+    b
 }
 
 fn on_connect(
