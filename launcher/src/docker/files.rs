@@ -182,6 +182,24 @@ pub(crate) async fn download_file(
 mod tests {
     use super::*;
 
+    /// Path, mode, owner and whether it is a symlink, of each entry of a tar.
+    fn listing(t: &[u8]) -> Vec<(String, u32, u64, bool)> {
+        let mut a = tar::Archive::new(t);
+        a.entries()
+            .unwrap()
+            .map(|e| {
+                let e = e.unwrap();
+                let h = e.header();
+                (
+                    e.path().unwrap().display().to_string(),
+                    h.mode().unwrap(),
+                    h.uid().unwrap(),
+                    h.entry_type().is_symlink(),
+                )
+            })
+            .collect()
+    }
+
     /// A skill's files reach the agent owned by it; a symlink inside the
     /// skill stays a link, so the host file it names is never read.
     #[test]
@@ -197,18 +215,9 @@ mod tests {
         tree_entries(&skill, "home/agent/.claude/skills/x", 1000, 1000, &mut v).unwrap();
         let t = files_tar(&v).unwrap();
         assert!(!String::from_utf8_lossy(&t).contains("HOST-SECRET-NEEDLE"));
-        let mut a = tar::Archive::new(&t[..]);
-        let got: Vec<(String, u64, bool)> = a
-            .entries()
-            .unwrap()
-            .map(|e| {
-                let e = e.unwrap();
-                (
-                    e.path().unwrap().display().to_string(),
-                    e.header().uid().unwrap(),
-                    e.header().entry_type().is_symlink(),
-                )
-            })
+        let got: Vec<(String, u64, bool)> = listing(&t)
+            .into_iter()
+            .map(|(path, _, uid, link)| (path, uid, link))
             .collect();
         assert_eq!(
             got,
@@ -234,18 +243,9 @@ mod tests {
             b"k".to_vec(),
         )])
         .unwrap();
-        let mut a = tar::Archive::new(&t[..]);
-        let e: Vec<_> = a
-            .entries()
-            .unwrap()
-            .map(|e| {
-                let e = e.unwrap();
-                (
-                    e.path().unwrap().display().to_string(),
-                    e.header().mode().unwrap(),
-                    e.header().uid().unwrap(),
-                )
-            })
+        let e: Vec<_> = listing(&t)
+            .into_iter()
+            .map(|(path, mode, uid, _)| (path, mode, uid))
             .collect();
         assert_eq!(e, vec![("etc/x/y".to_string(), 0o600, 65534)]);
     }
