@@ -3,8 +3,8 @@
 Reads the harness routes file (JSON, SPEC section 2 subset: host, auth_scheme,
 token_env). A request to a host without a route gets 403 host-not-allowed; on a
 credential route the client's Authorization, Proxy-Authorization, Cookie and X-Api-Key
-are removed and the route's Authorization added. Responses are streamed (not buffered),
-as SPEC 3.8 requires of egress-proxy. Never logs a header value.
+are removed and the route's Authorization added. Request and response bodies are
+streamed (not buffered), as SPEC 3.8 requires of egress-proxy. Never logs a header value.
 """
 
 import json
@@ -51,6 +51,10 @@ class BenchRoutes:
             for name in ("authorization", "proxy-authorization", "cookie", "x-api-key"):
                 flow.request.headers.pop(name, None)
             flow.request.headers["authorization"] = inject
+
+    def requestheaders(self, flow: http.HTTPFlow) -> None:
+        # Stream uploads (S4u) as egress-proxy does; the request hook still runs first.
+        flow.request.stream = True
 
     def responseheaders(self, flow: http.HTTPFlow) -> None:
         # Stream every body as it arrives (SSE, large downloads), like egress-proxy.

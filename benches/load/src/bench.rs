@@ -40,7 +40,7 @@ pub struct Config {
     pub s5_events: u64,
     pub s5_interval_ms: u64,
     pub s6_conns: usize,
-    /// Scenarios to run (`s1`..`s6`, `s4w`); empty: all.
+    /// Scenarios to run (`s1`..`s6`, `s4w`, `s4u`); empty: all.
     pub only: Vec<String>,
 }
 
@@ -61,6 +61,8 @@ pub struct ProxyResult {
     pub s4: Option<Download>,
     /// S4 with the origin writing each 64 KiB slice on its own (`/bytes/<n>?paced=1`).
     pub s4w: Option<Download>,
+    /// The upload counterpart of S4 (`POST /sink`).
+    pub s4u: Option<Download>,
     pub s5: Option<Sse>,
     pub s6: Option<Memory>,
     pub peak_rss_kib: Option<u64>,
@@ -79,6 +81,7 @@ impl ProxyResult {
             s3: None,
             s4: None,
             s4w: None,
+            s4u: None,
             s5: None,
             s6: None,
             peak_rss_kib: None,
@@ -460,6 +463,10 @@ async fn measure(
             cfg.s4_runs
         );
         r.s4w = Some(scenarios::download(&t, probe, cfg.s4_bytes, cfg.s4_runs, true).await);
+    }
+    if cfg.wants("s4u") {
+        eprintln!("  S4u upload {mb} MB x{}", cfg.s4_runs);
+        r.s4u = Some(scenarios::upload(&t, probe, cfg.s4_bytes, cfg.s4_runs).await);
     }
     if cfg.wants("s5") {
         eprintln!("  S5 SSE {} events", cfg.s5_events);

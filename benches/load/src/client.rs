@@ -10,11 +10,15 @@ use anyhow::{Context, Result, bail};
 use bytes::Bytes;
 use http::{HeaderValue, Request};
 use http_body_util::{BodyExt, Empty};
+use hyper::body::{Body, Frame, SizeHint};
 use hyper::client::conn::http1::SendRequest;
 use hyper_util::rt::TokioIo;
 use rustls::pki_types::ServerName;
+use std::convert::Infallible;
 use std::net::{Ipv4Addr, SocketAddr};
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context as TaskCx, Poll};
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -48,13 +52,14 @@ pub fn tls_config(roots: rustls::RootCertStore) -> Arc<rustls::ClientConfig> {
     Arc::new(cfg)
 }
 
-pub struct Conn {
-    pub send: SendRequest<Empty<Bytes>>,
+/// One client connection; `B` is its request body type (`Upload` for S4u).
+pub struct Conn<B = Empty<Bytes>> {
+    pub send: SendRequest<B>,
     pub host: Ipv4Addr,
     task: tokio::task::JoinHandle<()>,
 }
 
-impl Drop for Conn {
+impl<B> Drop for Conn<B> {
     fn drop(&mut self) {
         self.task.abort();
     }
@@ -67,7 +72,10 @@ async fn step<T>(what: &str, f: impl Future<Output = Result<T>>) -> Result<T> {
 }
 
 /// Opens a connection (CONNECT through the proxy if any), TLS, HTTP/1.1.
-pub async fn connect(t: &Target, host: Ipv4Addr) -> Result<Conn> {
+pub async fn connect<B>(t: &Target, host: Ipv4Addr) -> Result<Conn<B>>
+where
+    B: Body<Data = Bytes, Error = Infallible> + Send + 'static,
+{
     let authority = format!("{host}:{}", t.origin_port);
     let mut tcp = step("tcp connect", async {
         let addr = t
@@ -140,6 +148,13 @@ pub async fn get(t: &Target, c: &mut Conn, path: &str) -> Result<Got> {
         .header(http::header::HOST, format!("{}:{}", c.host, t.origin_port))
         .header(http::header::AUTHORIZATION, t.auth.clone())
         .body(Empty::<Bytes>::new())?;
+    send_checked(t, c, path, req).await
+}
+
+async fn send_checked<B>(t: &Target, c: &mut Conn<B>, path: &str, req: Request<B>) -> Result<Got>
+where
+    B: Body + 'static,
+{
     let resp = step("response head", async {
         c.send.ready().await?;
         Ok(c.send.send_request(req).await?)
@@ -183,4 +198,66 @@ pub async fn get_all(t: &Target, c: &mut Conn, path: &str) -> Result<u64> {
         Ok(n)
     })
     .await
+}
+
+/// A request body of a known length (`Content-Length`), sent as slices of one shared
+/// buffer, all ready at once: no allocation per slice (S4u).
+pub struct Upload {
+    remaining: u64,
+    chunk: Bytes,
+}
+
+impl Upload {
+    pub fn new(bytes: u64, chunk: Bytes) -> Upload {
+        Upload {
+            remaining: bytes,
+            chunk,
+        }
+    }
+}
+
+impl Body for Upload {
+    type Data = Bytes;
+    type Error = Infallible;
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        _cx: &mut TaskCx<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+        if self.remaining == 0 || self.chunk.is_empty() {
+            return Poll::Ready(None);
+        }
+        let n = self.remaining.min(self.chunk.len() as u64) as usize;
+        self.remaining -= n as u64;
+        Poll::Ready(Some(Ok(Frame::data(self.chunk.slice(..n)))))
+    }
+    fn is_end_stream(&self) -> bool {
+        self.remaining == 0
+    }
+    fn size_hint(&self) -> SizeHint {
+        SizeHint::with_exact(self.remaining)
+    }
+}
+
+/// `POST /sink` with `body` (bounded by `limit`); checks the answer as `get` does and
+/// returns the byte count the origin says it read.
+pub async fn post_sink(
+    t: &Target,
+    c: &mut Conn<Upload>,
+    body: Upload,
+    limit: Duration,
+) -> Result<u64> {
+    let req = Request::post("/sink")
+        .header(http::header::HOST, format!("{}:{}", c.host, t.origin_port))
+        .header(http::header::AUTHORIZATION, t.auth.clone())
+        .body(body)?;
+    let sent = tokio::time::timeout(limit, async {
+        let got = send_checked(t, c, "/sink", req).await?;
+        Ok::<_, anyhow::Error>(got.body.collect().await?.to_bytes())
+    })
+    .await
+    .with_context(|| format!("upload: timed out after {limit:?}"))??;
+    let text = std::str::from_utf8(&sent).context("upload: the origin's count is not text")?;
+    text.trim()
+        .parse()
+        .with_context(|| format!("upload: the origin answered {text:?}, not a byte count"))
 }

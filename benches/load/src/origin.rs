@@ -3,7 +3,8 @@
 //!
 //! Endpoints: `/small` (a short body), `/bytes/<n>` (n bytes streamed from one reused
 //! buffer in 64 KiB slices; `?paced=1`: one write per slice), `/sse?n=&interval_ms=` (server-sent events, each carrying its send time in
-//! Unix nanoseconds). Every response says in `x-auth` whether the expected
+//! Unix nanoseconds), `POST /sink` (reads the request body to its end, answers with its
+//! length in decimal). Every response says in `x-auth` whether the expected
 //! `Authorization` arrived (`match`, `other`, `none`); the value itself is never printed
 //! or echoed. It listens on 127.0.0.1..=127.0.0.<hosts> at one port (the S3 hosts) and
 //! never on a non-loopback address.
@@ -115,9 +116,14 @@ async fn accept_loop(l: TcpListener, acceptor: TlsAcceptor, shared: Arc<Shared>)
             else {
                 return;
             };
-            let svc = hyper::service::service_fn(move |req| {
+            let svc = hyper::service::service_fn(move |req: Request<Incoming>| {
                 let shared = shared.clone();
-                async move { Ok::<_, Infallible>(handle(&shared, req)) }
+                async move {
+                    if req.method() == http::Method::POST && req.uri().path() == "/sink" {
+                        return Ok::<_, Infallible>(sink(&shared, req).await);
+                    }
+                    Ok(handle(&shared, req))
+                }
             });
             let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
                 .serve_connection(TokioIo::new(tls), svc)
@@ -126,15 +132,43 @@ async fn accept_loop(l: TcpListener, acceptor: TlsAcceptor, shared: Arc<Shared>)
     }
 }
 
-fn handle(shared: &Shared, req: Request<Incoming>) -> Response<OBody> {
-    let auth = match (
+/// Whether the request carried the expected credential: `match`, `other` or `none`.
+fn auth_seen(shared: &Shared, req: &Request<Incoming>) -> &'static str {
+    match (
         req.headers().get(http::header::AUTHORIZATION),
         &shared.expected_auth,
     ) {
         (None, _) => "none",
         (Some(got), Some(want)) if got == want => "match",
         (Some(_), _) => "other",
+    }
+}
+
+/// `POST /sink`: the request body read to its end (S4u), its length as the answer.
+async fn sink(shared: &Shared, req: Request<Incoming>) -> Response<OBody> {
+    let auth = auth_seen(shared, &req);
+    let mut body = req.into_body();
+    let mut n = 0u64;
+    let (status, text) = loop {
+        match body.frame().await {
+            None => break (StatusCode::OK, format!("{n}\n")),
+            Some(Ok(f)) => n += f.data_ref().map_or(0, |d| d.len() as u64),
+            Some(Err(e)) => break (StatusCode::BAD_REQUEST, format!("sink: body: {e}\n")),
+        }
     };
+    let mut resp = Response::new(Full::new(Bytes::from(text)).boxed());
+    *resp.status_mut() = status;
+    let h = resp.headers_mut();
+    h.insert(
+        http::header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain"),
+    );
+    h.insert("x-auth", HeaderValue::from_static(auth));
+    resp
+}
+
+fn handle(shared: &Shared, req: Request<Incoming>) -> Response<OBody> {
+    let auth = auth_seen(shared, &req);
     let path = req.uri().path();
     let query = req.uri().query().unwrap_or("");
     let (status, ctype, body): (StatusCode, &str, OBody) = if path == "/small" {
@@ -177,7 +211,7 @@ fn handle(shared: &Shared, req: Request<Incoming>) -> Response<OBody> {
             )
         }
     } else {
-        bad("unknown path: use /small, /bytes/<n> or /sse")
+        bad("unknown path: use /small, /bytes/<n>, /sse or POST /sink")
     };
     let mut resp = Response::new(body);
     *resp.status_mut() = status;

@@ -107,13 +107,16 @@ fn rows() -> Vec<(String, Getter)> {
         }),
     ));
     type D = fn(&ProxyResult) -> Option<&crate::scenarios::Download>;
-    let downloads: [(&str, D); 2] = [
-        ("S4", |r| r.s4.as_ref()),
-        ("S4w (origin: one write per 64 KiB)", |r| r.s4w.as_ref()),
+    let transfers: [(&str, &str, D); 3] = [
+        ("S4", "download", |r| r.s4.as_ref()),
+        ("S4w (origin: one write per 64 KiB)", "download", |r| {
+            r.s4w.as_ref()
+        }),
+        ("S4u", "upload", |r| r.s4u.as_ref()),
     ];
-    for (name, d) in downloads {
+    for (name, kind, d) in transfers {
         rows.push((
-            format!("{name} download MB/s"),
+            format!("{name} {kind} MB/s"),
             Box::new(move |r: &ProxyResult| {
                 d(r).map(|s| Cell {
                     v: s.mb_per_s,
@@ -289,6 +292,9 @@ fn errors_of(r: &ProxyResult) -> Vec<(String, String)> {
     if let Some(p) = &r.s4w {
         push("S4w", p.errors, &p.first_error);
     }
+    if let Some(p) = &r.s4u {
+        push("S4u", p.errors, &p.first_error);
+    }
     if let Some(p) = &r.s5 {
         push("S5", p.errors, &p.first_error);
     }
@@ -343,14 +349,19 @@ pub fn targets(results: &[ProxyResult]) -> String {
         &|r| format!("{r:.2}x"),
     );
     type D = fn(&ProxyResult) -> Option<&crate::scenarios::Download>;
-    let downloads: [(&str, D); 2] = [("S4", |r| r.s4.as_ref()), ("S4w", |r| r.s4w.as_ref())];
-    for (label, pick) in downloads {
+    // S4u has no target of its own in issue 17: it is held to S4's.
+    let transfers: [(&str, &str, D); 3] = [
+        ("S4", "download", |r| r.s4.as_ref()),
+        ("S4w", "download", |r| r.s4w.as_ref()),
+        ("S4u", "upload", |r| r.s4u.as_ref()),
+    ];
+    for (name, kind, pick) in transfers {
         let vs_direct = e.zip(d).and_then(|(e, d)| {
             let (a, b) = (pick(e)?, pick(d)?);
             (a.valid && b.valid).then_some(a.mb_per_s? / b.mb_per_s?)
         });
         line(
-            &format!("{label} download >= 0.9x direct"),
+            &format!("{name} {kind} >= 0.9x direct"),
             vs_direct.map(|r| (r, r >= 0.9)),
             &|r| format!("{r:.2}x"),
         );
@@ -359,7 +370,7 @@ pub fn targets(results: &[ProxyResult]) -> String {
             (a.valid && b.valid).then_some(a.mb_per_cpu_s()? / b.mb_per_cpu_s()?)
         });
         line(
-            &format!("{label} MB per proxy CPU-s >= 1.2x hudsucker"),
+            &format!("{name} MB per proxy CPU-s >= 1.2x hudsucker"),
             vs_hud.map(|r| (r, r >= 1.2)),
             &|r| format!("{r:.2}x"),
         );

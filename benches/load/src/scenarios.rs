@@ -8,6 +8,7 @@
 use crate::client::{self, Conn, Target};
 use crate::procstat;
 use anyhow::{Context, Result};
+use bytes::Bytes;
 use http_body_util::BodyExt;
 use serde::Serialize;
 use std::net::Ipv4Addr;
@@ -226,8 +227,8 @@ pub async fn first_contact(t: &Target, probe: Probe, hosts: &[Ipv4Addr]) -> Firs
     }
 }
 
-/// S4: one large download per run on a fresh connection; the median run is reported,
-/// and the proxy CPU of all runs.
+/// S4, S4w and S4u: one large transfer per run on a fresh connection; the median run is
+/// reported, and the proxy CPU of all runs.
 #[derive(Serialize, Clone, Debug)]
 pub struct Download {
     pub bytes: u64,
@@ -239,7 +240,6 @@ pub struct Download {
     pub valid: bool,
 }
 
-/// `paced`: the origin writes each 64 KiB slice on its own (S4w).
 impl Download {
     /// Megabytes moved per second of proxy CPU, over all runs (the CPU covers them all).
     pub fn mb_per_cpu_s(&self) -> Option<f64> {
@@ -248,39 +248,69 @@ impl Download {
     }
 }
 
+/// S4 and S4w (`paced`: the origin writes each 64 KiB slice on its own).
 pub async fn download(t: &Target, probe: Probe, bytes: u64, runs: usize, paced: bool) -> Download {
     let path = if paced {
         format!("/bytes/{bytes}?paced=1")
     } else {
         format!("/bytes/{bytes}")
     };
+    transfers(probe, bytes, runs, || async {
+        let mut c = client::connect(t, t.cred_host).await?;
+        let t0 = Instant::now();
+        let got = client::get(t, &mut c, &path).await?;
+        let mut body = got.body;
+        let mut n = 0u64;
+        tokio::time::timeout(TRANSFER_LIMIT, async {
+            while let Some(f) = body.frame().await {
+                if let Some(d) = f?.data_ref() {
+                    n += d.len() as u64;
+                }
+            }
+            anyhow::Ok(())
+        })
+        .await
+        .with_context(|| format!("download: timed out after {TRANSFER_LIMIT:?}"))??;
+        anyhow::ensure!(n == bytes, "download: got {n} bytes, want {bytes}");
+        Ok(t0.elapsed())
+    })
+    .await
+}
+
+/// S4u: one large upload per run (`POST /sink`, `Content-Length`, 64 KiB slices all
+/// ready at once) on a fresh connection; timed until the origin's answer, which comes
+/// after it has read the last byte.
+pub async fn upload(t: &Target, probe: Probe, bytes: u64, runs: usize) -> Download {
+    let chunk = Bytes::from(vec![b'u'; 64 * 1024]);
+    transfers(probe, bytes, runs, || async {
+        let mut c = client::connect::<client::Upload>(t, t.cred_host).await?;
+        let t0 = Instant::now();
+        let body = client::Upload::new(bytes, chunk.clone());
+        let n = client::post_sink(t, &mut c, body, TRANSFER_LIMIT).await?;
+        anyhow::ensure!(
+            n == bytes,
+            "upload: the origin read {n} bytes, want {bytes}"
+        );
+        Ok(t0.elapsed())
+    })
+    .await
+}
+
+/// A generous bound on one transfer: 200 MB at 2 MB/s.
+const TRANSFER_LIMIT: Duration = Duration::from_secs(120);
+
+/// Runs `one` `runs` times; the median speed and the proxy CPU over all runs.
+async fn transfers<F, Fut>(probe: Probe, bytes: u64, runs: usize, one: F) -> Download
+where
+    F: Fn() -> Fut,
+    Fut: Future<Output = Result<Duration>>,
+{
     let mut speeds = Vec::new();
     let mut errs = Errors::default();
     let cpu0 = probe.cpu();
     for _ in 0..runs {
-        let r = async {
-            let mut c = client::connect(t, t.cred_host).await?;
-            let t0 = Instant::now();
-            let got = client::get(t, &mut c, &path).await?;
-            let mut body = got.body;
-            let mut n = 0u64;
-            // A generous bound: 200 MB at 2 MB/s.
-            tokio::time::timeout(Duration::from_secs(120), async {
-                while let Some(f) = body.frame().await {
-                    if let Some(d) = f?.data_ref() {
-                        n += d.len() as u64;
-                    }
-                }
-                anyhow::Ok(())
-            })
-            .await
-            .context("download: timed out after 120 s")??;
-            anyhow::ensure!(n == bytes, "download: got {n} bytes, want {bytes}");
-            Ok(bytes as f64 / 1e6 / t0.elapsed().as_secs_f64())
-        }
-        .await;
-        match r {
-            Ok(s) => speeds.push(s),
+        match one().await {
+            Ok(took) => speeds.push(bytes as f64 / 1e6 / took.as_secs_f64()),
             Err(e) => errs.add(&e),
         }
     }

@@ -134,6 +134,18 @@ fn origin_reports_whether_the_credential_arrived_without_echoing_it() {
         head_of(&o).contains(" 400"),
         "oversized /bytes must be refused"
     );
+    // `POST /sink` (S4u) reads the whole body and answers with its length.
+    let upload = dir.join("upload.bin");
+    std::fs::write(&upload, vec![b'u'; 300_001]).unwrap();
+    let o = Command::new("curl")
+        .args(["-sS", "--max-time", "30", "--cacert", ca.to_str().unwrap()])
+        .arg("--data-binary")
+        .arg(format!("@{}", upload.display()))
+        .arg(format!("https://127.0.0.1:{port}/sink"))
+        .output()
+        .expect("curl runs");
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(String::from_utf8_lossy(&o.stdout), "300001\n");
     let _ = std::fs::remove_dir_all(&dir);
 }
 
