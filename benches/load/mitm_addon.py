@@ -37,7 +37,9 @@ class BenchRoutes:
             routes[r["host"].rstrip(".").lower()] = inject
         self.routes = routes
 
-    def request(self, flow: http.HTTPFlow) -> None:
+    def requestheaders(self, flow: http.HTTPFlow) -> None:
+        # Decided on the head: a streamed request body (S4u) leaves before the
+        # `request` hook runs, so changing headers there would be too late.
         host = flow.request.host.rstrip(".").lower()
         if host not in self.routes:
             flow.response = http.Response.make(
@@ -51,9 +53,7 @@ class BenchRoutes:
             for name in ("authorization", "proxy-authorization", "cookie", "x-api-key"):
                 flow.request.headers.pop(name, None)
             flow.request.headers["authorization"] = inject
-
-    def requestheaders(self, flow: http.HTTPFlow) -> None:
-        # Stream uploads (S4u) as egress-proxy does; the request hook still runs first.
+        # Stream uploads as egress-proxy does.
         flow.request.stream = True
 
     def responseheaders(self, flow: http.HTTPFlow) -> None:
