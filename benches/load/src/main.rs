@@ -107,6 +107,16 @@ fn main() -> ExitCode {
             };
         }
     };
+    if let Cmd::Bench(a) = &cli.cmd {
+        match off_proxy_cpus(&a.proxy_cpus) {
+            Ok(None) => {}
+            Ok(Some(code)) => return code,
+            Err(e) => {
+                eprintln!("load-harness: {e:#}");
+                return ExitCode::from(2);
+            }
+        }
+    }
     // A workspace build unifies rustls features (the proxy enables `ring`), so
     // rustls cannot pick a process default by itself: name the one this
     // harness is written for.
@@ -149,6 +159,70 @@ fn main() -> ExitCode {
             ExitCode::from(1)
         }
     }
+}
+
+/// The load generator and the origin (its child) must not share the proxies' CPUs, or
+/// every ratio measures the contention. When this process may run on one of them, it runs
+/// itself again under `taskset -c <the other CPUs it may use>` and returns that run's
+/// exit code; `None`: already off them.
+fn off_proxy_cpus(proxy_cpus: &str) -> Result<Option<ExitCode>> {
+    let proxy = cpu_list(proxy_cpus).context("--proxy-cpus")?;
+    let status =
+        std::fs::read_to_string("/proc/self/status").context("reading /proc/self/status")?;
+    let allowed = status
+        .lines()
+        .find_map(|l| l.strip_prefix("Cpus_allowed_list:"))
+        .context("/proc/self/status has no Cpus_allowed_list")?;
+    let allowed = cpu_list(allowed.trim()).context("Cpus_allowed_list")?;
+    if allowed.is_disjoint(&proxy) {
+        return Ok(None);
+    }
+    let rest: Vec<String> = allowed.difference(&proxy).map(u32::to_string).collect();
+    if rest.is_empty() {
+        bail!(
+            "--proxy-cpus {proxy_cpus} leaves no CPU of this process's ({}) for the load \
+             generator and the origin",
+            allowed
+                .iter()
+                .map(u32::to_string)
+                .collect::<Vec<_>>()
+                .join(",")
+        );
+    }
+    let rest = rest.join(",");
+    eprintln!("load-harness: running on CPUs {rest}, off the proxies' CPUs {proxy_cpus}");
+    let me = std::env::current_exe().context("finding this executable")?;
+    let st = std::process::Command::new("taskset")
+        .arg("-c")
+        .arg(&rest)
+        .arg(me)
+        .args(std::env::args_os().skip(1))
+        .status()
+        .context("running taskset (apt-get install util-linux)")?;
+    Ok(Some(match st.code() {
+        Some(c) => ExitCode::from(u8::try_from(c).unwrap_or(1)),
+        None => ExitCode::from(1),
+    }))
+}
+
+/// A CPU list as `taskset -c` and `/proc` write it: `0`, `0-3`, `0,2-3`.
+fn cpu_list(s: &str) -> Result<std::collections::BTreeSet<u32>> {
+    let mut set = std::collections::BTreeSet::new();
+    for part in s.split(',').map(str::trim) {
+        let (a, b) = part.split_once('-').unwrap_or((part, part));
+        let (a, b): (u32, u32) = (
+            a.parse()
+                .with_context(|| format!("{part:?} in CPU list {s:?}"))?,
+            b.parse()
+                .with_context(|| format!("{part:?} in CPU list {s:?}"))?,
+        );
+        anyhow::ensure!(
+            a <= b && b < 4096,
+            "{part:?} in CPU list {s:?} is not a range of CPUs"
+        );
+        set.extend(a..=b);
+    }
+    Ok(set)
 }
 
 async fn bench_cmd(a: BenchArgs) -> Result<ExitCode> {
@@ -302,4 +376,45 @@ fn loadavg() -> String {
     std::fs::read_to_string("/proc/loadavg")
         .map(|s| s.trim().to_owned())
         .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn cpu_lists_as_taskset_writes_them() {
+        let l = |s| cpu_list(s).map(|set| set.into_iter().collect::<Vec<_>>());
+        assert_eq!(l("1").unwrap(), [1]);
+        assert_eq!(l("0-3").unwrap(), [0, 1, 2, 3]);
+        assert_eq!(l("0,2-3, 5").unwrap(), [0, 2, 3, 5]);
+        for bad in ["", "a", "3-1", "1-", "-1", "0-99999", "1,,2"] {
+            assert!(l(bad).is_err(), "{bad:?} must be refused");
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn a_cpu_set_written_as_ranges_reads_back(set in proptest::collection::btree_set(0u32..512, 1..40)) {
+            // Written the way the kernel does: runs of consecutive CPUs as `a-b`.
+            let v: Vec<u32> = set.iter().copied().collect();
+            let mut parts = Vec::new();
+            let mut i = 0;
+            while i < v.len() {
+                let mut j = i;
+                while j + 1 < v.len() && v[j + 1] == v[j] + 1 {
+                    j += 1;
+                }
+                parts.push(if i == j { v[i].to_string() } else { format!("{}-{}", v[i], v[j]) });
+                i = j + 1;
+            }
+            prop_assert_eq!(cpu_list(&parts.join(",")).unwrap(), set);
+        }
+
+        #[test]
+        fn any_text_is_a_list_or_an_error(s in ".{0,40}") {
+            let _ = cpu_list(&s);
+        }
+    }
 }
