@@ -123,27 +123,26 @@ async fn sniff<S: AsyncRead + Unpin>(
     }
 }
 
+/// The tunnel's stream once its first bytes are read: they are replayed.
+type Opened = Prefixed<TokioIo<Upgraded>>;
+
 /// Runs a tunnel the client opened with CONNECT to `target`.
+///
+/// The stages before serving (sniffing, the TLS handshake) run boxed, each
+/// freed when it ends: the task then keeps only the serving stage's state
+/// for the life of a keep-alive connection (S6).
 pub async fn tunnel(
     shared: Arc<Shared>,
     client: std::net::SocketAddr,
     upgraded: Upgraded,
     target: ConnectTarget,
 ) {
-    let mut io = TokioIo::new(upgraded);
     let limits = shared.limits.clone();
-    // The 200 is sent: find or mint the host's leaf now, while the client
-    // makes its ClientHello, rather than after the ClientHello arrives.
-    let leaf = shared.leaves.server_config(&target.host).await;
-    let sniffed = tokio::time::timeout(
-        limits.handshake_timeout,
-        sniff(&mut io, limits.max_head_bytes),
-    )
-    .await;
-    let Ok(Ok((kind, prefix))) = sniffed else {
+    let opened = Box::pin(open(&shared, upgraded, &target));
+    let opened = opened.await;
+    let Some((kind, io, leaf)) = opened else {
         return;
     };
-    let io = Prefixed::new(prefix, io);
     match kind {
         Sniffed::Other => {
             tracing::info!(client = %client, host = %target.host, "closed a tunnel that is neither TLS nor HTTP/1");
@@ -162,24 +161,14 @@ pub async fn tunnel(
             serve_http(ctx, io, true).await;
         }
         Sniffed::Tls => {
-            let hs = async {
-                let start = LazyConfigAcceptor::new(
-                    rustls::server::Acceptor::default(),
-                    ReadAhead::new(io),
-                )
-                .await?;
-                let sni = start.client_hello().server_name().map(|s| s.to_owned());
-                let config = leaf.map_err(std::io::Error::other)?;
-                let tls = start.into_stream(config).await?;
-                Ok::<_, std::io::Error>((tls, sni))
-            };
-            let (tls, sni) = match tokio::time::timeout(limits.handshake_timeout, hs).await {
-                Ok(Ok(v)) => v,
-                Ok(Err(e)) => {
+            let hs = Box::pin(handshake(io, leaf, limits.handshake_timeout));
+            let hs = hs.await;
+            let (tls, sni) = match hs {
+                Ok(v) => v,
+                Err(e) => {
                     tracing::debug!(client = %client, host = %target.host, error = %e, "client TLS handshake failed");
                     return;
                 }
-                Err(_) => return,
             };
             let alpn = tls.get_ref().1.alpn_protocol();
             let h1_only = alpn == Some(b"http/1.1");
@@ -210,6 +199,58 @@ pub async fn tunnel(
             }
         }
     }
+}
+
+/// Finds or mints the host's leaf and reads the tunnel's first bytes.
+/// `None`: the client sent nothing classifiable in time (or closed).
+async fn open(
+    shared: &Shared,
+    upgraded: Upgraded,
+    target: &ConnectTarget,
+) -> Option<(Sniffed, Opened, LeafResult)> {
+    let mut io = TokioIo::new(upgraded);
+    let limits = &shared.limits;
+    // The 200 is sent: find or mint the host's leaf now, while the client
+    // makes its ClientHello, rather than after the ClientHello arrives.
+    let leaf = shared.leaves.server_config(&target.host).await;
+    let sniffed = tokio::time::timeout(
+        limits.handshake_timeout,
+        sniff(&mut io, limits.max_head_bytes),
+    )
+    .await;
+    let Ok(Ok((kind, prefix))) = sniffed else {
+        return None;
+    };
+    Some((kind, Prefixed::new(prefix, io), leaf))
+}
+
+type LeafResult = Result<Arc<rustls::ServerConfig>, crate::tls::leaf::LeafError>;
+
+/// A tunnel's TLS stream, boxed where it is made: a future keeps room for
+/// every value it holds across an await (a moved-out argument included), so
+/// the futures that pass it on hold a pointer instead of a copy of its ~1.2
+/// KiB (S6).
+type ClientTls = tokio_rustls::server::TlsStream<ReadAhead<Opened>>;
+
+/// The client-side TLS handshake with the host's leaf, bounded in time;
+/// returns the stream and the SNI the client sent.
+async fn handshake(
+    io: Opened,
+    leaf: LeafResult,
+    limit: std::time::Duration,
+) -> std::io::Result<(Box<ClientTls>, Option<String>)> {
+    let hs = async {
+        let start =
+            LazyConfigAcceptor::new(rustls::server::Acceptor::default(), ReadAhead::new(io))
+                .await?;
+        let sni = start.client_hello().server_name().map(|s| s.to_owned());
+        let config = leaf.map_err(std::io::Error::other)?;
+        let tls = start.into_stream(config).await?;
+        Ok::<_, std::io::Error>((Box::new(tls), sni))
+    };
+    tokio::time::timeout(limit, hs)
+        .await
+        .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "TLS handshake timed out"))?
 }
 
 /// Serves HTTP/1.1 (and h2 unless `h1_only`) on a tunnel's stream.
@@ -244,11 +285,16 @@ where
         }
     };
     let io = TokioIo::new(io);
+    // Each way of serving is boxed on its own: a future has room for the
+    // largest state it can reach, and the auto connection (h2 server
+    // included) is several times the size of hyper's HTTP/1 one. An idle
+    // HTTP/1 connection's task then holds only the HTTP/1 connection (S6).
     if h1_only {
-        // hyper's HTTP/1 connection rather than the auto one: an idle
-        // connection's task then has no room for an h2 server in it (S6).
         let h1 = crate::listener::http1_server(&limits);
-        until_stopped!(h1.serve_connection(io, svc).with_upgrades(), stop);
+        let b = Box::pin(async move {
+            until_stopped!(h1.serve_connection(io, svc).with_upgrades(), stop);
+        });
+        b.await;
         return;
     }
     let mut builder = auto::Builder::new(TokioExecutor::new());
@@ -265,7 +311,10 @@ where
         .timer(TokioTimer::new())
         .max_concurrent_streams(limits.max_h2_streams)
         .keep_alive_interval(None);
-    until_stopped!(builder.serve_connection_with_upgrades(io, svc), stop);
+    let b = Box::pin(async move {
+        until_stopped!(builder.serve_connection_with_upgrades(io, svc), stop);
+    });
+    b.await;
 }
 
 /// Runs a served connection to its end; once `$stop` is ready first, asks

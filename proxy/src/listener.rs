@@ -85,8 +85,10 @@ async fn serve_client(
         tunnel: None,
         raw: Some(heads),
     });
-    // Tunnels are awaited inside this task so the connection permit covers them.
-    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<tokio::task::JoinHandle<()>>();
+    // Tunnels are awaited inside this task so the connection permit covers
+    // them. (One at most in practice: a CONNECT ends the connection's HTTP/1.)
+    let tunnels = TunnelSlot::default();
+    let tx = tunnels.clone();
     let svc = service_fn(move |req: Request<Incoming>| {
         let ctx = ctx.clone();
         let tx = tx.clone();
@@ -104,12 +106,20 @@ async fn serve_client(
             }
         }
     });
-    let conn = http1_server(&shared.limits)
-        .serve_connection(TokioIo::new(stream), svc)
-        .with_upgrades();
-    // On drain: an idle connection closes now, a busy one after its response.
-    crate::connect::until_stopped!(conn, shared.drain.signalled());
-    while let Ok(h) = rx.try_recv() {
+    let builder = http1_server(&shared.limits);
+    let drained = shared.drain.signalled();
+    // Boxed, and freed when the connection's HTTP/1 ends: while a tunnel
+    // runs, this task keeps only the tunnel's handle (S6).
+    let serving = Box::pin(async move {
+        let conn = builder
+            .serve_connection(TokioIo::new(stream), svc)
+            .with_upgrades();
+        // On drain: an idle connection closes now, a busy one after its response.
+        crate::connect::until_stopped!(conn, drained);
+    });
+    serving.await;
+    let handles = tunnels.lock().map(|mut h| std::mem::take(&mut *h));
+    for h in handles.unwrap_or_default() {
         let _ = h.await;
     }
 }
@@ -129,11 +139,10 @@ pub(crate) fn http1_server(limits: &Limits) -> hyper::server::conn::http1::Build
     b
 }
 
-fn on_connect(
-    ctx: Arc<Ctx>,
-    req: Request<Incoming>,
-    tunnels: tokio::sync::mpsc::UnboundedSender<tokio::task::JoinHandle<()>>,
-) -> Response<BoxBody> {
+/// Where the proxy port's connection task finds the tunnels it must await.
+type TunnelSlot = Arc<std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>>;
+
+fn on_connect(ctx: Arc<Ctx>, req: Request<Incoming>, tunnels: TunnelSlot) -> Response<BoxBody> {
     let raw = req.uri().to_string();
     let parsed = if raw.len() > MAX_CONNECT_TARGET {
         Err(Refusal::new(
@@ -164,6 +173,8 @@ fn on_connect(
             Err(e) => tracing::debug!(error = %e, "CONNECT upgrade failed"),
         }
     });
-    let _ = tunnels.send(handle);
+    if let Ok(mut slot) = tunnels.lock() {
+        slot.push(handle);
+    }
     Response::new(empty())
 }
