@@ -10,19 +10,19 @@ use anyhow::{Context, Result, bail};
 use bytes::Bytes;
 use http::{HeaderValue, Request};
 use http_body_util::{BodyExt, Empty};
-use hyper::body::{Body, Frame, SizeHint};
+use hyper::body::Body;
 use hyper::client::conn::http1::SendRequest;
 use hyper_util::rt::TokioIo;
 use rustls::pki_types::ServerName;
 use std::convert::Infallible;
 use std::net::{Ipv4Addr, SocketAddr};
-use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context as TaskCx, Poll};
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
+
+use crate::slices::Slices;
 
 /// Bound on any single step (connect, CONNECT reply, handshake, response head).
 pub const STEP_TIMEOUT: Duration = Duration::from_secs(30);
@@ -52,7 +52,7 @@ pub fn tls_config(roots: rustls::RootCertStore) -> Arc<rustls::ClientConfig> {
     Arc::new(cfg)
 }
 
-/// One client connection; `B` is its request body type (`Upload` for S4u).
+/// One client connection; `B` is its request body type (`Slices` for S4u).
 pub struct Conn<B = Empty<Bytes>> {
     pub send: SendRequest<B>,
     pub host: Ipv4Addr,
@@ -200,50 +200,12 @@ pub async fn get_all(t: &Target, c: &mut Conn, path: &str) -> Result<u64> {
     .await
 }
 
-/// A request body of a known length (`Content-Length`), sent as slices of one shared
-/// buffer, all ready at once: no allocation per slice (S4u).
-pub struct Upload {
-    remaining: u64,
-    chunk: Bytes,
-}
-
-impl Upload {
-    pub fn new(bytes: u64, chunk: Bytes) -> Upload {
-        Upload {
-            remaining: bytes,
-            chunk,
-        }
-    }
-}
-
-impl Body for Upload {
-    type Data = Bytes;
-    type Error = Infallible;
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        _cx: &mut TaskCx<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
-        if self.remaining == 0 || self.chunk.is_empty() {
-            return Poll::Ready(None);
-        }
-        let n = self.remaining.min(self.chunk.len() as u64) as usize;
-        self.remaining -= n as u64;
-        Poll::Ready(Some(Ok(Frame::data(self.chunk.slice(..n)))))
-    }
-    fn is_end_stream(&self) -> bool {
-        self.remaining == 0
-    }
-    fn size_hint(&self) -> SizeHint {
-        SizeHint::with_exact(self.remaining)
-    }
-}
-
 /// `POST /sink` with `body` (bounded by `limit`); checks the answer as `get` does and
 /// returns the byte count the origin says it read.
 pub async fn post_sink(
     t: &Target,
-    c: &mut Conn<Upload>,
-    body: Upload,
+    c: &mut Conn<Slices>,
+    body: Slices,
     limit: Duration,
 ) -> Result<u64> {
     let req = Request::post("/sink")

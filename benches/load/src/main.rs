@@ -14,6 +14,7 @@ mod procstat;
 mod report;
 mod routes;
 mod scenarios;
+mod slices;
 
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};

@@ -14,7 +14,7 @@ use anyhow::{Context, Result};
 use bytes::Bytes;
 use http::{HeaderValue, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full, combinators::BoxBody};
-use hyper::body::{Body, Frame, Incoming, SizeHint};
+use hyper::body::{Body, Frame, Incoming};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use rustls::pki_types::pem::PemObject;
 use std::convert::Infallible;
@@ -182,12 +182,11 @@ fn handle(shared: &Shared, req: Request<Incoming>) -> Response<OBody> {
             Ok(n) if n <= MAX_BYTES => (
                 StatusCode::OK,
                 "application/octet-stream",
-                BytesBody {
-                    remaining: n,
-                    chunk: shared.chunk.clone(),
-                    paced: param(query, "paced") == Some(1),
-                    yielded: false,
-                }
+                crate::slices::Slices::new(
+                    n,
+                    shared.chunk.clone(),
+                    param(query, "paced") == Some(1),
+                )
                 .boxed(),
             ),
             _ => bad("bytes: want /bytes/<n> with n <= 4 GiB"),
@@ -241,47 +240,6 @@ fn param(query: &str, name: &str) -> Option<u64> {
         .filter_map(|kv| kv.split_once('='))
         .find(|(k, _)| *k == name)
         .and_then(|(_, v)| v.parse().ok())
-}
-
-/// `n` bytes sent as slices of one shared buffer: no allocation per chunk.
-///
-/// `paced`: the body is not ready again until the server has taken the last
-/// slice and polled once more (a wake-up in between), so each 64 KiB slice
-/// leaves as its own write, as from a server that loops on `write(64 KiB)`
-/// (S4w); otherwise every slice is ready at once and hyper may coalesce them.
-struct BytesBody {
-    remaining: u64,
-    chunk: Bytes,
-    paced: bool,
-    yielded: bool,
-}
-
-impl Body for BytesBody {
-    type Data = Bytes;
-    type Error = Infallible;
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        cx: &mut TaskCx<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
-        if self.remaining == 0 {
-            return Poll::Ready(None);
-        }
-        if self.paced && !self.yielded {
-            self.yielded = true;
-            cx.waker().wake_by_ref();
-            return Poll::Pending;
-        }
-        self.yielded = false;
-        let n = self.remaining.min(self.chunk.len() as u64) as usize;
-        self.remaining -= n as u64;
-        Poll::Ready(Some(Ok(Frame::data(self.chunk.slice(..n)))))
-    }
-    fn is_end_stream(&self) -> bool {
-        self.remaining == 0
-    }
-    fn size_hint(&self) -> SizeHint {
-        SizeHint::with_exact(self.remaining)
-    }
 }
 
 /// One event per tick: `data: <unix nanos at send>\n\n`.

@@ -7,6 +7,7 @@
 
 use crate::client::{self, Conn, Target};
 use crate::procstat;
+use crate::slices::Slices;
 use anyhow::{Context, Result};
 use bytes::Bytes;
 use http_body_util::BodyExt;
@@ -283,9 +284,9 @@ pub async fn download(t: &Target, probe: Probe, bytes: u64, runs: usize, paced: 
 pub async fn upload(t: &Target, probe: Probe, bytes: u64, runs: usize) -> Download {
     let chunk = Bytes::from(vec![b'u'; 64 * 1024]);
     transfers(probe, bytes, runs, || async {
-        let mut c = client::connect::<client::Upload>(t, t.cred_host).await?;
+        let mut c = client::connect::<Slices>(t, t.cred_host).await?;
         let t0 = Instant::now();
-        let body = client::Upload::new(bytes, chunk.clone());
+        let body = Slices::new(bytes, chunk.clone(), false);
         let n = client::post_sink(t, &mut c, body, TRANSFER_LIMIT).await?;
         anyhow::ensure!(
             n == bytes,
