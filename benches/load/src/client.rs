@@ -201,7 +201,8 @@ pub async fn get_all(t: &Target, c: &mut Conn, path: &str) -> Result<u64> {
 }
 
 /// `POST /sink` with `body` (bounded by `limit`); checks the answer as `get` does and
-/// returns the byte count the origin says it read.
+/// returns the byte count the origin says it read. The origin answers after the last
+/// byte, so the response head's step bound (`STEP_TIMEOUT`) covers the upload too.
 pub async fn post_sink(
     t: &Target,
     c: &mut Conn<Slices>,
