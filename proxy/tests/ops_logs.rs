@@ -84,9 +84,13 @@ async fn access_lines_count_the_body_bytes_each_way() {
             req = req.uri("/ok").header("host", format!("localhost:{tp}"));
         }
         let req = req.body(if post { body(upload) } else { empty() }).unwrap();
+        // Ready first: the h1 connection takes the next request only once its
+        // task has seen the end of the last response.
         let resp = if i < 2 {
+            h1.ready().await.expect("h1 ready");
             h1.send_request(req).await.expect("h1 request")
         } else {
+            h2.ready().await.expect("h2 ready");
             h2.send_request(req).await.expect("h2 request")
         };
         let got = try_collect(resp).await.unwrap();
