@@ -40,7 +40,7 @@ pub struct Config {
     pub s5_events: u64,
     pub s5_interval_ms: u64,
     pub s6_conns: usize,
-    /// Scenarios to run (`s1`..`s6`, `s4w`, `s4u`); empty: all.
+    /// Scenarios to run (`s1`..`s6`, `s4w`, `s4s`, `s4u`); empty: all.
     pub only: Vec<String>,
 }
 
@@ -61,6 +61,8 @@ pub struct ProxyResult {
     pub s4: Option<Download>,
     /// S4 with the origin writing each 64 KiB slice on its own (`/bytes/<n>?paced=1`).
     pub s4w: Option<Download>,
+    /// S4 with the origin sending 16 KiB h2 frames (`/bytes/<n>?slice=16384`).
+    pub s4s: Option<Download>,
     /// The upload counterpart of S4 (`POST /sink`).
     pub s4u: Option<Download>,
     pub s5: Option<Sse>,
@@ -81,6 +83,7 @@ impl ProxyResult {
             s3: None,
             s4: None,
             s4w: None,
+            s4s: None,
             s4u: None,
             s5: None,
             s6: None,
@@ -455,14 +458,22 @@ async fn measure(
     let mb = cfg.s4_bytes / 1_000_000;
     if cfg.wants("s4") {
         eprintln!("  S4 download {mb} MB x{}", cfg.s4_runs);
-        r.s4 = Some(scenarios::download(&t, probe, cfg.s4_bytes, cfg.s4_runs, false).await);
+        r.s4 = Some(scenarios::download(&t, probe, cfg.s4_bytes, cfg.s4_runs, "").await);
     }
     if cfg.wants("s4w") {
         eprintln!(
             "  S4w download {mb} MB x{}, one origin write per 64 KiB",
             cfg.s4_runs
         );
-        r.s4w = Some(scenarios::download(&t, probe, cfg.s4_bytes, cfg.s4_runs, true).await);
+        r.s4w = Some(scenarios::download(&t, probe, cfg.s4_bytes, cfg.s4_runs, "paced=1").await);
+    }
+    if cfg.wants("s4s") {
+        eprintln!(
+            "  S4s download {mb} MB x{}, origin h2 frames of 16 KiB",
+            cfg.s4_runs
+        );
+        r.s4s =
+            Some(scenarios::download(&t, probe, cfg.s4_bytes, cfg.s4_runs, "slice=16384").await);
     }
     if cfg.wants("s4u") {
         eprintln!("  S4u upload {mb} MB x{}", cfg.s4_runs);

@@ -84,10 +84,10 @@ struct BenchArgs {
     /// Seconds per S1 concurrency level and for S2 (default 10, smoke 2).
     #[arg(long)]
     seconds: Option<f64>,
-    /// Comma-separated scenarios to run (s1, s2, s3, s4, s4w, s4u, s5, s6); default all.
+    /// Comma-separated scenarios to run (s1, s2, s3, s4, s4w, s4s, s4u, s5, s6); default all.
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
-    /// S4/S4w/S4u transfer size in MB (default 200, smoke 20).
+    /// S4/S4w/S4s/S4u transfer size in MB (default 200, smoke 20).
     #[arg(long)]
     s4_mb: Option<u64>,
     /// Comma-separated S1 concurrency levels (default 1,8,64; smoke 1,8), e.g.
@@ -267,8 +267,8 @@ async fn bench_cmd(a: BenchArgs) -> Result<ExitCode> {
     };
     for o in &cfg.only {
         anyhow::ensure!(
-            ["s1", "s2", "s3", "s4", "s4w", "s4u", "s5", "s6"].contains(&o.as_str()),
-            "--only: unknown scenario {o:?} (use s1, s2, s3, s4, s4w, s4u, s5, s6)"
+            ["s1", "s2", "s3", "s4", "s4w", "s4s", "s4u", "s5", "s6"].contains(&o.as_str()),
+            "--only: unknown scenario {o:?} (use s1, s2, s3, s4, s4w, s4s, s4u, s5, s6)"
         );
     }
     let started = std::time::SystemTime::now();
@@ -325,6 +325,7 @@ async fn bench_cmd(a: BenchArgs) -> Result<ExitCode> {
                 || r.s3.as_ref().is_some_and(|p| !p.valid)
                 || r.s4.as_ref().is_some_and(|p| !p.valid)
                 || r.s4w.as_ref().is_some_and(|p| !p.valid)
+                || r.s4s.as_ref().is_some_and(|p| !p.valid)
                 || r.s4u.as_ref().is_some_and(|p| !p.valid)
                 || r.s5.as_ref().is_some_and(|p| !p.valid)
                 || r.s6.as_ref().is_some_and(|p| !p.valid);

@@ -2,7 +2,8 @@
 //! path of the harness talks to, direct or through a proxy.
 //!
 //! Endpoints: `/small` (a short body), `/bytes/<n>` (n bytes streamed from one reused
-//! buffer in 64 KiB slices; `?paced=1`: one write per slice), `/sse?n=&interval_ms=` (server-sent events, each carrying its send time in
+//! buffer in 64 KiB slices, `?slice=<bytes>` for smaller ones, so h2 DATA frames of that
+//! size; `?paced=1`: one write per slice), `/sse?n=&interval_ms=` (server-sent events, each carrying its send time in
 //! Unix nanoseconds), `POST /sink` (reads the request body to its end, answers with its
 //! length in decimal). Every response says in `x-auth` whether the expected
 //! `Authorization` arrived (`match`, `other`, `none`); the value itself is never printed
@@ -178,18 +179,19 @@ fn handle(shared: &Shared, req: Request<Incoming>) -> Response<OBody> {
             Full::new(Bytes::from_static(b"hello from the bench origin\n")).boxed(),
         )
     } else if let Some(n) = path.strip_prefix("/bytes/") {
+        let slice = param(query, "slice").unwrap_or(CHUNK as u64);
         match n.parse::<u64>() {
-            Ok(n) if n <= MAX_BYTES => (
+            Ok(n) if n <= MAX_BYTES && (1024..=CHUNK as u64).contains(&slice) => (
                 StatusCode::OK,
                 "application/octet-stream",
                 crate::slices::Slices::new(
                     n,
-                    shared.chunk.clone(),
+                    shared.chunk.slice(..slice as usize),
                     param(query, "paced") == Some(1),
                 )
                 .boxed(),
             ),
-            _ => bad("bytes: want /bytes/<n> with n <= 4 GiB"),
+            _ => bad("bytes: want /bytes/<n> with n <= 4 GiB, slice=1024..=65536"),
         }
     } else if path == "/sse" {
         let n = param(query, "n").unwrap_or(10);

@@ -107,10 +107,13 @@ fn rows() -> Vec<(String, Getter)> {
         }),
     ));
     type D = fn(&ProxyResult) -> Option<&crate::scenarios::Download>;
-    let transfers: [(&str, &str, D); 3] = [
+    let transfers: [(&str, &str, D); 4] = [
         ("S4", "download", |r| r.s4.as_ref()),
         ("S4w (origin: one write per 64 KiB)", "download", |r| {
             r.s4w.as_ref()
+        }),
+        ("S4s (origin: 16 KiB h2 frames)", "download", |r| {
+            r.s4s.as_ref()
         }),
         ("S4u", "upload", |r| r.s4u.as_ref()),
     ];
@@ -292,6 +295,9 @@ fn errors_of(r: &ProxyResult) -> Vec<(String, String)> {
     if let Some(p) = &r.s4w {
         push("S4w", p.errors, &p.first_error);
     }
+    if let Some(p) = &r.s4s {
+        push("S4s", p.errors, &p.first_error);
+    }
     if let Some(p) = &r.s4u {
         push("S4u", p.errors, &p.first_error);
     }
@@ -349,10 +355,11 @@ pub fn targets(results: &[ProxyResult]) -> String {
         &|r| format!("{r:.2}x"),
     );
     type D = fn(&ProxyResult) -> Option<&crate::scenarios::Download>;
-    // S4u has no target of its own in issue 17: it is held to S4's.
-    let transfers: [(&str, &str, D); 3] = [
+    // S4s and S4u have no target of their own in issue 17: they are held to S4's.
+    let transfers: [(&str, &str, D); 4] = [
         ("S4", "download", |r| r.s4.as_ref()),
         ("S4w", "download", |r| r.s4w.as_ref()),
+        ("S4s", "download", |r| r.s4s.as_ref()),
         ("S4u", "upload", |r| r.s4u.as_ref()),
     ];
     for (name, kind, pick) in transfers {

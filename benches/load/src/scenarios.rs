@@ -249,12 +249,13 @@ impl Download {
     }
 }
 
-/// S4 and S4w (`paced`: the origin writes each 64 KiB slice on its own).
-pub async fn download(t: &Target, probe: Probe, bytes: u64, runs: usize, paced: bool) -> Download {
-    let path = if paced {
-        format!("/bytes/{bytes}?paced=1")
-    } else {
+/// S4, S4w and S4s; `query` is the origin's (`paced=1`: each slice written on its own;
+/// `slice=16384`: 16 KiB slices, so 16 KiB h2 frames).
+pub async fn download(t: &Target, probe: Probe, bytes: u64, runs: usize, query: &str) -> Download {
+    let path = if query.is_empty() {
         format!("/bytes/{bytes}")
+    } else {
+        format!("/bytes/{bytes}?{query}")
     };
     transfers(probe, bytes, runs, || async {
         let mut c = client::connect(t, t.cred_host).await?;

@@ -134,6 +134,25 @@ fn origin_reports_whether_the_credential_arrived_without_echoing_it() {
         head_of(&o).contains(" 400"),
         "oversized /bytes must be refused"
     );
+    // `?slice=` (S4s) changes the slices, not the length; out of range is refused.
+    for (query, want) in [
+        ("slice=16384", 200u16),
+        ("slice=100", 400),
+        ("slice=70000", 400),
+    ] {
+        let o = Command::new("curl")
+            .args(["-sS", "--max-time", "30", "--cacert", ca.to_str().unwrap()])
+            .args(["-o", "/dev/null", "-w", "%{http_code} %{size_download}"])
+            .arg(format!("https://127.0.0.1:{port}/bytes/100000?{query}"))
+            .output()
+            .expect("curl runs");
+        let out = String::from_utf8_lossy(&o.stdout).to_string();
+        let code: u16 = out.split(' ').next().unwrap_or("").parse().unwrap_or(0);
+        assert_eq!(code, want, "{query}: {out}");
+        if want == 200 {
+            assert_eq!(out, "200 100000", "{query}");
+        }
+    }
     // `POST /sink` (S4u) reads the whole body and answers with its length.
     let upload = dir.join("upload.bin");
     std::fs::write(&upload, vec![b'u'; 300_001]).unwrap();
