@@ -137,7 +137,12 @@ pub async fn tunnel(
     upgraded: Upgraded,
     target: ConnectTarget,
 ) {
-    let limits = shared.limits.clone();
+    let (max_head, handshake_limit) = (
+        shared.limits.max_head_bytes,
+        shared.limits.handshake_timeout,
+    );
+    // Each box is built in a statement of its own: a box built inside the
+    // `.await` statement still leaves room for the boxed future in this one.
     let opened = Box::pin(open(&shared, upgraded, &target));
     let opened = opened.await;
     let Some((kind, io, leaf)) = opened else {
@@ -148,7 +153,7 @@ pub async fn tunnel(
             tracing::info!(client = %client, host = %target.host, "closed a tunnel that is neither TLS nor HTTP/1");
         }
         Sniffed::Http1 => {
-            let (io, heads) = H1Scan::new(io, limits.max_head_bytes);
+            let (io, heads) = H1Scan::new(io, max_head);
             let ctx = Arc::new(Ctx {
                 shared,
                 client,
@@ -161,7 +166,7 @@ pub async fn tunnel(
             serve_http(ctx, io, true).await;
         }
         Sniffed::Tls => {
-            let hs = Box::pin(handshake(io, leaf, limits.handshake_timeout));
+            let hs = Box::pin(handshake(io, leaf, handshake_limit));
             let hs = hs.await;
             let (tls, sni) = match hs {
                 Ok(v) => v,
@@ -188,7 +193,7 @@ pub async fn tunnel(
             } else {
                 // http/1.1, or no ALPN (the scanner steps aside for an h2
                 // preface).
-                let (io, heads) = H1Scan::new(tls, limits.max_head_bytes);
+                let (io, heads) = H1Scan::new(tls, max_head);
                 let ctx = Arc::new(Ctx {
                     shared,
                     client,

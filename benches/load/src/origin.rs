@@ -157,15 +157,12 @@ async fn sink(shared: &Shared, req: Request<Incoming>) -> Response<OBody> {
             Some(Err(e)) => break (StatusCode::BAD_REQUEST, format!("sink: body: {e}\n")),
         }
     };
-    let mut resp = Response::new(Full::new(Bytes::from(text)).boxed());
-    *resp.status_mut() = status;
-    let h = resp.headers_mut();
-    h.insert(
-        http::header::CONTENT_TYPE,
-        HeaderValue::from_static("text/plain"),
-    );
-    h.insert("x-auth", HeaderValue::from_static(auth));
-    resp
+    respond(
+        status,
+        "text/plain",
+        Full::new(Bytes::from(text)).boxed(),
+        auth,
+    )
 }
 
 fn handle(shared: &Shared, req: Request<Incoming>) -> Response<OBody> {
@@ -214,6 +211,16 @@ fn handle(shared: &Shared, req: Request<Incoming>) -> Response<OBody> {
     } else {
         bad("unknown path: use /small, /bytes/<n>, /sse or POST /sink")
     };
+    respond(status, ctype, body, auth)
+}
+
+/// Every answer: its status and type, and `x-auth` (what `auth_seen` said).
+fn respond(
+    status: StatusCode,
+    ctype: &'static str,
+    body: OBody,
+    auth: &'static str,
+) -> Response<OBody> {
     let mut resp = Response::new(body);
     *resp.status_mut() = status;
     let h = resp.headers_mut();
