@@ -8,6 +8,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 mod policy_cli;
+mod tuning;
 
 use bottle_pki::{Existing, WriteError};
 use clap::Parser;
@@ -61,7 +62,13 @@ fn main() -> ExitCode {
 }
 
 fn run(cli: Cli) -> ExitCode {
+    // First: it may start this program again, which must happen before any
+    // thread does.
+    let not_restarted = tuning::restart_without_slow_rep_movsb();
     egress_proxy::log::init(cli.log_format);
+    if let Some(e) = not_restarted {
+        tracing::warn!(error = %e, "could not restart with glibc's rep movsb off; copies may run slowly on this AMD CPU");
+    }
     // Dropped last, on every way out: the waiting access lines are written.
     let _batcher = egress_proxy::log::Batcher::start();
     let Some(routes) = cli.routes.clone() else {
@@ -131,7 +138,7 @@ fn run(cli: Cli) -> ExitCode {
         env: std::env::vars().collect(),
         resolver: Default::default(),
     };
-    raise_malloc_trim_threshold();
+    tuning::raise_malloc_trim_threshold();
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -216,23 +223,4 @@ async fn signals(
     running.shutdown(grace).await;
     tracing::info!("drained; exiting");
     ExitCode::SUCCESS
-}
-
-/// glibc's malloc hands the free top of a heap back to the kernel once more
-/// than its trim threshold (128 KiB at start) is free there. A download's
-/// 64 KiB frame and TLS record buffers cross that line all the time, and
-/// every page handed back is faulted in again, zero-filled, by the next
-/// buffer: S4 through an h2 origin took 111 000 page faults and 570
-/// `madvise` calls per 600 MB, 0.7 s of the proxy's 1.4 s of CPU
-/// (docs/benchmarks.md, "S4: why the two harnesses differed"). glibc raises
-/// the thresholds itself (mmap threshold to the block, trim threshold to
-/// twice that) when a block it had to `mmap` is freed: one block of
-/// `MALLOC_THRESHOLD_BLOCK`, allocated untouched and freed at start, does
-/// that without `mallopt` (this crate has no unsafe code). Another
-/// allocator ignores it; the block's pages are never touched.
-fn raise_malloc_trim_threshold() {
-    let block: Vec<u8> = std::hint::black_box(Vec::with_capacity(
-        egress_proxy::limits::MALLOC_THRESHOLD_BLOCK,
-    ));
-    drop(block);
 }

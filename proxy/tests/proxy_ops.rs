@@ -1,5 +1,6 @@
 //! Operation: reloading the routes file and token files (what SIGHUP does),
-//! a bad reload keeping the old policy, and the connection limit (503).
+//! a bad reload keeping the old policy, the connection limit (503), and the
+//! restart at start-up that turns glibc's slow `rep movsb` off on AMD CPUs.
 
 mod support;
 
@@ -10,7 +11,7 @@ use support::T;
 use support::clients::{body, connect, https_get};
 use support::origin::Origin;
 use support::pki::TestCa;
-use support::proxy::ProxySetup;
+use support::proxy::{Proxy, ProxyOpts, ProxySetup};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 #[tokio::test]
@@ -132,4 +133,70 @@ async fn connections_over_the_limit_get_503_overloaded() {
         ok.is_some(),
         "a new client is served after the first one left"
     );
+}
+
+/// The environment block of a running process, from `/proc`, its NULs as
+/// spaces. glibc writes NULs into `GLIBC_TUNABLES` there as it parses it (a
+/// `:` reads as a space), so the test looks for words, not variables.
+fn environ(pid: u32) -> String {
+    let raw = std::fs::read(format!("/proc/{pid}/environ")).expect("read /proc/PID/environ");
+    String::from_utf8_lossy(&raw).replace('\0', " ")
+}
+
+/// On an AMD (or Hygon) CPU the proxy starts itself again, once, with
+/// `rep movsb` off added to the operator's `GLIBC_TUNABLES` (glibc bug
+/// 30994, docs/benchmarks.md round 7), and then serves as usual; elsewhere
+/// it leaves the environment alone. A threshold the operator set stands.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_amd_cpus_the_proxy_restarts_once_with_rep_movsb_off() {
+    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").expect("read /proc/cpuinfo");
+    let amd = cpuinfo
+        .lines()
+        .find(|l| l.starts_with("vendor_id"))
+        .is_some_and(|l| l.contains("AuthenticAMD") || l.contains("HygonGenuine"));
+    let origin = Origin::start().await;
+    let routes = "routes:\n  - host: localhost\n";
+    for given in [
+        "glibc.malloc.mxfast=0",
+        "glibc.malloc.mxfast=0:glibc.cpu.x86_rep_movsb_threshold=2048",
+    ] {
+        let mut opts = ProxyOpts::ephemeral(routes).upstream_ca(origin.ca_file.clone());
+        opts.env.push(("GLIBC_TUNABLES".into(), given.into()));
+        let proxy = Proxy::start(opts);
+        let env = environ(proxy.pid());
+        let restarted = amd && !given.contains("rep_movsb");
+        for want in given.split(':') {
+            assert!(env.contains(want), "{want} kept: {env}");
+        }
+        assert_eq!(
+            env.contains("glibc.cpu.x86_rep_movsb_threshold=4294967295"),
+            restarted,
+            "rep movsb off added (amd: {amd}): {env}"
+        );
+        assert_eq!(
+            env.contains("EGRESS_PROXY_GLIBC_TUNED=1"),
+            restarted,
+            "the restart marks itself, so it happens once: {env}"
+        );
+        let listening = proxy
+            .json_lines()
+            .iter()
+            .filter(|v| v["msg"] == "listening")
+            .count();
+        assert_eq!(listening, 1, "{}", proxy.redacted());
+        let mut h1 = support::clients::h1_through(&proxy, "localhost", origin.https.port())
+            .await
+            .expect("tunnel");
+        let resp = h1
+            .send_request(
+                Request::builder()
+                    .uri("/")
+                    .header("host", format!("localhost:{}", origin.https.port()))
+                    .body(support::clients::empty())
+                    .unwrap(),
+            )
+            .await
+            .expect("request through the restarted proxy");
+        assert_eq!(resp.status(), 200);
+    }
 }
