@@ -18,12 +18,13 @@ const REP_MOVSB_OFF: &str = "glibc.cpu.x86_rep_movsb_threshold=4294967295";
 /// start would `exec` itself for ever).
 const REEXECED: &str = "EGRESS_PROXY_GLIBC_TUNED";
 
-/// On AMD Zen 3 and Zen 4, glibc before 2.40 copies blocks of 8 KiB and more
-/// with `rep movsb`, and that instruction runs at ~3.5 GB/s instead of ~90
-/// when the destination starts 1 to ~160 bytes (modulo 4 KiB) after the
-/// source (glibc bug 30994; `memcpy` of 16 KiB on this project's machine, in
-/// docs/benchmarks.md). rustls copies every decrypted record (16 KiB) out of
-/// its record buffer into a fresh one that sits just after it in the heap,
+/// On AMD Zen 3 and Zen 4, glibc (releases without the fix for its bug
+/// 30994, Debian 12's 2.36 among them) copies blocks of 8 KiB and more with
+/// `rep movsb`, and that instruction runs at 3-4 GB/s instead of ~90 when the
+/// destination starts 1 to 15 bytes (modulo 4 KiB) after the source, and at a
+/// fraction of it up to ~160 (`memcpy` of 16 KiB on this project's machine,
+/// docs/benchmarks.md round 7). rustls copies every decrypted record (16 KiB)
+/// out of its record buffer into a fresh one allocated just after it,
 /// which is that case: the copy was 26% of the proxy's CPU in a download.
 /// glibc reads its tunables only when a program starts, so on such a CPU the
 /// proxy starts itself again, once, with `rep movsb` turned off (what newer
