@@ -24,8 +24,8 @@ const REEXECED: &str = "EGRESS_PROXY_GLIBC_TUNED";
 /// destination starts 1 to 15 bytes (modulo 4 KiB) after the source, and at a
 /// fraction of it up to ~160 (`memcpy` of 16 KiB on this project's machine,
 /// docs/benchmarks.md round 7). rustls copies every decrypted record (16 KiB)
-/// out of its record buffer into a fresh one allocated just after it,
-/// which is that case: the copy was 26% of the proxy's CPU in a download.
+/// out of its record buffer into a fresh one; in a download that copy ran at
+/// the slow case's rate and took 26% of the proxy's CPU.
 /// glibc reads its tunables only when a program starts, so on such a CPU the
 /// proxy starts itself again, once, with `rep movsb` turned off (what newer
 /// glibc does on AMD by itself). Returns why it did not, when it tried and
