@@ -44,8 +44,12 @@ pub struct Config {
     pub only: Vec<String>,
 }
 
+/// The scenarios `--only` can name (`measure` runs them in its own order).
+pub const SCENARIOS: [&str; 9] = ["s1", "s2", "s3", "s4", "s4w", "s4s", "s4u", "s5", "s6"];
+
 impl Config {
     fn wants(&self, s: &str) -> bool {
+        debug_assert!(SCENARIOS.contains(&s), "{s} is not in SCENARIOS");
         self.only.is_empty() || self.only.iter().any(|o| o == s)
     }
 }

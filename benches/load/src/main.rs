@@ -267,8 +267,9 @@ async fn bench_cmd(a: BenchArgs) -> Result<ExitCode> {
     };
     for o in &cfg.only {
         anyhow::ensure!(
-            ["s1", "s2", "s3", "s4", "s4w", "s4s", "s4u", "s5", "s6"].contains(&o.as_str()),
-            "--only: unknown scenario {o:?} (use s1, s2, s3, s4, s4w, s4s, s4u, s5, s6)"
+            bench::SCENARIOS.contains(&o.as_str()),
+            "--only: unknown scenario {o:?} (use {})",
+            bench::SCENARIOS.join(", ")
         );
     }
     let started = std::time::SystemTime::now();
