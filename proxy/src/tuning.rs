@@ -65,11 +65,34 @@ fn with_rep_movsb_off(current: Option<&OsStr>) -> Option<OsString> {
 }
 
 /// `exec` of this same program with the same arguments and one variable
-/// changed; returns only if that failed.
+/// changed; returns only if that failed. It is started by its path, not as
+/// `/proc/self/exe`: the kernel names a process after the file it was
+/// started from, and `pgrep`, `pkill` and `top` would see `exe`. The path
+/// must still be this very file (not a newer build put in its place).
 fn restart(tunables: OsString) -> std::io::Error {
+    use std::os::unix::fs::MetadataExt;
     use std::os::unix::process::CommandExt;
+    let path = match std::env::current_exe() {
+        Ok(p) => p,
+        Err(e) => return e,
+    };
+    let same =
+        |a: &std::fs::Metadata, b: &std::fs::Metadata| a.dev() == b.dev() && a.ino() == b.ino();
+    match (
+        std::fs::metadata(&path),
+        std::fs::metadata("/proc/self/exe"),
+    ) {
+        (Ok(a), Ok(b)) if same(&a, &b) => {}
+        (Err(e), _) | (_, Err(e)) => return e,
+        _ => {
+            return std::io::Error::other(format!(
+                "{} is no longer the file this process runs",
+                path.display()
+            ));
+        }
+    }
     let mut args = std::env::args_os();
-    let mut cmd = std::process::Command::new("/proc/self/exe");
+    let mut cmd = std::process::Command::new(&path);
     if let Some(arg0) = args.next() {
         cmd.arg0(arg0);
     }

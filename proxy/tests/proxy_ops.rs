@@ -178,6 +178,13 @@ async fn on_amd_cpus_the_proxy_restarts_once_with_rep_movsb_off() {
             restarted,
             "the restart marks itself, so it happens once: {env}"
         );
+        let comm = std::fs::read_to_string(format!("/proc/{}/comm", proxy.pid()))
+            .expect("read /proc/PID/comm");
+        assert_eq!(
+            comm.trim(),
+            "egress-proxy",
+            "the process keeps its name (pgrep, pkill)"
+        );
         let listening = proxy
             .json_lines()
             .iter()
