@@ -76,13 +76,13 @@ fn restart(tunables: OsString) -> std::io::Error {
         Ok(p) => p,
         Err(e) => return e,
     };
-    let same =
-        |a: &std::fs::Metadata, b: &std::fs::Metadata| a.dev() == b.dev() && a.ino() == b.ino();
-    match (
-        std::fs::metadata(&path),
-        std::fs::metadata("/proc/self/exe"),
-    ) {
-        (Ok(a), Ok(b)) if same(&a, &b) => {}
+    let stat = |p: &std::path::Path| {
+        std::fs::metadata(p)
+            .map(|m| (m.dev(), m.ino()))
+            .map_err(|e| std::io::Error::new(e.kind(), format!("{}: {e}", p.display())))
+    };
+    match (stat(&path), stat("/proc/self/exe".as_ref())) {
+        (Ok(a), Ok(b)) if a == b => {}
         (Err(e), _) | (_, Err(e)) => return e,
         _ => {
             return std::io::Error::other(format!(
