@@ -7,20 +7,26 @@
 //! Must never: open a blind tunnel, or contact the upstream before a request
 //! inside the tunnel was allowed.
 
+use std::convert::Infallible;
+use std::pin::Pin;
 use std::sync::Arc;
 
 use addon_rules::ConnectTarget;
+use http::{Request, Response};
+use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper::upgrade::Upgraded;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
-use tokio::io::{AsyncRead, AsyncReadExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio_rustls::LazyConfigAcceptor;
 
-use crate::body::Guarded;
+use crate::body::{BoxBody, Guarded};
 use crate::h1scan::H1Scan;
 use crate::io::{Prefixed, ReadAhead};
-use crate::limits::MAX_SNIFFED_METHOD;
+use crate::limits::{LINGER_IDLE, MAX_SNIFFED_METHOD, REST_AFTER};
+use crate::metrics;
+use crate::shutdown::{Activity, Busy};
 use crate::serve::{self, ClientHello, Ctx, Tunnel};
 use crate::state::Shared;
 
@@ -163,7 +169,7 @@ pub async fn tunnel(
                 }),
                 raw: Some(heads),
             });
-            serve_http(ctx, io, true).await;
+            serve_h1(ctx, io).await;
         }
         Sniffed::Tls => {
             let hs = Box::pin(handshake(io, leaf, handshake_limit));
@@ -189,7 +195,7 @@ pub async fn tunnel(
                     tunnel,
                     raw: None,
                 });
-                serve_http(ctx, tls, false).await;
+                serve_auto(ctx, tls).await;
             } else {
                 // http/1.1, or no ALPN (the scanner steps aside for an h2
                 // preface).
@@ -200,7 +206,11 @@ pub async fn tunnel(
                     tunnel,
                     raw: Some(heads),
                 });
-                serve_http(ctx, io, h1_only).await;
+                if h1_only {
+                    serve_h1(ctx, io).await;
+                } else {
+                    serve_auto(ctx, io).await;
+                }
             }
         }
     }
@@ -258,19 +268,23 @@ async fn handshake(
         .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "TLS handshake timed out"))?
 }
 
-/// Serves HTTP/1.1 (and h2 unless `h1_only`) on a tunnel's stream.
-async fn serve_http<I>(ctx: Arc<Ctx>, io: I, h1_only: bool)
-where
-    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
-{
-    let limits = ctx.shared.limits.clone();
-    // On drain: h1 closes after the response in flight, h2 sends GOAWAY.
-    let drained = ctx.shared.drain.signalled();
-    // Idle keep-alive (h2 has no header-read timeout between requests): a
-    // request counts as in flight until its response body ends.
-    let activity = Arc::new(crate::shutdown::Activity::default());
+/// The service of one client connection, and the connection's activity
+/// (requests in flight, for the idle timeout and for resting).
+fn service(
+    ctx: Arc<Ctx>,
+) -> (
+    impl hyper::service::Service<
+        Request<Incoming>,
+        Response = Response<Guarded<BoxBody, Busy>>,
+        Error = Infallible,
+        Future: Send + 'static,
+    > + Send
+    + 'static,
+    Arc<Activity>,
+) {
+    let activity = Arc::new(Activity::default());
     let watched = activity.clone();
-    let svc = service_fn(move |req| {
+    let handler = move |req| {
         let busy = watched.begin();
         let ctx = ctx.clone();
         // Boxed per request: hyper keeps room for one request future per
@@ -279,29 +293,98 @@ where
         Box::pin(async move {
             let resp = serve::handle(ctx, req).await?;
             // Not boxed again: hyper takes any body type.
-            Ok::<_, std::convert::Infallible>(resp.map(|b| Guarded::new(b, busy)))
+            Ok::<_, Infallible>(resp.map(|b| Guarded::new(b, busy)))
         })
-    });
-    let idle = limits.idle_timeout;
-    let stop = async move {
+    };
+    (service_fn(handler), activity)
+}
+
+/// Completes when the connection must close: the proxy drains, or the
+/// connection had nothing in flight for the idle timeout (h2 has no
+/// header-read timeout between requests: a request counts as in flight
+/// until its response body ends).
+fn stop(ctx: &Ctx, activity: Arc<Activity>) -> impl Future<Output = ()> + Send + 'static {
+    let drained = ctx.shared.drain.signalled();
+    let idle = ctx.shared.limits.idle_timeout;
+    async move {
         tokio::select! {
             () = drained => {}
             () = activity.idle_for(idle) => {}
         }
-    };
-    let io = TokioIo::new(io);
-    // Each way of serving is boxed on its own: a future has room for the
-    // largest state it can reach, and the auto connection (h2 server
-    // included) is several times the size of hyper's HTTP/1 one. An idle
-    // HTTP/1 connection's task then holds only the HTTP/1 connection (S6).
-    if h1_only {
-        let h1 = crate::listener::http1_server(&limits);
-        let b = Box::pin(async move {
-            until_stopped!(h1.serve_connection(io, svc).with_upgrades(), stop);
-        });
-        b.await;
-        return;
     }
+}
+
+/// Serves HTTP/1.1 on a tunnel's stream (ALPN `http/1.1`, or cleartext).
+///
+/// A connection with nothing in flight for `REST_AFTER` rests: the scanner
+/// ends hyper's connection at its next idle read, hyper's state (its 8 KiB
+/// read and write buffers, its header cache) is freed, and the stream waits
+/// for the client's next bytes holding only the TLS state and the scanner.
+/// Those bytes start a new hyper connection on the same stream: the client
+/// sees one keep-alive connection (S6). On drain, the idle timeout or the
+/// header-read timeout a resting connection closes as an idle one does.
+async fn serve_h1<S>(ctx: Arc<Ctx>, io: H1Scan<S>)
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let h1 = crate::listener::http1_server(&ctx.shared.limits);
+    let header_read_timeout = ctx.shared.limits.header_read_timeout;
+    let (mut svc, activity) = service(ctx.clone());
+    let stop = stop(&ctx, activity.clone());
+    tokio::pin!(stop);
+    let rest = io.rest();
+    let mut io = io;
+    loop {
+        // Boxed: a resting connection's task keeps a pointer, not hyper's
+        // connection state.
+        let mut conn = Box::pin(h1.serve_connection(TokioIo::new(io), svc).with_upgrades());
+        let rested = loop {
+            tokio::select! {
+                _ = conn.as_mut() => break rest.is_resting(),
+                () = stop.as_mut() => {
+                    conn.as_mut().graceful_shutdown();
+                    let _ = conn.await;
+                    return;
+                }
+                () = activity.idle_for(REST_AFTER) => rest.ask(),
+            }
+        };
+        // Not rested: closed, failed, or upgraded (hyper has the stream).
+        let Some(parts) = rested.then(|| Pin::into_inner(conn).into_parts()).flatten() else {
+            return;
+        };
+        svc = parts.service;
+        let mut scan = parts.io.into_inner();
+        scan.unread(&parts.read_buf);
+        scan.shed();
+        let resting = metrics::get().resting();
+        let woke = tokio::select! {
+            r = std::future::poll_fn(|cx| scan.poll_wake(cx)) => matches!(r, Ok(true)),
+            () = stop.as_mut() => false,
+            // hyper's header-read timeout, which runs from the end of the
+            // last response, bounds an idle HTTP/1 connection: so here.
+            () = activity.idle_for(header_read_timeout) => false,
+        };
+        drop(resting);
+        if !woke {
+            rest.serve();
+            // As hyper closes an idle connection: close_notify, then FIN.
+            let _ = tokio::time::timeout(LINGER_IDLE, scan.shutdown()).await;
+            return;
+        }
+        io = scan;
+    }
+}
+
+/// Serves HTTP/1.1 or h2 on a tunnel's stream (ALPN `h2`, or none).
+async fn serve_auto<I>(ctx: Arc<Ctx>, io: I)
+where
+    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let limits = ctx.shared.limits.clone();
+    let (svc, activity) = service(ctx.clone());
+    let stop = stop(&ctx, activity);
+    let io = TokioIo::new(io);
     let mut builder = auto::Builder::new(TokioExecutor::new());
     // The auto builder's own HTTP/1 settings: as `listener::http1_server`.
     builder
@@ -316,8 +399,14 @@ where
         .timer(TokioTimer::new())
         .max_concurrent_streams(limits.max_h2_streams)
         .keep_alive_interval(None);
+    // Boxed: a future has room for the largest state it can reach, and the
+    // auto connection (h2 server included) is several times the size of
+    // hyper's HTTP/1 one.
     let b = Box::pin(async move {
-        until_stopped!(builder.serve_connection_with_upgrades(io, svc), stop);
+        until_stopped!(
+            builder.serve_connection_with_upgrades(io, svc),
+            stop
+        );
     });
     b.await;
 }

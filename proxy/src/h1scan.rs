@@ -11,13 +11,19 @@
 //! refusal, so `serve` answers with the proxy's own refusal, in order, and the
 //! connection closes. Head bytes are held back until the head is complete and
 //! checked; body bytes pass through as they come.
+//! Resting: asked by the serving loop, the wrapper ends hyper's connection at
+//! an idle read between two requests (hyper sees the stream end, its
+//! shutdown is not passed on), so the loop can drop hyper's buffers while the
+//! client is quiet and start a new connection on its next bytes.
 //! Must never: judge a request (the policy does, from these facts), buffer more
-//! than one head (max `max_head` bytes), panic on client bytes, or scan the
-//! bytes after a `CONNECT` or `Upgrade` request (they are not HTTP/1).
+//! than one head (max `max_head` bytes), panic on client bytes, scan the
+//! bytes after a `CONNECT` or `Upgrade` request (they are not HTTP/1), or rest
+//! with any byte of a request read and not yet served.
 
 use std::collections::VecDeque;
 use std::mem::MaybeUninit;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 
@@ -26,6 +32,8 @@ use http::{HeaderValue, StatusCode};
 use tokio::io::{AsyncRead, ReadBuf};
 
 use crate::limits::{MAX_CHUNK_EXTENSIONS, MAX_CONNECT_TARGET, MAX_HEADERS, SCAN_KEEP_CAPACITY};
+/// How much a resting connection reads at once when the client wakes it.
+const WAKE_READ: usize = 4096;
 /// What hyper receives in place of a head it would reject.
 const SYNTHETIC_HEAD: &[u8] = b"GET / HTTP/1.1\r\nhost: egress-proxy.invalid\r\n\r\n";
 
@@ -59,6 +67,49 @@ impl RawHeads {
         if let Ok(mut q) = self.0.lock() {
             q.push_back(head);
         }
+    }
+}
+
+/// Whether a served connection is resting, shared by the serving loop (which
+/// asks) and the wrapper hyper reads through (which rests).
+#[derive(Debug, Clone, Default)]
+pub struct Rest(Arc<AtomicU8>);
+
+const SERVING: u8 = 0;
+const ASKED: u8 = 1;
+const RESTING: u8 = 2;
+
+impl Rest {
+    /// Asks the wrapper to end hyper's connection at its next read that
+    /// finds nothing to read between two requests.
+    pub fn ask(&self) {
+        let _ = self
+            .0
+            .compare_exchange(SERVING, ASKED, Ordering::Relaxed, Ordering::Relaxed);
+    }
+
+    /// hyper's connection ended because the wrapper rested it.
+    pub fn is_resting(&self) -> bool {
+        self.0.load(Ordering::Relaxed) == RESTING
+    }
+
+    /// Back to serving: the wrapper passes reads and shutdowns on again.
+    pub fn serve(&self) {
+        self.0.store(SERVING, Ordering::Relaxed);
+    }
+
+    /// The client sent bytes: an ask made while it was quiet is void.
+    fn withdraw(&self) {
+        let _ = self
+            .0
+            .compare_exchange(ASKED, SERVING, Ordering::Relaxed, Ordering::Relaxed);
+    }
+
+    /// Rests if asked to.
+    fn begin(&self) -> bool {
+        self.0
+            .compare_exchange(ASKED, RESTING, Ordering::Relaxed, Ordering::Relaxed)
+            .is_ok()
     }
 }
 
@@ -132,6 +183,11 @@ impl Tracker {
             heads,
             first: true,
         }
+    }
+
+    /// Between two requests, with no byte of the next head seen.
+    fn at_boundary(&self) -> bool {
+        self.state == State::Head && self.head.is_empty()
     }
 
     /// Consumes a prefix of `input` (at least one byte when `input` is not
@@ -449,6 +505,10 @@ pub struct H1Scan<S> {
     ready_pos: usize,
     /// Bytes read from `inner` that the tracker has not seen yet.
     raw: Vec<u8>,
+    rest: Rest,
+    /// hyper wrote since its last completed flush: it may hold bytes of a
+    /// response not yet written, so the connection must not rest.
+    unflushed: bool,
 }
 
 impl<S> H1Scan<S> {
@@ -461,8 +521,62 @@ impl<S> H1Scan<S> {
             ready: Vec::new(),
             ready_pos: 0,
             raw: Vec::new(),
+            rest: Rest::default(),
+            unflushed: false,
         };
         (scan, heads)
+    }
+
+    /// The handle the serving loop asks this wrapper to rest with.
+    pub fn rest(&self) -> Rest {
+        self.rest.clone()
+    }
+
+    /// Puts bytes hyper had read and not used back in front of the rest
+    /// (they were scanned already).
+    pub fn unread(&mut self, bytes: &[u8]) {
+        if bytes.is_empty() {
+            return;
+        }
+        let mut ready = Vec::with_capacity(bytes.len() + self.ready.len() - self.ready_pos);
+        ready.extend_from_slice(bytes);
+        ready.extend_from_slice(&self.ready[self.ready_pos..]);
+        self.ready = ready;
+        self.ready_pos = 0;
+    }
+
+    /// Frees the buffers that hold nothing (while resting).
+    pub fn shed(&mut self) {
+        if self.raw.is_empty() {
+            self.raw = Vec::new();
+        }
+        if self.ready_pos >= self.ready.len() {
+            self.ready = Vec::new();
+            self.ready_pos = 0;
+        }
+        if self.tracker.head.is_empty() {
+            self.tracker.head = Vec::new();
+        }
+    }
+
+    /// While resting: waits for the client's next bytes and keeps them for
+    /// the next reader (nothing is handed over), then serves again.
+    /// `false`: the stream ended.
+    pub fn poll_wake(&mut self, cx: &mut Context<'_>) -> Poll<std::io::Result<bool>>
+    where
+        S: AsyncRead + Unpin,
+    {
+        if self.raw.is_empty() && self.ready_pos >= self.ready.len() {
+            let mut chunk = [MaybeUninit::<u8>::uninit(); WAKE_READ];
+            let mut buf = ReadBuf::uninit(&mut chunk);
+            std::task::ready!(Pin::new(&mut self.inner).poll_read(cx, &mut buf))?;
+            if buf.filled().is_empty() {
+                return Poll::Ready(Ok(false));
+            }
+            self.raw.extend_from_slice(buf.filled());
+        }
+        self.rest.serve();
+        Poll::Ready(Ok(true))
     }
 
     /// Runs the tracker over `self.raw`, moving what is cleared to `ready`.
@@ -533,11 +647,21 @@ impl<S: AsyncRead + Unpin> AsyncRead for H1Scan<S> {
                 this.ready_pos = 0;
             }
             let before = buf.filled().len();
-            std::task::ready!(Pin::new(&mut this.inner).poll_read(cx, buf))?;
+            let read = Pin::new(&mut this.inner).poll_read(cx, buf);
+            if read.is_pending() {
+                // Nothing to read between two requests: if asked, hyper sees
+                // the stream end and closes its side, idle.
+                if !this.unflushed && this.tracker.at_boundary() && this.rest.begin() {
+                    return Poll::Ready(Ok(()));
+                }
+                return Poll::Pending;
+            }
+            std::task::ready!(read)?;
             let n = buf.filled().len() - before;
             if n == 0 {
                 return Poll::Ready(Ok(()));
             }
+            this.rest.withdraw();
             if matches!(this.tracker.state, State::Fixed(_) | State::Chunked(..)) {
                 // Body bytes go to hyper in place; only what follows the end
                 // of the body is kept back for the tracker.
@@ -559,7 +683,41 @@ impl<S: AsyncRead + Unpin> AsyncRead for H1Scan<S> {
     }
 }
 
-crate::io::write_through!(H1Scan);
+impl<S: tokio::io::AsyncWrite + Unpin> tokio::io::AsyncWrite for H1Scan<S> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        self.unflushed = true;
+        Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        let flushed = Pin::new(&mut self.inner).poll_flush(cx);
+        if matches!(flushed, Poll::Ready(Ok(()))) {
+            self.unflushed = false;
+        }
+        flushed
+    }
+    /// A rested connection's close stays here: the stream serves on.
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        if self.rest.is_resting() {
+            return Poll::Ready(Ok(()));
+        }
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        self.unflushed = true;
+        Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
+    }
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+}
 
 #[cfg(test)]
 mod tests {
@@ -866,6 +1024,105 @@ GET http://h/d#frag HTTP/1.1\nHost: h\n\n";
             last = p;
         }
         out
+    }
+
+    /// What one read of the scanner gives now: `None` if it would wait.
+    fn read_now<S: AsyncRead + Unpin>(scan: &mut H1Scan<S>) -> Option<Vec<u8>> {
+        let mut buf = vec![0u8; 8192];
+        match scan.read(&mut buf).now_or_never() {
+            Some(Ok(n)) => Some(buf[..n].to_vec()),
+            Some(Err(e)) => panic!("read failed: {e}"),
+            None => None,
+        }
+    }
+
+    #[tokio::test]
+    async fn rests_only_when_asked_between_requests_with_everything_written() {
+        use tokio::io::AsyncWriteExt;
+        let (mut client, server) = tokio::io::duplex(1 << 16);
+        let (mut scan, heads) = H1Scan::new(server, 64 * 1024);
+        let rest = scan.rest();
+        // Not asked: an idle read waits.
+        assert_eq!(read_now(&mut scan), None);
+
+        // Part of a head read: asked, it still waits for the rest of it.
+        client.write_all(b"GET /a HTTP/1.1\r\nHo").await.unwrap();
+        assert_eq!(read_now(&mut scan), None);
+        rest.ask();
+        assert_eq!(read_now(&mut scan), None, "mid-head");
+        assert!(!rest.is_resting());
+        client.write_all(b"st: h\r\n\r\n").await.unwrap();
+        assert_eq!(read_now(&mut scan).unwrap(), b"GET /a HTTP/1.1\r\nHost: h\r\n\r\n");
+        // The client's bytes withdrew the ask.
+        assert_eq!(read_now(&mut scan), None);
+        assert!(!rest.is_resting());
+
+        // Part of a body read: asked, it waits for the body.
+        client
+            .write_all(b"POST /b HTTP/1.1\r\nContent-Length: 5\r\n\r\nab")
+            .await
+            .unwrap();
+        assert!(read_now(&mut scan).unwrap().starts_with(b"POST /b"));
+        assert_eq!(read_now(&mut scan).unwrap(), b"ab");
+        rest.ask();
+        assert_eq!(read_now(&mut scan), None, "mid-body");
+        client.write_all(b"cde").await.unwrap();
+        assert_eq!(read_now(&mut scan).unwrap(), b"cde");
+
+        // A response written and not flushed: asked, it waits.
+        scan.write_all(b"HTTP/1.1 200 OK\r\n").await.unwrap();
+        rest.ask();
+        assert_eq!(read_now(&mut scan), None, "unflushed");
+        assert!(!rest.is_resting());
+        scan.flush().await.unwrap();
+
+        // Between requests, everything written, asked: the reader sees the
+        // end of the stream, and a shutdown is not passed on.
+        rest.ask();
+        assert_eq!(read_now(&mut scan).unwrap(), b"", "rested");
+        assert!(rest.is_resting());
+        scan.shutdown().await.unwrap();
+        let mut got = Vec::new();
+        let mut b = [0u8; 64];
+        while let Some(Ok(n)) = client.read(&mut b).now_or_never() {
+            assert!(n > 0, "the client saw a close while the connection rests");
+            got.extend_from_slice(&b[..n]);
+        }
+        assert_eq!(got, b"HTTP/1.1 200 OK\r\n");
+
+        // The client's next bytes wake it: kept whole for the next reader.
+        scan.shed();
+        assert_eq!((scan.raw.capacity(), scan.ready.capacity()), (0, 0));
+        client.write_all(b"GET /c HTTP/1.1\r\n\r\n").await.unwrap();
+        let woke = std::future::poll_fn(|cx| scan.poll_wake(cx)).await.unwrap();
+        assert!(woke && !rest.is_resting());
+        assert_eq!(read_now(&mut scan).unwrap(), b"GET /c HTTP/1.1\r\n\r\n");
+        let targets: Vec<_> = std::iter::from_fn(|| heads.pop()).map(|h| h.target).collect();
+        assert_eq!(targets, ["/a", "/b", "/c"], "each head queued once");
+
+        // Serving again, a shutdown reaches the client.
+        scan.shutdown().await.unwrap();
+        assert_eq!(client.read(&mut b).await.unwrap(), 0);
+    }
+
+    #[tokio::test]
+    async fn a_resting_stream_that_ends_does_not_wake_and_unread_bytes_come_first() {
+        use tokio::io::AsyncWriteExt;
+        let (mut client, server) = tokio::io::duplex(1 << 16);
+        let (mut scan, _heads) = H1Scan::new(server, 64 * 1024);
+        client.write_all(b"GET /next").await.unwrap();
+        assert_eq!(read_now(&mut scan), None);
+        // Bytes hyper had read and not used are handed over before the rest.
+        scan.unread(b"GET /kept HTTP/1.1\r\n\r\n");
+        assert_eq!(read_now(&mut scan).unwrap(), b"GET /kept HTTP/1.1\r\n\r\n");
+        drop(client);
+        let mut scan = {
+            let (client, server) = tokio::io::duplex(64);
+            drop(client);
+            H1Scan::new(server, 64 * 1024).0
+        };
+        let woke = std::future::poll_fn(|cx| scan.poll_wake(cx)).await.unwrap();
+        assert!(!woke, "the stream ended");
     }
 
     proptest! {

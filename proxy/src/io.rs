@@ -153,7 +153,6 @@ macro_rules! write_through {
         }
     };
 }
-pub(crate) use write_through;
 
 write_through!(Prefixed);
 write_through!(ReadAhead);

@@ -41,6 +41,13 @@ pub const LINGER_BYTES: usize = 16 << 20;
 pub const REFUSED_H2_BODY_TIME: Duration = Duration::from_secs(2);
 pub const REFUSED_H2_BODY_BYTES: usize = 64 * 1024;
 
+/// An HTTP/1 tunnel with nothing in flight this long rests
+/// (`connect::serve_h1`): hyper's connection and its buffers are freed until
+/// the client's next bytes. Waking costs a new hyper connection, a few
+/// microseconds, so a connection that goes quiet for longer than a request's
+/// round trip loses nothing worth measuring; back-to-back requests never rest.
+pub const REST_AFTER: Duration = Duration::from_millis(50);
+
 /// After `accept` fails (EMFILE and the like), wait this long instead of spinning.
 pub const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
 

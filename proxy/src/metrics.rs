@@ -71,6 +71,7 @@ pub struct Metrics {
     requests: Family<DecisionLabel, Counter>,
     upstream_errors: Family<KindLabel, Counter>,
     active_connections: Gauge,
+    resting_connections: Gauge,
     overloaded_connections: Counter,
     leaf_mints: Counter,
     leaf_cache_hits: Counter,
@@ -112,6 +113,12 @@ impl Metrics {
             "Client connections open on the proxy port",
             active_connections.clone(),
         );
+        let resting_connections = Gauge::default();
+        registry.register(
+            "resting_connections",
+            "HTTP/1 tunnels idle long enough to have freed their HTTP state until the client's next bytes",
+            resting_connections.clone(),
+        );
         let overloaded_connections = Counter::default();
         registry.register(
             "overloaded_connections",
@@ -146,6 +153,7 @@ impl Metrics {
             requests,
             upstream_errors,
             active_connections,
+            resting_connections,
             overloaded_connections,
             leaf_mints,
             leaf_cache_hits,
@@ -204,9 +212,13 @@ impl Metrics {
     }
 
     /// Counts one open client connection until the guard is dropped.
-    pub fn connection(&'static self) -> ConnectionGuard {
-        self.active_connections.inc();
-        ConnectionGuard(self)
+    pub fn connection(&'static self) -> GaugeGuard {
+        GaugeGuard::new(&self.active_connections)
+    }
+
+    /// Counts one resting tunnel until the guard is dropped.
+    pub fn resting(&'static self) -> GaugeGuard {
+        GaugeGuard::new(&self.resting_connections)
     }
 
     /// The registry in the OpenMetrics text format.
@@ -218,14 +230,21 @@ impl Metrics {
     }
 }
 
-/// Decrements the active connection gauge when dropped (also on panic or
-/// abort of the connection's task).
+/// One in a gauge until dropped (also on panic or abort of the task that
+/// holds it).
 #[derive(Debug)]
-pub struct ConnectionGuard(&'static Metrics);
+pub struct GaugeGuard(&'static Gauge);
 
-impl Drop for ConnectionGuard {
+impl GaugeGuard {
+    fn new(gauge: &'static Gauge) -> Self {
+        gauge.inc();
+        GaugeGuard(gauge)
+    }
+}
+
+impl Drop for GaugeGuard {
     fn drop(&mut self) {
-        self.0.active_connections.dec();
+        self.0.dec();
     }
 }
 

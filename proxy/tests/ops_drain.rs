@@ -2,7 +2,8 @@
 //! issue 5): in-flight downloads and SSE streams finish after the signal
 //! within `--grace`, new connections are refused, idle connections close,
 //! the exit code is 0; past the grace the rest is cut and the exit is still
-//! 0; an idle keep-alive timeout never cuts a response that is streaming.
+//! 0; an idle keep-alive timeout never cuts a response that is streaming; an
+//! idle tunnel rests (frees its HTTP state) and serves on when woken.
 
 mod support;
 
@@ -265,4 +266,78 @@ async fn an_idle_h2_connection_is_closed_but_a_streaming_h2_response_is_not() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     eprintln!("idle h2 connection closed after {:?}", since.elapsed());
+}
+
+/// The value of `egress_proxy_resting_connections` on the admin port.
+async fn resting(proxy: &Proxy) -> f64 {
+    let (status, body) = support::raw::plain_get(proxy.admin.expect("admin"), "/metrics")
+        .await
+        .unwrap();
+    assert_eq!(status, 200);
+    body.lines()
+        .find_map(|l| l.strip_prefix("egress_proxy_resting_connections "))
+        .and_then(|v| v.trim().parse().ok())
+        .expect("the resting gauge")
+}
+
+/// Waits until `n` tunnels rest.
+async fn until_resting(proxy: &Proxy, n: f64, what: &str) {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while resting(proxy).await != n {
+        assert!(Instant::now() < deadline, "{what}: {n} resting never seen");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_tunnel_rests_then_serves_on_the_same_connection_and_closes_on_drain() {
+    let origin = Origin::streaming().await;
+    let mut opts = ProxyOpts::ephemeral(routes());
+    opts.upstream_ca = Some(origin.ca_file.clone());
+    opts.admin = true;
+    let mut proxy = Proxy::start(opts);
+    let tp = origin.https.port();
+    let host = format!("localhost:{tp}");
+
+    let mut a = h1_through(&proxy, "localhost", tp).await.expect("tunnel");
+    let got = get1(&mut a, &host, "/first").await.unwrap();
+    assert_eq!((got.status, got.text()), (200, "origin ok /first\n".into()));
+    until_resting(&proxy, 1.0, "after one request").await;
+
+    // The client's next request on the same connection wakes it: a body
+    // and a plain GET, each answered whole and in order.
+    let req = hyper::Request::post("/upload")
+        .header("host", &host)
+        .body(body("eleven byte"))
+        .unwrap();
+    let resp = tokio::time::timeout(T, a.send_request(req))
+        .await
+        .expect("in time")
+        .expect("a woken connection answers");
+    let got = collect(resp).await;
+    assert_eq!((got.status, got.text()), (200, "origin ok /upload\n".into()));
+    let seen = origin.seen();
+    let upload = seen.iter().find(|s| s.path == "/upload").expect("at the origin");
+    assert_eq!((upload.method.as_str(), upload.body_len), ("POST", 11));
+    until_resting(&proxy, 1.0, "after the upload").await;
+    let got = get1(&mut a, &host, "/third").await.unwrap();
+    assert_eq!((got.status, got.text()), (200, "origin ok /third\n".into()));
+    assert!(!a.is_closed(), "one keep-alive connection throughout");
+
+    // A second tunnel rests beside it; the drain closes both at once.
+    let mut b = h1_through(&proxy, "localhost", tp).await.expect("tunnel");
+    assert_eq!(get1(&mut b, &host, "/b").await.unwrap().status, 200);
+    until_resting(&proxy, 2.0, "two tunnels").await;
+    proxy.signal("TERM");
+    assert!(wait_closed(&a, Duration::from_secs(5)).await, "a resting tunnel closes on drain");
+    assert!(wait_closed(&b, Duration::from_secs(5)).await, "a resting tunnel closes on drain");
+    assert_eq!(proxy.wait_exit(T), Some(0), "{}", proxy.redacted());
+    let lines = proxy.json_lines();
+    for path in ["/first", "/upload", "/third", "/b"] {
+        let n = lines
+            .iter()
+            .filter(|v| v["msg"] == "request" && v["path"] == path)
+            .count();
+        assert_eq!(n, 1, "one access line for {path}");
+    }
 }
