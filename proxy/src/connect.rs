@@ -26,8 +26,8 @@ use crate::h1scan::H1Scan;
 use crate::io::{Prefixed, ReadAhead};
 use crate::limits::{LINGER_IDLE, MAX_SNIFFED_METHOD, REST_AFTER};
 use crate::metrics;
-use crate::shutdown::{Activity, Busy};
 use crate::serve::{self, ClientHello, Ctx, Tunnel};
+use crate::shutdown::{Activity, Busy};
 use crate::state::Shared;
 
 /// What the first bytes of a tunnel are.
@@ -134,9 +134,10 @@ type Opened = Prefixed<TokioIo<Upgraded>>;
 
 /// Runs a tunnel the client opened with CONNECT to `target`.
 ///
-/// The stages before serving (sniffing, the TLS handshake) run boxed, each
-/// freed when it ends: the task then keeps only the serving stage's state
-/// for the life of a keep-alive connection (S6).
+/// Each stage (sniffing, the TLS handshake, serving) runs boxed, the ones
+/// before serving freed when they end: the task then keeps only the serving
+/// stage's state for the life of a keep-alive connection, and room for none
+/// of the other ways of serving (S6).
 pub async fn tunnel(
     shared: Arc<Shared>,
     client: std::net::SocketAddr,
@@ -169,7 +170,8 @@ pub async fn tunnel(
                 }),
                 raw: Some(heads),
             });
-            serve_h1(ctx, io).await;
+            let serving = Box::pin(serve_h1(ctx, io));
+            serving.await;
         }
         Sniffed::Tls => {
             let hs = Box::pin(handshake(io, leaf, handshake_limit));
@@ -195,7 +197,8 @@ pub async fn tunnel(
                     tunnel,
                     raw: None,
                 });
-                serve_auto(ctx, tls).await;
+                let serving = Box::pin(serve_auto(ctx, tls));
+                serving.await;
             } else {
                 // http/1.1, or no ALPN (the scanner steps aside for an h2
                 // preface).
@@ -207,9 +210,11 @@ pub async fn tunnel(
                     raw: Some(heads),
                 });
                 if h1_only {
-                    serve_h1(ctx, io).await;
+                    let serving = Box::pin(serve_h1(ctx, io));
+                    serving.await;
                 } else {
-                    serve_auto(ctx, io).await;
+                    let serving = Box::pin(serve_auto(ctx, io));
+                    serving.await;
                 }
             }
         }
@@ -356,6 +361,9 @@ where
         svc = parts.service;
         let mut scan = parts.io.into_inner();
         scan.unread(&parts.read_buf);
+        // It shares the allocation of hyper's read buffer: dropped now, not
+        // when the rest ends.
+        drop(parts.read_buf);
         scan.shed();
         let resting = metrics::get().resting();
         let woke = tokio::select! {
@@ -403,10 +411,7 @@ where
     // auto connection (h2 server included) is several times the size of
     // hyper's HTTP/1 one.
     let b = Box::pin(async move {
-        until_stopped!(
-            builder.serve_connection_with_upgrades(io, svc),
-            stop
-        );
+        until_stopped!(builder.serve_connection_with_upgrades(io, svc), stop);
     });
     b.await;
 }

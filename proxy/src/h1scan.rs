@@ -63,6 +63,14 @@ impl RawHeads {
     pub fn pop(&self) -> Option<RawHead> {
         self.0.lock().ok()?.pop_front()
     }
+    /// Frees the queue's room once it is empty (a resting connection).
+    fn shrink(&self) {
+        if let Ok(mut q) = self.0.lock()
+            && q.is_empty()
+        {
+            q.shrink_to_fit();
+        }
+    }
     fn push(&self, head: RawHead) {
         if let Ok(mut q) = self.0.lock() {
             q.push_back(head);
@@ -557,6 +565,7 @@ impl<S> H1Scan<S> {
         if self.tracker.head.is_empty() {
             self.tracker.head = Vec::new();
         }
+        self.tracker.heads.shrink();
     }
 
     /// While resting: waits for the client's next bytes and keeps them for
@@ -1052,7 +1061,10 @@ GET http://h/d#frag HTTP/1.1\nHost: h\n\n";
         assert_eq!(read_now(&mut scan), None, "mid-head");
         assert!(!rest.is_resting());
         client.write_all(b"st: h\r\n\r\n").await.unwrap();
-        assert_eq!(read_now(&mut scan).unwrap(), b"GET /a HTTP/1.1\r\nHost: h\r\n\r\n");
+        assert_eq!(
+            read_now(&mut scan).unwrap(),
+            b"GET /a HTTP/1.1\r\nHost: h\r\n\r\n"
+        );
         // The client's bytes withdrew the ask.
         assert_eq!(read_now(&mut scan), None);
         assert!(!rest.is_resting());
@@ -1097,7 +1109,9 @@ GET http://h/d#frag HTTP/1.1\nHost: h\n\n";
         let woke = std::future::poll_fn(|cx| scan.poll_wake(cx)).await.unwrap();
         assert!(woke && !rest.is_resting());
         assert_eq!(read_now(&mut scan).unwrap(), b"GET /c HTTP/1.1\r\n\r\n");
-        let targets: Vec<_> = std::iter::from_fn(|| heads.pop()).map(|h| h.target).collect();
+        let targets: Vec<_> = std::iter::from_fn(|| heads.pop())
+            .map(|h| h.target)
+            .collect();
         assert_eq!(targets, ["/a", "/b", "/c"], "each head queued once");
 
         // Serving again, a shutdown reaches the client.

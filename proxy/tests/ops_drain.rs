@@ -315,9 +315,15 @@ async fn an_idle_tunnel_rests_then_serves_on_the_same_connection_and_closes_on_d
         .expect("in time")
         .expect("a woken connection answers");
     let got = collect(resp).await;
-    assert_eq!((got.status, got.text()), (200, "origin ok /upload\n".into()));
+    assert_eq!(
+        (got.status, got.text()),
+        (200, "origin ok /upload\n".into())
+    );
     let seen = origin.seen();
-    let upload = seen.iter().find(|s| s.path == "/upload").expect("at the origin");
+    let upload = seen
+        .iter()
+        .find(|s| s.path == "/upload")
+        .expect("at the origin");
     assert_eq!((upload.method.as_str(), upload.body_len), ("POST", 11));
     until_resting(&proxy, 1.0, "after the upload").await;
     let got = get1(&mut a, &host, "/third").await.unwrap();
@@ -329,8 +335,14 @@ async fn an_idle_tunnel_rests_then_serves_on_the_same_connection_and_closes_on_d
     assert_eq!(get1(&mut b, &host, "/b").await.unwrap().status, 200);
     until_resting(&proxy, 2.0, "two tunnels").await;
     proxy.signal("TERM");
-    assert!(wait_closed(&a, Duration::from_secs(5)).await, "a resting tunnel closes on drain");
-    assert!(wait_closed(&b, Duration::from_secs(5)).await, "a resting tunnel closes on drain");
+    assert!(
+        wait_closed(&a, Duration::from_secs(5)).await,
+        "a resting tunnel closes on drain"
+    );
+    assert!(
+        wait_closed(&b, Duration::from_secs(5)).await,
+        "a resting tunnel closes on drain"
+    );
     assert_eq!(proxy.wait_exit(T), Some(0), "{}", proxy.redacted());
     let lines = proxy.json_lines();
     for path in ["/first", "/upload", "/third", "/b"] {
@@ -340,4 +352,55 @@ async fn an_idle_tunnel_rests_then_serves_on_the_same_connection_and_closes_on_d
             .count();
         assert_eq!(n, 1, "one access line for {path}");
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_woken_tunnel_serves_pipelined_requests_and_a_slow_head_still_times_out() {
+    let origin = Origin::streaming().await;
+    let mut opts = ProxyOpts::ephemeral(routes());
+    opts.upstream_ca = Some(origin.ca_file.clone());
+    opts.admin = true;
+    opts.args
+        .extend(["--header-read-timeout".into(), "1".into()]);
+    let proxy = Proxy::start(opts);
+    let tp = origin.https.port();
+    let tls = tls_through(&proxy, "localhost", tp, &[b"http/1.1"])
+        .await
+        .expect("tunnel");
+    let mut conn = support::raw::Conn::new(tls);
+    let get = |path: &str| format!("GET {path} HTTP/1.1\r\nHost: localhost:{tp}\r\n\r\n");
+    conn.send(get("/one").as_bytes()).await.unwrap();
+    assert_eq!(
+        conn.read_response(false).await.unwrap().body_text(),
+        "origin ok /one\n"
+    );
+    until_resting(&proxy, 1.0, "after one request").await;
+
+    // Two requests in one write wake it: two answers, in order.
+    conn.send(format!("{}{}", get("/two"), get("/three")).as_bytes())
+        .await
+        .unwrap();
+    for path in ["/two", "/three"] {
+        let r = conn.read_response(false).await.unwrap();
+        assert_eq!(r.body_text(), format!("origin ok {path}\n"));
+    }
+    until_resting(&proxy, 1.0, "after the pipelined pair").await;
+
+    // Part of a head wakes it too, and the header-read timeout (1 s) then
+    // closes the connection: resting gives a slow client no extra time
+    // beyond one timeout.
+    conn.send(b"GET /slow HTTP/1.1\r\nHo").await.unwrap();
+    let woke = Instant::now();
+    let mut b = [0u8; 256];
+    let closed = tokio::time::timeout(Duration::from_secs(5), conn.io.read(&mut b)).await;
+    assert!(
+        matches!(closed, Ok(Ok(0)) | Ok(Err(_))),
+        "a partial head after a rest is closed by the timeout: {closed:?}"
+    );
+    eprintln!("closed {:?} after the partial head", woke.elapsed());
+    assert_eq!(resting(&proxy).await, 0.0);
+    assert!(
+        origin.seen().iter().all(|s| s.path != "/slow"),
+        "the partial head reached the origin"
+    );
 }
