@@ -273,6 +273,10 @@ async fn handshake(
         .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "TLS handshake timed out"))?
 }
 
+/// A response as a connection's service hands it to hyper: its body keeps
+/// the request in flight (the connection's activity) until it ends.
+type Served = Response<Guarded<BoxBody, Busy>>;
+
 /// The service of one client connection, and the connection's activity
 /// (requests in flight, for the idle timeout and for resting).
 fn service(
@@ -280,7 +284,7 @@ fn service(
 ) -> (
     impl hyper::service::Service<
         Request<Incoming>,
-        Response = Response<Guarded<BoxBody, Busy>>,
+        Response = Served,
         Error = Infallible,
         Future: Send + 'static,
     > + Send
