@@ -351,6 +351,8 @@ where
             tokio::select! {
                 _ = conn.as_mut() => break rest.is_resting(),
                 () = stop.as_mut() => {
+                    // Closing for good: a shutdown must reach the stream.
+                    rest.serve();
                     conn.as_mut().graceful_shutdown();
                     let _ = conn.await;
                     return;
