@@ -61,7 +61,14 @@ pub struct RawHeads(Arc<Mutex<VecDeque<RawHead>>>);
 impl RawHeads {
     /// The facts of the next request hyper serves on this connection.
     pub fn pop(&self) -> Option<RawHead> {
-        self.0.lock().ok()?.pop_front()
+        let mut q = self.0.lock().ok()?;
+        let head = q.pop_front();
+        // No head follows a CONNECT or an Upgrade: free the queue's room (the
+        // proxy port's connection lives as long as its tunnel, S6).
+        if head.as_ref().is_some_and(|h| h.ends_http) {
+            q.shrink_to_fit();
+        }
+        head
     }
     /// Frees the queue's room once it is empty (a resting connection).
     fn shrink(&self) {
@@ -935,6 +942,24 @@ GET http://h/d#frag HTTP/1.1\nHost: h\n\n";
         assert_eq!(out, req);
         assert_eq!(targets(&heads), ["h:443"]);
         assert!(heads[0].ends_http);
+    }
+
+    #[test]
+    fn the_queue_frees_its_room_after_a_connect() {
+        let (mut scan, heads) = H1Scan::new(
+            Chunks(VecDeque::from([
+                b"GET /a HTTP/1.1\r\n\r\nCONNECT h:443 HTTP/1.1\r\n\r\n".to_vec(),
+            ])),
+            64 * 1024,
+        );
+        while read_now(&mut scan).is_some_and(|b| !b.is_empty()) {}
+        assert_eq!(heads.pop().map(|h| h.target).as_deref(), Some("/a"));
+        assert!(
+            heads.0.lock().unwrap().capacity() > 0,
+            "more heads may come"
+        );
+        assert_eq!(heads.pop().map(|h| h.target).as_deref(), Some("h:443"));
+        assert_eq!(heads.0.lock().unwrap().capacity(), 0, "none can come");
     }
 
     #[test]
