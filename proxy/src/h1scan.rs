@@ -32,6 +32,7 @@ use http::{HeaderValue, StatusCode};
 use tokio::io::{AsyncRead, ReadBuf};
 
 use crate::limits::{MAX_CHUNK_EXTENSIONS, MAX_CONNECT_TARGET, MAX_HEADERS, SCAN_KEEP_CAPACITY};
+
 /// How much a resting connection reads at once when the client wakes it.
 const WAKE_READ: usize = 4096;
 /// What hyper receives in place of a head it would reject.
