@@ -77,7 +77,45 @@ pub struct ProxyResult {
     pub stderr_tail: Vec<String>,
 }
 
+/// What one scenario's result says of itself: valid or not, and its errors.
+pub struct Checked<'a> {
+    pub label: String,
+    pub valid: bool,
+    pub errors: u64,
+    pub first_error: Option<&'a str>,
+}
+
 impl ProxyResult {
+    /// Every scenario this result holds, once each, in the report's order:
+    /// the run's validity check and the report's error list both read it, so
+    /// a new scenario is added here only.
+    pub fn checked(&self) -> Vec<Checked<'_>> {
+        let mut v: Vec<Checked<'_>> = self
+            .s1
+            .iter()
+            .map(|p| Checked {
+                label: format!("S1 C={}", p.concurrency),
+                valid: p.valid,
+                errors: p.errors,
+                first_error: p.first_error.as_deref(),
+            })
+            .collect();
+        macro_rules! one {
+            ($($label:literal $field:ident),*) => {$(
+                if let Some(p) = &self.$field {
+                    v.push(Checked {
+                        label: $label.into(),
+                        valid: p.valid,
+                        errors: p.errors,
+                        first_error: p.first_error.as_deref(),
+                    });
+                }
+            )*};
+        }
+        one!("S2" s2, "S3" s3, "S4" s4, "S4w" s4w, "S4s" s4s, "S4u" s4u, "S5" s5, "S6" s6);
+        v
+    }
+
     pub(crate) fn failed(name: &str, why: String) -> Self {
         ProxyResult {
             name: name.into(),

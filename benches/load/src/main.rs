@@ -320,16 +320,7 @@ async fn bench_cmd(a: BenchArgs) -> Result<ExitCode> {
     let bad: Vec<String> = results
         .iter()
         .filter_map(|r| {
-            let invalid = r.status != "ok"
-                || r.s1.iter().any(|p| !p.valid)
-                || r.s2.as_ref().is_some_and(|p| !p.valid)
-                || r.s3.as_ref().is_some_and(|p| !p.valid)
-                || r.s4.as_ref().is_some_and(|p| !p.valid)
-                || r.s4w.as_ref().is_some_and(|p| !p.valid)
-                || r.s4s.as_ref().is_some_and(|p| !p.valid)
-                || r.s4u.as_ref().is_some_and(|p| !p.valid)
-                || r.s5.as_ref().is_some_and(|p| !p.valid)
-                || r.s6.as_ref().is_some_and(|p| !p.valid);
+            let invalid = r.status != "ok" || r.checked().iter().any(|c| !c.valid);
             invalid.then(|| r.name.clone())
         })
         .collect();

@@ -269,45 +269,13 @@ pub fn markdown(results: &[ProxyResult]) -> String {
 }
 
 fn errors_of(r: &ProxyResult) -> Vec<(String, String)> {
-    let mut v = Vec::new();
-    for p in &r.s1 {
-        if let Some(e) = &p.first_error {
-            v.push((
-                format!("S1 C={} ({} errors)", p.concurrency, p.errors),
-                e.clone(),
-            ));
-        }
-    }
-    let mut push = |what: &str, n: u64, e: &Option<String>| {
-        if let Some(e) = e {
-            v.push((format!("{what} ({n} errors)"), e.clone()));
-        }
-    };
-    if let Some(p) = &r.s2 {
-        push("S2", p.errors, &p.first_error);
-    }
-    if let Some(p) = &r.s3 {
-        push("S3", p.errors, &p.first_error);
-    }
-    if let Some(p) = &r.s4 {
-        push("S4", p.errors, &p.first_error);
-    }
-    if let Some(p) = &r.s4w {
-        push("S4w", p.errors, &p.first_error);
-    }
-    if let Some(p) = &r.s4s {
-        push("S4s", p.errors, &p.first_error);
-    }
-    if let Some(p) = &r.s4u {
-        push("S4u", p.errors, &p.first_error);
-    }
-    if let Some(p) = &r.s5 {
-        push("S5", p.errors, &p.first_error);
-    }
-    if let Some(p) = &r.s6 {
-        push("S6", p.errors, &p.first_error);
-    }
-    v
+    r.checked()
+        .into_iter()
+        .filter_map(|c| {
+            let e = c.first_error?;
+            Some((format!("{} ({} errors)", c.label, c.errors), e.to_string()))
+        })
+        .collect()
 }
 
 /// The targets of issue 17, each with the measured figure.
@@ -448,6 +416,45 @@ mod tests {
         assert!(
             md.contains("| S1 C=64 req per proxy CPU-s >= 1.3x hudsucker | - | not measured |"),
             "{md}"
+        );
+    }
+
+    #[test]
+    fn every_scenario_is_checked_once_in_the_report_order() {
+        let mut r = result("egress-proxy", vec![point(1, 1.0, 0), point(64, 1.0, 3)]);
+        r.s6 = Some(crate::scenarios::Memory {
+            rest_kib: None,
+            before_kib: None,
+            idle_kib: None,
+            conns: 10,
+            open: 8,
+            kib_per_conn: None,
+            errors: 2,
+            first_error: Some("connection refused".into()),
+            valid: false,
+        });
+        let seen: Vec<(String, bool)> = r
+            .checked()
+            .into_iter()
+            .map(|c| (c.label, c.valid))
+            .collect();
+        assert_eq!(
+            seen,
+            [
+                ("S1 C=1".to_string(), true),
+                ("S1 C=64".to_string(), false),
+                ("S6".to_string(), false)
+            ]
+        );
+        let errors = errors_of(&r);
+        assert_eq!(errors.len(), 2);
+        assert_eq!(errors[0].0, "S1 C=64 (3 errors)");
+        assert_eq!(
+            errors[1],
+            (
+                "S6 (2 errors)".to_string(),
+                "connection refused".to_string()
+            )
         );
     }
 
