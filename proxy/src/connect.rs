@@ -3,9 +3,10 @@
 //! Owns: what happens after the client's CONNECT was answered 200: a TLS
 //! ClientHello is terminated with a leaf for the CONNECT host (whatever SNI
 //! says; a different SNI is refused by the policy with 421), HTTP/1 is served
-//! as cleartext, anything else is closed.
-//! Must never: open a blind tunnel, or contact the upstream before a request
-//! inside the tunnel was allowed.
+//! as cleartext, anything else is closed; an idle HTTP/1 tunnel rests (its
+//! hyper connection freed until the client's next bytes).
+//! Must never: open a blind tunnel, contact the upstream before a request
+//! inside the tunnel was allowed, or let a rest change what the client sees.
 
 use std::convert::Infallible;
 use std::pin::Pin;
