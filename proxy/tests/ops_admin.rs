@@ -10,25 +10,8 @@ use std::time::{Duration, Instant};
 use support::T;
 use support::clients::*;
 use support::origin::Origin;
-use support::proxy::{Proxy, ProxyOpts};
+use support::proxy::{Proxy, ProxyOpts, sample};
 use support::raw::{plain_get, raw_exchange};
-
-/// The value of the sample whose line starts with `series ` (0 if absent).
-fn sample(metrics: &str, series: &str) -> f64 {
-    metrics
-        .lines()
-        .find_map(|l| l.strip_prefix(series).and_then(|r| r.strip_prefix(' ')))
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or(0.0)
-}
-
-async fn metrics(proxy: &Proxy) -> String {
-    let (status, body) = plain_get(proxy.admin.expect("admin"), "/metrics")
-        .await
-        .unwrap();
-    assert_eq!(status, 200);
-    body
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn healthz_on_both_ports_and_metrics_on_the_admin_port_only() {
@@ -88,11 +71,11 @@ async fn healthz_on_both_ports_and_metrics_on_the_admin_port_only() {
 
     // Access lines are written (and counted) when a body ends: wait for 4.
     let deadline = Instant::now() + T;
-    let mut m = metrics(&proxy).await;
+    let mut m = proxy.metrics().await;
     while sample(&m, "egress_proxy_request_duration_seconds_count") < 4.0 {
         assert!(Instant::now() < deadline, "requests not counted:\n{m}");
         tokio::time::sleep(Duration::from_millis(50)).await;
-        m = metrics(&proxy).await;
+        m = proxy.metrics().await;
     }
     assert_eq!(
         sample(&m, "egress_proxy_requests_total{decision=\"allowed\"}"),
@@ -145,12 +128,12 @@ async fn healthz_on_both_ports_and_metrics_on_the_admin_port_only() {
 
     drop((a, b, c));
     let deadline = Instant::now() + T;
-    while sample(&metrics(&proxy).await, "egress_proxy_active_connections") > 0.0 {
+    while sample(&proxy.metrics().await, "egress_proxy_active_connections") > 0.0 {
         assert!(Instant::now() < deadline, "active connections go back to 0");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     // No request data in the metrics.
-    let m = metrics(&proxy).await;
+    let m = proxy.metrics().await;
     assert!(!m.contains("/ok") && !m.contains("localhost"), "{m}");
 }
 
@@ -170,7 +153,7 @@ async fn over_max_connections_a_client_gets_503_overloaded_and_others_keep_worki
     };
     // Accepted in order: wait until the three are counted.
     let deadline = Instant::now() + T;
-    while sample(&metrics(&proxy).await, "egress_proxy_active_connections") < 3.0 {
+    while sample(&proxy.metrics().await, "egress_proxy_active_connections") < 3.0 {
         assert!(Instant::now() < deadline, "three connections counted");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
@@ -183,7 +166,7 @@ async fn over_max_connections_a_client_gets_503_overloaded_and_others_keep_worki
             .contains("x-egress-proxy-decision: overloaded"),
         "{text}"
     );
-    let m = metrics(&proxy).await;
+    let m = proxy.metrics().await;
     assert_eq!(
         sample(&m, "egress_proxy_overloaded_connections_total"),
         1.0,

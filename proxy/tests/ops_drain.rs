@@ -13,7 +13,7 @@ use http_body_util::BodyExt;
 use support::T;
 use support::clients::*;
 use support::origin::Origin;
-use support::proxy::{Proxy, ProxyOpts};
+use support::proxy::{Proxy, ProxyOpts, sample};
 use tokio::io::AsyncReadExt;
 
 fn routes() -> String {
@@ -21,10 +21,16 @@ fn routes() -> String {
 }
 
 fn start(args: &[&str]) -> (Proxy, u16, Origin) {
+    start_with(args, false)
+}
+
+/// As `start`, with the admin port (`/metrics`) when `admin`.
+fn start_with(args: &[&str], admin: bool) -> (Proxy, u16, Origin) {
     let rt = tokio::runtime::Handle::current();
     let origin = tokio::task::block_in_place(|| rt.block_on(Origin::streaming()));
     let mut opts = ProxyOpts::ephemeral(routes());
     opts.upstream_ca = Some(origin.ca_file.clone());
+    opts.admin = admin;
     for a in args {
         opts.args.push((*a).into());
     }
@@ -270,14 +276,7 @@ async fn an_idle_h2_connection_is_closed_but_a_streaming_h2_response_is_not() {
 
 /// The value of `egress_proxy_resting_connections` on the admin port.
 async fn resting(proxy: &Proxy) -> f64 {
-    let (status, body) = support::raw::plain_get(proxy.admin.expect("admin"), "/metrics")
-        .await
-        .unwrap();
-    assert_eq!(status, 200);
-    body.lines()
-        .find_map(|l| l.strip_prefix("egress_proxy_resting_connections "))
-        .and_then(|v| v.trim().parse().ok())
-        .expect("the resting gauge")
+    sample(&proxy.metrics().await, "egress_proxy_resting_connections")
 }
 
 /// Waits until `n` tunnels rest.
@@ -291,12 +290,7 @@ async fn until_resting(proxy: &Proxy, n: f64, what: &str) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_idle_tunnel_rests_then_serves_on_the_same_connection_and_closes_on_drain() {
-    let origin = Origin::streaming().await;
-    let mut opts = ProxyOpts::ephemeral(routes());
-    opts.upstream_ca = Some(origin.ca_file.clone());
-    opts.admin = true;
-    let mut proxy = Proxy::start(opts);
-    let tp = origin.https.port();
+    let (mut proxy, tp, origin) = start_with(&[], true);
     let host = format!("localhost:{tp}");
 
     let mut a = h1_through(&proxy, "localhost", tp).await.expect("tunnel");
@@ -356,14 +350,7 @@ async fn an_idle_tunnel_rests_then_serves_on_the_same_connection_and_closes_on_d
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_woken_tunnel_serves_pipelined_requests_and_a_slow_head_still_times_out() {
-    let origin = Origin::streaming().await;
-    let mut opts = ProxyOpts::ephemeral(routes());
-    opts.upstream_ca = Some(origin.ca_file.clone());
-    opts.admin = true;
-    opts.args
-        .extend(["--header-read-timeout".into(), "1".into()]);
-    let proxy = Proxy::start(opts);
-    let tp = origin.https.port();
+    let (proxy, tp, origin) = start_with(&["--header-read-timeout", "1"], true);
     let tls = tls_through(&proxy, "localhost", tp, &[b"http/1.1"])
         .await
         .expect("tunnel");

@@ -44,6 +44,16 @@ pub struct ProxyOpts {
     pub admin: bool,
 }
 
+/// The value of the sample whose line starts with `series ` in `metrics`
+/// (0 if absent).
+pub fn sample(metrics: &str, series: &str) -> f64 {
+    metrics
+        .lines()
+        .find_map(|l| l.strip_prefix(series).and_then(|r| r.strip_prefix(' ')))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0.0)
+}
+
 impl ProxyOpts {
     pub fn new(routes: impl Into<String>) -> ProxyOpts {
         ProxyOpts {
@@ -284,6 +294,18 @@ impl Proxy {
     /// The proxy's process id (for reading its RSS in /proc).
     pub fn pid(&self) -> u32 {
         self.child.id()
+    }
+
+    /// `GET /metrics` on the admin port (`opts.admin`), the OpenMetrics text.
+    pub async fn metrics(&self) -> String {
+        let admin = self
+            .admin
+            .expect("the proxy was started with an admin port");
+        let (status, body) = crate::support::raw::plain_get(admin, "/metrics")
+            .await
+            .expect("GET /metrics");
+        assert_eq!(status, 200, "{body}");
+        body
     }
 
     /// Resident set size in KiB, from /proc.

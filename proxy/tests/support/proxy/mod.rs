@@ -5,5 +5,5 @@
 pub mod child;
 pub mod in_process;
 
-pub use child::{CaMode, DEFAULT_ROUTES, Fixture, Proxy, ProxyOpts, TOKEN_VAR, binary};
+pub use child::{CaMode, DEFAULT_ROUTES, Fixture, Proxy, ProxyOpts, TOKEN_VAR, binary, sample};
 pub use in_process::{ProxySetup, SECRET, TestProxy, routes_with_credential};
