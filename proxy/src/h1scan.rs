@@ -114,11 +114,14 @@ impl Rest {
         self.0.store(SERVING, Ordering::Relaxed);
     }
 
-    /// The client sent bytes: an ask made while it was quiet is void.
+    /// The client sent bytes: an ask made while it was quiet is void. (Runs
+    /// on every read: a plain load unless there is an ask to void.)
     fn withdraw(&self) {
-        let _ = self
-            .0
-            .compare_exchange(ASKED, SERVING, Ordering::Relaxed, Ordering::Relaxed);
+        if self.0.load(Ordering::Relaxed) == ASKED {
+            let _ = self
+                .0
+                .compare_exchange(ASKED, SERVING, Ordering::Relaxed, Ordering::Relaxed);
+        }
     }
 
     /// Rests if asked to.
