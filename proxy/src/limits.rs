@@ -55,6 +55,18 @@ pub const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
 /// may not have seen the end of the last exchange yet) before a new one is opened.
 pub const POOL_READY_WAIT: Duration = Duration::from_millis(200);
 
+/// An HTTP/1 client's request with a body goes to a TLS origin on an HTTP/1
+/// connection of its own (ALPN `http/1.1`), as the client spoke, while the
+/// origin has fewer than this many such connections open; past that it
+/// shares the h2 connection like every other request. An upload over h2 goes
+/// in frames of the origin's choosing (16 KiB unless it says otherwise: a
+/// write and a wake-up of the origin per 16 KiB) within its flow-control
+/// window; over HTTP/1, in the pieces the client sent (S4u in
+/// docs/benchmarks.md). Downloads stay on h2, where the proxy sets window and
+/// frame size (1 MiB each, below), and many requests in flight share its
+/// system calls.
+pub const UPSTREAM_H1_SPREAD: usize = 8;
+
 /// One upstream h2 connection carries many clients' streams: a client that
 /// stops reading must only stall its own stream. Per-stream flow control
 /// bounds what one stream buffers (1 MiB: the smallest window at which a

@@ -253,6 +253,90 @@ async fn upstream_connections_are_pooled_across_clients() {
     );
 }
 
+/// An HTTP/1 client's upload goes to an origin that offers h2 over HTTP/1.1,
+/// on a connection of its own that the next upload reuses; bodiless requests
+/// share the h2 connection; with `UPSTREAM_H1_SPREAD` uploads in flight, the
+/// next one shares h2 too. Each arrives with its body and the credential.
+#[tokio::test]
+async fn an_http1_upload_gets_an_http1_connection_of_its_own_up_to_the_spread() {
+    use egress_proxy::limits::UPSTREAM_H1_SPREAD;
+    use http::Version;
+    let (_pki, origin, proxy) = setup().await;
+    let port = origin.https.port();
+    let url = |path: &str| format!("https://localhost:{port}{path}");
+    let post = |path: &str| Request::post(url(path)).body(body("12345")).unwrap();
+    for req in [post("/allowed"), get(&url("/allowed")), post("/allowed")] {
+        let got = https_get(&proxy, "localhost", port, "http/1.1", req).await;
+        assert_eq!(got.status, 200, "{got:?}");
+    }
+    let seen = origin.seen();
+    let versions: Vec<_> = seen.iter().map(|s| s.version).collect();
+    assert_eq!(
+        versions,
+        [Version::HTTP_11, Version::HTTP_2, Version::HTTP_11]
+    );
+    assert_eq!(
+        seen[0].conn, seen[2].conn,
+        "the second upload reuses the first's connection"
+    );
+    assert_eq!(origin.connections(), 2);
+    for s in &seen {
+        assert_eq!(
+            s.header("authorization"),
+            Some(format!("Bearer {SECRET}").as_bytes())
+        );
+    }
+    assert_eq!(
+        (seen[0].body_len, seen[1].body_len, seen[2].body_len),
+        (5, 0, 5)
+    );
+
+    // Uploads held open by the origin (`/sse` waits before its last event).
+    let mut held = Vec::new();
+    for _ in 0..=UPSTREAM_H1_SPREAD {
+        let (s, _) = connect(proxy.addr, &format!("localhost:{port}")).await;
+        let t = tls(s, &proxy.ca_pem, "localhost", &["http/1.1"])
+            .await
+            .unwrap();
+        let mut c = h1(t).await;
+        let resp = tokio::time::timeout(T, c.send_request(post("/sse")))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(resp.status(), 200);
+        let mut b = resp.into_body();
+        use http_body_util::BodyExt;
+        let first = tokio::time::timeout(T, b.frame())
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+        assert_eq!(first.into_data().unwrap().as_ref(), b"data: one\n\n");
+        held.push((c, b));
+    }
+    let seen = origin.seen();
+    let versions: Vec<_> = seen[3..].iter().map(|s| s.version).collect();
+    let mut expected = vec![Version::HTTP_11; UPSTREAM_H1_SPREAD];
+    expected.push(Version::HTTP_2);
+    assert_eq!(versions, expected, "past the spread, an upload shares h2");
+    assert!(seen[3..].iter().all(|s| s.body_len == 5));
+    // The first held upload reused the idle HTTP/1.1 connection: the spread
+    // opened SPREAD - 1 more, and the h2 connection was there already.
+    assert_eq!(origin.connections(), 2 + UPSTREAM_H1_SPREAD - 1);
+    for _ in 0..held.len() {
+        origin.release_one();
+    }
+    for (_c, b) in held {
+        use http_body_util::BodyExt;
+        let rest = tokio::time::timeout(T, b.collect())
+            .await
+            .unwrap()
+            .unwrap()
+            .to_bytes();
+        assert_eq!(rest.as_ref(), b"data: two\n\n");
+    }
+}
+
 #[tokio::test]
 async fn h1_only_origin_is_pooled_after_full_reads() {
     let pki = Arc::new(TestCa::new("test origin CA"));

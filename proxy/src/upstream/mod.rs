@@ -5,6 +5,9 @@
 //! to the upstream proxy (nothing sent before its reply), upstream TLS with
 //! ALPN as the origin offers, HTTP/1 and h2 client connections, the pool, and
 //! the single retry of an idempotent request on a stale pooled connection.
+//! An HTTP/1 client's request with a body goes on an HTTP/1 connection of its
+//! own while the origin has fewer than `UPSTREAM_H1_SPREAD` of them; other
+//! requests share the origin's h2 connection when it offers h2.
 //! Must never: be called for a refused request, resolve a name when an upstream
 //! proxy is set, reuse an HTTP/1 connection before request and response were
 //! fully read, or tie a credential to a connection.
@@ -32,8 +35,8 @@ use tokio_rustls::TlsConnector;
 
 use crate::body::{BoxBody, Tracked};
 use crate::limits::{
-    Limits, POOL_READY_WAIT, UPSTREAM_H2_CONNECTION_WINDOW, UPSTREAM_H2_MAX_FRAME,
-    UPSTREAM_H2_STREAM_WINDOW,
+    Limits, POOL_READY_WAIT, UPSTREAM_H1_SPREAD, UPSTREAM_H2_CONNECTION_WINDOW,
+    UPSTREAM_H2_MAX_FRAME, UPSTREAM_H2_STREAM_WINDOW,
 };
 use crate::tls::upstream::ClientTls;
 use address::AddressPolicy;
@@ -155,6 +158,31 @@ enum Conn {
 struct Pool {
     h1: HashMap<PoolKey, Vec<(http1::SendRequest<BoxBody>, Instant)>>,
     h2: HashMap<PoolKey, http2::SendRequest<BoxBody>>,
+    /// HTTP/1 connections open (or opening) for HTTP/1 clients, per origin.
+    h1_open: HashMap<PoolKey, usize>,
+}
+
+/// One of an origin's HTTP/1 connections for HTTP/1 clients: counted from
+/// the decision to open it until it fails to open or its task ends.
+struct H1Slot {
+    upstream: Weak<Upstream>,
+    key: PoolKey,
+}
+
+impl Drop for H1Slot {
+    fn drop(&mut self) {
+        let Some(up) = self.upstream.upgrade() else {
+            return;
+        };
+        if let Ok(mut pool) = up.pool.lock()
+            && let Some(n) = pool.h1_open.get_mut(&self.key)
+        {
+            *n -= 1;
+            if *n == 0 {
+                pool.h1_open.remove(&self.key);
+            }
+        }
+    }
 }
 
 /// The upstream side: mode, TLS and the pool.
@@ -202,12 +230,21 @@ impl Upstream {
         opts: SendOpts,
         req: Request<BoxBody>,
     ) -> Result<Response<BoxBody>, UpstreamError> {
-        let key = PoolKey {
+        let shared = PoolKey {
             origin,
             h1_only: opts.websocket,
             route_names_ip: opts.route_names_ip,
         };
-        let origin = &key.origin;
+        // An HTTP/1 client's upload: see `UPSTREAM_H1_SPREAD`.
+        let own_h1 = (!opts.websocket
+            && shared.origin.tls
+            && req.version() < http::Version::HTTP_2
+            && !req.body().is_end_stream())
+        .then(|| PoolKey {
+            h1_only: true,
+            ..shared.clone()
+        });
+        let origin = &shared.origin;
         // Kept parsed (a shared `Bytes`): the upstream URI is put together
         // from parts, not formatted and parsed again per request (S1).
         let path = req
@@ -228,13 +265,7 @@ impl Upstream {
         let mut spare = spare;
         for _attempt in 0..2 {
             let Some(mut current) = req.take() else { break };
-            let (conn, reused) = match self.checkout(&key).await {
-                Some(c) => (c, true),
-                // Boxed: the connect future (TCP, TLS, h2 handshake) is most of the
-                // request future's size, and hyper keeps one request future per
-                // client connection allocated even while it is idle (S6).
-                None => (Box::pin(self.connect(&key)).await?, false),
-            };
+            let (conn, reused, key) = self.pick(&shared, own_h1.as_ref()).await?;
             let timeout = self.limits.upstream_response_timeout;
             let mut err = match conn {
                 Conn::H1(mut s) => {
@@ -323,6 +354,47 @@ impl Upstream {
         }
     }
 
+    /// A connection for one request and the pool key it returns to: a pooled
+    /// one, else a new one. `own_h1` (an HTTP/1 client's upload to a TLS
+    /// origin) is tried first while the origin has room for it.
+    async fn pick<'k>(
+        self: &Arc<Self>,
+        shared: &'k PoolKey,
+        own_h1: Option<&'k PoolKey>,
+    ) -> Result<(Conn, bool, &'k PoolKey), UpstreamError> {
+        if let Some(key) = own_h1 {
+            if let Some(c) = self.checkout(key).await {
+                return Ok((c, true, key));
+            }
+            if let Some(slot) = self.reserve_h1(key) {
+                // Boxed: the connect future (TCP, TLS, handshake) is most of
+                // the request future's size, and hyper keeps one request
+                // future per client connection allocated even while it is
+                // idle (S6).
+                return Ok((Box::pin(self.connect(key, Some(slot))).await?, false, key));
+            }
+        }
+        if let Some(c) = self.checkout(shared).await {
+            return Ok((c, true, shared));
+        }
+        Ok((Box::pin(self.connect(shared, None)).await?, false, shared))
+    }
+
+    /// Counts one more HTTP/1 connection for HTTP/1 clients of `key`'s origin,
+    /// if it has room.
+    fn reserve_h1(self: &Arc<Self>, key: &PoolKey) -> Option<H1Slot> {
+        let mut pool = self.pool.lock().ok()?;
+        let open = pool.h1_open.entry(key.clone()).or_default();
+        if *open >= UPSTREAM_H1_SPREAD {
+            return None;
+        }
+        *open += 1;
+        Some(H1Slot {
+            upstream: Arc::downgrade(self),
+            key: key.clone(),
+        })
+    }
+
     async fn checkout(&self, key: &PoolKey) -> Option<Conn> {
         loop {
             let candidate = {
@@ -351,7 +423,8 @@ impl Upstream {
         }
     }
 
-    async fn connect(&self, key: &PoolKey) -> Result<Conn, UpstreamError> {
+    /// Opens a connection for `key`; `slot`, if any, is held until it closes.
+    async fn connect(&self, key: &PoolKey, slot: Option<H1Slot>) -> Result<Conn, UpstreamError> {
         let origin = &key.origin;
         let t = self.limits.upstream_connect_timeout;
         let fut = async {
@@ -380,10 +453,10 @@ impl Upstream {
                 if h2 {
                     self.handshake_h2(key, TokioIo::new(tls)).await
                 } else {
-                    handshake_h1(TokioIo::new(tls)).await
+                    handshake_h1(TokioIo::new(tls), slot).await
                 }
             } else {
-                handshake_h1(TokioIo::new(io)).await
+                handshake_h1(TokioIo::new(io), slot).await
             }
         };
         match tokio::time::timeout(t, fut).await {
@@ -471,7 +544,7 @@ impl Upstream {
     }
 }
 
-async fn handshake_h1<I>(io: I) -> Result<Conn, UpstreamError>
+async fn handshake_h1<I>(io: I, slot: Option<H1Slot>) -> Result<Conn, UpstreamError>
 where
     I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
 {
@@ -485,6 +558,7 @@ where
         .map_err(|e| UpstreamError::Unreachable(format!("HTTP/1 handshake: {e}")))?;
     tokio::spawn(async move {
         let _ = conn.with_upgrades().await;
+        drop(slot);
     });
     Ok(Conn::H1(s))
 }
