@@ -364,6 +364,14 @@ async fn h1_only_origin_is_pooled_after_full_reads() {
         );
     }
     assert_eq!(origin.connections(), 1);
+    // An HTTP/1 client's upload takes the idle connection too: the origin
+    // offered no h2, so there is nothing to keep it off.
+    let url = format!("https://localhost:{}/allowed", origin.https.port());
+    let post = Request::post(url).body(body("12345")).unwrap();
+    let got = https_get(&proxy, "localhost", origin.https.port(), "http/1.1", post).await;
+    assert_eq!(got.status, 200);
+    assert_eq!(origin.seen().last().unwrap().body_len, 5);
+    assert_eq!(origin.connections(), 1);
 }
 
 #[tokio::test]

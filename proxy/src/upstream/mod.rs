@@ -158,12 +158,14 @@ enum Conn {
 struct Pool {
     h1: HashMap<PoolKey, Vec<(http1::SendRequest<BoxBody>, Instant)>>,
     h2: HashMap<PoolKey, http2::SendRequest<BoxBody>>,
-    /// HTTP/1 connections open (or opening) for HTTP/1 clients, per origin.
+    /// HTTP/1 connections open (or opening) for HTTP/1 clients' uploads,
+    /// per origin (`UPSTREAM_H1_SPREAD`).
     h1_open: HashMap<PoolKey, usize>,
 }
 
-/// One of an origin's HTTP/1 connections for HTTP/1 clients: counted from
-/// the decision to open it until it fails to open or its task ends.
+/// One of an origin's HTTP/1 connections for HTTP/1 clients' uploads:
+/// counted from the decision to open it until it fails to open or its task
+/// ends.
 struct H1Slot {
     upstream: Weak<Upstream>,
     key: PoolKey,
@@ -363,8 +365,12 @@ impl Upstream {
         own_h1: Option<&'k PoolKey>,
     ) -> Result<(Conn, bool, &'k PoolKey), UpstreamError> {
         if let Some(key) = own_h1 {
-            if let Some(c) = self.checkout(key).await {
+            if let Some(c) = self.checkout(key, true).await {
                 return Ok((c, true, key));
+            }
+            // An idle HTTP/1 connection to an origin that did not offer h2.
+            if let Some(c) = self.checkout(shared, true).await {
+                return Ok((c, true, shared));
             }
             if let Some(slot) = self.reserve_h1(key) {
                 // Boxed: the connect future (TCP, TLS, handshake) is most of
@@ -374,7 +380,7 @@ impl Upstream {
                 return Ok((Box::pin(self.connect(key, Some(slot))).await?, false, key));
             }
         }
-        if let Some(c) = self.checkout(shared).await {
+        if let Some(c) = self.checkout(shared, false).await {
             return Ok((c, true, shared));
         }
         Ok((Box::pin(self.connect(shared, None)).await?, false, shared))
@@ -395,11 +401,13 @@ impl Upstream {
         })
     }
 
-    async fn checkout(&self, key: &PoolKey) -> Option<Conn> {
+    /// A pooled connection for `key`: its h2 connection (unless `h1_only`),
+    /// else an idle HTTP/1 one.
+    async fn checkout(&self, key: &PoolKey, h1_only: bool) -> Option<Conn> {
         loop {
             let candidate = {
                 let mut pool = self.pool.lock().ok()?;
-                if let Some(s) = pool.h2.get(key) {
+                if !h1_only && let Some(s) = pool.h2.get(key) {
                     if !s.is_closed() && s.is_ready() {
                         return Some(Conn::H2(s.clone()));
                     }
@@ -582,6 +590,43 @@ fn set_uri(req: &mut Request<BoxBody>, absolute: Option<&Origin>, path: &PathAnd
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The spread counts connections from the decision to open them until
+    /// they close, per origin, and forgets an origin with none open.
+    #[test]
+    fn the_upload_spread_counts_open_connections_per_origin() {
+        let up = Upstream::new(
+            Mode::Proxy {
+                authority: "127.0.0.1:1".into(),
+            },
+            ClientTls::new(None).expect("client TLS"),
+            Limits::default(),
+        );
+        let key = |host: &str| PoolKey {
+            origin: Origin {
+                host: host.into(),
+                port: 443,
+                tls: true,
+            },
+            h1_only: true,
+            route_names_ip: false,
+        };
+        let a = key("a.example");
+        let mut slots: Vec<H1Slot> = (0..UPSTREAM_H1_SPREAD)
+            .map(|_| up.reserve_h1(&a).expect("room"))
+            .collect();
+        assert!(up.reserve_h1(&a).is_none(), "the spread is full");
+        let b = up
+            .reserve_h1(&key("b.example"))
+            .expect("another origin has its own");
+        slots.pop();
+        let again = up
+            .reserve_h1(&a)
+            .expect("a closed connection frees its place");
+        assert!(up.reserve_h1(&a).is_none());
+        drop((slots, again, b));
+        assert!(up.pool.lock().unwrap().h1_open.is_empty());
+    }
 
     #[test]
     fn upstream_errors_map_to_their_refusal() {
