@@ -494,7 +494,9 @@ async fn openssl_s_client_sees_a_valid_leaf_for_the_connect_host() {
 }
 
 /// 3 MB of random bytes up through the proxy and back (curl over HTTP/1.1 and
-/// TLS on both legs, many TLS records each way): the same bytes, in order.
+/// TLS on both legs, many TLS records each way): the same bytes, in order,
+/// sent with a `Content-Length` and sent chunked. The origin offers h2 too;
+/// an HTTP/1 client's upload reaches it over HTTP/1.1 (`UPSTREAM_H1_SPREAD`).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn curl_upload_and_download_of_3_mb_arrive_byte_for_byte() {
     let f = Fixture::start().await;
@@ -513,32 +515,46 @@ async fn curl_upload_and_download_of_3_mb_arrive_byte_for_byte() {
             .collect()
     };
     std::fs::write(&sent, &data).expect("write");
-    let mut c = Command::new(require("curl", "curl"));
-    hermetic(&mut c);
-    c.args(["-q", "-sS", "--fail", "--http1.1", "--max-time", "60", "-x"])
-        .arg(f.proxy.url())
-        .arg("--cacert")
-        .arg(&f.proxy.ca_files.cert)
-        .arg("--data-binary")
-        .arg(format!("@{}", sent.display()))
-        .arg("-o")
-        .arg(&got)
-        .arg(f.tls_url("/echo/mirror"));
-    let out = blocking(move || run(c, "curl")).await;
-    assert!(
-        out.status.success(),
-        "curl: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let back = std::fs::read(&got).expect("read");
-    assert_eq!(
-        back.len(),
-        data.len(),
-        "length; got {}",
-        String::from_utf8_lossy(&back[..back.len().min(400)])
-    );
-    assert!(back == data, "the bytes came back changed");
-    assert_eq!(f.origin.seen().last().map(|s| s.body_len), Some(3_000_000));
+    for framing in ["Content-Length", "chunked"] {
+        let mut c = Command::new(require("curl", "curl"));
+        hermetic(&mut c);
+        c.args(["-q", "-sS", "--fail", "--http1.1", "--max-time", "60", "-x"])
+            .arg(f.proxy.url())
+            .arg("--cacert")
+            .arg(&f.proxy.ca_files.cert)
+            .arg("--data-binary")
+            .arg(format!("@{}", sent.display()))
+            .arg("-o")
+            .arg(&got);
+        if framing == "chunked" {
+            c.args(["-H", "Transfer-Encoding: chunked"]);
+        }
+        c.arg(f.tls_url("/echo/mirror"));
+        let out = blocking(move || run(c, "curl")).await;
+        assert!(
+            out.status.success(),
+            "{framing}: curl: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let back = std::fs::read(&got).expect("read");
+        assert_eq!(
+            back.len(),
+            data.len(),
+            "{framing}: length; got {}",
+            String::from_utf8_lossy(&back[..back.len().min(400)])
+        );
+        assert!(back == data, "{framing}: the bytes came back changed");
+        let seen = f.origin.seen().last().cloned().expect("the origin saw it");
+        assert_eq!(seen.body_len, 3_000_000, "{framing}");
+        assert_eq!(seen.version, http::Version::HTTP_11, "{framing}");
+        let (te, cl) = if framing == "chunked" {
+            (Some(&b"chunked"[..]), None)
+        } else {
+            (None, Some(&b"3000000"[..]))
+        };
+        assert_eq!(seen.header("transfer-encoding"), te, "{framing}");
+        assert_eq!(seen.header("content-length"), cl, "{framing}");
+    }
 }
 
 /// The proxy's TLS suite order (AES-128-GCM first, `tls::provider`) wins on
