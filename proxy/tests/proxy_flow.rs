@@ -17,6 +17,29 @@ fn get(uri: &str) -> Request<CBody> {
     Request::get(uri).body(body("")).unwrap()
 }
 
+/// The next data frame of a response the origin holds open (`/sse`'s first
+/// event), within `T`.
+async fn next_data(body: &mut hyper::body::Incoming) -> bytes::Bytes {
+    use http_body_util::BodyExt;
+    tokio::time::timeout(T, body.frame())
+        .await
+        .expect("first event arrives while the origin holds the stream open")
+        .unwrap()
+        .unwrap()
+        .into_data()
+        .unwrap()
+}
+
+/// The rest of a response body, within `T`.
+async fn rest_of(body: hyper::body::Incoming) -> bytes::Bytes {
+    use http_body_util::BodyExt;
+    tokio::time::timeout(T, body.collect())
+        .await
+        .unwrap()
+        .unwrap()
+        .to_bytes()
+}
+
 async fn setup() -> (Arc<TestCa>, Origin, TestProxy) {
     let pki = Arc::new(TestCa::new("test origin CA"));
     let origin = Origin::hello(&pki, &["h2", "http/1.1"]).await;
@@ -207,20 +230,9 @@ async fn sse_events_flow_before_the_response_ends() {
         };
         assert_eq!(resp.status(), 200);
         let mut body = resp.into_body();
-        use http_body_util::BodyExt;
-        let first = tokio::time::timeout(T, body.frame())
-            .await
-            .expect("first event arrives while the origin holds the stream open")
-            .unwrap()
-            .unwrap();
-        assert_eq!(first.into_data().unwrap().as_ref(), b"data: one\n\n");
+        assert_eq!(next_data(&mut body).await.as_ref(), b"data: one\n\n");
         origin.release_one();
-        let rest = tokio::time::timeout(T, body.collect())
-            .await
-            .unwrap()
-            .unwrap()
-            .to_bytes();
-        assert_eq!(rest.as_ref(), b"data: two\n\n");
+        assert_eq!(rest_of(body).await.as_ref(), b"data: two\n\n");
     }
 }
 
@@ -305,13 +317,7 @@ async fn an_http1_upload_gets_an_http1_connection_of_its_own_up_to_the_spread() 
             .unwrap();
         assert_eq!(resp.status(), 200);
         let mut b = resp.into_body();
-        use http_body_util::BodyExt;
-        let first = tokio::time::timeout(T, b.frame())
-            .await
-            .unwrap()
-            .unwrap()
-            .unwrap();
-        assert_eq!(first.into_data().unwrap().as_ref(), b"data: one\n\n");
+        assert_eq!(next_data(&mut b).await.as_ref(), b"data: one\n\n");
         held.push((c, b));
     }
     let seen = origin.seen();
@@ -327,13 +333,7 @@ async fn an_http1_upload_gets_an_http1_connection_of_its_own_up_to_the_spread() 
         origin.release_one();
     }
     for (_c, b) in held {
-        use http_body_util::BodyExt;
-        let rest = tokio::time::timeout(T, b.collect())
-            .await
-            .unwrap()
-            .unwrap()
-            .to_bytes();
-        assert_eq!(rest.as_ref(), b"data: two\n\n");
+        assert_eq!(rest_of(b).await.as_ref(), b"data: two\n\n");
     }
 }
 
