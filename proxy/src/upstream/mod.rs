@@ -3,7 +3,8 @@
 //!
 //! Owns: resolving once and checking the address (direct mode), the CONNECT
 //! to the upstream proxy (nothing sent before its reply), upstream TLS with
-//! ALPN as the origin offers, HTTP/1 and h2 client connections, the pool, and
+//! ALPN as the origin offers, HTTP/1 and h2 client connections, which pooled
+//! connection a request takes (`pool.rs` keeps them), and
 //! the single retry of an idempotent request on a stale pooled connection.
 //! An HTTP/1 client's request with a body goes on an HTTP/1 connection of its
 //! own while the origin has fewer than `UPSTREAM_H1_SPREAD` of them; other
@@ -13,14 +14,13 @@
 //! fully read, or tie a credential to a connection.
 
 pub mod address;
+mod pool;
 mod proxy_connect;
 pub mod resolve;
 
-use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::AtomicU64;
-use std::sync::{Arc, Mutex, Weak};
-use std::time::Instant;
+use std::sync::{Arc, Weak};
 
 use addon_rules::{Reason, Refusal};
 use bytes::Bytes;
@@ -35,11 +35,11 @@ use tokio_rustls::TlsConnector;
 
 use crate::body::{BoxBody, Tracked};
 use crate::limits::{
-    Limits, POOL_READY_WAIT, UPSTREAM_H1_SPREAD, UPSTREAM_H2_CONNECTION_WINDOW,
-    UPSTREAM_H2_MAX_FRAME, UPSTREAM_H2_STREAM_WINDOW,
+    Limits, UPSTREAM_H2_CONNECTION_WINDOW, UPSTREAM_H2_MAX_FRAME, UPSTREAM_H2_STREAM_WINDOW,
 };
 use crate::tls::upstream::ClientTls;
 use address::AddressPolicy;
+use pool::{Conn, H1Slot, Pool, PoolKey};
 
 /// Where a request goes: the CONNECT target or the plain request's authority.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -142,57 +142,12 @@ pub enum Mode {
     Proxy { authority: String },
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-struct PoolKey {
-    origin: Origin,
-    h1_only: bool,
-    route_names_ip: bool,
-}
-
-enum Conn {
-    H1(http1::SendRequest<BoxBody>),
-    H2(http2::SendRequest<BoxBody>),
-}
-
-#[derive(Default)]
-struct Pool {
-    h1: HashMap<PoolKey, Vec<(http1::SendRequest<BoxBody>, Instant)>>,
-    h2: HashMap<PoolKey, http2::SendRequest<BoxBody>>,
-    /// HTTP/1 connections open (or opening) for HTTP/1 clients' uploads,
-    /// per origin (`UPSTREAM_H1_SPREAD`).
-    h1_open: HashMap<PoolKey, usize>,
-}
-
-/// One of an origin's HTTP/1 connections for HTTP/1 clients' uploads:
-/// counted from the decision to open it until it fails to open or its task
-/// ends.
-struct H1Slot {
-    upstream: Weak<Upstream>,
-    key: PoolKey,
-}
-
-impl Drop for H1Slot {
-    fn drop(&mut self) {
-        let Some(up) = self.upstream.upgrade() else {
-            return;
-        };
-        if let Ok(mut pool) = up.pool.lock()
-            && let Some(n) = pool.h1_open.get_mut(&self.key)
-        {
-            *n -= 1;
-            if *n == 0 {
-                pool.h1_open.remove(&self.key);
-            }
-        }
-    }
-}
-
 /// The upstream side: mode, TLS and the pool.
 pub struct Upstream {
     mode: Mode,
     tls: ClientTls,
     limits: Limits,
-    pool: Mutex<Pool>,
+    pool: Arc<Pool>,
     /// Connections opened (for tests and metrics).
     pub connects: AtomicU64,
 }
@@ -214,11 +169,12 @@ fn idempotent(m: &Method) -> bool {
 
 impl Upstream {
     pub fn new(mode: Mode, tls: ClientTls, limits: Limits) -> Arc<Upstream> {
+        let pool = Pool::new(&limits);
         Arc::new(Upstream {
             mode,
             tls,
             limits,
-            pool: Mutex::new(Pool::default()),
+            pool,
             connects: AtomicU64::new(0),
         })
     }
@@ -338,41 +294,29 @@ impl Upstream {
         let weak: Weak<Upstream> = Arc::downgrade(self);
         let on_end = (!(upgrading || websocket)).then_some(move |complete, _bytes| {
             if complete && let Some(up) = weak.upgrade() {
-                up.checkin(key, sender);
+                up.pool.checkin(key, sender);
             }
         });
         resp.map(|b| http_body_util::BodyExt::boxed_unsync(Tracked::new(b, None, on_end)))
-    }
-
-    fn checkin(&self, key: PoolKey, sender: http1::SendRequest<BoxBody>) {
-        if sender.is_closed() {
-            return;
-        }
-        if let Ok(mut pool) = self.pool.lock() {
-            let list = pool.h1.entry(key).or_default();
-            if list.len() < self.limits.pool_max_idle_per_origin {
-                list.push((sender, Instant::now()));
-            }
-        }
     }
 
     /// A connection for one request and the pool key it returns to: a pooled
     /// one, else a new one. `own_h1` (an HTTP/1 client's upload to a TLS
     /// origin) is tried first while the origin has room for it.
     async fn pick<'k>(
-        self: &Arc<Self>,
+        &self,
         shared: &'k PoolKey,
         own_h1: Option<&'k PoolKey>,
     ) -> Result<(Conn, bool, &'k PoolKey), UpstreamError> {
         if let Some(key) = own_h1 {
-            if let Some(c) = self.checkout(key, true).await {
+            if let Some(c) = self.pool.checkout(key, true).await {
                 return Ok((c, true, key));
             }
             // An idle HTTP/1 connection to an origin that did not offer h2.
-            if let Some(c) = self.checkout(shared, true).await {
+            if let Some(c) = self.pool.checkout(shared, true).await {
                 return Ok((c, true, shared));
             }
-            if let Some(slot) = self.reserve_h1(key) {
+            if let Some(slot) = self.pool.reserve_h1(key) {
                 // Boxed: the connect future (TCP, TLS, handshake) is most of
                 // the request future's size, and hyper keeps one request
                 // future per client connection allocated even while it is
@@ -380,55 +324,10 @@ impl Upstream {
                 return Ok((Box::pin(self.connect(key, Some(slot))).await?, false, key));
             }
         }
-        if let Some(c) = self.checkout(shared, false).await {
+        if let Some(c) = self.pool.checkout(shared, false).await {
             return Ok((c, true, shared));
         }
         Ok((Box::pin(self.connect(shared, None)).await?, false, shared))
-    }
-
-    /// Counts one more HTTP/1 connection for HTTP/1 clients of `key`'s origin,
-    /// if it has room.
-    fn reserve_h1(self: &Arc<Self>, key: &PoolKey) -> Option<H1Slot> {
-        let mut pool = self.pool.lock().ok()?;
-        let open = pool.h1_open.entry(key.clone()).or_default();
-        if *open >= UPSTREAM_H1_SPREAD {
-            return None;
-        }
-        *open += 1;
-        Some(H1Slot {
-            upstream: Arc::downgrade(self),
-            key: key.clone(),
-        })
-    }
-
-    /// A pooled connection for `key`: its h2 connection (unless `h1_only`),
-    /// else an idle HTTP/1 one.
-    async fn checkout(&self, key: &PoolKey, h1_only: bool) -> Option<Conn> {
-        loop {
-            let candidate = {
-                let mut pool = self.pool.lock().ok()?;
-                if !h1_only && let Some(s) = pool.h2.get(key) {
-                    if !s.is_closed() && s.is_ready() {
-                        return Some(Conn::H2(s.clone()));
-                    }
-                    pool.h2.remove(key);
-                }
-                let list = pool.h1.get_mut(key)?;
-                list.pop()
-            };
-            let (mut s, since) = candidate?;
-            if s.is_closed() || since.elapsed() > self.limits.pool_idle_timeout {
-                continue;
-            }
-            // The connection task may not have noticed the end of the last
-            // exchange yet; give it a moment rather than opening a new one.
-            if !s.is_ready() {
-                let _ = tokio::time::timeout(POOL_READY_WAIT, s.ready()).await;
-            }
-            if s.is_ready() {
-                return Some(Conn::H1(s));
-            }
-        }
     }
 
     /// Opens a connection for `key`; `slot`, if any, is held until it closes.
@@ -491,9 +390,7 @@ impl Upstream {
         tokio::spawn(async move {
             let _ = conn.await;
         });
-        if let Ok(mut pool) = self.pool.lock() {
-            pool.h2.insert(key.clone(), s.clone());
-        }
+        self.pool.insert_h2(key.clone(), s.clone());
         Ok(Conn::H2(s))
     }
 
@@ -590,43 +487,6 @@ fn set_uri(req: &mut Request<BoxBody>, absolute: Option<&Origin>, path: &PathAnd
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    /// The spread counts connections from the decision to open them until
-    /// they close, per origin, and forgets an origin with none open.
-    #[test]
-    fn the_upload_spread_counts_open_connections_per_origin() {
-        let up = Upstream::new(
-            Mode::Proxy {
-                authority: "127.0.0.1:1".into(),
-            },
-            ClientTls::new(None).expect("client TLS"),
-            Limits::default(),
-        );
-        let key = |host: &str| PoolKey {
-            origin: Origin {
-                host: host.into(),
-                port: 443,
-                tls: true,
-            },
-            h1_only: true,
-            route_names_ip: false,
-        };
-        let a = key("a.example");
-        let mut slots: Vec<H1Slot> = (0..UPSTREAM_H1_SPREAD)
-            .map(|_| up.reserve_h1(&a).expect("room"))
-            .collect();
-        assert!(up.reserve_h1(&a).is_none(), "the spread is full");
-        let b = up
-            .reserve_h1(&key("b.example"))
-            .expect("another origin has its own");
-        slots.pop();
-        let again = up
-            .reserve_h1(&a)
-            .expect("a closed connection frees its place");
-        assert!(up.reserve_h1(&a).is_none());
-        drop((slots, again, b));
-        assert!(up.pool.lock().unwrap().h1_open.is_empty());
-    }
 
     #[test]
     fn upstream_errors_map_to_their_refusal() {
