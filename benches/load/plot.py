@@ -1,4 +1,4 @@
-"""Plot S1 (keep-alive requests through a MITM'd tunnel) against concurrency, per proxy.
+"""Plot S1 (keep-alive requests through a MITM proxy, or the relaying tunnel) against concurrency, per proxy.
 
 Usage: plot.py RESULTS_JSON OUT_PNG. Invalid points (a scenario with errors) are not
 plotted; the proxy's legend entry says so.
@@ -14,7 +14,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import matplotlib.ticker  # noqa: E402
 
 
-COLORS = {"direct": "tab:gray", "egress-proxy": "tab:blue", "hudsucker": "tab:orange", "mitmproxy": "tab:green"}
+COLORS = {"direct": "tab:gray", "tunnel": "tab:purple", "egress-proxy": "tab:blue", "hudsucker": "tab:orange", "mitmproxy": "tab:green"}
 
 
 def main(path, out):

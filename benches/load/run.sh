@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Side-by-side load comparison of issue 6: direct, egress-proxy, hudsucker, mitmproxy.
+# Side-by-side load comparison of issue 6: direct, tunnel (the floor), egress-proxy, hudsucker, mitmproxy.
 #
 #   bash benches/load/run.sh           full run (~10 min): docs/bench/results.json + plot
 #   bash benches/load/run.sh --smoke   a few seconds per scenario, direct and egress-proxy
@@ -54,8 +54,8 @@ if [ "$mode" = full ]; then
   "$venv/bin/mitmdump" --version | head -1
   mkdir -p docs/bench
   # Never measure a stale egress-proxy binary left from an earlier build.
-  proxies=direct,egress-proxy,hudsucker,mitmproxy
-  [ "$egress_ok" = 1 ] || proxies=direct,hudsucker,mitmproxy
+  proxies=direct,tunnel,egress-proxy,hudsucker,mitmproxy
+  [ "$egress_ok" = 1 ] || proxies=direct,tunnel,hudsucker,mitmproxy
   taskset -c 0 target/release/load-harness bench --proxies "$proxies" \
     --results docs/bench/results.json --out-dir benches/load/out \
     --egress-proxy target/release/egress-proxy

@@ -314,7 +314,20 @@ pub async fn run(cfg: &Config) -> Result<Vec<ProxyResult>> {
 async fn one_proxy(cfg: &Config, env: &Env, name: &str) -> Result<ProxyResult> {
     let tck = procstat::clk_tck();
     match name {
-        "direct" => measure(cfg, env, name, None, None, tck, Arc::default()).await,
+        "direct" => measure(cfg, env, name, None, Via::Direct, tck, Arc::default()).await,
+        "tunnel" => {
+            let exe = std::env::current_exe()?;
+            let mut c = pinned(cfg, &exe)
+                .arg("tunnel")
+                .arg("--listen")
+                .arg("127.0.0.1:0")
+                .stdout(Stdio::piped())
+                .spawn()
+                .context("starting the tunnel")?;
+            let tail = drain_stderr(&mut c);
+            let port = ready_line(&mut c, "tunnel").await?;
+            measure(cfg, env, name, Some(c), Via::Tunnel(port), tck, tail).await
+        }
         "egress-proxy" => {
             anyhow::ensure!(
                 cfg.egress_proxy.is_file(),
@@ -343,7 +356,7 @@ async fn one_proxy(cfg: &Config, env: &Env, name: &str) -> Result<ProxyResult> {
                 tokio::time::sleep(Duration::from_millis(200)).await;
                 bail!("{e:#}; its stderr: {}", tail_text(&tail));
             }
-            measure(cfg, env, name, Some(c), Some(port), tck, tail).await
+            measure(cfg, env, name, Some(c), Via::Mitm(port), tck, tail).await
         }
         "hudsucker" => {
             let exe = std::env::current_exe()?;
@@ -365,7 +378,7 @@ async fn one_proxy(cfg: &Config, env: &Env, name: &str) -> Result<ProxyResult> {
                 .context("starting the hudsucker proxy")?;
             let tail = drain_stderr(&mut c);
             let port = ready_line(&mut c, "hudsucker").await?;
-            measure(cfg, env, name, Some(c), Some(port), tck, tail).await
+            measure(cfg, env, name, Some(c), Via::Mitm(port), tck, tail).await
         }
         "mitmproxy" => {
             anyhow::ensure!(
@@ -402,9 +415,11 @@ async fn one_proxy(cfg: &Config, env: &Env, name: &str) -> Result<ProxyResult> {
                 tokio::time::sleep(Duration::from_millis(200)).await;
                 bail!("{e:#}; its stderr: {}", tail_text(&tail));
             }
-            measure(cfg, env, name, Some(c), Some(port), tck, tail).await
+            measure(cfg, env, name, Some(c), Via::Mitm(port), tck, tail).await
         }
-        other => bail!("unknown proxy {other:?}: use direct, egress-proxy, hudsucker, mitmproxy"),
+        other => {
+            bail!("unknown proxy {other:?}: use direct, tunnel, egress-proxy, hudsucker, mitmproxy")
+        }
     }
 }
 
@@ -427,30 +442,41 @@ fn pinned(cfg: &Config, program: &std::path::Path) -> Command {
     c
 }
 
+/// How the load generator reaches the origin.
+#[derive(Clone, Copy)]
+enum Via {
+    Direct,
+    /// A CONNECT relay on this port; TLS end to end with the origin.
+    Tunnel(u16),
+    /// A MITM proxy on this port: TLS to its minted leaf.
+    Mitm(u16),
+}
+
 async fn measure(
     cfg: &Config,
     env: &Env,
     name: &str,
     mut child: Option<Child>,
-    port: Option<u16>,
+    via: Via,
     tck: f64,
     tail: SharedTail,
 ) -> Result<ProxyResult> {
-    let roots = pki::root_store(if port.is_some() {
-        &env.proxy_ca.cert
-    } else {
-        &env.origin_ca
+    let roots = pki::root_store(match via {
+        Via::Mitm(_) => &env.proxy_ca.cert,
+        Via::Direct | Via::Tunnel(_) => &env.origin_ca,
     })?;
-    let (auth, proxy) = match port {
-        Some(p) => (
-            HeaderValue::from_static("Bearer placeholder-the-proxy-must-replace"),
-            Some(SocketAddr::from((Ipv4Addr::LOCALHOST, p))),
-        ),
-        None => {
+    // The real credential where the client talks TLS with the origin itself.
+    let auth = match via {
+        Via::Mitm(_) => HeaderValue::from_static("Bearer placeholder-the-proxy-must-replace"),
+        Via::Direct | Via::Tunnel(_) => {
             let mut v = HeaderValue::from_str(&format!("Bearer {}", env.token))?;
             v.set_sensitive(true);
-            (v, None)
+            v
         }
+    };
+    let proxy = match via {
+        Via::Direct => None,
+        Via::Tunnel(p) | Via::Mitm(p) => Some(SocketAddr::from((Ipv4Addr::LOCALHOST, p))),
     };
     let t = Target {
         proxy,
@@ -467,7 +493,8 @@ async fn measure(
     let rest = probe.rss_kib();
 
     let mut r = ProxyResult::failed(name, "ok".into());
-    if port.is_some() && cfg.wants("s6") {
+    // S6 is a MITM proxy's memory per connection; a relay's buffers are no floor of it.
+    if matches!(via, Via::Mitm(_)) && cfg.wants("s6") {
         eprintln!("  S6 memory, {} idle connections", cfg.s6_conns);
         r.s6 = Some(scenarios::memory(&t, probe, rest, cfg.s6_conns).await);
     }

@@ -1,6 +1,6 @@
-//! load-harness: the side-by-side load comparison of issue 6 (direct, egress-proxy,
-//! hudsucker, mitmproxy) and the pieces it runs as child processes (origin, hudsucker
-//! proxy). `benches/load/run.sh` is the entry point a person uses.
+//! load-harness: the side-by-side load comparison of issue 6 (direct, a relaying tunnel,
+//! egress-proxy, hudsucker, mitmproxy) and the pieces it runs as child processes (origin,
+//! tunnel, hudsucker proxy). `benches/load/run.sh` is the entry point a person uses.
 //!
 //! The binary owns process wiring and exit codes only; it must never print the bench
 //! token, which reaches children by environment.
@@ -15,6 +15,7 @@ mod report;
 mod routes;
 mod scenarios;
 mod slices;
+mod tunnel;
 
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
@@ -45,6 +46,12 @@ enum Cmd {
         #[arg(long)]
         out: PathBuf,
     },
+    /// The floor: a CONNECT relay to loopback that leaves TLS to the client and the
+    /// origin (prints `READY <port>`).
+    Tunnel {
+        #[arg(long, default_value = "127.0.0.1:0")]
+        listen: std::net::SocketAddr,
+    },
     /// The hudsucker-based comparison proxy (prints `READY <port>`).
     Hudsucker {
         #[arg(long, default_value = "127.0.0.1:0")]
@@ -65,7 +72,7 @@ struct BenchArgs {
     /// A few seconds per scenario, direct and egress-proxy only; exit 1 on any error.
     #[arg(long)]
     smoke: bool,
-    /// Comma-separated: direct, egress-proxy, hudsucker, mitmproxy.
+    /// Comma-separated: direct, tunnel, egress-proxy, hudsucker, mitmproxy.
     #[arg(long, value_delimiter = ',')]
     proxies: Option<Vec<String>>,
     #[arg(long, default_value = "benches/load/out")]
@@ -144,6 +151,7 @@ fn main() -> ExitCode {
             } => hud::run(listen, &ca_cert, &ca_key, &upstream_ca, &routes)
                 .await
                 .map(|_| ExitCode::SUCCESS),
+            Cmd::Tunnel { listen } => tunnel::run(listen).await.map(|_| ExitCode::SUCCESS),
             Cmd::Ca { out } => {
                 let ca = pki::mint_ca("load harness proxy CA")?;
                 pki::write_proxy_ca(&out, &ca)?;

@@ -1,6 +1,7 @@
 //! Turns a run's results into the Markdown table printed at the end (and pasted into
-//! docs/benchmarks.md): each figure per proxy, ratios of egress-proxy to direct, to
-//! mitmproxy and to hudsucker, and the targets of issue 17, met or missed.
+//! docs/benchmarks.md): each figure per proxy, ratios of egress-proxy to direct, to the
+//! tunnel (the floor), to mitmproxy and to hudsucker, and the targets of issue 17, met
+//! or missed.
 //!
 //! Owns presentation only. It must never show a figure from an invalid scenario as if it
 //! were good: such cells carry `INVALID(<errors>)`.
@@ -8,7 +9,15 @@
 use crate::bench::ProxyResult;
 use std::fmt::Write;
 
-const COLS: [&str; 4] = ["direct", "egress-proxy", "hudsucker", "mitmproxy"];
+const COLS: [&str; 5] = ["direct", "tunnel", "egress-proxy", "hudsucker", "mitmproxy"];
+/// The ratio columns: (numerator, denominator), each a name in `COLS`.
+const RATIOS: [(&str, &str); 5] = [
+    ("egress-proxy", "direct"),
+    ("egress-proxy", "tunnel"),
+    ("egress-proxy", "mitmproxy"),
+    ("egress-proxy", "hudsucker"),
+    ("hudsucker", "mitmproxy"),
+];
 
 struct Cell {
     v: Option<f64>,
@@ -222,12 +231,23 @@ pub fn markdown(results: &[ProxyResult]) -> String {
         .find(|r| !r.s1.is_empty())
         .map(|r| r.s1.iter().map(|p| p.concurrency.to_string()).collect())
         .unwrap_or_default();
+    let short = |n: &str| n.strip_suffix("-proxy").unwrap_or(n).to_string();
     let _ = writeln!(
         s,
-        "| metric | {} | egress/direct | egress/mitmproxy | egress/hudsucker | hudsucker/mitmproxy |",
-        COLS.join(" | ")
+        "| metric | {} | {} |",
+        COLS.join(" | "),
+        RATIOS
+            .iter()
+            .map(|(a, b)| format!("{}/{}", short(a), short(b)))
+            .collect::<Vec<_>>()
+            .join(" | ")
     );
-    let _ = writeln!(s, "|---|{}---|---|---|---|", "---:|".repeat(COLS.len()));
+    let _ = writeln!(
+        s,
+        "|---|{}{}",
+        "---:|".repeat(COLS.len()),
+        "---|".repeat(RATIOS.len())
+    );
     for (label, g) in rows() {
         let label = match label.strip_prefix("S1 keep-alive #") {
             Some(rest) => {
@@ -244,14 +264,16 @@ pub fn markdown(results: &[ProxyResult]) -> String {
         if cells.iter().all(|c| c.v.is_none() && c.errors == 0) {
             continue;
         }
+        let at = |n: &str| &cells[COLS.iter().position(|c| *c == n).unwrap_or(0)];
         let _ = writeln!(
             s,
-            "| {label} | {} | {} | {} | {} | {} |",
+            "| {label} | {} | {} |",
             cells.iter().map(show).collect::<Vec<_>>().join(" | "),
-            ratio(&cells[1], &cells[0]),
-            ratio(&cells[1], &cells[3]),
-            ratio(&cells[1], &cells[2]),
-            ratio(&cells[2], &cells[3]),
+            RATIOS
+                .iter()
+                .map(|(a, b)| ratio(at(a), at(b)))
+                .collect::<Vec<_>>()
+                .join(" | ")
         );
     }
     let _ = writeln!(s);
@@ -471,5 +493,29 @@ mod tests {
             result("hudsucker", vec![point(64, 10_000.0, 0)]),
         ];
         assert!(markdown(&rs).contains("| 1.20x | MISSED |"));
+    }
+
+    #[test]
+    fn each_ratio_column_divides_the_named_columns() {
+        let rs = vec![
+            result("tunnel", vec![point(8, 40_000.0, 0)]),
+            result("egress-proxy", vec![point(8, 20_000.0, 0)]),
+            result("hudsucker", vec![point(8, 16_000.0, 0)]),
+        ];
+        let md = markdown(&rs);
+        let head = md.lines().next().unwrap_or_default();
+        assert_eq!(
+            head,
+            "| metric | direct | tunnel | egress-proxy | hudsucker | mitmproxy | egress/direct \
+             | egress/tunnel | egress/mitmproxy | egress/hudsucker | hudsucker/mitmproxy |"
+        );
+        let row = md
+            .lines()
+            .find(|l| l.starts_with("| S1 C=8 req per proxy CPU-s |"))
+            .unwrap_or_default();
+        assert_eq!(
+            row,
+            "| S1 C=8 req per proxy CPU-s | - | 40000 | 20000 | 16000 | - | - | 0.50x | - | 1.25x | - |"
+        );
     }
 }

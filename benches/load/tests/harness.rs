@@ -227,7 +227,7 @@ fn all_cpus() -> String {
 }
 
 #[test]
-fn smoke_bench_direct_and_hudsucker_measures_every_scenario_and_leaks_no_token() {
+fn smoke_bench_direct_tunnel_and_hudsucker_measures_every_scenario_and_leaks_no_token() {
     let dir = tempdir("smoke");
     let results = dir.join("results.json");
     let out = Command::new(BIN)
@@ -235,7 +235,7 @@ fn smoke_bench_direct_and_hudsucker_measures_every_scenario_and_leaks_no_token()
             "bench",
             "--smoke",
             "--proxies",
-            "direct,hudsucker",
+            "direct,tunnel,hudsucker",
             "--seconds",
             "0.5",
         ])
@@ -260,7 +260,7 @@ fn smoke_bench_direct_and_hudsucker_measures_every_scenario_and_leaks_no_token()
     }
     let doc: serde_json::Value = serde_json::from_str(&text).unwrap();
     let rs = doc["results"].as_array().unwrap();
-    assert_eq!(rs.len(), 2);
+    assert_eq!(rs.len(), 3);
     for r in rs {
         let name = r["name"].as_str().unwrap();
         assert_eq!(r["status"], "ok", "{name}");
@@ -273,7 +273,13 @@ fn smoke_bench_direct_and_hudsucker_measures_every_scenario_and_leaks_no_token()
         }
         assert_eq!(r["s5"]["received"], r["s5"]["events"]);
     }
-    let hud = &rs[1];
+    // The tunnel relays the client's TLS to the origin: its CPU is read, and S6 (a MITM
+    // proxy's memory per connection) is not its to measure.
+    let tunnel = &rs[1];
+    assert_eq!(tunnel["name"], "tunnel");
+    assert!(tunnel["s1"][0]["per_cpu_s"].as_f64().unwrap() > 0.0);
+    assert!(tunnel["s6"].is_null(), "{}", tunnel["s6"]);
+    let hud = &rs[2];
     assert_eq!(hud["name"], "hudsucker");
     assert!(
         hud["s1"][0]["per_cpu_s"].as_f64().unwrap() > 0.0,
@@ -283,7 +289,7 @@ fn smoke_bench_direct_and_hudsucker_measures_every_scenario_and_leaks_no_token()
     assert!(hud["s6"]["rest_kib"].as_u64().unwrap() > 0);
     assert!(hud["s5"]["added_p99_ms"].is_number());
     assert!(
-        stdout.contains("| S1 C=1 req/s |"),
+        stdout.contains("| S1 C=1 req/s |") && stdout.contains("| egress/tunnel |"),
         "table printed:\n{stdout}"
     );
     let _ = std::fs::remove_dir_all(&dir);
