@@ -1,6 +1,6 @@
-//! Orchestrates one side-by-side run: starts the origin, then each proxy in turn (pinned to
-//! its own core with `taskset`), runs every scenario against it, stops it, and collects
-//! the results.
+//! Orchestrates one side-by-side run: starts the origin and every proxy (pinned to their
+//! own core with `taskset`), runs each scenario against every proxy in turn, stops them,
+//! and collects the results.
 //!
 //! Owns child processes and their lifetime (killed on drop, also on error). It must never
 //! put the token on a command line or in a log: it reaches the children by environment only.
@@ -280,20 +280,37 @@ pub async fn run(cfg: &Config) -> Result<Vec<ProxyResult>> {
         routes: routes_path,
     };
 
-    let mut results = Vec::new();
+    // Every proxy runs from the start, idle but for the scenario in hand, and each
+    // scenario goes through all of them in turn: a noisy minute on this machine then
+    // falls on one scenario of every proxy, not on every scenario of one proxy.
     let mut order: Vec<&String> = cfg.proxies.iter().filter(|p| *p == "direct").collect();
     order.extend(cfg.proxies.iter().filter(|p| *p != "direct"));
+    let mut running = Vec::new();
+    let mut results = Vec::new();
     for name in order {
-        eprintln!("== {name}");
-        let r = match one_proxy(cfg, &env, name).await {
-            Ok(r) => r,
+        eprintln!("== starting {name}");
+        match start(cfg, &env, name).await {
+            Ok(s) => running.push(Measuring::new(&env, name, s)?),
             Err(e) => {
                 eprintln!("{name}: not measured: {e:#}");
-                ProxyResult::failed(name, format!("not measured: {e:#}"))
+                results.push(ProxyResult::failed(name, format!("not measured: {e:#}")));
             }
-        };
-        results.push(r);
+        }
     }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    for m in &mut running {
+        m.rest_kib = m.probe.rss_kib();
+    }
+    for step in steps(cfg) {
+        for m in running.iter_mut().filter(|m| m.measures(step)) {
+            eprintln!("  {} {}", m.r.name, step.describe(cfg));
+            m.run(cfg, step).await;
+        }
+    }
+    for m in running {
+        results.push(m.finish().await?);
+    }
+    results.sort_by_key(|r| cfg.proxies.iter().position(|p| *p == r.name));
     // S5 added delay: against the direct run.
     let direct = results
         .iter()
@@ -311,10 +328,20 @@ pub async fn run(cfg: &Config) -> Result<Vec<ProxyResult>> {
     Ok(results)
 }
 
-async fn one_proxy(cfg: &Config, env: &Env, name: &str) -> Result<ProxyResult> {
-    let tck = procstat::clk_tck();
+/// A proxy started and ready (`direct`: nothing to start).
+struct Started {
+    child: Option<Child>,
+    via: Via,
+    tail: SharedTail,
+}
+
+async fn start(cfg: &Config, env: &Env, name: &str) -> Result<Started> {
     match name {
-        "direct" => measure(cfg, env, name, None, Via::Direct, tck, Arc::default()).await,
+        "direct" => Ok(Started {
+            child: None,
+            via: Via::Direct,
+            tail: Arc::default(),
+        }),
         "tunnel" => {
             let exe = std::env::current_exe()?;
             let mut c = pinned(cfg, &exe)
@@ -326,7 +353,11 @@ async fn one_proxy(cfg: &Config, env: &Env, name: &str) -> Result<ProxyResult> {
                 .context("starting the tunnel")?;
             let tail = drain_stderr(&mut c);
             let port = ready_line(&mut c, "tunnel").await?;
-            measure(cfg, env, name, Some(c), Via::Tunnel(port), tck, tail).await
+            Ok(Started {
+                child: Some(c),
+                via: Via::Tunnel(port),
+                tail,
+            })
         }
         "egress-proxy" => {
             anyhow::ensure!(
@@ -356,7 +387,11 @@ async fn one_proxy(cfg: &Config, env: &Env, name: &str) -> Result<ProxyResult> {
                 tokio::time::sleep(Duration::from_millis(200)).await;
                 bail!("{e:#}; its stderr: {}", tail_text(&tail));
             }
-            measure(cfg, env, name, Some(c), Via::Mitm(port), tck, tail).await
+            Ok(Started {
+                child: Some(c),
+                via: Via::Mitm(port),
+                tail,
+            })
         }
         "hudsucker" => {
             let exe = std::env::current_exe()?;
@@ -378,7 +413,11 @@ async fn one_proxy(cfg: &Config, env: &Env, name: &str) -> Result<ProxyResult> {
                 .context("starting the hudsucker proxy")?;
             let tail = drain_stderr(&mut c);
             let port = ready_line(&mut c, "hudsucker").await?;
-            measure(cfg, env, name, Some(c), Via::Mitm(port), tck, tail).await
+            Ok(Started {
+                child: Some(c),
+                via: Via::Mitm(port),
+                tail,
+            })
         }
         "mitmproxy" => {
             anyhow::ensure!(
@@ -415,7 +454,11 @@ async fn one_proxy(cfg: &Config, env: &Env, name: &str) -> Result<ProxyResult> {
                 tokio::time::sleep(Duration::from_millis(200)).await;
                 bail!("{e:#}; its stderr: {}", tail_text(&tail));
             }
-            measure(cfg, env, name, Some(c), Via::Mitm(port), tck, tail).await
+            Ok(Started {
+                child: Some(c),
+                via: Via::Mitm(port),
+                tail,
+            })
         }
         other => {
             bail!("unknown proxy {other:?}: use direct, tunnel, egress-proxy, hudsucker, mitmproxy")
@@ -452,119 +495,169 @@ enum Via {
     Mitm(u16),
 }
 
-async fn measure(
-    cfg: &Config,
-    env: &Env,
-    name: &str,
-    mut child: Option<Child>,
-    via: Via,
-    tck: f64,
-    tail: SharedTail,
-) -> Result<ProxyResult> {
-    let roots = pki::root_store(match via {
-        Via::Mitm(_) => &env.proxy_ca.cert,
-        Via::Direct | Via::Tunnel(_) => &env.origin_ca,
-    })?;
-    // The real credential where the client talks TLS with the origin itself.
-    let auth = match via {
-        Via::Mitm(_) => HeaderValue::from_static("Bearer placeholder-the-proxy-must-replace"),
-        Via::Direct | Via::Tunnel(_) => {
-            let mut v = HeaderValue::from_str(&format!("Bearer {}", env.token))?;
-            v.set_sensitive(true);
-            v
-        }
-    };
-    let proxy = match via {
-        Via::Direct => None,
-        Via::Tunnel(p) | Via::Mitm(p) => Some(SocketAddr::from((Ipv4Addr::LOCALHOST, p))),
-    };
-    let t = Target {
-        proxy,
-        origin_port: env.origin_port,
-        tls: client::tls_config(roots),
-        auth,
-        cred_host: Ipv4Addr::LOCALHOST,
-    };
-    let probe = Probe {
-        pid: child.as_ref().and_then(|c| c.id()),
-        tck,
-    };
-    tokio::time::sleep(Duration::from_secs(1)).await;
-    let rest = probe.rss_kib();
+/// One proxy under measurement: how the load reaches it and what it measured so far.
+struct Measuring {
+    started: Started,
+    t: Target,
+    probe: Probe,
+    rest_kib: Option<u64>,
+    r: ProxyResult,
+}
 
-    let mut r = ProxyResult::failed(name, "ok".into());
-    // S6 is a MITM proxy's memory per connection; a relay's buffers are no floor of it.
-    if matches!(via, Via::Mitm(_)) && cfg.wants("s6") {
-        eprintln!("  S6 memory, {} idle connections", cfg.s6_conns);
-        r.s6 = Some(scenarios::memory(&t, probe, rest, cfg.s6_conns).await);
-    }
-    let hosts: Vec<Ipv4Addr> = (2..=(cfg.s3_hosts as u16 + 1).min(254))
-        .map(|i| Ipv4Addr::new(127, 0, 0, i as u8))
-        .collect();
-    if cfg.wants("s3") {
-        eprintln!("  S3 first contact, {} hosts", hosts.len());
-        r.s3 = Some(scenarios::first_contact(&t, probe, &hosts).await);
-    }
-    let s1_dur = Duration::from_secs_f64(cfg.s1_seconds);
-    for &c in cfg.s1_concurrency.iter().filter(|_| cfg.wants("s1")) {
-        eprintln!("  S1 keep-alive, C={c}");
-        r.s1.push(scenarios::rate(&t, probe, c, s1_dur, cfg.max_requests, false).await);
-    }
-    if cfg.wants("s2") {
-        eprintln!("  S2 new connection per request, C={}", cfg.s2_concurrency);
-        r.s2 = Some(
-            scenarios::rate(
-                &t,
-                probe,
-                cfg.s2_concurrency,
-                Duration::from_secs_f64(cfg.s2_seconds),
-                cfg.max_requests,
-                true,
-            )
-            .await,
-        );
-    }
-    let mb = cfg.s4_bytes / 1_000_000;
-    if cfg.wants("s4") {
-        eprintln!("  S4 download {mb} MB x{}", cfg.s4_runs);
-        r.s4 = Some(scenarios::download(&t, probe, cfg.s4_bytes, cfg.s4_runs, "").await);
-    }
-    if cfg.wants("s4w") {
-        eprintln!(
-            "  S4w download {mb} MB x{}, one origin write per 64 KiB",
-            cfg.s4_runs
-        );
-        r.s4w = Some(scenarios::download(&t, probe, cfg.s4_bytes, cfg.s4_runs, "paced=1").await);
-    }
-    if cfg.wants("s4s") {
-        eprintln!(
-            "  S4s download {mb} MB x{}, origin h2 frames of 16 KiB",
-            cfg.s4_runs
-        );
-        r.s4s =
-            Some(scenarios::download(&t, probe, cfg.s4_bytes, cfg.s4_runs, "slice=16384").await);
-    }
-    if cfg.wants("s4u") {
-        eprintln!("  S4u upload {mb} MB x{}", cfg.s4_runs);
-        r.s4u = Some(scenarios::upload(&t, probe, cfg.s4_bytes, cfg.s4_runs).await);
-    }
-    if cfg.wants("s5") {
-        eprintln!("  S5 SSE {} events", cfg.s5_events);
-        r.s5 = Some(scenarios::sse(&t, probe, cfg.s5_events, cfg.s5_interval_ms).await);
-    }
-    r.peak_rss_kib = probe.hwm_kib();
+/// One scenario (one S1 level each), in the order they run.
+#[derive(Clone, Copy)]
+enum Step {
+    S6,
+    S3,
+    S1(usize),
+    S2,
+    S4,
+    S4w,
+    S4s,
+    S4u,
+    S5,
+}
 
-    if let Some(c) = child.as_mut() {
-        if let Some(st) = c.try_wait()? {
-            r.status = format!("exited during the run ({st})");
+fn steps(cfg: &Config) -> Vec<Step> {
+    let mut v = Vec::new();
+    for (name, step) in [("s6", Step::S6), ("s3", Step::S3)] {
+        if cfg.wants(name) {
+            v.push(step);
         }
-        let _ = c.start_kill();
-        let _ = tokio::time::timeout(Duration::from_secs(10), c.wait()).await;
     }
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    if let Ok(t) = tail.lock() {
-        r.stderr_lines = t.lines;
-        r.stderr_tail = t.last.iter().cloned().collect();
+    if cfg.wants("s1") {
+        v.extend(cfg.s1_concurrency.iter().map(|&c| Step::S1(c)));
     }
-    Ok(r)
+    for (name, step) in [
+        ("s2", Step::S2),
+        ("s4", Step::S4),
+        ("s4w", Step::S4w),
+        ("s4s", Step::S4s),
+        ("s4u", Step::S4u),
+        ("s5", Step::S5),
+    ] {
+        if cfg.wants(name) {
+            v.push(step);
+        }
+    }
+    v
+}
+
+impl Step {
+    fn describe(self, cfg: &Config) -> String {
+        let mb = cfg.s4_bytes / 1_000_000;
+        let runs = cfg.s4_runs;
+        match self {
+            Step::S6 => format!("S6 memory, {} idle connections", cfg.s6_conns),
+            Step::S3 => format!("S3 first contact, {} hosts", cfg.s3_hosts),
+            Step::S1(c) => format!("S1 keep-alive, C={c}"),
+            Step::S2 => format!("S2 new connection per request, C={}", cfg.s2_concurrency),
+            Step::S4 => format!("S4 download {mb} MB x{runs}"),
+            Step::S4w => format!("S4w download {mb} MB x{runs}, one origin write per 64 KiB"),
+            Step::S4s => format!("S4s download {mb} MB x{runs}, origin h2 frames of 16 KiB"),
+            Step::S4u => format!("S4u upload {mb} MB x{runs}"),
+            Step::S5 => format!("S5 SSE {} events", cfg.s5_events),
+        }
+    }
+}
+
+impl Measuring {
+    fn new(env: &Env, name: &str, started: Started) -> Result<Measuring> {
+        let via = started.via;
+        let roots = pki::root_store(match via {
+            Via::Mitm(_) => &env.proxy_ca.cert,
+            Via::Direct | Via::Tunnel(_) => &env.origin_ca,
+        })?;
+        // The real credential where the client talks TLS with the origin itself.
+        let auth = match via {
+            Via::Mitm(_) => HeaderValue::from_static("Bearer placeholder-the-proxy-must-replace"),
+            Via::Direct | Via::Tunnel(_) => {
+                let mut v = HeaderValue::from_str(&format!("Bearer {}", env.token))?;
+                v.set_sensitive(true);
+                v
+            }
+        };
+        let proxy = match via {
+            Via::Direct => None,
+            Via::Tunnel(p) | Via::Mitm(p) => Some(SocketAddr::from((Ipv4Addr::LOCALHOST, p))),
+        };
+        let t = Target {
+            proxy,
+            origin_port: env.origin_port,
+            tls: client::tls_config(roots),
+            auth,
+            cred_host: Ipv4Addr::LOCALHOST,
+        };
+        let probe = Probe {
+            pid: started.child.as_ref().and_then(|c| c.id()),
+            tck: procstat::clk_tck(),
+        };
+        Ok(Measuring {
+            started,
+            t,
+            probe,
+            rest_kib: None,
+            r: ProxyResult::failed(name, "ok".into()),
+        })
+    }
+
+    /// S6 is a MITM proxy's memory per connection; a relay's buffers are no floor of it.
+    fn measures(&self, step: Step) -> bool {
+        !matches!(step, Step::S6) || matches!(self.started.via, Via::Mitm(_))
+    }
+
+    async fn run(&mut self, cfg: &Config, step: Step) {
+        let (t, probe) = (&self.t, self.probe);
+        let r = &mut self.r;
+        let download =
+            |q: &'static str| scenarios::download(t, probe, cfg.s4_bytes, cfg.s4_runs, q);
+        match step {
+            Step::S6 => {
+                r.s6 = Some(scenarios::memory(t, probe, self.rest_kib, cfg.s6_conns).await);
+            }
+            Step::S3 => {
+                let hosts: Vec<Ipv4Addr> = (2..=(cfg.s3_hosts as u16 + 1).min(254))
+                    .map(|i| Ipv4Addr::new(127, 0, 0, i as u8))
+                    .collect();
+                r.s3 = Some(scenarios::first_contact(t, probe, &hosts).await);
+            }
+            Step::S1(c) => {
+                let dur = Duration::from_secs_f64(cfg.s1_seconds);
+                r.s1.push(scenarios::rate(t, probe, c, dur, cfg.max_requests, false).await);
+            }
+            Step::S2 => {
+                let dur = Duration::from_secs_f64(cfg.s2_seconds);
+                let c = cfg.s2_concurrency;
+                r.s2 = Some(scenarios::rate(t, probe, c, dur, cfg.max_requests, true).await);
+            }
+            Step::S4 => r.s4 = Some(download("").await),
+            Step::S4w => r.s4w = Some(download("paced=1").await),
+            Step::S4s => r.s4s = Some(download("slice=16384").await),
+            Step::S4u => {
+                r.s4u = Some(scenarios::upload(t, probe, cfg.s4_bytes, cfg.s4_runs).await);
+            }
+            Step::S5 => {
+                r.s5 = Some(scenarios::sse(t, probe, cfg.s5_events, cfg.s5_interval_ms).await);
+            }
+        }
+    }
+
+    /// Peak memory, then the proxy stopped and its stderr's tail kept.
+    async fn finish(mut self) -> Result<ProxyResult> {
+        let mut r = self.r;
+        r.peak_rss_kib = self.probe.hwm_kib();
+        if let Some(c) = self.started.child.as_mut() {
+            if let Some(st) = c.try_wait()? {
+                r.status = format!("exited during the run ({st})");
+            }
+            let _ = c.start_kill();
+            let _ = tokio::time::timeout(Duration::from_secs(10), c.wait()).await;
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        if let Ok(t) = self.started.tail.lock() {
+            r.stderr_lines = t.lines;
+            r.stderr_tail = t.last.iter().cloned().collect();
+        }
+        Ok(r)
+    }
 }
