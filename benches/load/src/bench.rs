@@ -289,8 +289,8 @@ pub async fn run(cfg: &Config) -> Result<Vec<ProxyResult>> {
     let mut results = Vec::new();
     for name in order {
         eprintln!("== starting {name}");
-        match start(cfg, &env, name).await {
-            Ok(s) => running.push(Measuring::new(&env, name, s)?),
+        match async { Measuring::new(&env, name, start(cfg, &env, name).await?) }.await {
+            Ok(m) => running.push(m),
             Err(e) => {
                 eprintln!("{name}: not measured: {e:#}");
                 results.push(ProxyResult::failed(name, format!("not measured: {e:#}")));
@@ -310,7 +310,11 @@ pub async fn run(cfg: &Config) -> Result<Vec<ProxyResult>> {
     for m in running {
         results.push(m.finish().await?);
     }
-    results.sort_by_key(|r| cfg.proxies.iter().position(|p| *p == r.name));
+    // In the order they started: direct first, then as named.
+    results.sort_by_key(|r| {
+        let named = cfg.proxies.iter().position(|p| *p == r.name);
+        (r.name != "direct", named)
+    });
     // S5 added delay: against the direct run.
     let direct = results
         .iter()
