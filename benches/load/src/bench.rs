@@ -339,6 +339,31 @@ struct Started {
     tail: SharedTail,
 }
 
+/// A child that prints `READY <port>` when it listens (the harness's own subcommands).
+async fn announced(mut c: Child, what: &str, via: fn(u16) -> Via) -> Result<Started> {
+    let tail = drain_stderr(&mut c);
+    let port = ready_line(&mut c, what).await?;
+    Ok(Started {
+        child: Some(c),
+        via: via(port),
+        tail,
+    })
+}
+
+/// A MITM proxy on a port chosen for it, once it listens (see `wait_listening`).
+async fn listening(mut c: Child, port: u16, healthz: bool, what: &str) -> Result<Started> {
+    let tail = drain_stderr(&mut c);
+    if let Err(e) = wait_listening(&mut c, port, healthz, what).await {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        bail!("{e:#}; its stderr: {}", tail_text(&tail));
+    }
+    Ok(Started {
+        child: Some(c),
+        via: Via::Mitm(port),
+        tail,
+    })
+}
+
 async fn start(cfg: &Config, env: &Env, name: &str) -> Result<Started> {
     match name {
         "direct" => Ok(Started {
@@ -348,20 +373,14 @@ async fn start(cfg: &Config, env: &Env, name: &str) -> Result<Started> {
         }),
         "tunnel" => {
             let exe = std::env::current_exe()?;
-            let mut c = pinned(cfg, &exe)
+            let c = pinned(cfg, &exe)
                 .arg("tunnel")
                 .arg("--listen")
                 .arg("127.0.0.1:0")
                 .stdout(Stdio::piped())
                 .spawn()
                 .context("starting the tunnel")?;
-            let tail = drain_stderr(&mut c);
-            let port = ready_line(&mut c, "tunnel").await?;
-            Ok(Started {
-                child: Some(c),
-                via: Via::Tunnel(port),
-                tail,
-            })
+            announced(c, "tunnel", Via::Tunnel).await
         }
         "egress-proxy" => {
             anyhow::ensure!(
@@ -370,7 +389,7 @@ async fn start(cfg: &Config, env: &Env, name: &str) -> Result<Started> {
                 cfg.egress_proxy.display()
             );
             let port = free_port()?;
-            let mut c = pinned(cfg, &cfg.egress_proxy)
+            let c = pinned(cfg, &cfg.egress_proxy)
                 .arg("--routes")
                 .arg(&env.routes)
                 .arg("--listen")
@@ -386,20 +405,11 @@ async fn start(cfg: &Config, env: &Env, name: &str) -> Result<Started> {
                 .env(routes::TOKEN_ENV, &env.token)
                 .spawn()
                 .context("starting egress-proxy")?;
-            let tail = drain_stderr(&mut c);
-            if let Err(e) = wait_listening(&mut c, port, true, "egress-proxy").await {
-                tokio::time::sleep(Duration::from_millis(200)).await;
-                bail!("{e:#}; its stderr: {}", tail_text(&tail));
-            }
-            Ok(Started {
-                child: Some(c),
-                via: Via::Mitm(port),
-                tail,
-            })
+            listening(c, port, true, "egress-proxy").await
         }
         "hudsucker" => {
             let exe = std::env::current_exe()?;
-            let mut c = pinned(cfg, &exe)
+            let c = pinned(cfg, &exe)
                 .arg("hudsucker")
                 .arg("--listen")
                 .arg("127.0.0.1:0")
@@ -415,13 +425,7 @@ async fn start(cfg: &Config, env: &Env, name: &str) -> Result<Started> {
                 .stdout(Stdio::piped())
                 .spawn()
                 .context("starting the hudsucker proxy")?;
-            let tail = drain_stderr(&mut c);
-            let port = ready_line(&mut c, "hudsucker").await?;
-            Ok(Started {
-                child: Some(c),
-                via: Via::Mitm(port),
-                tail,
-            })
+            announced(c, "hudsucker", Via::Mitm).await
         }
         "mitmproxy" => {
             anyhow::ensure!(
@@ -430,7 +434,7 @@ async fn start(cfg: &Config, env: &Env, name: &str) -> Result<Started> {
                 cfg.mitmdump.display()
             );
             let port = free_port()?;
-            let mut c = pinned(cfg, &cfg.mitmdump)
+            let c = pinned(cfg, &cfg.mitmdump)
                 .arg("--listen-host")
                 .arg("127.0.0.1")
                 .arg("--listen-port")
@@ -453,16 +457,7 @@ async fn start(cfg: &Config, env: &Env, name: &str) -> Result<Started> {
                 .env(routes::TOKEN_ENV, &env.token)
                 .spawn()
                 .context("starting mitmdump")?;
-            let tail = drain_stderr(&mut c);
-            if let Err(e) = wait_listening(&mut c, port, false, "mitmdump").await {
-                tokio::time::sleep(Duration::from_millis(200)).await;
-                bail!("{e:#}; its stderr: {}", tail_text(&tail));
-            }
-            Ok(Started {
-                child: Some(c),
-                via: Via::Mitm(port),
-                tail,
-            })
+            listening(c, port, false, "mitmdump").await
         }
         other => {
             bail!("unknown proxy {other:?}: use direct, tunnel, egress-proxy, hudsucker, mitmproxy")
