@@ -6,6 +6,7 @@
 //! token, which reaches children by environment.
 
 mod bench;
+mod children;
 mod client;
 mod hud;
 mod origin;
