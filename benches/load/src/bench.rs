@@ -7,7 +7,7 @@
 
 use crate::children::{Started, Via, ready_line, start};
 use crate::client::{self, Target};
-use crate::scenarios::{self, Download, FirstContact, Memory, Probe, RatePoint, Sse};
+use crate::scenarios::{self, Download, FirstContact, Memory, Merge, Probe, RatePoint, Sse, fold};
 use crate::{pki, procstat, routes};
 use anyhow::{Context, Result};
 use http::HeaderValue;
@@ -38,6 +38,8 @@ pub struct Config {
     pub s5_events: u64,
     pub s5_interval_ms: u64,
     pub s6_conns: usize,
+    /// Rounds each of S1, S2, S3 and S5 is split into (S4's runs are its rounds).
+    pub rounds: usize,
     /// Scenarios to run (`s1`..`s6`, `s4w`, `s4s`, `s4u`); empty: all.
     pub only: Vec<String>,
 }
@@ -216,10 +218,27 @@ pub async fn run(cfg: &Config) -> Result<Vec<ProxyResult>> {
     for m in &mut running {
         m.rest_kib = m.probe.rss_kib();
     }
+    // Each scenario in rounds, every proxy once a round, the order reversed every other
+    // round: each proxy's figure adds up its rounds, so it samples the fast and the slow
+    // seconds of this machine alike (its vCPU's speed moves by up to 37%, docs/benchmarks.md).
     for step in steps(cfg) {
-        for m in running.iter_mut().filter(|m| m.measures(step)) {
-            eprintln!("  {} {}", m.r.name, step.describe(cfg));
-            m.run(cfg, step).await;
+        let of = step.rounds(cfg);
+        for index in 0..of {
+            let round = Round { index, of };
+            let mut turn: Vec<&mut Measuring> =
+                running.iter_mut().filter(|m| m.measures(step)).collect();
+            if index % 2 == 1 {
+                turn.reverse();
+            }
+            for m in turn {
+                eprintln!(
+                    "  {} {} (round {} of {of})",
+                    m.r.name,
+                    step.describe(cfg),
+                    index + 1
+                );
+                m.run(cfg, step, round).await;
+            }
         }
     }
     for m in running {
@@ -295,19 +314,49 @@ fn steps(cfg: &Config) -> Vec<Step> {
     v
 }
 
+/// One round of a scenario: the `index`th of `of`.
+#[derive(Clone, Copy, Debug)]
+struct Round {
+    index: usize,
+    of: usize,
+}
+
+impl Round {
+    /// This round's part of `0..total`: the parts of all rounds tile it, in order.
+    fn part(self, total: u64) -> std::ops::Range<u64> {
+        let at = |i: usize| total * i as u64 / self.of as u64;
+        at(self.index)..at(self.index + 1)
+    }
+
+    /// How many of `total` fall to this round.
+    fn share(self, total: u64) -> u64 {
+        let p = self.part(total);
+        p.end - p.start
+    }
+}
+
 impl Step {
+    /// S6 measures memory once; S4's runs are its rounds; the rest `--rounds`.
+    fn rounds(self, cfg: &Config) -> usize {
+        match self {
+            Step::S6 => 1,
+            Step::S4 | Step::S4w | Step::S4s | Step::S4u => cfg.s4_runs,
+            Step::S3 | Step::S1(_) | Step::S2 | Step::S5 => cfg.rounds,
+        }
+        .max(1)
+    }
+
     fn describe(self, cfg: &Config) -> String {
         let mb = cfg.s4_bytes / 1_000_000;
-        let runs = cfg.s4_runs;
         match self {
             Step::S6 => format!("S6 memory, {} idle connections", cfg.s6_conns),
             Step::S3 => format!("S3 first contact, {} hosts", cfg.s3_hosts),
             Step::S1(c) => format!("S1 keep-alive, C={c}"),
             Step::S2 => format!("S2 new connection per request, C={}", cfg.s2_concurrency),
-            Step::S4 => format!("S4 download {mb} MB x{runs}"),
-            Step::S4w => format!("S4w download {mb} MB x{runs}, one origin write per 64 KiB"),
-            Step::S4s => format!("S4s download {mb} MB x{runs}, origin h2 frames of 16 KiB"),
-            Step::S4u => format!("S4u upload {mb} MB x{runs}"),
+            Step::S4 => format!("S4 download {mb} MB"),
+            Step::S4w => format!("S4w download {mb} MB, one origin write per 64 KiB"),
+            Step::S4s => format!("S4s download {mb} MB, origin h2 frames of 16 KiB"),
+            Step::S4u => format!("S4u upload {mb} MB"),
             Step::S5 => format!("S5 SSE {} events", cfg.s5_events),
         }
     }
@@ -358,38 +407,51 @@ impl Measuring {
         !matches!(step, Step::S6) || matches!(self.started.via, Via::Mitm(_))
     }
 
-    async fn run(&mut self, cfg: &Config, step: Step) {
+    /// Runs one round of `step` and adds it to what this proxy measured so far.
+    async fn run(&mut self, cfg: &Config, step: Step, round: Round) {
         let (t, probe) = (&self.t, self.probe);
         let r = &mut self.r;
-        let download =
-            |q: &'static str| scenarios::download(t, probe, cfg.s4_bytes, cfg.s4_runs, q);
+        let download = |q: &'static str| scenarios::download(t, probe, cfg.s4_bytes, q);
+        let seconds = |s: f64| Duration::from_secs_f64(s / round.of as f64);
+        let requests = round.share(cfg.max_requests);
         match step {
             Step::S6 => {
                 r.s6 = Some(scenarios::memory(t, probe, self.rest_kib, cfg.s6_conns).await);
             }
             Step::S3 => {
-                let hosts: Vec<Ipv4Addr> = (2..=(cfg.s3_hosts as u16 + 1).min(254))
-                    .map(|i| Ipv4Addr::new(127, 0, 0, i as u8))
+                let hosts: Vec<Ipv4Addr> = round
+                    .part(cfg.s3_hosts as u64)
+                    .map(|i| i + 2)
+                    .filter(|&h| h <= 254)
+                    .map(|h| Ipv4Addr::new(127, 0, 0, h as u8))
                     .collect();
-                r.s3 = Some(scenarios::first_contact(t, probe, &hosts).await);
+                if !hosts.is_empty() {
+                    fold(&mut r.s3, scenarios::first_contact(t, probe, &hosts).await);
+                }
             }
             Step::S1(c) => {
-                let dur = Duration::from_secs_f64(cfg.s1_seconds);
-                r.s1.push(scenarios::rate(t, probe, c, dur, cfg.max_requests, false).await);
+                let p =
+                    scenarios::rate(t, probe, c, seconds(cfg.s1_seconds), requests, false).await;
+                match r.s1.iter_mut().find(|q| q.concurrency == c) {
+                    Some(q) => q.merge(p),
+                    None => r.s1.push(p),
+                }
             }
             Step::S2 => {
-                let dur = Duration::from_secs_f64(cfg.s2_seconds);
                 let c = cfg.s2_concurrency;
-                r.s2 = Some(scenarios::rate(t, probe, c, dur, cfg.max_requests, true).await);
+                let p = scenarios::rate(t, probe, c, seconds(cfg.s2_seconds), requests, true).await;
+                fold(&mut r.s2, p);
             }
-            Step::S4 => r.s4 = Some(download("").await),
-            Step::S4w => r.s4w = Some(download("paced=1").await),
-            Step::S4s => r.s4s = Some(download("slice=16384").await),
-            Step::S4u => {
-                r.s4u = Some(scenarios::upload(t, probe, cfg.s4_bytes, cfg.s4_runs).await);
-            }
+            Step::S4 => fold(&mut r.s4, download("").await),
+            Step::S4w => fold(&mut r.s4w, download("paced=1").await),
+            Step::S4s => fold(&mut r.s4s, download("slice=16384").await),
+            Step::S4u => fold(&mut r.s4u, scenarios::upload(t, probe, cfg.s4_bytes).await),
             Step::S5 => {
-                r.s5 = Some(scenarios::sse(t, probe, cfg.s5_events, cfg.s5_interval_ms).await);
+                let events = round.share(cfg.s5_events);
+                if events > 0 {
+                    let s = scenarios::sse(t, probe, events, cfg.s5_interval_ms).await;
+                    fold(&mut r.s5, s);
+                }
             }
         }
     }
@@ -411,5 +473,24 @@ impl Measuring {
             r.stderr_tail = t.last.iter().cloned().collect();
         }
         Ok(r)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_rounds_parts_tile_the_whole_in_order() {
+        for (total, of) in [(200, 4), (10, 3), (3, 4), (1000, 1), (5_000_000, 7)] {
+            let parts: Vec<_> = (0..of)
+                .map(|index| Round { index, of }.part(total))
+                .collect();
+            assert_eq!(parts[0].start, 0);
+            assert_eq!(parts[of - 1].end, total);
+            assert!(parts.windows(2).all(|w| w[0].end == w[1].start));
+            let shares: u64 = (0..of).map(|index| Round { index, of }.share(total)).sum();
+            assert_eq!(shares, total);
+        }
     }
 }

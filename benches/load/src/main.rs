@@ -102,6 +102,10 @@ struct BenchArgs {
     /// `1` to profile one level alone.
     #[arg(long, value_delimiter = ',')]
     s1_concurrency: Vec<usize>,
+    /// Rounds S1, S2, S3 and S5 are each split into, every proxy once a round (default 4,
+    /// smoke 2); each figure adds up its proxy's rounds.
+    #[arg(long, value_parser = clap::value_parser!(u8).range(1..=20))]
+    rounds: Option<u8>,
 }
 
 fn main() -> ExitCode {
@@ -272,6 +276,7 @@ async fn bench_cmd(a: BenchArgs) -> Result<ExitCode> {
         s5_events: if smoke { 100 } else { 1000 },
         s5_interval_ms: 5,
         s6_conns: if smoke { 100 } else { 1000 },
+        rounds: a.rounds.map_or(if smoke { 2 } else { 4 }, usize::from),
         only: a.only.clone(),
     };
     for o in &cfg.only {

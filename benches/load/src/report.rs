@@ -417,6 +417,7 @@ mod tests {
             errors,
             first_error: (errors > 0).then(|| "status 502 (decision upstream-unreachable)".into()),
             valid: errors == 0,
+            lat_us: vec![],
         }
     }
 

@@ -74,6 +74,36 @@ fn cpu_delta(a: Option<f64>, b: Option<f64>) -> Option<f64> {
     Some(b? - a?)
 }
 
+/// A scenario measured in rounds that alternate the proxies (`bench`): the next
+/// round's result folded into this one, as if the rounds were one measurement.
+pub trait Merge {
+    fn merge(&mut self, next: Self);
+}
+
+/// `slot` holds the rounds so far; `next` joins them.
+pub fn fold<T: Merge>(slot: &mut Option<T>, next: T) {
+    match slot {
+        Some(s) => s.merge(next),
+        None => *slot = Some(next),
+    }
+}
+
+/// Two rounds' CPU: known only when both are.
+fn cpu_sum(a: Option<f64>, b: Option<f64>) -> Option<f64> {
+    Some(a? + b?)
+}
+
+/// Two rounds' sorted samples as one sorted list.
+fn merged(mut a: Vec<u64>, b: Vec<u64>) -> Vec<u64> {
+    a.extend(b);
+    a.sort_unstable();
+    a
+}
+
+fn first_error(a: Option<String>, b: Option<String>) -> Option<String> {
+    a.or(b)
+}
+
 /// A throughput-and-latency point (S1, S2).
 #[derive(Serialize, Clone, Debug)]
 pub struct RatePoint {
@@ -88,6 +118,51 @@ pub struct RatePoint {
     pub errors: u64,
     pub first_error: Option<String>,
     pub valid: bool,
+    /// Every request's latency in µs, sorted: percentiles over several rounds.
+    #[serde(skip)]
+    pub lat_us: Vec<u64>,
+}
+
+impl RatePoint {
+    fn new(
+        concurrency: usize,
+        lat_us: Vec<u64>,
+        seconds: f64,
+        cpu: Option<f64>,
+        errors: u64,
+        first_error: Option<String>,
+    ) -> RatePoint {
+        let ok = lat_us.len() as u64;
+        RatePoint {
+            concurrency,
+            ok,
+            seconds,
+            per_s: ok as f64 / seconds,
+            proxy_cpu_s: cpu,
+            per_cpu_s: per_cpu(ok, cpu),
+            p50_ms: pct_ms(&lat_us, 0.50),
+            p99_ms: pct_ms(&lat_us, 0.99),
+            valid: errors == 0 && ok > 0,
+            errors,
+            first_error,
+            lat_us,
+        }
+    }
+}
+
+impl Merge for RatePoint {
+    fn merge(&mut self, next: RatePoint) {
+        debug_assert_eq!(self.concurrency, next.concurrency);
+        let lat = merged(std::mem::take(&mut self.lat_us), next.lat_us);
+        *self = RatePoint::new(
+            self.concurrency,
+            lat,
+            self.seconds + next.seconds,
+            cpu_sum(self.proxy_cpu_s, next.proxy_cpu_s),
+            self.errors + next.errors,
+            first_error(self.first_error.take(), next.first_error),
+        );
+    }
 }
 
 /// S1 (keep-alive: `fresh_conn_per_request = false`) or S2 (new CONNECT + TLS per
@@ -162,20 +237,7 @@ pub async fn rate(
     let seconds = start.elapsed().as_secs_f64();
     let cpu = cpu_delta(cpu0, probe.cpu());
     lat.sort_unstable();
-    let ok = lat.len() as u64;
-    RatePoint {
-        concurrency,
-        ok,
-        seconds,
-        per_s: ok as f64 / seconds,
-        proxy_cpu_s: cpu,
-        per_cpu_s: per_cpu(ok, cpu),
-        p50_ms: pct_ms(&lat, 0.50),
-        p99_ms: pct_ms(&lat, 0.99),
-        valid: errs.count == 0 && ok > 0,
-        errors: errs.count,
-        first_error: errs.first,
-    }
+    RatePoint::new(concurrency, lat, seconds, cpu, errs.count, errs.first)
 }
 
 async fn warm(t: &Target, host: Ipv4Addr) -> Result<Conn> {
@@ -201,6 +263,43 @@ pub struct FirstContact {
     pub errors: u64,
     pub first_error: Option<String>,
     pub valid: bool,
+    #[serde(skip)]
+    pub lat_us: Vec<u64>,
+}
+
+impl FirstContact {
+    fn new(
+        hosts: usize,
+        lat_us: Vec<u64>,
+        cpu: Option<f64>,
+        errors: u64,
+        first_error: Option<String>,
+    ) -> FirstContact {
+        FirstContact {
+            hosts,
+            ok: lat_us.len(),
+            p50_ms: pct_ms(&lat_us, 0.5),
+            p99_ms: pct_ms(&lat_us, 0.99),
+            proxy_cpu_s: cpu,
+            valid: errors == 0 && !lat_us.is_empty(),
+            errors,
+            first_error,
+            lat_us,
+        }
+    }
+}
+
+impl Merge for FirstContact {
+    fn merge(&mut self, next: FirstContact) {
+        let lat = merged(std::mem::take(&mut self.lat_us), next.lat_us);
+        *self = FirstContact::new(
+            self.hosts + next.hosts,
+            lat,
+            cpu_sum(self.proxy_cpu_s, next.proxy_cpu_s),
+            self.errors + next.errors,
+            first_error(self.first_error.take(), next.first_error),
+        );
+    }
 }
 
 pub async fn first_contact(t: &Target, probe: Probe, hosts: &[Ipv4Addr]) -> FirstContact {
@@ -216,20 +315,11 @@ pub async fn first_contact(t: &Target, probe: Probe, hosts: &[Ipv4Addr]) -> Firs
     }
     let cpu = cpu_delta(cpu0, probe.cpu());
     lat.sort_unstable();
-    FirstContact {
-        hosts: hosts.len(),
-        ok: lat.len(),
-        p50_ms: pct_ms(&lat, 0.5),
-        p99_ms: pct_ms(&lat, 0.99),
-        proxy_cpu_s: cpu,
-        valid: errs.count == 0 && !lat.is_empty(),
-        errors: errs.count,
-        first_error: errs.first,
-    }
+    FirstContact::new(hosts.len(), lat, cpu, errs.count, errs.first)
 }
 
-/// S4, S4w and S4u: one large transfer per run on a fresh connection; the median run is
-/// reported, and the proxy CPU of all runs.
+/// S4, S4w, S4s and S4u: one large transfer per run on a fresh connection; over several
+/// runs (rounds, [`Merge`]) the median run is reported, and the proxy CPU of all runs.
 #[derive(Serialize, Clone, Debug)]
 pub struct Download {
     pub bytes: u64,
@@ -242,6 +332,26 @@ pub struct Download {
 }
 
 impl Download {
+    fn new(
+        bytes: u64,
+        speeds: Vec<f64>,
+        cpu: Option<f64>,
+        errors: u64,
+        first_error: Option<String>,
+    ) -> Download {
+        let mut sorted = speeds.clone();
+        sorted.sort_by(f64::total_cmp);
+        Download {
+            bytes,
+            mb_per_s: sorted.get(sorted.len() / 2).copied(),
+            runs_mb_per_s: speeds,
+            proxy_cpu_s: cpu,
+            valid: errors == 0 && !sorted.is_empty(),
+            errors,
+            first_error,
+        }
+    }
+
     /// Megabytes moved per second of proxy CPU, over all runs (the CPU covers them all).
     pub fn mb_per_cpu_s(&self) -> Option<f64> {
         let cpu = self.proxy_cpu_s.filter(|c| *c > 0.0)?;
@@ -251,13 +361,13 @@ impl Download {
 
 /// S4, S4w and S4s; `query` is the origin's (`paced=1`: each slice written on its own;
 /// `slice=16384`: 16 KiB slices, so 16 KiB h2 frames).
-pub async fn download(t: &Target, probe: Probe, bytes: u64, runs: usize, query: &str) -> Download {
+pub async fn download(t: &Target, probe: Probe, bytes: u64, query: &str) -> Download {
     let path = if query.is_empty() {
         format!("/bytes/{bytes}")
     } else {
         format!("/bytes/{bytes}?{query}")
     };
-    transfers(probe, bytes, runs, || async {
+    transfer(probe, bytes, async {
         let mut c = client::connect(t, t.cred_host).await?;
         let t0 = Instant::now();
         let got = client::get(t, &mut c, &path).await?;
@@ -282,9 +392,9 @@ pub async fn download(t: &Target, probe: Probe, bytes: u64, runs: usize, query: 
 /// S4u: one large upload per run (`POST /sink`, `Content-Length`, 64 KiB slices all
 /// ready at once) on a fresh connection; timed until the origin's answer, which comes
 /// after it has read the last byte.
-pub async fn upload(t: &Target, probe: Probe, bytes: u64, runs: usize) -> Download {
+pub async fn upload(t: &Target, probe: Probe, bytes: u64) -> Download {
     let chunk = Bytes::from(vec![b'u'; 64 * 1024]);
-    transfers(probe, bytes, runs, || async {
+    transfer(probe, bytes, async {
         let mut c = client::connect::<Slices>(t, t.cred_host).await?;
         let t0 = Instant::now();
         let body = Slices::new(bytes, chunk.clone(), false);
@@ -301,32 +411,40 @@ pub async fn upload(t: &Target, probe: Probe, bytes: u64, runs: usize) -> Downlo
 /// A generous bound on one transfer: 200 MB at 2 MB/s.
 const TRANSFER_LIMIT: Duration = Duration::from_secs(120);
 
-/// Runs `one` `runs` times; the median speed and the proxy CPU over all runs.
-async fn transfers<F, Fut>(probe: Probe, bytes: u64, runs: usize, one: F) -> Download
-where
-    F: Fn() -> Fut,
-    Fut: Future<Output = Result<Duration>>,
-{
-    let mut speeds = Vec::new();
-    let mut errs = Errors::default();
+/// One run of `one`: its speed and the proxy CPU it took.
+async fn transfer(
+    probe: Probe,
+    bytes: u64,
+    one: impl Future<Output = Result<Duration>>,
+) -> Download {
     let cpu0 = probe.cpu();
-    for _ in 0..runs {
-        match one().await {
-            Ok(took) => speeds.push(bytes as f64 / 1e6 / took.as_secs_f64()),
-            Err(e) => errs.add(&e),
-        }
-    }
+    let r = one.await;
     let cpu = cpu_delta(cpu0, probe.cpu());
-    let mut sorted = speeds.clone();
-    sorted.sort_by(f64::total_cmp);
-    Download {
-        bytes,
-        mb_per_s: sorted.get(sorted.len() / 2).copied(),
-        runs_mb_per_s: speeds,
-        proxy_cpu_s: cpu,
-        valid: errs.count == 0 && !sorted.is_empty(),
-        errors: errs.count,
-        first_error: errs.first,
+    match r {
+        Ok(took) => Download::new(
+            bytes,
+            vec![bytes as f64 / 1e6 / took.as_secs_f64()],
+            cpu,
+            0,
+            None,
+        ),
+        Err(e) => Download::new(bytes, vec![], cpu, 1, Some(format!("{e:#}"))),
+    }
+}
+
+impl Merge for Download {
+    /// The runs of both rounds; the median over all of them.
+    fn merge(&mut self, next: Download) {
+        debug_assert_eq!(self.bytes, next.bytes);
+        let mut speeds = std::mem::take(&mut self.runs_mb_per_s);
+        speeds.extend(next.runs_mb_per_s);
+        *self = Download::new(
+            self.bytes,
+            speeds,
+            cpu_sum(self.proxy_cpu_s, next.proxy_cpu_s),
+            self.errors + next.errors,
+            first_error(self.first_error.take(), next.first_error),
+        );
     }
 }
 
@@ -344,6 +462,48 @@ pub struct Sse {
     pub errors: u64,
     pub first_error: Option<String>,
     pub valid: bool,
+    /// Every event's delay in µs, sorted.
+    #[serde(skip)]
+    pub delays_us: Vec<u64>,
+}
+
+impl Sse {
+    fn new(
+        events: u64,
+        delays_us: Vec<u64>,
+        cpu: Option<f64>,
+        errors: u64,
+        first_error: Option<String>,
+    ) -> Sse {
+        let received = delays_us.len() as u64;
+        Sse {
+            events,
+            received,
+            p50_ms: pct_ms(&delays_us, 0.5),
+            p99_ms: pct_ms(&delays_us, 0.99),
+            added_p50_ms: None,
+            added_p99_ms: None,
+            proxy_cpu_s: cpu,
+            valid: errors == 0 && received == events,
+            errors,
+            first_error,
+            delays_us,
+        }
+    }
+}
+
+impl Merge for Sse {
+    /// Both rounds' events; the added delay is filled in after the last round.
+    fn merge(&mut self, next: Sse) {
+        let delays = merged(std::mem::take(&mut self.delays_us), next.delays_us);
+        *self = Sse::new(
+            self.events + next.events,
+            delays,
+            cpu_sum(self.proxy_cpu_s, next.proxy_cpu_s),
+            self.errors + next.errors,
+            first_error(self.first_error.take(), next.first_error),
+        );
+    }
 }
 
 pub async fn sse(t: &Target, probe: Probe, events: u64, interval_ms: u64) -> Sse {
@@ -397,20 +557,8 @@ pub async fn sse(t: &Target, probe: Probe, events: u64, interval_ms: u64) -> Sse
         errs.add(&e);
     }
     let cpu = cpu_delta(cpu0, probe.cpu());
-    let received = delays.len() as u64;
     delays.sort_unstable();
-    Sse {
-        events,
-        received,
-        p50_ms: pct_ms(&delays, 0.5),
-        p99_ms: pct_ms(&delays, 0.99),
-        added_p50_ms: None,
-        added_p99_ms: None,
-        proxy_cpu_s: cpu,
-        valid: errs.count == 0 && received == events,
-        errors: errs.count,
-        first_error: errs.first,
-    }
+    Sse::new(events, delays, cpu, errs.count, errs.first)
 }
 
 /// S6: resident memory at rest, and with `conns` idle MITM'd keep-alive connections
@@ -483,6 +631,97 @@ mod tests {
         assert_eq!(pct_ms(&v, 0.99), Some(99.0));
         assert_eq!(pct_ms(&[7000], 0.99), Some(7.0));
         assert_eq!(pct_ms(&[], 0.5), None);
+    }
+
+    #[test]
+    fn rounds_of_a_rate_point_add_up_as_one_measurement() {
+        let a = RatePoint::new(
+            8,
+            (1..=50).map(|i| i * 1000).collect(),
+            1.0,
+            Some(0.5),
+            0,
+            None,
+        );
+        let b = RatePoint::new(
+            8,
+            (51..=100).map(|i| i * 1000).collect(),
+            3.0,
+            Some(1.5),
+            0,
+            None,
+        );
+        let mut m = a.clone();
+        m.merge(b);
+        assert_eq!(m.ok, 100);
+        assert_eq!(m.seconds, 4.0);
+        assert_eq!(m.per_s, 25.0);
+        assert_eq!(m.proxy_cpu_s, Some(2.0));
+        assert_eq!(m.per_cpu_s, Some(50.0));
+        // Percentiles over both rounds' samples, not an average of the rounds' own.
+        assert_eq!(m.p50_ms, Some(50.0));
+        assert_eq!(m.p99_ms, Some(99.0));
+        assert!(m.valid);
+    }
+
+    #[test]
+    fn a_round_with_errors_or_no_cpu_spoils_the_sum() {
+        let ok = RatePoint::new(1, vec![1000], 1.0, Some(1.0), 0, None);
+        let bad = RatePoint::new(1, vec![1000], 1.0, Some(1.0), 2, Some("status 502".into()));
+        let mut m = ok.clone();
+        m.merge(bad);
+        assert!(!m.valid);
+        assert_eq!(m.errors, 2);
+        assert_eq!(m.first_error.as_deref(), Some("status 502"));
+        let mut m = ok.clone();
+        m.merge(RatePoint::new(1, vec![1000], 1.0, None, 0, None));
+        assert_eq!((m.proxy_cpu_s, m.per_cpu_s), (None, None));
+    }
+
+    #[test]
+    fn rounds_of_the_other_scenarios_add_up() {
+        let mut d = Download::new(100_000_000, vec![300.0], Some(0.2), 0, None);
+        fold_all(
+            &mut d,
+            [Download::new(100_000_000, vec![100.0], Some(0.3), 0, None)],
+        );
+        fold_all(
+            &mut d,
+            [Download::new(100_000_000, vec![200.0], Some(0.5), 0, None)],
+        );
+        assert_eq!(d.runs_mb_per_s, [300.0, 100.0, 200.0]);
+        assert_eq!(d.mb_per_s, Some(200.0));
+        assert_eq!(d.mb_per_cpu_s(), Some(300.0));
+        assert!(d.valid);
+        fold_all(
+            &mut d,
+            [Download::new(
+                100_000_000,
+                vec![],
+                Some(0.1),
+                1,
+                Some("cut".into()),
+            )],
+        );
+        assert!(!d.valid);
+
+        let mut s = Sse::new(2, vec![100, 300], Some(0.1), 0, None);
+        s.merge(Sse::new(2, vec![200, 400], Some(0.1), 0, None));
+        assert_eq!((s.events, s.received, s.p50_ms), (4, 4, Some(0.2)));
+        assert!(s.valid);
+        s.merge(Sse::new(2, vec![500], Some(0.1), 0, None));
+        assert!(!s.valid, "an event missing in one round");
+
+        let mut f = FirstContact::new(2, vec![1000, 3000], None, 0, None);
+        f.merge(FirstContact::new(2, vec![2000, 4000], None, 0, None));
+        assert_eq!(
+            (f.hosts, f.ok, f.p50_ms, f.p99_ms),
+            (4, 4, Some(2.0), Some(4.0))
+        );
+    }
+
+    fn fold_all<T: Merge>(into: &mut T, rest: impl IntoIterator<Item = T>) {
+        rest.into_iter().for_each(|r| into.merge(r));
     }
 
     #[test]
