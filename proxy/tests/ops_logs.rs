@@ -293,6 +293,38 @@ async fn a_burst_of_requests_gives_one_line_each_soon() {
     assert_eq!(paths, want, "one line per request, none lost or repeated");
 }
 
+/// The batcher's thread writes by itself while lines keep coming and waits to
+/// be woken once none do: a request after a quiet spell (longer than a batch)
+/// still gets its line, each time, and soon.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_after_a_quiet_spell_still_gets_its_line_soon() {
+    let origin = Origin::streaming().await;
+    let mut opts = ProxyOpts::ephemeral(routes());
+    opts.tokens.push(("OPS_TOKEN".into(), TOKEN.into()));
+    opts.upstream_ca = Some(origin.ca_file.clone());
+    let mut proxy = Proxy::start(opts);
+    let tp = origin.https.port();
+    let host = format!("localhost:{tp}");
+    let mut h1 = h1_through(&proxy, "localhost", tp).await.expect("tunnel");
+    for (i, quiet_ms) in [0u64, 30, 2, 60, 0, 15].into_iter().enumerate() {
+        tokio::time::sleep(std::time::Duration::from_millis(quiet_ms)).await;
+        let path = format!("/nope/quiet-{i}");
+        let got = get1(&mut h1, &host, &path).await.unwrap();
+        assert_eq!(got.status, 403);
+        let t0 = std::time::Instant::now();
+        proxy.wait_line(
+            |v| v["path"] == path.as_str(),
+            "the line after a quiet spell",
+        );
+        assert!(
+            t0.elapsed() < std::time::Duration::from_secs(1),
+            "request {i}: its line took {:?} (a batch waits {:?})",
+            t0.elapsed(),
+            egress_proxy::log::BATCH_EVERY
+        );
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn text_format_is_one_readable_line_per_request() {
     let origin = Origin::streaming().await;

@@ -24,11 +24,17 @@ const BATCH_MAX: usize = 32 * 1024;
 struct Pending {
     on: bool,
     lines: Vec<u8>,
+    /// The buffer of the batch last written, handed back for the next one.
+    spare: Vec<u8>,
+    /// The batcher's thread waits for a first line (else it wakes by itself).
+    parked: bool,
 }
 
 static PENDING: Mutex<Pending> = Mutex::new(Pending {
     on: false,
     lines: Vec::new(),
+    spare: Vec::new(),
+    parked: false,
 });
 /// Wakes the batcher's thread when the first line of a batch is queued.
 static QUEUED: Condvar = Condvar::new();
@@ -49,7 +55,7 @@ pub(super) fn write_access(line: &[u8]) {
     p.lines.extend_from_slice(line);
     if p.lines.len() >= BATCH_MAX {
         p.write_out();
-    } else if first {
+    } else if first && p.parked {
         QUEUED.notify_one();
     }
 }
@@ -66,6 +72,30 @@ impl Pending {
             self.lines = Vec::new();
         }
     }
+}
+
+/// The batcher's write: the waiting lines are taken out of the queue and
+/// written with the queue unlocked, so a request queuing its line never waits
+/// for stderr's pipe (it did: a blocked worker and two context switches,
+/// docs/benchmarks.md round 11). stderr's lock, taken before the queue's is
+/// let go, keeps them ahead of any line queued or written after. `false`:
+/// nothing was waiting.
+fn write_batch() -> bool {
+    let mut p = pending();
+    if p.lines.is_empty() {
+        return false;
+    }
+    let spare = std::mem::take(&mut p.spare);
+    let mut batch = std::mem::replace(&mut p.lines, spare);
+    let mut err = std::io::stderr().lock();
+    drop(p);
+    let _ = err.write_all(&batch);
+    drop(err);
+    batch.clear();
+    if batch.capacity() <= 2 * BATCH_MAX {
+        pending().spare = batch;
+    }
+    true
 }
 
 /// While it lives, JSON access lines are written in batches by a thread of
@@ -88,14 +118,21 @@ impl Batcher {
                 loop {
                     let mut p = pending();
                     while p.on && p.lines.is_empty() {
+                        p.parked = true;
                         p = QUEUED.wait(p).unwrap_or_else(|e| e.into_inner());
                     }
+                    p.parked = false;
                     if !p.on {
                         return;
                     }
                     drop(p);
-                    std::thread::sleep(BATCH_EVERY);
-                    pending().write_out();
+                    // While lines keep coming, one wake-up a batch, no signal.
+                    loop {
+                        std::thread::sleep(BATCH_EVERY);
+                        if !write_batch() {
+                            break;
+                        }
+                    }
                 }
             });
         if spawned.is_err() {
