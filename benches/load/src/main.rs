@@ -317,7 +317,7 @@ async fn bench_cmd(a: BenchArgs) -> Result<ExitCode> {
             "s2_concurrency": cfg.s2_concurrency, "s2_seconds": cfg.s2_seconds,
             "s3_hosts": cfg.s3_hosts, "s4_bytes": cfg.s4_bytes, "s4_runs": cfg.s4_runs,
             "s5_events": cfg.s5_events, "s5_interval_ms": cfg.s5_interval_ms,
-            "s6_conns": cfg.s6_conns, "only": cfg.only,
+            "s6_conns": cfg.s6_conns, "rounds": cfg.rounds, "only": cfg.only,
         },
     });
     let mut meta = meta;
