@@ -100,10 +100,6 @@ fn merged(mut a: Vec<u64>, b: Vec<u64>) -> Vec<u64> {
     a
 }
 
-fn first_error(a: Option<String>, b: Option<String>) -> Option<String> {
-    a.or(b)
-}
-
 /// A throughput-and-latency point (S1, S2).
 #[derive(Serialize, Clone, Debug)]
 pub struct RatePoint {
@@ -160,7 +156,7 @@ impl Merge for RatePoint {
             self.seconds + next.seconds,
             cpu_sum(self.proxy_cpu_s, next.proxy_cpu_s),
             self.errors + next.errors,
-            first_error(self.first_error.take(), next.first_error),
+            self.first_error.take().or(next.first_error),
         );
     }
 }
@@ -297,7 +293,7 @@ impl Merge for FirstContact {
             lat,
             cpu_sum(self.proxy_cpu_s, next.proxy_cpu_s),
             self.errors + next.errors,
-            first_error(self.first_error.take(), next.first_error),
+            self.first_error.take().or(next.first_error),
         );
     }
 }
@@ -443,7 +439,7 @@ impl Merge for Download {
             speeds,
             cpu_sum(self.proxy_cpu_s, next.proxy_cpu_s),
             self.errors + next.errors,
-            first_error(self.first_error.take(), next.first_error),
+            self.first_error.take().or(next.first_error),
         );
     }
 }
@@ -501,7 +497,7 @@ impl Merge for Sse {
             delays,
             cpu_sum(self.proxy_cpu_s, next.proxy_cpu_s),
             self.errors + next.errors,
-            first_error(self.first_error.take(), next.first_error),
+            self.first_error.take().or(next.first_error),
         );
     }
 }

@@ -36,7 +36,7 @@ static PENDING: Mutex<Pending> = Mutex::new(Pending {
     spare: Vec::new(),
     parked: false,
 });
-/// Wakes the batcher's thread when the first line of a batch is queued.
+/// Wakes the batcher's thread, parked for want of lines, when one is queued.
 static QUEUED: Condvar = Condvar::new();
 
 fn pending() -> MutexGuard<'static, Pending> {
