@@ -28,6 +28,14 @@ fn routes() -> String {
     "unmatched: deny\nroutes:\n  - host: localhost\n    path_allowlist: [\"/ok\"]\n    auth_scheme: Bearer\n    token_env: OPS_TOKEN\n  - host: 127.0.0.1\n    path_allowlist: [\"/plain\"]\n".into()
 }
 
+/// The proxy of these tests: their routes and token, trusting `origin`'s CA.
+fn opts_for(origin: &Origin) -> ProxyOpts {
+    let mut opts = ProxyOpts::ephemeral(routes());
+    opts.tokens.push(("OPS_TOKEN".into(), TOKEN.into()));
+    opts.upstream_ca = Some(origin.ca_file.clone());
+    opts
+}
+
 const SPEC_KEYS: [&str; 11] = [
     "ts",
     "client",
@@ -65,10 +73,7 @@ fn assert_spec_keys(v: &serde_json::Value) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn access_lines_count_the_body_bytes_each_way() {
     let origin = Origin::streaming().await;
-    let mut opts = ProxyOpts::ephemeral(routes());
-    opts.tokens.push(("OPS_TOKEN".into(), TOKEN.into()));
-    opts.upstream_ca = Some(origin.ca_file.clone());
-    let proxy = Proxy::start(opts);
+    let proxy = Proxy::start(opts_for(&origin));
     let tp = origin.https.port();
     let upload: &'static str = Box::leak("u".repeat(12_345).into_boxed_str());
     let mut h1 = h1_through(&proxy, "localhost", tp).await.expect("tunnel");
@@ -115,9 +120,7 @@ async fn access_lines_count_the_body_bytes_each_way() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn json_access_lines_have_the_spec_keys_and_no_secret_or_query() {
     let origin = Origin::streaming().await;
-    let mut opts = ProxyOpts::ephemeral(routes());
-    opts.tokens.push(("OPS_TOKEN".into(), TOKEN.into()));
-    opts.upstream_ca = Some(origin.ca_file.clone());
+    let mut opts = opts_for(&origin);
     opts.admin = true;
     let mut proxy = Proxy::start(opts);
     let tp = origin.https.port();
@@ -270,10 +273,7 @@ async fn json_access_lines_have_the_spec_keys_and_no_secret_or_query() {
 async fn a_burst_of_requests_gives_one_line_each_soon() {
     const N: usize = 400;
     let origin = Origin::streaming().await;
-    let mut opts = ProxyOpts::ephemeral(routes());
-    opts.tokens.push(("OPS_TOKEN".into(), TOKEN.into()));
-    opts.upstream_ca = Some(origin.ca_file.clone());
-    let mut proxy = Proxy::start(opts);
+    let mut proxy = Proxy::start(opts_for(&origin));
     let tp = origin.https.port();
     let host = format!("localhost:{tp}");
     let mut h1 = h1_through(&proxy, "localhost", tp).await.expect("tunnel");
@@ -299,10 +299,7 @@ async fn a_burst_of_requests_gives_one_line_each_soon() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_request_after_a_quiet_spell_still_gets_its_line_soon() {
     let origin = Origin::streaming().await;
-    let mut opts = ProxyOpts::ephemeral(routes());
-    opts.tokens.push(("OPS_TOKEN".into(), TOKEN.into()));
-    opts.upstream_ca = Some(origin.ca_file.clone());
-    let mut proxy = Proxy::start(opts);
+    let mut proxy = Proxy::start(opts_for(&origin));
     let tp = origin.https.port();
     let host = format!("localhost:{tp}");
     let mut h1 = h1_through(&proxy, "localhost", tp).await.expect("tunnel");
@@ -328,11 +325,7 @@ async fn a_request_after_a_quiet_spell_still_gets_its_line_soon() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn text_format_is_one_readable_line_per_request() {
     let origin = Origin::streaming().await;
-    let mut opts = ProxyOpts::ephemeral(routes())
-        .arg("--log-format")
-        .arg("text");
-    opts.tokens.push(("OPS_TOKEN".into(), TOKEN.into()));
-    opts.upstream_ca = Some(origin.ca_file.clone());
+    let mut opts = opts_for(&origin).arg("--log-format").arg("text");
     let proxy = {
         // `Proxy::start` waits for the JSON `listening` line; in text format
         // the address is found by a plain request on a known port instead.
