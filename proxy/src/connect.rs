@@ -333,11 +333,16 @@ fn stop(ctx: &Ctx, activity: Arc<Activity>) -> impl Future<Output = ()> + Send +
 /// Those bytes start a new hyper connection on the same stream: the client
 /// sees one keep-alive connection (S6). On drain, the idle timeout or the
 /// header-read timeout a resting connection closes as an idle one does.
+///
+/// The header-read timeout is this function's, not hyper's: from the end of
+/// the last response (or the connection's start) to the next request's
+/// head, as hyper counts it, but on one timer for the connection's life
+/// where hyper arms and drops one for every request.
 async fn serve_h1<S>(ctx: Arc<Ctx>, io: H1Scan<S>)
 where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
-    let h1 = crate::listener::http1_server(&ctx.shared.limits);
+    let h1 = crate::listener::http1_server(&ctx.shared.limits, None);
     let header_read_timeout = ctx.shared.limits.header_read_timeout;
     let (mut svc, activity) = service(ctx.clone());
     let stop = stop(&ctx, activity.clone());
@@ -358,7 +363,12 @@ where
                     let _ = conn.await;
                     return;
                 }
-                () = activity.idle_for(REST_AFTER) => rest.ask(),
+                // The wrapper may not rest (part of a head is in): asked
+                // again a `REST_AFTER` later, not at once.
+                () = activity.idle_for_after(REST_AFTER) => rest.ask(),
+                // No head within the timeout (a slow one never rests): closed
+                // as hyper closes it, without a response.
+                () = activity.idle_for(header_read_timeout) => return,
             }
         };
         // Not rested: closed, failed, or upgraded (hyper has the stream).

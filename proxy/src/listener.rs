@@ -106,7 +106,7 @@ async fn serve_client(
             }
         }
     });
-    let builder = http1_server(&shared.limits);
+    let builder = http1_server(&shared.limits, Some(shared.limits.header_read_timeout));
     let drained = shared.drain.signalled();
     // Boxed, and freed when the connection's HTTP/1 ends: while a tunnel
     // runs, this task keeps only the tunnel's handle (S6).
@@ -125,15 +125,20 @@ async fn serve_client(
 }
 
 /// The HTTP/1 server settings of every client connection, on the proxy port
-/// and inside tunnels.
-pub(crate) fn http1_server(limits: &Limits) -> hyper::server::conn::http1::Builder {
+/// and inside tunnels. `head_timeout`: hyper's header-read timeout, or `None`
+/// where the caller bounds a head's time itself (`connect::serve_h1`: hyper
+/// arms and drops a timer for every request).
+pub(crate) fn http1_server(
+    limits: &Limits,
+    head_timeout: Option<std::time::Duration>,
+) -> hyper::server::conn::http1::Builder {
     let mut b = hyper::server::conn::http1::Builder::new();
     b.timer(TokioTimer::new())
         // Header names reach an HTTP/1 origin as the client spelled them
         // (the case map travels in the request's extensions), as mitmproxy
         // does: some origins match names case-sensitively.
         .preserve_header_case(true)
-        .header_read_timeout(limits.header_read_timeout)
+        .header_read_timeout(head_timeout)
         .max_buf_size(limits.max_head_bytes)
         .keep_alive(true);
     b

@@ -1,12 +1,21 @@
-//! The drain signal of SIGTERM/SIGINT.
+//! The drain signal of SIGTERM/SIGINT, and the watchers a client connection
+//! polls beside hyper's connection.
 //!
 //! Owns: one flag, set once when the proxy starts draining, that every client
 //! connection watches: an idle HTTP/1 connection closes at once, one with a
 //! request in flight closes after its response (streams included), an h2
-//! connection sends GOAWAY and finishes its open streams.
+//! connection sends GOAWAY and finishes its open streams. A connection's
+//! activity (requests in flight, when the last ended) for its idle limits,
+//! and [`WhenWoken`], which keeps those watchers from being polled at every
+//! wake-up of the connection's task.
 //! Must never: cut a request in flight; only the `--grace` deadline of
 //! `Running::shutdown` may do that, by ending the process.
 
+use futures_util::task::AtomicWaker;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::task::{Context, Poll, Wake, Waker};
 use tokio::sync::watch;
 
 /// Set once to start draining; cloned receivers watch it.
@@ -36,13 +45,14 @@ impl Drain {
 
     /// A future that completes once draining has started (at once if it
     /// already has). Never completes if the `Drain` is dropped undrained.
+    /// Polled only when the flag changes ([`WhenWoken`]).
     pub fn signalled(&self) -> impl Future<Output = ()> + Send + 'static {
         let mut rx = self.tx.subscribe();
-        async move {
+        WhenWoken::new(async move {
             if rx.wait_for(|draining| *draining).await.is_err() {
                 std::future::pending::<()>().await;
             }
-        }
+        })
     }
 }
 
@@ -87,24 +97,107 @@ impl Activity {
         Busy(self.clone())
     }
 
-    /// Completes once the connection has had nothing in flight for `limit`.
+    /// Completes once the connection has had nothing in flight for `limit`:
+    /// at the end of the last request plus `limit`, to the timer's
+    /// millisecond. One timer, armed again only when it fires and polled
+    /// only then ([`WhenWoken`]): a busy connection pays nothing per request.
     pub async fn idle_for(&self, limit: std::time::Duration) {
-        // Checked at a fraction of the limit: precise enough, and cheap.
-        let step = (limit / 4).max(std::time::Duration::from_millis(50));
         loop {
-            tokio::time::sleep(step).await;
-            let idle_since = self.last.lock().map(|l| l.elapsed()).unwrap_or_default();
-            if self.in_flight.load(std::sync::atomic::Ordering::Acquire) == 0 && idle_since >= limit
-            {
-                return;
-            }
+            let due = match self.last_if_idle() {
+                Some(last) if last.elapsed() >= limit => return,
+                Some(last) => last + limit,
+                // Checked again a whole `limit` on: when the request ends,
+                // the limit runs from then.
+                None => std::time::Instant::now() + limit,
+            };
+            WhenWoken::new(tokio::time::sleep_until(due.into())).await;
         }
+    }
+
+    /// As [`idle_for`](Self::idle_for), but never sooner than `limit` from
+    /// now: a loop that acts on it (asking a connection to rest) acts at most
+    /// once per `limit`, where `idle_for` would complete at once again.
+    pub async fn idle_for_after(&self, limit: std::time::Duration) {
+        WhenWoken::new(tokio::time::sleep(limit)).await;
+        self.idle_for(limit).await;
+    }
+
+    /// When the last request ended, or `None` while one is in flight.
+    fn last_if_idle(&self) -> Option<std::time::Instant> {
+        let last = *self.last.lock().ok()?;
+        (self.in_flight.load(std::sync::atomic::Ordering::Acquire) == 0).then_some(last)
+    }
+}
+
+/// A future polled only at its first poll and after it woke its task.
+///
+/// `tokio::select!` polls every branch each time the task wakes; a
+/// connection's task wakes for every read and every response, and its
+/// watchers (the drain signal, the idle timers) would be polled as often for
+/// nothing: each poll of a timer or of the drain's `watch` takes locks. This
+/// wrapper gives the inner future a waker of its own that marks it woken
+/// before waking the task, and otherwise answers `Pending` at once.
+pub struct WhenWoken<F> {
+    inner: Pin<Box<F>>,
+    flag: Arc<WakeFlag>,
+    /// The inner future's waker (the flag's), made once.
+    waker: Waker,
+}
+
+#[derive(Default)]
+struct WakeFlag {
+    woken: AtomicBool,
+    task: AtomicWaker,
+}
+
+impl Wake for WakeFlag {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref();
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        self.woken.store(true, Ordering::Release);
+        self.task.wake();
+    }
+}
+
+impl<F: Future> WhenWoken<F> {
+    pub fn new(inner: F) -> Self {
+        let flag = Arc::new(WakeFlag {
+            // The first poll polls the inner future, which registers.
+            woken: AtomicBool::new(true),
+            task: AtomicWaker::new(),
+        });
+        WhenWoken {
+            inner: Box::pin(inner),
+            waker: Waker::from(flag.clone()),
+            flag,
+        }
+    }
+}
+
+impl<F: Future> Future for WhenWoken<F> {
+    type Output = F::Output;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
+        let this = self.get_mut();
+        // Registered before the flag is read: a wake between the two still
+        // wakes this task (`AtomicWaker`'s protocol).
+        this.flag.task.register(cx.waker());
+        if !this.flag.woken.swap(false, Ordering::AcqRel) {
+            return Poll::Pending;
+        }
+        this.inner
+            .as_mut()
+            .poll(&mut Context::from_waker(&this.waker))
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::atomic::AtomicUsize;
+    use std::time::{Duration, Instant};
 
     #[tokio::test]
     async fn idle_only_when_nothing_is_in_flight() {
@@ -118,6 +211,96 @@ mod tests {
         tokio::time::timeout(std::time::Duration::from_secs(5), a.idle_for(limit))
             .await
             .expect("idle once the request ended");
+    }
+
+    #[tokio::test]
+    async fn idle_for_ends_its_limit_after_the_last_request_ended() {
+        let a = Arc::new(Activity::default());
+        let limit = Duration::from_millis(300);
+        let busy = a.begin();
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        drop(busy);
+        let ended = Instant::now();
+        a.idle_for(limit).await;
+        let took = ended.elapsed();
+        assert!(took >= limit, "not before the limit: {took:?}");
+        // A timer step, not a quarter of the limit; loose for a busy machine.
+        assert!(took < limit + Duration::from_millis(250), "{took:?}");
+        // Idle for longer than the limit already: at once.
+        let again = Instant::now();
+        a.idle_for(limit).await;
+        assert!(again.elapsed() < Duration::from_millis(50));
+    }
+
+    #[tokio::test]
+    async fn idle_for_after_waits_its_limit_even_when_idle_already() {
+        let a = Arc::new(Activity::default());
+        let limit = Duration::from_millis(100);
+        tokio::time::sleep(limit * 2).await;
+        let start = Instant::now();
+        a.idle_for_after(limit).await;
+        assert!(start.elapsed() >= limit, "{:?}", start.elapsed());
+    }
+
+    /// An inner future that counts its polls and keeps its last waker.
+    #[derive(Default)]
+    struct Probe {
+        polls: AtomicUsize,
+        ready: AtomicBool,
+        waker: std::sync::Mutex<Option<Waker>>,
+    }
+
+    impl Probe {
+        fn wake(&self) {
+            if let Some(w) = self.waker.lock().unwrap().take() {
+                w.wake();
+            }
+        }
+    }
+
+    /// A task waker that counts its wakes.
+    #[derive(Default)]
+    struct Wakes(AtomicUsize);
+
+    impl Wake for Wakes {
+        fn wake(self: Arc<Self>) {
+            self.0.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    #[test]
+    fn when_woken_polls_its_future_first_and_then_only_after_its_wake() {
+        let probe = Arc::new(Probe::default());
+        let p = probe.clone();
+        let inner = std::future::poll_fn(move |cx| {
+            p.polls.fetch_add(1, Ordering::SeqCst);
+            *p.waker.lock().unwrap() = Some(cx.waker().clone());
+            if p.ready.load(Ordering::SeqCst) {
+                Poll::Ready(7)
+            } else {
+                Poll::Pending
+            }
+        });
+        let mut fut = WhenWoken::new(inner);
+        let wakes = Arc::new(Wakes::default());
+        let task = Waker::from(wakes.clone());
+        let mut cx = Context::from_waker(&task);
+        // The task wakes for other reasons a hundred times: one poll inside.
+        for _ in 0..100 {
+            assert!(Pin::new(&mut fut).poll(&mut cx).is_pending());
+        }
+        assert_eq!(probe.polls.load(Ordering::SeqCst), 1);
+        // Its own wake reaches the task, and the next poll goes inside.
+        probe.wake();
+        assert_eq!(wakes.0.load(Ordering::SeqCst), 1, "the task was woken");
+        assert!(Pin::new(&mut fut).poll(&mut cx).is_pending());
+        assert!(Pin::new(&mut fut).poll(&mut cx).is_pending());
+        assert_eq!(probe.polls.load(Ordering::SeqCst), 2);
+        // Ready after a wake: its output comes out.
+        probe.ready.store(true, Ordering::SeqCst);
+        probe.wake();
+        assert_eq!(Pin::new(&mut fut).poll(&mut cx), Poll::Ready(7));
+        assert_eq!(probe.polls.load(Ordering::SeqCst), 3);
     }
 
     #[tokio::test]

@@ -391,3 +391,49 @@ async fn a_woken_tunnel_serves_pipelined_requests_and_a_slow_head_still_times_ou
         "the partial head reached the origin"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_head_trickled_inside_a_tunnel_is_cut_by_the_header_read_timeout() {
+    let (proxy, tp, origin) = start(&["--header-read-timeout", "1"]);
+    let tls = tls_through(&proxy, "localhost", tp, &[b"http/1.1"])
+        .await
+        .expect("tunnel");
+    let mut conn = support::raw::Conn::new(tls);
+    conn.send(format!("GET /one HTTP/1.1\r\nHost: localhost:{tp}\r\n\r\n").as_bytes())
+        .await
+        .unwrap();
+    assert_eq!(
+        conn.read_response(false).await.unwrap().body_text(),
+        "origin ok /one\n"
+    );
+    // The next head, a byte every 100 ms: the connection never rests (its
+    // head is never whole), so only the header-read timeout can end it.
+    conn.send(b"GET /slow HTTP/1.1\r\nX-Slow: ").await.unwrap();
+    let began = Instant::now();
+    let mut cut = None;
+    for _ in 0..50 {
+        if conn.send(b"a").await.is_err() {
+            cut = Some(began.elapsed());
+            break;
+        }
+        let mut b = [0u8; 64];
+        match tokio::time::timeout(Duration::from_millis(100), conn.io.read(&mut b)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => {
+                cut = Some(began.elapsed());
+                break;
+            }
+            Ok(Ok(n)) => panic!("an answer to a head never finished: {:?}", &b[..n]),
+            Err(_) => {}
+        }
+    }
+    let cut = cut.expect("the trickled head was cut within 5 s");
+    eprintln!("trickled head cut after {cut:?}");
+    assert!(
+        cut >= Duration::from_millis(800),
+        "cut by the 1 s timeout, not before: {cut:?}"
+    );
+    assert!(
+        origin.seen().iter().all(|s| s.path != "/slow"),
+        "the trickled head reached the origin"
+    );
+}
