@@ -23,6 +23,8 @@ pub struct Config {
     pub out_dir: PathBuf,
     pub proxies: Vec<String>,
     pub egress_proxy: PathBuf,
+    /// Started instead of this harness for the hudsucker proxy (a wrapper).
+    pub hudsucker_exec: Option<PathBuf>,
     pub mitmdump: PathBuf,
     pub mitm_addon: PathBuf,
     /// CPU list for the proxies (`taskset -c`).

@@ -175,7 +175,10 @@ pub(crate) async fn start(cfg: &Config, env: &Env, name: &str) -> Result<Started
             listening(c, port, true, "egress-proxy").await
         }
         "hudsucker" => {
-            let exe = std::env::current_exe()?;
+            let exe = match &cfg.hudsucker_exec {
+                Some(wrapper) => wrapper.clone(),
+                None => std::env::current_exe()?,
+            };
             let c = pinned(cfg, &exe)
                 .arg("hudsucker")
                 .arg("--listen")

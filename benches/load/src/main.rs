@@ -82,6 +82,11 @@ struct BenchArgs {
     results: PathBuf,
     #[arg(long, default_value = "target/release/egress-proxy")]
     egress_proxy: PathBuf,
+    /// Program started as the hudsucker proxy with this harness's `hudsucker ...`
+    /// arguments (default: this harness): a wrapper, e.g. one that runs it under
+    /// callgrind (`benches/load/callgrind.sh`).
+    #[arg(long)]
+    hudsucker_exec: Option<PathBuf>,
     #[arg(long, default_value = "benches/load/.venv/bin/mitmdump")]
     mitmdump: PathBuf,
     #[arg(long, default_value = "benches/load/mitm_addon.py")]
@@ -252,6 +257,7 @@ async fn bench_cmd(a: BenchArgs) -> Result<ExitCode> {
         out_dir: a.out_dir.clone(),
         proxies: proxies.clone(),
         egress_proxy: a.egress_proxy.clone(),
+        hudsucker_exec: a.hudsucker_exec.clone(),
         mitmdump: a.mitmdump.clone(),
         mitm_addon: a.mitm_addon.clone(),
         proxy_cpus: a.proxy_cpus.clone(),
