@@ -144,7 +144,6 @@ pub struct WhenWoken<F> {
     waker: Waker,
 }
 
-#[derive(Default)]
 struct WakeFlag {
     woken: AtomicBool,
     task: AtomicWaker,
@@ -216,16 +215,21 @@ mod tests {
     #[tokio::test]
     async fn idle_for_ends_its_limit_after_the_last_request_ended() {
         let a = Arc::new(Activity::default());
-        let limit = Duration::from_millis(300);
+        let limit = Duration::from_secs(2);
+        // Watched from before the request ends, as a connection watches.
         let busy = a.begin();
-        tokio::time::sleep(Duration::from_millis(200)).await;
+        let watching = tokio::spawn({
+            let a = a.clone();
+            async move { a.idle_for(limit).await }
+        });
+        tokio::time::sleep(Duration::from_millis(1050)).await;
         drop(busy);
         let ended = Instant::now();
-        a.idle_for(limit).await;
+        watching.await.unwrap();
         let took = ended.elapsed();
         assert!(took >= limit, "not before the limit: {took:?}");
-        // A timer step, not a quarter of the limit; loose for a busy machine.
-        assert!(took < limit + Duration::from_millis(250), "{took:?}");
+        // Checking at a quarter of the limit (as before) would end at 2.45 s.
+        assert!(took < limit + Duration::from_millis(300), "{took:?}");
         // Idle for longer than the limit already: at once.
         let again = Instant::now();
         a.idle_for(limit).await;
