@@ -1,34 +1,44 @@
 #!/usr/bin/env bash
-# Instructions per S1 request of egress-proxy and of the hudsucker proxy, counted by
-# callgrind: user-space instructions, steady to about 1% from run to run where CPU time
-# on this kind of shared vCPU moves by 10-20% (docs/benchmarks.md, round 12).
+# Instructions per request of egress-proxy and of the hudsucker proxy through S1 (or S2),
+# counted by callgrind: user-space instructions, steady to about 1% from run to run where
+# CPU time on this kind of shared vCPU moves by 10-20% (docs/benchmarks.md, round 12).
 #
-#   bash benches/load/callgrind.sh [-c CONCURRENCY] [-e EGRESS_BINARY] [-p PROXIES] [-o DIR]
+#   bash benches/load/callgrind.sh [-s s1|s2] [-c CONCURRENCY] [-e EGRESS_BINARY] [-p PROXIES] [-o DIR]
 #
-#   -c  S1 concurrency (default 1)
+#   -s  the scenario: s1 (keep-alive, default) or s2 (a new connection per request)
+#   -c  S1 concurrency (default 1; S2 runs at the harness's 8)
 #   -e  the egress-proxy binary (default target/release/egress-proxy, built here)
 #   -p  comma-separated, of egress-proxy and hudsucker (default both)
 #   -o  where the profiles go (default benches/load/out/callgrind), for callgrind_annotate
 #
-# Each proxy runs alone under callgrind (about 50 times slower) through an S1 run of the
-# harness. Once S1 has run WARM seconds the counts so far are dumped and set aside; the
-# next dump, WINDOW seconds later, is the measurement. Its requests are the calls of
-# hyper's HTTP/1 server head parser in that dump (one per request in both proxies).
+# Each proxy runs alone under callgrind (about 50 times slower) through a run of the
+# scenario by the harness. Once it has run WARM seconds the counts so far are dumped and
+# set aside; the next dump, WINDOW seconds later, is the measurement. Its requests are
+# the calls of hyper's HTTP/1 server head parser in that dump (one per request in both
+# proxies; in S2 two per connection, its CONNECT and its request, so S2 is counted per
+# connection).
 # Needs valgrind (apt-get install valgrind). Kernel time is not counted: see the
 # benchmark docs for what the kernel adds per request.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
-conc=1 egress=target/release/egress-proxy proxies=egress-proxy,hudsucker out=benches/load/out/callgrind
-while getopts "c:e:p:o:h" opt; do
+scenario=s1 conc=1 egress=target/release/egress-proxy proxies=egress-proxy,hudsucker
+out=benches/load/out/callgrind
+while getopts "s:c:e:p:o:h" opt; do
   case "$opt" in
+    s) scenario=$OPTARG ;;
     c) conc=$OPTARG ;;
     e) egress=$OPTARG ;;
     p) proxies=$OPTARG ;;
     o) out=$OPTARG ;;
-    *) sed -n 2,17p "$0"; exit 2 ;;
+    *) sed -n 2,20p "$0"; exit 2 ;;
   esac
 done
+case "$scenario" in
+  s1) started="S1 keep-alive" label="S1 C=$conc" heads=1 per=request ;;
+  s2) started="S2 new connection" label="S2" heads=2 per=connection ;;
+  *) echo "callgrind.sh: -s takes s1 or s2, not '$scenario'" >&2; exit 2 ;;
+esac
 warm=${WARM:-4} window=${WINDOW:-10}
 command -v valgrind >/dev/null && command -v callgrind_control >/dev/null || {
   echo "callgrind.sh: valgrind not found (apt-get install valgrind)" >&2
@@ -82,12 +92,12 @@ wait
 EOF
   chmod +x "$wrap"
   log=$out/$proxy.harness.log
-  taskset -c 0 "$harness" bench --proxies "$proxy" --only s1 --s1-concurrency "$conc" \
+  taskset -c 0 "$harness" bench --proxies "$proxy" --only "$scenario" --s1-concurrency "$conc" \
     --seconds $((warm + window + 15)) --rounds 1 "$flag" "$wrap" \
     --results "$out/$proxy.results.json" --out-dir "$out/run" > "$log" 2>&1 &
   bench=$!
   for _ in $(seq 1 240); do
-    grep -q "S1 keep-alive" "$log" 2>/dev/null && break
+    grep -q "$started" "$log" 2>/dev/null && break
     kill -0 "$bench" 2>/dev/null || { echo "callgrind.sh: the harness ended early, see $log" >&2; exit 1; }
     sleep 0.5
   done
@@ -102,7 +112,7 @@ EOF
   profile=$out/$proxy.callgrind.2
   [ -f "$profile" ] || { echo "callgrind.sh: no profile $profile, see $out/$proxy.valgrind.log" >&2; exit 1; }
   ir=$(awk '/^summary:/{print $2; exit}' "$profile")
-  n=$(requests "$profile")
+  n=$(( $(requests "$profile") / heads ))
   [ "$n" -gt 0 ] || { echo "callgrind.sh: no request in the window of $proxy" >&2; exit 1; }
-  echo "$proxy S1 C=$conc: $((ir / n)) instructions per request ($n requests, $ir instructions; $profile)"
+  echo "$proxy $label: $((ir / n)) instructions per $per ($n, $ir instructions; $profile)"
 done
