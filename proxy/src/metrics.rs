@@ -54,15 +54,16 @@ impl std::fmt::Display for Outcome {
 }
 
 /// The decision of a request (`allowed`, `healthz` or a refusal reason).
+/// The names are static: counting a request allocates nothing.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct DecisionLabel {
-    pub decision: String,
+    pub decision: &'static str,
 }
 
 /// The kind of an upstream failure (`upstream-unreachable`, ...).
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct KindLabel {
-    pub kind: String,
+    pub kind: &'static str,
 }
 
 /// Every metric of the proxy.
@@ -167,7 +168,7 @@ impl Metrics {
     pub fn request(&self, decision: Outcome, elapsed: Duration) {
         self.requests
             .get_or_create(&DecisionLabel {
-                decision: decision.as_str().to_owned(),
+                decision: decision.as_str(),
             })
             .inc();
         self.duration.observe(elapsed.as_secs_f64());
@@ -177,7 +178,7 @@ impl Metrics {
     pub fn upstream_error(&self, reason: Reason) {
         self.upstream_errors
             .get_or_create(&KindLabel {
-                kind: reason.as_str().to_owned(),
+                kind: reason.as_str(),
             })
             .inc();
     }
