@@ -28,7 +28,7 @@ use crate::io::{Prefixed, ReadAhead};
 use crate::limits::{LINGER_IDLE, MAX_SNIFFED_METHOD, REST_AFTER};
 use crate::metrics;
 use crate::serve::{self, ClientHello, Ctx, Tunnel};
-use crate::shutdown::{Activity, Busy};
+use crate::shutdown::{Activity, Busy, WhenWoken};
 use crate::state::Shared;
 
 /// What the first bytes of a tunnel are.
@@ -324,6 +324,16 @@ fn stop(ctx: &Ctx, activity: Arc<Activity>) -> impl Future<Output = ()> + Send +
     }
 }
 
+/// What ends a turn of `serve_h1`'s loop besides hyper's connection.
+enum Watch {
+    /// The proxy drains, or the idle timeout passed.
+    Stop,
+    /// No request head within the header-read timeout.
+    HeadTimeout,
+    /// Quiet for `REST_AFTER`: ask the connection to rest.
+    Rest,
+}
+
 /// Serves HTTP/1.1 on a tunnel's stream (ALPN `http/1.1`, or cleartext).
 ///
 /// A connection with nothing in flight for `REST_AFTER` rests: the scanner
@@ -354,21 +364,34 @@ where
         // connection state.
         let mut conn = Box::pin(h1.serve_connection(TokioIo::new(io), svc).with_upgrades());
         let rested = loop {
-            tokio::select! {
-                _ = conn.as_mut() => break rest.is_resting(),
-                () = stop.as_mut() => {
-                    // Closing for good: a shutdown must reach the stream.
-                    rest.serve();
-                    conn.as_mut().graceful_shutdown();
-                    let _ = conn.await;
-                    return;
+            // The watchers as one future, polled only when one of them woke:
+            // the task wakes for every read and every response.
+            let watch = WhenWoken::new(async {
+                tokio::select! {
+                    biased;
+                    () = stop.as_mut() => Watch::Stop,
+                    () = activity.idle_for(header_read_timeout) => Watch::HeadTimeout,
+                    () = activity.idle_for_after(REST_AFTER) => Watch::Rest,
                 }
-                // The wrapper may not rest (part of a head is in): asked
-                // again a `REST_AFTER` later, not at once.
-                () = activity.idle_for_after(REST_AFTER) => rest.ask(),
-                // No head within the timeout (a slow one never rests): closed
-                // as hyper closes it, without a response.
-                () = activity.idle_for(header_read_timeout) => return,
+            });
+            tokio::select! {
+                biased;
+                _ = conn.as_mut() => break rest.is_resting(),
+                w = watch => match w {
+                    Watch::Stop => {
+                        // Closing for good: a shutdown must reach the stream.
+                        rest.serve();
+                        conn.as_mut().graceful_shutdown();
+                        let _ = conn.await;
+                        return;
+                    }
+                    // No head within the timeout (a slow one never rests):
+                    // closed as hyper closes it, without a response.
+                    Watch::HeadTimeout => return,
+                    // The wrapper may not rest (part of a head is in): asked
+                    // again a `REST_AFTER` later, not at once.
+                    Watch::Rest => rest.ask(),
+                },
             }
         };
         // Not rested: closed, failed, or upgraded (hyper has the stream).
