@@ -13,9 +13,10 @@
 
 use futures_util::task::AtomicWaker;
 use std::pin::Pin;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, Wake, Waker};
+use std::time::{Duration, Instant};
 use tokio::sync::watch;
 
 /// Set once to start draining; cloned receivers watch it.
@@ -61,39 +62,36 @@ impl Drain {
 /// flight (a streaming response counts until its body ends).
 #[derive(Debug)]
 pub struct Activity {
-    in_flight: std::sync::atomic::AtomicUsize,
-    last: std::sync::Mutex<std::time::Instant>,
+    in_flight: AtomicUsize,
+    last: Mutex<Instant>,
 }
 
 impl Default for Activity {
     fn default() -> Self {
         Activity {
-            in_flight: std::sync::atomic::AtomicUsize::new(0),
-            last: std::sync::Mutex::new(std::time::Instant::now()),
+            in_flight: AtomicUsize::new(0),
+            last: Mutex::new(Instant::now()),
         }
     }
 }
 
 /// One request in flight, until dropped (with its response body).
 #[derive(Debug)]
-pub struct Busy(std::sync::Arc<Activity>);
+pub struct Busy(Arc<Activity>);
 
 impl Drop for Busy {
     fn drop(&mut self) {
         if let Ok(mut last) = self.0.last.lock() {
-            *last = std::time::Instant::now();
+            *last = Instant::now();
         }
-        self.0
-            .in_flight
-            .fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
+        self.0.in_flight.fetch_sub(1, Ordering::AcqRel);
     }
 }
 
 impl Activity {
     /// Marks a request in flight until the returned guard is dropped.
-    pub fn begin(self: &std::sync::Arc<Self>) -> Busy {
-        self.in_flight
-            .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+    pub fn begin(self: &Arc<Self>) -> Busy {
+        self.in_flight.fetch_add(1, Ordering::AcqRel);
         Busy(self.clone())
     }
 
@@ -101,14 +99,14 @@ impl Activity {
     /// at the end of the last request plus `limit`, to the timer's
     /// millisecond. One timer, armed again only when it fires and polled
     /// only then ([`WhenWoken`]): a busy connection pays nothing per request.
-    pub async fn idle_for(&self, limit: std::time::Duration) {
+    pub async fn idle_for(&self, limit: Duration) {
         loop {
             let due = match self.last_if_idle() {
                 Some(last) if last.elapsed() >= limit => return,
                 Some(last) => last + limit,
                 // Checked again a whole `limit` on: when the request ends,
                 // the limit runs from then.
-                None => std::time::Instant::now() + limit,
+                None => Instant::now() + limit,
             };
             WhenWoken::new(tokio::time::sleep_until(due.into())).await;
         }
@@ -117,15 +115,15 @@ impl Activity {
     /// As [`idle_for`](Self::idle_for), but never sooner than `limit` from
     /// now: a loop that acts on it (asking a connection to rest) acts at most
     /// once per `limit`, where `idle_for` would complete at once again.
-    pub async fn idle_for_after(&self, limit: std::time::Duration) {
+    pub async fn idle_for_after(&self, limit: Duration) {
         WhenWoken::new(tokio::time::sleep(limit)).await;
         self.idle_for(limit).await;
     }
 
     /// When the last request ended, or `None` while one is in flight.
-    fn last_if_idle(&self) -> Option<std::time::Instant> {
+    fn last_if_idle(&self) -> Option<Instant> {
         let last = *self.last.lock().ok()?;
-        (self.in_flight.load(std::sync::atomic::Ordering::Acquire) == 0).then_some(last)
+        (self.in_flight.load(Ordering::Acquire) == 0).then_some(last)
     }
 }
 
@@ -195,19 +193,16 @@ impl<F: Future> Future for WhenWoken<F> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::sync::atomic::AtomicUsize;
-    use std::time::{Duration, Instant};
 
     #[tokio::test]
     async fn idle_only_when_nothing_is_in_flight() {
-        let a = std::sync::Arc::new(Activity::default());
+        let a = Arc::new(Activity::default());
         let busy = a.begin();
-        let limit = std::time::Duration::from_millis(100);
-        let waited =
-            tokio::time::timeout(std::time::Duration::from_millis(400), a.idle_for(limit)).await;
+        let limit = Duration::from_millis(100);
+        let waited = tokio::time::timeout(Duration::from_millis(400), a.idle_for(limit)).await;
         assert!(waited.is_err(), "a request in flight is not idle");
         drop(busy);
-        tokio::time::timeout(std::time::Duration::from_secs(5), a.idle_for(limit))
+        tokio::time::timeout(Duration::from_secs(5), a.idle_for(limit))
             .await
             .expect("idle once the request ended");
     }
@@ -251,7 +246,7 @@ mod tests {
     struct Probe {
         polls: AtomicUsize,
         ready: AtomicBool,
-        waker: std::sync::Mutex<Option<Waker>>,
+        waker: Mutex<Option<Waker>>,
     }
 
     impl Probe {
