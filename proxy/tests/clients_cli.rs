@@ -557,6 +557,31 @@ async fn curl_upload_and_download_of_3_mb_arrive_byte_for_byte() {
     }
 }
 
+/// `openssl s_client` through the proxy to the origin's TLS port, with
+/// `extra` arguments; its output (stdout then stderr).
+async fn s_client(f: &Fixture, extra: &[&str]) -> String {
+    let mut c = Command::new(require("openssl", "openssl"));
+    hermetic(&mut c);
+    c.args(["s_client", "-proxy"])
+        .arg(f.proxy.addr.to_string())
+        .arg("-connect")
+        .arg(format!("localhost:{}", f.origin.https.port()))
+        .args([
+            "-servername",
+            "localhost",
+            "-verify_return_error",
+            "-CAfile",
+        ])
+        .arg(&f.proxy.ca_files.cert)
+        .args(extra);
+    let out = blocking(move || run(c, "openssl s_client")).await;
+    format!(
+        "{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
 /// The proxy's TLS suite order (AES-128-GCM first, `tls::provider`) wins on
 /// both legs: OpenSSL lists AES-256 first and still gets AES-128 from the
 /// proxy, and the origin sees AES-128 from the proxy. A client that offers
@@ -564,7 +589,6 @@ async fn curl_upload_and_download_of_3_mb_arrive_byte_for_byte() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tls_suites_aes_128_first_on_both_legs_and_every_suite_still_accepted() {
     let f = Fixture::start().await;
-    let openssl = require("openssl", "openssl");
     let offers = [
         (None, "TLS_AES_128_GCM_SHA256"),
         (Some("TLS_AES_256_GCM_SHA384"), "TLS_AES_256_GCM_SHA384"),
@@ -574,28 +598,11 @@ async fn tls_suites_aes_128_first_on_both_legs_and_every_suite_still_accepted() 
         ),
     ];
     for (offer, want) in offers {
-        let mut c = Command::new(&openssl);
-        hermetic(&mut c);
-        c.args(["s_client", "-proxy"])
-            .arg(f.proxy.addr.to_string())
-            .arg("-connect")
-            .arg(format!("localhost:{}", f.origin.https.port()))
-            .args([
-                "-servername",
-                "localhost",
-                "-verify_return_error",
-                "-CAfile",
-            ])
-            .arg(&f.proxy.ca_files.cert);
-        if let Some(suite) = offer {
-            c.args(["-ciphersuites", suite]);
-        }
-        let out = blocking(move || run(c, "openssl s_client")).await;
-        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        let extra = offer.map_or(vec![], |suite| vec!["-ciphersuites", suite]);
+        let text = s_client(&f, &extra).await;
         assert!(
             text.contains(&format!("Cipher is {want}")),
-            "offer {offer:?}: want {want}: {text}\n{}",
-            String::from_utf8_lossy(&out.stderr)
+            "offer {offer:?}: want {want}: {text}"
         );
     }
     let url = f.tls_url("/echo/suite");
@@ -607,6 +614,37 @@ async fn tls_suites_aes_128_first_on_both_legs_and_every_suite_still_accepted() 
         seen.last().and_then(|s| s.suite),
         Some(rustls::CipherSuite::TLS13_AES_128_GCM_SHA256),
         "the origin leg uses the proxy's order"
+    );
+}
+
+/// The key exchange (`tls::provider`: aws-lc's X25519, P-256 and P-384 beside
+/// ring's suites): OpenSSL's default offer gets X25519, a client that offers
+/// only P-256 or only P-384 still connects with it, and the origin's leg
+/// gets X25519 from the proxy.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_key_exchange_x25519_first_and_the_nist_curves_still_accepted() {
+    let f = Fixture::start().await;
+    let offers = [
+        (None, "Server Temp Key: X25519"),
+        (Some("P-256"), "Server Temp Key: ECDH, prime256v1"),
+        (Some("P-384"), "Server Temp Key: ECDH, secp384r1"),
+    ];
+    for (offer, want) in offers {
+        let extra = offer.map_or(vec![], |group| vec!["-groups", group]);
+        let text = s_client(&f, &extra).await;
+        assert!(
+            text.contains(want) && text.contains("Verify return code: 0 (ok)"),
+            "offer {offer:?}: want {want}: {text}"
+        );
+    }
+    let url = f.tls_url("/echo/group");
+    let (text, out) = curl(&f, &[], &url);
+    assert!(out.status.success(), "curl: {text}");
+    assert_eq!(status_and_decision(&text), (200, None), "{text}");
+    assert_eq!(
+        f.origin.seen().last().and_then(|s| s.group),
+        Some(rustls::NamedGroup::X25519),
+        "the origin leg's key exchange"
     );
 }
 

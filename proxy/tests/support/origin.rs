@@ -64,6 +64,8 @@ pub struct Seen {
     pub tls: bool,
     /// The TLS cipher suite the connection negotiated (`None`: cleartext).
     pub suite: Option<rustls::CipherSuite>,
+    /// The key exchange group it negotiated (`None`: cleartext).
+    pub group: Option<rustls::NamedGroup>,
     pub method: String,
     /// The raw path and query exactly as received.
     pub path: String,
@@ -180,9 +182,12 @@ impl Origin {
                         else {
                             return;
                         };
-                        let suite = tls.get_ref().1.negotiated_cipher_suite();
-                        let suite = suite.map(|s| s.suite());
-                        serve(TokioIo::new(tls), state, conn, suite).await;
+                        let c = tls.get_ref().1;
+                        let negotiated = Negotiated {
+                            suite: c.negotiated_cipher_suite().map(|s| s.suite()),
+                            group: c.negotiated_key_exchange_group().map(|g| g.name()),
+                        };
+                        serve(TokioIo::new(tls), state, conn, Some(negotiated)).await;
                     });
                 }
             }));
@@ -321,17 +326,13 @@ fn tls_acceptor(cert_pem: &str, key_pem: &str, alpn: &[&str]) -> tokio_rustls::T
     tokio_rustls::TlsAcceptor::from(Arc::new(cfg))
 }
 
-async fn serve<I>(
-    io: TokioIo<I>,
-    state: Arc<State>,
-    conn: usize,
-    suite: Option<rustls::CipherSuite>,
-) where
+async fn serve<I>(io: TokioIo<I>, state: Arc<State>, conn: usize, tls: Option<Negotiated>)
+where
     I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
     let svc = hyper::service::service_fn(move |req| {
         let state = state.clone();
-        async move { Ok::<_, Infallible>(handle(req, state, conn, suite).await) }
+        async move { Ok::<_, Infallible>(handle(req, state, conn, tls).await) }
     });
     let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
         .serve_connection_with_upgrades(io, svc)
@@ -356,6 +357,13 @@ fn streamed(stream: impl futures_util::Stream<Item = Bytes> + Send + Sync + 'sta
     ))
 }
 
+/// What a TLS connection to the origin negotiated.
+#[derive(Clone, Copy)]
+struct Negotiated {
+    suite: Option<rustls::CipherSuite>,
+    group: Option<rustls::NamedGroup>,
+}
+
 /// The request facts every endpoint set needs, read before the body.
 struct Req {
     method: String,
@@ -368,17 +376,17 @@ async fn handle(
     req: Request<Incoming>,
     state: Arc<State>,
     conn: usize,
-    suite: Option<rustls::CipherSuite>,
+    negotiated: Option<Negotiated>,
 ) -> Response<Body> {
     let path = req
         .uri()
         .path_and_query()
         .map(|p| p.as_str().to_string())
         .unwrap_or_default();
-    let tls = suite.is_some();
     let seen = |body_len: usize| Seen {
-        tls,
-        suite,
+        tls: negotiated.is_some(),
+        suite: negotiated.and_then(|n| n.suite),
+        group: negotiated.and_then(|n| n.group),
         method: req.method().to_string(),
         path: path.clone(),
         authority: req.uri().authority().map(|a| a.to_string()),
