@@ -212,16 +212,31 @@ pub async fn run(
     let tls = rustls::ClientConfig::builder()
         .with_root_certificates(pki::root_store(upstream_ca)?)
         .with_no_client_auth();
+    // `TCP_NODELAY` on both sides, as egress-proxy sets it on its own. hudsucker
+    // sets it on neither, and without it S2 stalled on Nagle's algorithm: a
+    // new connection took 44 ms (the peer's delayed ACK), so hudsucker ran at
+    // 15% of its CPU and its CPU per connection was that of an idle proxy
+    // (docs/benchmarks.md, round 13). An accepted socket inherits the option
+    // from its listener.
+    let mut http = hyper_util::client::legacy::connect::HttpConnector::new();
+    http.set_nodelay(true);
+    http.enforce_http(false);
     let https = hyper_rustls::HttpsConnectorBuilder::new()
         .with_tls_config(tls)
         .https_or_http()
         .enable_http1()
         .enable_http2()
-        .build();
+        .wrap_connector(http);
 
-    let listener = tokio::net::TcpListener::bind(listen)
-        .await
+    let socket = match listen {
+        std::net::SocketAddr::V4(_) => tokio::net::TcpSocket::new_v4()?,
+        std::net::SocketAddr::V6(_) => tokio::net::TcpSocket::new_v6()?,
+    };
+    socket.set_nodelay(true)?;
+    socket
+        .bind(listen)
         .with_context(|| format!("binding {listen}"))?;
+    let listener = socket.listen(1024)?;
     println!("READY {}", listener.local_addr()?.port());
     let proxy = hudsucker::Proxy::builder()
         .with_listener(listener)
