@@ -150,6 +150,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         .map_err(|e| StartError::Config(e.to_string()))?;
     let leaves = crate::tls::LeafCache::new(ca.clone(), config.limits.leaf_cache_size)
         .map_err(|e| StartError::Runtime(e.to_string()))?;
+    crate::tls::warm_up();
     let listener = TcpListener::bind(config.listen)
         .await
         .map_err(|e| StartError::Runtime(format!("cannot listen on {}: {e}", config.listen)))?;

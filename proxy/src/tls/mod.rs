@@ -53,3 +53,11 @@ pub fn provider() -> Arc<CryptoProvider> {
     });
     Arc::new(p)
 }
+
+/// Seeds aws-lc's random generator now, at start, instead of in the first
+/// handshake: its first use collects CPU-jitter entropy, about 70 ms of CPU
+/// (docs/benchmarks.md, round 13), which the first client would wait for.
+/// Every key exchange draws its private key from that generator.
+pub fn warm_up() {
+    let _ = kx_group::X25519.start();
+}
