@@ -416,6 +416,42 @@ async fn node_stdlib_connect_then_tls_then_https_request() {
     f.origin.assert_no_path("/nope", "node refused");
 }
 
+/// TLS session resumption, as Node's https agent does it: the proxy sends one
+/// session ticket per full handshake (`tls::leaf`, as Go's servers do; rustls
+/// sends two by default), a second connection to the same host resumes with
+/// it, and the policy still judges every request on the resumed session.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn node_resumes_a_tls_session_with_the_proxys_one_ticket() {
+    let f = Fixture::start().await;
+    let node = require("node", "nodejs");
+    let mut c = Command::new(&node);
+    hermetic(&mut c);
+    c.arg(tools::support_dir().join("node/resume.js"))
+        .arg("127.0.0.1")
+        .arg(f.proxy.addr.port().to_string())
+        .arg("localhost")
+        .arg(f.origin.https.port().to_string())
+        .args(["/echo/resume", "/nope"])
+        .arg(&f.proxy.ca_files.cert);
+    let out = blocking(move || run(c, "node resume")).await;
+    let v = json_of(&out, "node resume (apt nodejs)");
+    let first = &v["first"];
+    assert_eq!(
+        (&first["status"], &first["reused"], &first["tickets"]),
+        (&200.into(), &false.into(), &1.into()),
+        "{v}"
+    );
+    f.assert_credential_injected(&f.origin.seen()[0]);
+    let second = &v["second"];
+    assert_eq!(
+        (&second["status"], &second["decision"], &second["reused"]),
+        (&403.into(), &"path-not-allowed".into(), &true.into()),
+        "{v}"
+    );
+    f.origin
+        .assert_no_path("/nope", "refused on a resumed session");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn go_stdlib_client_uses_h2_through_the_proxy() {
     let go = blocking(tools::go_client).await;

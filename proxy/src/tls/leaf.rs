@@ -187,6 +187,12 @@ impl LeafCache {
         // Our order (see `super::provider`): most clients (OpenSSL's curl,
         // Python, Node) list AES-256 first.
         config.ignore_client_order = true;
+        // One session ticket per full handshake, as Go's servers send (rustls
+        // sends two): each costs a key derivation, a cache entry and a record
+        // on every new connection, and a client resuming (Node's https agent,
+        // curl within one process) uses one per reconnection, getting the
+        // next on the resumed connection (docs/benchmarks.md, round 13).
+        config.send_tls13_tickets = 1;
         Ok(Arc::new(config))
     }
 }
