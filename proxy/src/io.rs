@@ -165,9 +165,16 @@ write_through!(ReadAhead);
 /// client's kernel throws away the refusal it had not read yet. The bytes
 /// are never parsed or passed on. `guard` (the connection-limit permit)
 /// lives until the socket is really closed.
+///
+/// A stream that has read the client's FIN has nothing left to discard:
+/// it closes at once (most connections end so: the client closes first).
 pub struct Lingering<G: Send + 'static> {
     inner: Option<tokio::net::TcpStream>,
     guard: Option<G>,
+    /// A read returned end of stream.
+    eof: bool,
+    /// Our side was shut down (FIN sent) already.
+    shut: bool,
 }
 
 impl<G: Send + 'static> Lingering<G> {
@@ -175,6 +182,8 @@ impl<G: Send + 'static> Lingering<G> {
         Lingering {
             inner: Some(inner),
             guard: Some(guard),
+            eof: false,
+            shut: false,
         }
     }
 }
@@ -184,12 +193,18 @@ impl<G: Send + 'static> Drop for Lingering<G> {
         let (Some(mut s), guard) = (self.inner.take(), self.guard.take()) else {
             return;
         };
+        if self.eof {
+            return;
+        }
         let Ok(rt) = tokio::runtime::Handle::try_current() else {
             return;
         };
+        let shut = self.shut;
         rt.spawn(async move {
             use tokio::io::{AsyncReadExt, AsyncWriteExt};
-            let _ = s.shutdown().await;
+            if !shut {
+                let _ = s.shutdown().await;
+            }
             let deadline = tokio::time::Instant::now() + LINGER_TOTAL;
             let mut left = LINGER_BYTES;
             let mut buf = vec![0u8; 8192];
@@ -211,10 +226,16 @@ impl<G: Send + 'static + Unpin> AsyncRead for Lingering<G> {
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<std::io::Result<()>> {
-        match self.inner.as_mut() {
-            Some(s) => Pin::new(s).poll_read(cx, buf),
-            None => Poll::Ready(Ok(())),
+        let this = &mut *self;
+        let Some(s) = this.inner.as_mut() else {
+            return Poll::Ready(Ok(()));
+        };
+        let (asked, before) = (buf.remaining(), buf.filled().len());
+        let r = Pin::new(s).poll_read(cx, buf);
+        if asked > 0 && matches!(r, Poll::Ready(Ok(()))) && buf.filled().len() == before {
+            this.eof = true;
         }
+        r
     }
 }
 
@@ -236,10 +257,13 @@ impl<G: Send + 'static + Unpin> tokio::io::AsyncWrite for Lingering<G> {
         }
     }
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        match self.inner.as_mut() {
-            Some(s) => Pin::new(s).poll_shutdown(cx),
-            None => Poll::Ready(Ok(())),
-        }
+        let this = &mut *self;
+        let Some(s) = this.inner.as_mut() else {
+            return Poll::Ready(Ok(()));
+        };
+        let r = Pin::new(s).poll_shutdown(cx);
+        this.shut |= matches!(r, Poll::Ready(Ok(())));
+        r
     }
     fn poll_write_vectored(
         mut self: Pin<&mut Self>,
@@ -260,6 +284,8 @@ impl<G: Send + 'static + Unpin> tokio::io::AsyncWrite for Lingering<G> {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
     fn runtime() -> tokio::runtime::Runtime {
@@ -349,6 +375,85 @@ mod tests {
             assert!(!rx.ahead);
             drop(tx);
             assert_eq!(rx.read(&mut four).await.expect("read"), 0, "EOF");
+        });
+    }
+
+    /// Sets its flag when dropped: the connection-limit permit's stand-in.
+    struct Permit(Arc<AtomicBool>);
+
+    impl Drop for Permit {
+        fn drop(&mut self) {
+            self.0.store(true, Ordering::SeqCst);
+        }
+    }
+
+    /// A client socket and the proxy's side of it, as `Lingering`, with the
+    /// flag its permit sets when released.
+    async fn accepted() -> (tokio::net::TcpStream, Lingering<Permit>, Arc<AtomicBool>) {
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let client = tokio::net::TcpStream::connect(l.local_addr().expect("addr"))
+            .await
+            .expect("connect");
+        let (server, _) = l.accept().await.expect("accept");
+        let released = Arc::new(AtomicBool::new(false));
+        (
+            client,
+            Lingering::new(server, Permit(released.clone())),
+            released,
+        )
+    }
+
+    /// A client that closed first (its FIN read): nothing is left to discard,
+    /// so the socket and its permit go at once, without a lingering task.
+    #[test]
+    fn a_stream_that_read_the_clients_fin_closes_at_once() {
+        runtime().block_on(async {
+            let (mut client, mut server, released) = accepted().await;
+            client.write_all(b"request").await.expect("write");
+            client.shutdown().await.expect("FIN");
+            let mut got = Vec::new();
+            server.read_to_end(&mut got).await.expect("read");
+            assert_eq!(got, b"request");
+            drop(server);
+            assert!(released.load(Ordering::SeqCst), "released in drop");
+            let mut rest = Vec::new();
+            client
+                .read_to_end(&mut rest)
+                .await
+                .expect("our FIN, no reset");
+        });
+    }
+
+    /// A client still sending when the proxy is done (a refused body in
+    /// flight): the socket lingers, reading and discarding, and its permit
+    /// is held until the client closes.
+    #[test]
+    fn a_stream_with_the_client_still_sending_lingers_until_it_closes() {
+        runtime().block_on(async {
+            let (mut client, server, released) = accepted().await;
+            client.write_all(&[7u8; 1000]).await.expect("write");
+            drop(server);
+            assert!(!released.load(Ordering::SeqCst), "held while lingering");
+            let mut rest = Vec::new();
+            client
+                .read_to_end(&mut rest)
+                .await
+                .expect("FIN from the proxy");
+            client
+                .write_all(&[7u8; 1000])
+                .await
+                .expect("still read, no reset");
+            assert!(!released.load(Ordering::SeqCst), "still lingering");
+            drop(client);
+            for _ in 0..200 {
+                if released.load(Ordering::SeqCst) {
+                    return;
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+            }
+            panic!("the permit was not released after the client closed");
         });
     }
 }
