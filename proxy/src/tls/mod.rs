@@ -20,22 +20,27 @@ use rustls::CipherSuite;
 use rustls::crypto::CryptoProvider;
 use rustls::crypto::aws_lc_rs::kx_group;
 
-/// The crypto of both TLS sides: ring's suites, with AES-128-GCM first, and
-/// aws-lc's key exchange.
+/// The crypto of both TLS sides: ring's suites, with AES-128-GCM first;
+/// aws-lc's key exchange, random generator and signing.
 ///
 /// The same suites are offered and accepted; only the order changes. With
 /// AES-128-GCM the handshake is hashed with SHA-256 (the CPU's SHA
 /// instructions) instead of SHA-384 (software in ring), and every record
 /// takes 10 AES rounds instead of 14. It is TLS 1.3's mandatory suite and
-/// the first choice of Go and Chrome.
+/// the first choice of Go and Chrome. ring's records cost less per request
+/// than aws-lc's (docs/benchmarks.md, round 5).
 ///
-/// The key exchange groups are ring's (X25519, P-256, P-384, in that order)
-/// from aws-lc, whose X25519 takes half of ring's time on every new
-/// connection (docs/benchmarks.md, round 13); ring's records stay, which
-/// cost less per request than aws-lc's (round 5).
+/// A new connection costs less with aws-lc's parts (round 13): its X25519
+/// takes half of ring's time; its random generator runs in user space where
+/// ring makes a `getrandom` system call for each draw (five per handshake);
+/// and the leaf's ECDSA signature draws its nonce from it. The groups are
+/// ring's, in ring's order: X25519, P-256, P-384.
 pub fn provider() -> Arc<CryptoProvider> {
     let mut p = rustls::crypto::ring::default_provider();
+    let aws = rustls::crypto::aws_lc_rs::default_provider();
     p.kx_groups = vec![kx_group::X25519, kx_group::SECP256R1, kx_group::SECP384R1];
+    p.secure_random = aws.secure_random;
+    p.key_provider = aws.key_provider;
     let rank = |s: CipherSuite| match s {
         CipherSuite::TLS13_AES_128_GCM_SHA256
         | CipherSuite::TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256
