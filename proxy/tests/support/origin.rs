@@ -326,13 +326,13 @@ fn tls_acceptor(cert_pem: &str, key_pem: &str, alpn: &[&str]) -> tokio_rustls::T
     tokio_rustls::TlsAcceptor::from(Arc::new(cfg))
 }
 
-async fn serve<I>(io: TokioIo<I>, state: Arc<State>, conn: usize, tls: Option<Negotiated>)
+async fn serve<I>(io: TokioIo<I>, state: Arc<State>, conn: usize, negotiated: Option<Negotiated>)
 where
     I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
     let svc = hyper::service::service_fn(move |req| {
         let state = state.clone();
-        async move { Ok::<_, Infallible>(handle(req, state, conn, tls).await) }
+        async move { Ok::<_, Infallible>(handle(req, state, conn, negotiated).await) }
     });
     let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
         .serve_connection_with_upgrades(io, svc)
