@@ -21,11 +21,13 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio_rustls::LazyConfigAcceptor;
+use tokio_util::either::Either;
 
 use crate::body::{BoxBody, Guarded};
 use crate::h1scan::H1Scan;
 use crate::io::{Prefixed, ReadAhead};
 use crate::limits::{LINGER_IDLE, MAX_SNIFFED_METHOD, REST_AFTER};
+use crate::listener::Socket;
 use crate::metrics;
 use crate::serve::{self, ClientHello, Ctx, Tunnel};
 use crate::shutdown::{Activity, Busy, WhenWoken};
@@ -110,13 +112,18 @@ impl Classifier {
     }
 }
 
-/// Reads until the first bytes can be classified (at most the first line).
+/// Reads until the first bytes can be classified (at most the first line);
+/// `early`: bytes of the tunnel read already.
 async fn sniff<S: AsyncRead + Unpin>(
     io: &mut S,
     max_line: usize,
+    early: Vec<u8>,
 ) -> std::io::Result<(Sniffed, Vec<u8>)> {
     let mut classifier = Classifier::new(max_line);
-    let mut buf = Vec::with_capacity(32);
+    if let Some(kind) = classifier.classify(&early) {
+        return Ok((kind, early));
+    }
+    let mut buf = early;
     let mut chunk = [0u8; 2048];
     loop {
         let n = io.read(&mut chunk).await?;
@@ -130,10 +137,15 @@ async fn sniff<S: AsyncRead + Unpin>(
     }
 }
 
-/// The tunnel's stream once its first bytes are read: they are replayed.
-type Opened = Prefixed<TokioIo<Upgraded>>;
+/// A tunnel's client stream: the proxy port's socket when the CONNECT was
+/// the connection's first request (`listener`), else hyper's upgrade.
+pub type ClientIo = Either<Socket, TokioIo<Upgraded>>;
 
-/// Runs a tunnel the client opened with CONNECT to `target`.
+/// The tunnel's stream once its first bytes are read: they are replayed.
+type Opened = Prefixed<ClientIo>;
+
+/// Runs a tunnel the client opened with CONNECT to `target`; `early`: the
+/// bytes the client sent after its CONNECT head, read already.
 ///
 /// Each stage (sniffing, the TLS handshake, serving) runs boxed, the ones
 /// before serving freed when they end: the task then keeps only the serving
@@ -142,7 +154,8 @@ type Opened = Prefixed<TokioIo<Upgraded>>;
 pub async fn tunnel(
     shared: Arc<Shared>,
     client: std::net::SocketAddr,
-    upgraded: Upgraded,
+    io: ClientIo,
+    early: Vec<u8>,
     target: ConnectTarget,
 ) {
     let (max_head, handshake_limit) = (
@@ -151,7 +164,7 @@ pub async fn tunnel(
     );
     // Each box is built in a statement of its own: a box built inside the
     // `.await` statement still leaves room for the boxed future in this one.
-    let opened = Box::pin(open(&shared, upgraded, &target));
+    let opened = Box::pin(open(&shared, io, early, &target));
     let opened = opened.await;
     let Some((kind, io, leaf)) = opened else {
         return;
@@ -226,17 +239,17 @@ pub async fn tunnel(
 /// `None`: the client sent nothing classifiable in time (or closed).
 async fn open(
     shared: &Shared,
-    upgraded: Upgraded,
+    mut io: ClientIo,
+    early: Vec<u8>,
     target: &ConnectTarget,
 ) -> Option<(Sniffed, Opened, LeafResult)> {
-    let mut io = TokioIo::new(upgraded);
     let limits = &shared.limits;
     // The 200 is sent: find or mint the host's leaf now, while the client
     // makes its ClientHello, rather than after the ClientHello arrives.
     let leaf = shared.leaves.server_config(&target.host).await;
     let sniffed = tokio::time::timeout(
         limits.handshake_timeout,
-        sniff(&mut io, limits.max_head_bytes),
+        sniff(&mut io, limits.max_head_bytes, early),
     )
     .await;
     let Ok(Ok((kind, prefix))) = sniffed else {

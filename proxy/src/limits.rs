@@ -11,6 +11,10 @@ use std::time::Duration;
 /// SPEC §5: a CONNECT line over 8 KiB is a 400.
 pub const MAX_CONNECT_TARGET: usize = 8 * 1024;
 
+/// The longest first head the proxy port reads itself to see whether it is
+/// a plain `CONNECT` (a longer one is left to hyper and `h1scan`).
+pub const FIRST_HEAD_MAX: usize = 4 * 1024;
+
 /// hyper's default limit on the number of request headers (a head with more
 /// is refused by the proxy before hyper sees it).
 pub const MAX_HEADERS: usize = 100;

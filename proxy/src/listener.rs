@@ -13,18 +13,19 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
-use addon_rules::{Reason, Refusal};
+use addon_rules::{ConnectTarget, Reason, Refusal};
 use http::{Method, Request, Response};
 use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::OwnedSemaphorePermit;
+use tokio_util::either::Either;
 
 use crate::body::{BoxBody, empty};
-use crate::h1scan::H1Scan;
-use crate::io::Lingering;
+use crate::h1scan::{self, First, H1Scan};
+use crate::io::{Lingering, Prefixed};
 use crate::limits::{ACCEPT_BACKOFF, Limits, MAX_CONNECT_TARGET};
 use crate::log::AccessRecord;
 use crate::metrics::Outcome;
@@ -73,11 +74,73 @@ async fn overloaded(mut stream: TcpStream, client: SocketAddr) {
     let _ = stream.shutdown().await;
 }
 
-async fn serve_client(
-    shared: Arc<Shared>,
-    stream: Lingering<OwnedSemaphorePermit>,
-    client: SocketAddr,
-) {
+/// A client's socket on the proxy port: it holds the connection's permit
+/// and closes lingering.
+pub(crate) type Socket = Lingering<OwnedSemaphorePermit>;
+
+/// Serves one client connection. A first request that is a plain `CONNECT`
+/// (`h1scan::first`) is answered here and its tunnel runs in this task: no
+/// HTTP server, no upgrade, no second task for the commonest connection.
+/// Anything else, the bytes read so far first, is served by hyper.
+///
+/// The header-read timeout bounds the first head here; a connection handed
+/// to hyper then has hyper's own for its heads, so a first head that is not
+/// a `CONNECT` may take the time its first bytes took to arrive on top.
+async fn serve_client(shared: Arc<Shared>, mut stream: Socket, client: SocketAddr) {
+    let first = tokio::select! {
+        biased;
+        // As hyper's graceful shutdown closes a connection with no request.
+        () = shared.drain.wait() => return,
+        r = tokio::time::timeout(shared.limits.header_read_timeout, read_first(&mut stream)) => r,
+    };
+    // Timed out, failed, or closed before a byte.
+    let Ok(Ok(Some((mut bytes, first)))) = first else {
+        return;
+    };
+    let First::Connect { len, target } = first else {
+        serve_http1(shared, Prefixed::new(bytes, stream), client).await;
+        return;
+    };
+    let target = match connect_target(client, target) {
+        Ok(t) => t,
+        Err(r) => {
+            let _ = stream.write_all(&refuse::http1_bytes(&r)).await;
+            let _ = stream.shutdown().await;
+            return;
+        }
+    };
+    // As hyper answers a CONNECT (no body, no length).
+    if stream.write_all(b"HTTP/1.1 200 OK\r\n\r\n").await.is_err() {
+        return;
+    }
+    // Bytes the client sent after its head (a ClientHello) are the tunnel's.
+    bytes.drain(..len);
+    let early = if bytes.is_empty() { Vec::new() } else { bytes };
+    crate::connect::tunnel(shared, client, Either::Left(stream), early, target).await;
+}
+
+/// Reads a connection's first bytes until `h1scan::first` can sort them.
+/// `None`: closed before a byte.
+async fn read_first(stream: &mut Socket) -> std::io::Result<Option<(Vec<u8>, First)>> {
+    // Most CONNECT heads fit; a longer one grows the buffer.
+    let mut bytes = Vec::with_capacity(512);
+    loop {
+        let from = bytes.len().saturating_sub(2);
+        if stream.read_buf(&mut bytes).await? == 0 {
+            // Closed mid-head: hyper sees the same bytes end.
+            return Ok((!bytes.is_empty()).then_some((bytes, First::Other)));
+        }
+        match h1scan::first(&bytes, from) {
+            First::More => {}
+            sorted => return Ok(Some((bytes, sorted))),
+        }
+    }
+}
+
+/// hyper serves the connection: HTTP/1.1 requests on the proxy port, the
+/// bytes `stream` replays first. A `CONNECT` that is not the connection's
+/// first request, or not a plain one, is upgraded by `on_connect`.
+async fn serve_http1(shared: Arc<Shared>, stream: Prefixed<Socket>, client: SocketAddr) {
     let (stream, heads) = H1Scan::new(stream, shared.limits.max_head_bytes);
     let ctx = Arc::new(Ctx {
         shared: shared.clone(),
@@ -148,7 +211,30 @@ pub(crate) fn http1_server(
 type TunnelSlot = Arc<std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>>;
 
 fn on_connect(ctx: Arc<Ctx>, req: Request<Incoming>, tunnels: TunnelSlot) -> Response<BoxBody> {
-    let raw = req.uri().to_string();
+    let target = match connect_target(ctx.client, req.uri().to_string()) {
+        Ok(t) => t,
+        Err(r) => return refuse::response(&r, true),
+    };
+    let shared = ctx.shared.clone();
+    let client = ctx.client;
+    let handle = tokio::spawn(async move {
+        match hyper::upgrade::on(req).await {
+            Ok(upgraded) => {
+                let io = Either::Right(TokioIo::new(upgraded));
+                crate::connect::tunnel(shared, client, io, Vec::new(), target).await;
+            }
+            Err(e) => tracing::debug!(error = %e, "CONNECT upgrade failed"),
+        }
+    });
+    if let Ok(mut slot) = tunnels.lock() {
+        slot.push(handle);
+    }
+    Response::new(empty())
+}
+
+/// A CONNECT's request-target, `raw` as hyper shows it, judged; a refusal
+/// has its access-log line written.
+fn connect_target(client: SocketAddr, raw: String) -> Result<ConnectTarget, Refusal> {
     let parsed = if raw.len() > MAX_CONNECT_TARGET {
         Err(Refusal::new(
             Reason::BadRequest,
@@ -157,29 +243,13 @@ fn on_connect(ctx: Arc<Ctx>, req: Request<Incoming>, tunnels: TunnelSlot) -> Res
     } else {
         addon_rules::parse_connect_target(&raw)
     };
-    let target = match parsed {
-        Ok(t) => t,
-        Err(r) => {
-            AccessRecord {
-                host: raw.chars().take(256).collect(),
-                status: r.status.as_u16(),
-                decision: Outcome::Refused(r.reason),
-                ..AccessRecord::new(ctx.client, req.method(), Instant::now())
-            }
-            .emit();
-            return refuse::response(&r, true);
+    parsed.inspect_err(|r| {
+        AccessRecord {
+            host: raw.chars().take(256).collect(),
+            status: r.status.as_u16(),
+            decision: Outcome::Refused(r.reason),
+            ..AccessRecord::new(client, &Method::CONNECT, Instant::now())
         }
-    };
-    let shared = ctx.shared.clone();
-    let client = ctx.client;
-    let handle = tokio::spawn(async move {
-        match hyper::upgrade::on(req).await {
-            Ok(upgraded) => crate::connect::tunnel(shared, client, upgraded, target).await,
-            Err(e) => tracing::debug!(error = %e, "CONNECT upgrade failed"),
-        }
-    });
-    if let Ok(mut slot) = tunnels.lock() {
-        slot.push(handle);
-    }
-    Response::new(empty())
+        .emit();
+    })
 }

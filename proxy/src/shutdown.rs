@@ -48,12 +48,21 @@ impl Drain {
     /// already has). Never completes if the `Drain` is dropped undrained.
     /// Polled only when the flag changes ([`WhenWoken`]).
     pub fn signalled(&self) -> impl Future<Output = ()> + Send + 'static {
-        let mut rx = self.tx.subscribe();
-        WhenWoken::new(async move {
-            if rx.wait_for(|draining| *draining).await.is_err() {
-                std::future::pending::<()>().await;
-            }
-        })
+        WhenWoken::new(draining(self.tx.subscribe()))
+    }
+
+    /// As [`signalled`](Self::signalled), but polled at every wake-up of
+    /// its task (no wrapper to allocate): for a short wait, such as a
+    /// connection's first bytes.
+    pub fn wait(&self) -> impl Future<Output = ()> + Send + 'static {
+        draining(self.tx.subscribe())
+    }
+}
+
+/// Completes once `rx` shows draining; never if its sender is dropped first.
+async fn draining(mut rx: watch::Receiver<bool>) {
+    if rx.wait_for(|draining| *draining).await.is_err() {
+        std::future::pending::<()>().await;
     }
 }
 

@@ -672,6 +672,69 @@ async fn request_pipelined_behind_connect_head_is_still_judged() {
     f.origin.assert_untouched("pipelined behind CONNECT");
 }
 
+/// A CONNECT is judged the same however it arrives: as a connection's first
+/// request (answered by the proxy port itself), in HTTP/1.0 (Python's
+/// http.client), or through hyper (with a body header, or after another
+/// request on the connection). Each tunnel serves the allowed path with the
+/// credential and refuses the denied one; the origin sees only the allowed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connect_is_judged_the_same_however_it_arrives() {
+    let f = Fixture::start().await;
+    let h = f.tls_host();
+    let ways = [
+        (
+            "first request",
+            format!("CONNECT {h} HTTP/1.1\r\nHost: {h}\r\n\r\n"),
+            false,
+        ),
+        ("HTTP/1.0", format!("CONNECT {h} HTTP/1.0\r\n\r\n"), false),
+        (
+            "with Content-Length: 0",
+            format!("CONNECT {h} HTTP/1.1\r\nHost: {h}\r\nContent-Length: 0\r\n\r\n"),
+            false,
+        ),
+        (
+            "after another request",
+            format!(
+                "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\nCONNECT {h} HTTP/1.1\r\nHost: {h}\r\n\r\n"
+            ),
+            true,
+        ),
+    ];
+    for (way, heads, after_healthz) in ways {
+        let mut c = raw::Conn::new(raw::dial(f.proxy.addr).await);
+        c.send(heads.as_bytes()).await.expect("send");
+        if after_healthz {
+            let r = c.read_response(false).await.expect("healthz answer");
+            assert_eq!(r.status, 200, "{way}: healthz");
+        }
+        let r = c.read_connect_answer().await.expect("CONNECT answer");
+        assert_eq!(r.status, 200, "{way}: {r:?}");
+        assert!(c.pending().is_empty(), "{way}: nothing follows the 200");
+        let tls = raw::tls(c.io, "localhost", &f.proxy.ca, &[b"http/1.1"]).await;
+        let mut c = raw::Conn::new(tls);
+        c.send(format!("GET /echo/{} HTTP/1.1\r\nHost: {h}\r\n\r\n", way.len()).as_bytes())
+            .await
+            .expect("send");
+        c.read_response(false)
+            .await
+            .expect("allowed answer")
+            .assert_allowed(way);
+        c.send(format!("GET /echo/secret/x HTTP/1.1\r\nHost: {h}\r\n\r\n").as_bytes())
+            .await
+            .expect("send");
+        if let Ok(r) = c.read_response(false).await {
+            r.assert_refused(403, "path-not-allowed", way);
+        }
+    }
+    let seen = f.origin.seen();
+    let paths: Vec<&str> = seen.iter().map(|s| s.path.as_str()).collect();
+    assert_eq!(paths, ["/echo/13", "/echo/8", "/echo/22", "/echo/21"]);
+    for s in &seen {
+        f.assert_credential_injected(s);
+    }
+}
+
 /// CONNECT line over 8 KiB: 400. Request head over 64 KiB: 431.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn oversized_connect_line_and_request_head_are_refused() {

@@ -38,7 +38,7 @@ use crate::limits::SCAN_KEEP_CAPACITY;
 mod tracker;
 
 use tracker::State;
-pub use tracker::{Step, Tracker};
+pub use tracker::{First, Step, Tracker, first};
 
 /// How much a resting connection reads at once when the client wakes it.
 const WAKE_READ: usize = 4096;

@@ -1,4 +1,5 @@
 use super::*;
+use crate::limits::FIRST_HEAD_MAX;
 use futures_util::FutureExt;
 use proptest::prelude::*;
 use tokio::io::AsyncReadExt;
@@ -421,7 +422,118 @@ async fn a_resting_stream_that_ends_does_not_wake_and_unread_bytes_come_first() 
     assert!(!woke, "the stream ended");
 }
 
+#[test]
+fn a_plain_connect_is_sorted_out_with_the_bytes_after_it() {
+    let head = b"CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\n\r\n";
+    let mut all = head.to_vec();
+    all.extend_from_slice(&[0x16, 3, 1]);
+    let want = First::Connect {
+        len: head.len(),
+        target: "example.com:443".into(),
+    };
+    assert_eq!(first(&all, 0), want);
+    // HTTP/1.0 (Python's http.client) and bare LF line ends too.
+    assert!(matches!(
+        first(b"CONNECT [::1]:8443 HTTP/1.0\n\n", 0),
+        First::Connect { len: 29, .. }
+    ));
+    // Resumed: the same answer from every split.
+    for k in 0..head.len() {
+        assert_eq!(first(&head[..k], 0), First::More, "{k}");
+        assert_eq!(first(head, k.saturating_sub(2)), first(head, 0));
+    }
+}
+
+#[test]
+fn every_other_first_head_is_left_to_hyper_and_the_tracker() {
+    let long = format!("CONNECT {}:443 HTTP/1.1\r\n\r\n", "a".repeat(5000));
+    let cases: [&[u8]; 12] = [
+        b"GET http://example.com/ HTTP/1.1\r\n\r\n",
+        b"G",
+        b"connect example.com:443 HTTP/1.1\r\n\r\n",
+        b"\r\nCONNECT example.com:443 HTTP/1.1\r\n\r\n",
+        b"CONNECT example.com:443 HTTP/1.1\r\nContent-Length: 0\r\n\r\n",
+        b"CONNECT example.com:443 HTTP/1.1\r\ntransfer-encoding: chunked\r\n\r\n",
+        b"CONNECT example.com:443 HTTP/1.1\r\nUpgrade: h2c\r\n\r\n",
+        b"CONNECT example.com:443 HTTP/2.0\r\n\r\n",
+        b"CONNECT ex ample.com:443 HTTP/1.1\r\n\r\n",
+        b"CONNECT example.com:443 HTTP/1.1\r\nHost : x\r\n\r\n",
+        "CONNECT b\u{fc}cher.example:443 HTTP/1.1\r\n\r\n".as_bytes(),
+        long.as_bytes(),
+    ];
+    for case in cases {
+        assert_eq!(
+            first(case, 0),
+            First::Other,
+            "{:?}",
+            String::from_utf8_lossy(case)
+        );
+    }
+    // Undecided until the head ends or passes the limit.
+    assert_eq!(
+        first(b"CONNECT example.com:443 HTTP/1.1\r\n", 0),
+        First::More
+    );
+    assert_eq!(
+        first(&long.as_bytes()[..FIRST_HEAD_MAX - 1], 0),
+        First::More
+    );
+}
+
 proptest! {
+    /// Whatever `first` takes as a plain CONNECT, the tracker passes as a
+    /// CONNECT to the same target, and hyper sees the same request.
+    #[test]
+    fn a_first_connect_is_one_the_tracker_passes(
+        target in prop_oneof![
+            Just("example.com:443".to_string()),
+            "[ -~]{0,40}",
+            proptest::collection::vec(any::<u8>(), 0..40)
+                .prop_map(|b| String::from_utf8_lossy(&b).into_owned()),
+        ],
+        version in prop_oneof![Just("HTTP/1.1"), Just("HTTP/1.0"), Just("HTTP/1.2"), Just("")],
+        headers in proptest::collection::vec(
+            prop_oneof![
+                Just("Host: h\r\n".to_string()),
+                Just("Content-Length: 0\r\n".to_string()),
+                Just("Proxy-Authorization: Basic eA==\r\n".to_string()),
+                "[ -~]{0,30}\r\n",
+            ],
+            0..4,
+        ),
+        tail in proptest::collection::vec(any::<u8>(), 0..8),
+        eol in prop_oneof![Just("\r\n"), Just("\n")],
+    ) {
+        let head = format!("CONNECT {target} {version}{eol}{}{eol}", headers.concat());
+        let mut all = head.clone().into_bytes();
+        all.extend_from_slice(&tail);
+        if let First::Connect { len, target } = first(&all, 0) {
+            prop_assert_eq!(len, head.len());
+            let (out, heads) = drain(vec![all[..len].to_vec()], 64 * 1024, 8192);
+            prop_assert_eq!(out, head.as_bytes());
+            prop_assert_eq!(heads.len(), 1);
+            prop_assert!(heads[0].refusal.is_none());
+            prop_assert_eq!(&heads[0].method, &http::Method::CONNECT);
+            let hyper_target = http::Uri::try_from(heads[0].target.as_str()).map(|u| u.to_string());
+            prop_assert_eq!(hyper_target.ok(), Some(target));
+        }
+    }
+
+    #[test]
+    fn first_never_panics_and_decides_within_its_limit(
+        bytes in proptest::collection::vec(any::<u8>(), 0..600),
+        from in any::<usize>(),
+        connect in any::<bool>(),
+    ) {
+        let mut all = if connect { b"CONNECT ".to_vec() } else { Vec::new() };
+        all.extend_from_slice(&bytes);
+        let from = from % (all.len() + 1);
+        let sorted = first(&all, from);
+        if let First::Connect { len, .. } = sorted {
+            prop_assert!(len <= all.len() && len <= FIRST_HEAD_MAX);
+        }
+    }
+
     #[test]
     fn every_head_of_a_valid_pipeline_is_found(
         reqs in proptest::collection::vec(request(), 1..6),

@@ -9,7 +9,7 @@ use addon_rules::{Reason, Refusal};
 use http::{HeaderValue, StatusCode};
 
 use super::{RawHead, RawHeads, SYNTHETIC_HEAD};
-use crate::limits::{MAX_CHUNK_EXTENSIONS, MAX_CONNECT_TARGET, MAX_HEADERS};
+use crate::limits::{FIRST_HEAD_MAX, MAX_CHUNK_EXTENSIONS, MAX_CONNECT_TARGET, MAX_HEADERS};
 
 /// Chunked body states, as hyper's decoder follows them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -347,6 +347,71 @@ impl Tracker {
             ends_http: connect || upgrade,
             refusal: None,
         }))
+    }
+}
+
+/// A connection's first bytes, sorted for the proxy port's `CONNECT` path.
+#[derive(Debug, PartialEq, Eq)]
+pub enum First {
+    /// Not decided yet: more bytes are needed.
+    More,
+    /// A whole `CONNECT` head of `len` bytes that hyper would upgrade and the
+    /// tracker would pass, its request-target as hyper would show it; the
+    /// bytes after it are the tunnel's.
+    Connect { len: usize, target: String },
+    /// Anything else: served by hyper through the tracker, which gives any
+    /// refusal.
+    Other,
+}
+
+/// Sorts the first bytes of a proxy-port connection, `buf`, searched for the
+/// end of the head from `from` (the bytes before were searched already).
+///
+/// Strict: only a plain `CONNECT` head is `Connect`: a request line as the
+/// tracker's parse accepts it, HTTP/1.1 or 1.0, no `Content-Length`,
+/// `Transfer-Encoding` or `Upgrade`, at most [`FIRST_HEAD_MAX`] bytes. Every
+/// other start, well-formed or not, is `Other` as soon as that is certain, so
+/// its refusals stay the tracker's and hyper's.
+pub fn first(buf: &[u8], from: usize) -> First {
+    const CONNECT: &[u8] = b"CONNECT ";
+    let n = buf.len().min(CONNECT.len());
+    if buf[..n] != CONNECT[..n] {
+        return First::Other;
+    }
+    let Some(end) = head_end(buf, from) else {
+        return if buf.len() >= FIRST_HEAD_MAX {
+            First::Other
+        } else {
+            First::More
+        };
+    };
+    if end > FIRST_HEAD_MAX {
+        return First::Other;
+    }
+    let mut slots = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_HEADERS];
+    let mut req = httparse::Request::new(&mut []);
+    let parsed = httparse::ParserConfig::default().parse_request_with_uninit_headers(
+        &mut req,
+        &buf[..end],
+        &mut slots,
+    );
+    if parsed != Ok(httparse::Status::Complete(end)) {
+        return First::Other;
+    }
+    let (Some("CONNECT"), Some(target), Some(0 | 1)) = (req.method, req.path, req.version) else {
+        return First::Other;
+    };
+    let body_or_upgrade = req.headers.iter().any(|h| {
+        ["content-length", "transfer-encoding", "upgrade"]
+            .iter()
+            .any(|n| h.name.eq_ignore_ascii_case(n))
+    });
+    match http::Uri::try_from(target) {
+        Ok(uri) if !body_or_upgrade => First::Connect {
+            len: end,
+            target: uri.to_string(),
+        },
+        _ => First::Other,
     }
 }
 
