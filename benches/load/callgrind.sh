@@ -15,8 +15,8 @@
 # scenario by the harness. Once it has run WARM seconds the counts so far are dumped and
 # set aside; the next dump, WINDOW seconds later, is the measurement. Its requests are
 # the calls of hyper's HTTP/1 server head parser in that dump (one per request in both
-# proxies; in S2 two per connection, its CONNECT and its request, so S2 is counted per
-# connection).
+# proxies); S2's connections are the client handshakes rustls finished (egress-proxy
+# parses a connection's first CONNECT itself, hudsucker with hyper).
 # Needs valgrind (apt-get install valgrind). Kernel time is not counted: see the
 # benchmark docs for what the kernel adds per request.
 set -euo pipefail
@@ -35,8 +35,10 @@ while getopts "s:c:e:p:o:h" opt; do
   esac
 done
 case "$scenario" in
-  s1) started="S1 keep-alive" label="S1 C=$conc" heads=1 per=request ;;
-  s2) started="S2 new connection" label="S2" heads=2 per=connection ;;
+  s1) started="S1 keep-alive" label="S1 C=$conc" per=request
+      pattern='role::Server as hyper::proto::h1::Http1Transaction>::parse$' ;;
+  s2) started="S2 new connection" label="S2" per=connection
+      pattern='rustls::server::tls13::ExpectFinished as .*>::handle$' ;;
   *) echo "callgrind.sh: -s takes s1 or s2, not '$scenario'" >&2; exit 2 ;;
 esac
 warm=${WARM:-4} window=${WINDOW:-10}
@@ -51,9 +53,9 @@ out=$(cd "$out" && pwd)
 harness=$PWD/target/release/load-harness
 egress=$(realpath "$egress")
 
-# The calls of hyper's server head parser in one callgrind profile.
+# The calls of the function matching $pattern in one callgrind profile.
 requests() {
-  python3 - "$1" <<'PY'
+  python3 - "$1" "$pattern" <<'PY'
 import re, sys
 names, calls, cfn = {}, 0, None
 for line in open(sys.argv[1], errors="replace"):
@@ -63,7 +65,7 @@ for line in open(sys.argv[1], errors="replace"):
             names[m.group(1)] = m.group(2)
         cfn = names.get(m.group(1), "") if line.startswith("cfn=") else None
     elif line.startswith("calls=") and cfn is not None:
-        if re.search(r"role::Server as hyper::proto::h1::Http1Transaction>::parse$", cfn):
+        if re.search(sys.argv[2], cfn):
             calls += int(line[6:].split()[0])
         cfn = None
 print(calls)
@@ -112,7 +114,7 @@ EOF
   profile=$out/$proxy.callgrind.2
   [ -f "$profile" ] || { echo "callgrind.sh: no profile $profile, see $out/$proxy.valgrind.log" >&2; exit 1; }
   ir=$(awk '/^summary:/{print $2; exit}' "$profile")
-  n=$(( $(requests "$profile") / heads ))
+  n=$(requests "$profile")
   [ "$n" -gt 0 ] || { echo "callgrind.sh: no request in the window of $proxy" >&2; exit 1; }
   echo "$proxy $label: $((ir / n)) instructions per $per ($n, $ir instructions; $profile)"
 done
