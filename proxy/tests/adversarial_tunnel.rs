@@ -735,6 +735,46 @@ async fn a_connect_is_judged_the_same_however_it_arrives() {
     }
 }
 
+/// A CONNECT head that arrives a few bytes at a time is answered once, when
+/// it is whole, and nothing is answered before; the tunnel then works.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connect_head_trickled_in_pieces_is_answered_once_whole() {
+    let f = Fixture::start().await;
+    let h = f.tls_host();
+    let head = format!("CONNECT {h} HTTP/1.1\r\nHost: {h}\r\nUser-Agent: slow\r\n\r\n");
+    let mut c = raw::Conn::new(raw::dial(f.proxy.addr).await);
+    let pieces: Vec<&[u8]> = head.as_bytes().chunks(3).collect();
+    for (i, piece) in pieces.iter().enumerate() {
+        c.send(piece).await.expect("send");
+        if i + 1 == pieces.len() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+        let mut b = [0u8; 1];
+        let early = tokio::time::timeout(
+            std::time::Duration::from_millis(1),
+            tokio::io::AsyncReadExt::read(&mut c.io, &mut b),
+        )
+        .await;
+        assert!(
+            early.is_err(),
+            "nothing is answered before the head is whole"
+        );
+    }
+    let r = c.read_connect_answer().await.expect("CONNECT answer");
+    assert_eq!(r.status, 200, "{r:?}");
+    let tls = raw::tls(c.io, "localhost", &f.proxy.ca, &[b"http/1.1"]).await;
+    let mut c = raw::Conn::new(tls);
+    c.send(format!("GET /echo/trickled HTTP/1.1\r\nHost: {h}\r\n\r\n").as_bytes())
+        .await
+        .expect("send");
+    c.read_response(false)
+        .await
+        .expect("answer")
+        .assert_allowed("after a trickled CONNECT");
+    assert_eq!(f.origin.seen().len(), 1);
+}
+
 /// CONNECT line over 8 KiB: 400. Request head over 64 KiB: 431.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn oversized_connect_line_and_request_head_are_refused() {
