@@ -11,6 +11,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 use addon_rules::{ConnectTarget, Reason, Refusal};
@@ -31,6 +32,7 @@ use crate::log::AccessRecord;
 use crate::metrics::Outcome;
 use crate::refuse;
 use crate::serve::{self, Ctx};
+use crate::shutdown::WhenWoken;
 use crate::state::Shared;
 
 /// Accepts clients until the task is dropped.
@@ -83,22 +85,23 @@ pub(crate) type Socket = Lingering<OwnedSemaphorePermit>;
 /// HTTP server, no upgrade, no second task for the commonest connection.
 /// Anything else, the bytes read so far first, is served by hyper.
 ///
-/// The header-read timeout bounds the first head here; a connection handed
-/// to hyper then has hyper's own for its heads, so a first head that is not
-/// a `CONNECT` may take the time its first bytes took to arrive on top.
+/// The header-read timeout runs from the connection's start to the end of
+/// its first head on both paths (`serve_http1` holds hyper to the same
+/// deadline for the first head).
 async fn serve_client(shared: Arc<Shared>, mut stream: Socket, client: SocketAddr) {
+    let first_head_by = tokio::time::Instant::now() + shared.limits.header_read_timeout;
     let first = tokio::select! {
         biased;
         // As hyper's graceful shutdown closes a connection with no request.
         () = shared.drain.wait() => return,
-        r = tokio::time::timeout(shared.limits.header_read_timeout, read_first(&mut stream)) => r,
+        r = tokio::time::timeout_at(first_head_by, read_first(&mut stream)) => r,
     };
     // Timed out, failed, or closed before a byte.
     let Ok(Ok(Some((mut bytes, first)))) = first else {
         return;
     };
     let First::Connect { len, target } = first else {
-        serve_http1(shared, Prefixed::new(bytes, stream), client).await;
+        serve_http1(shared, Prefixed::new(bytes, stream), client, first_head_by).await;
         return;
     };
     let target = match connect_target(client, target) {
@@ -139,8 +142,15 @@ async fn read_first(stream: &mut Socket) -> std::io::Result<Option<(Vec<u8>, Fir
 
 /// hyper serves the connection: HTTP/1.1 requests on the proxy port, the
 /// bytes `stream` replays first. A `CONNECT` that is not the connection's
-/// first request, or not a plain one, is upgraded by `on_connect`.
-async fn serve_http1(shared: Arc<Shared>, stream: Prefixed<Socket>, client: SocketAddr) {
+/// first request, or not a plain one, is upgraded by `on_connect`. The first
+/// head must be whole by `first_head_by` (hyper's own header-read timer
+/// starts only now); later heads have hyper's timer alone.
+async fn serve_http1(
+    shared: Arc<Shared>,
+    stream: Prefixed<Socket>,
+    client: SocketAddr,
+    first_head_by: tokio::time::Instant,
+) {
     let (stream, heads) = H1Scan::new(stream, shared.limits.max_head_bytes);
     let ctx = Arc::new(Ctx {
         shared: shared.clone(),
@@ -152,7 +162,11 @@ async fn serve_http1(shared: Arc<Shared>, stream: Prefixed<Socket>, client: Sock
     // them. (One at most in practice: a CONNECT ends the connection's HTTP/1.)
     let tunnels = TunnelSlot::default();
     let tx = tunnels.clone();
+    // Set when hyper hands over the connection's first request.
+    let headed = Arc::new(AtomicBool::new(false));
+    let seen = headed.clone();
     let svc = service_fn(move |req: Request<Incoming>| {
+        seen.store(true, Ordering::Relaxed);
         let ctx = ctx.clone();
         let tx = tx.clone();
         async move {
@@ -171,6 +185,14 @@ async fn serve_http1(shared: Arc<Shared>, stream: Prefixed<Socket>, client: Sock
     });
     let builder = http1_server(&shared.limits, Some(shared.limits.header_read_timeout));
     let drained = shared.drain.signalled();
+    // The first head late: closed without a response, as hyper closes a
+    // connection whose head is late.
+    let late = WhenWoken::new(async move {
+        tokio::time::sleep_until(first_head_by).await;
+        if headed.load(Ordering::Relaxed) {
+            std::future::pending::<()>().await;
+        }
+    });
     // Boxed, and freed when the connection's HTTP/1 ends: while a tunnel
     // runs, this task keeps only the tunnel's handle (S6).
     let serving = Box::pin(async move {
@@ -178,7 +200,11 @@ async fn serve_http1(shared: Arc<Shared>, stream: Prefixed<Socket>, client: Sock
             .serve_connection(TokioIo::new(stream), svc)
             .with_upgrades();
         // On drain: an idle connection closes now, a busy one after its response.
-        crate::connect::until_stopped!(conn, drained);
+        let served = async { crate::connect::until_stopped!(conn, drained) };
+        tokio::select! {
+            () = served => {}
+            () = late => {}
+        }
     });
     serving.await;
     let handles = tunnels.lock().map(|mut h| std::mem::take(&mut *h));

@@ -249,6 +249,38 @@ async fn the_idle_timeout_closes_idle_connections_but_never_a_streaming_response
     );
 }
 
+/// The header-read timeout runs from a connection's start to the end of its
+/// first head, whichever path reads it (the listener a first CONNECT, hyper
+/// anything else): a client that waits 1.5 s, then starts a head and stops,
+/// is closed without a response 2 s after it connected, not 2 s after its
+/// first byte.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_first_head_is_due_one_header_read_timeout_after_the_connection_opened() {
+    let (proxy, tp, _origin) = start(&["--header-read-timeout", "2"]);
+    for start in [
+        "GET /healthz HTTP/1.1\r\nHost: x\r\n".to_string(),
+        format!("CONNECT localhost:{tp} HTTP/1.1\r\n"),
+    ] {
+        let opened = Instant::now();
+        let mut c = tokio::net::TcpStream::connect(proxy.addr).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        tokio::io::AsyncWriteExt::write_all(&mut c, start.as_bytes())
+            .await
+            .unwrap();
+        let mut b = [0u8; 64];
+        let r = tokio::time::timeout(Duration::from_secs(10), c.read(&mut b)).await;
+        let after = opened.elapsed();
+        assert!(
+            matches!(r, Ok(Ok(0)) | Ok(Err(_))),
+            "{start:?}: closed without a response, got {r:?}"
+        );
+        assert!(
+            (Duration::from_millis(1900)..Duration::from_millis(2900)).contains(&after),
+            "{start:?}: closed {after:?} after connecting; due at 2 s"
+        );
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_idle_h2_connection_is_closed_but_a_streaming_h2_response_is_not() {
     let (proxy, tp, _origin) = start(&["--idle-timeout", "1"]);
