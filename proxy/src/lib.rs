@@ -34,7 +34,6 @@ use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use ipnet::IpNet;
-use tokio::net::TcpListener;
 
 use crate::limits::Limits;
 use crate::state::{Loaded, Shared};
@@ -151,8 +150,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
     let leaves = crate::tls::LeafCache::new(ca.clone(), config.limits.leaf_cache_size)
         .map_err(|e| StartError::Runtime(e.to_string()))?;
     crate::tls::warm_up();
-    let listener = TcpListener::bind(config.listen)
-        .await
+    let listener = crate::listener::bind(config.listen)
         .map_err(|e| StartError::Runtime(format!("cannot listen on {}: {e}", config.listen)))?;
     let addr = listener
         .local_addr()
