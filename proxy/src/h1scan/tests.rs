@@ -481,8 +481,9 @@ fn every_other_first_head_is_left_to_hyper_and_the_tracker() {
 }
 
 proptest! {
-    /// Whatever `first` takes as a plain CONNECT, the tracker passes as a
-    /// CONNECT to the same target, and hyper sees the same request.
+    /// Whatever `first` takes as a plain CONNECT head, the tracker passes,
+    /// whole and ending at the same byte, as a CONNECT to the same target.
+    /// (A generated header line may be empty: the head then ends there.)
     #[test]
     fn a_first_connect_is_one_the_tracker_passes(
         target in prop_oneof![
@@ -508,9 +509,9 @@ proptest! {
         let mut all = head.clone().into_bytes();
         all.extend_from_slice(&tail);
         if let First::Connect { len, target } = first(&all, 0) {
-            prop_assert_eq!(len, head.len());
+            prop_assert!(len <= all.len());
             let (out, heads) = drain(vec![all[..len].to_vec()], 64 * 1024, 8192);
-            prop_assert_eq!(out, head.as_bytes());
+            prop_assert_eq!(&out[..], &all[..len]);
             prop_assert_eq!(heads.len(), 1);
             prop_assert!(heads[0].refusal.is_none());
             prop_assert_eq!(&heads[0].method, &http::Method::CONNECT);
