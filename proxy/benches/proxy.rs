@@ -10,7 +10,7 @@ mod support;
 use std::sync::Arc;
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use egress_proxy::tls::{Ca, LeafCache};
+use egress_proxy::tls::{Ca, LeafCache, LeafKey};
 use http::Request;
 use support::clients::{body, collect, connect, h1, h2, tls};
 use support::origin::Origin;
@@ -24,7 +24,9 @@ fn leaf(c: &mut Criterion) {
     c.bench_function("leaf_mint_cold", |b| {
         b.iter(|| {
             n += 1;
-            cache.mint(&format!("host{n}.example")).unwrap()
+            cache
+                .mint(&format!("host{n}.example"), LeafKey::Ed25519)
+                .unwrap()
         })
     });
     let rt = tokio::runtime::Runtime::new().unwrap();

@@ -684,6 +684,62 @@ async fn tls_key_exchange_x25519_first_and_the_nist_curves_still_accepted() {
     );
 }
 
+/// The leaf's key follows the client's signature algorithms (`tls::leaf`):
+/// OpenSSL's default offer, in TLS 1.3 and 1.2, gets the host's Ed25519 leaf;
+/// a client that offers no Ed25519 gets an ECDSA P-256 leaf for the same
+/// host, minted once (the next such client gets the same certificate). Each
+/// chain verifies against the proxy's CA, for the CONNECT host.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_leaf_is_ed25519_for_clients_that_offer_it_and_ecdsa_for_the_others() {
+    let f = Fixture::start().await;
+    let no_ed25519 = ["-sigalgs", "ECDSA+SHA256:RSA-PSS+SHA256:RSA+SHA256"];
+    let offers: [(&[&str], &str); 4] = [
+        (&[], "Peer signature type: ed25519"),
+        (&["-tls1_2"], "Peer signature type: ed25519"),
+        (&no_ed25519, "Peer signature type: ECDSA"),
+        (
+            &["-tls1_2", no_ed25519[0], no_ed25519[1]],
+            "Peer signature type: ECDSA",
+        ),
+    ];
+    let mut ecdsa_leaves = Vec::new();
+    for (extra, want) in offers {
+        let text = s_client(
+            &f,
+            &[&["-showcerts", "-verify_hostname", "localhost"], extra].concat(),
+        )
+        .await;
+        assert!(
+            text.contains(want) && text.contains("Verify return code: 0 (ok)"),
+            "offer {extra:?}: want {want}: {text}"
+        );
+        let pem_start = text
+            .find("-----BEGIN CERTIFICATE-----")
+            .expect("leaf printed");
+        let (_, pem) =
+            x509_parser::pem::parse_x509_pem(&text.as_bytes()[pem_start..]).expect("leaf PEM");
+        let cert = pem.parse_x509().expect("leaf DER");
+        support::pki::check_leaf(&cert, "localhost", &f.proxy.ca.cert_pem);
+        let key = cert.public_key().algorithm.algorithm.to_id_string();
+        // id-Ed25519 and id-ecPublicKey.
+        let want_key = if want.ends_with("ed25519") {
+            "1.3.101.112"
+        } else {
+            "1.2.840.10045.2.1"
+        };
+        assert_eq!(key, want_key, "offer {extra:?}: the leaf's key");
+        if want_key != "1.3.101.112" {
+            ecdsa_leaves.push(pem.contents.clone());
+        }
+    }
+    assert_eq!(ecdsa_leaves.len(), 2);
+    assert_eq!(
+        ecdsa_leaves[0], ecdsa_leaves[1],
+        "the ECDSA leaf is minted once per host"
+    );
+    f.origin.assert_untouched("TLS handshakes only");
+}
+
 /// The three CA forms of SPEC §4 all give a leaf curl accepts: `--ca-cert` +
 /// `--ca-key` (the other tests), `--ca` with one PEM, and no CA with `--ca-out`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -12,7 +12,7 @@ pub mod leaf;
 pub mod upstream;
 
 pub use ca::{Ca, CaError};
-pub use leaf::LeafCache;
+pub use leaf::{LeafCache, LeafKey};
 
 use std::sync::Arc;
 
