@@ -52,6 +52,13 @@ pub const REFUSED_H2_BODY_BYTES: usize = 64 * 1024;
 /// round trip loses nothing worth measuring; back-to-back requests never rest.
 pub const REST_AFTER: Duration = Duration::from_millis(50);
 
+/// How often a connection with a request in flight looks again whether it
+/// may rest (`shutdown::Activity::idle_for_after`): a long response (a stream
+/// of server-sent events, a download) would otherwise wake its connection
+/// every `REST_AFTER`, 20 times a second, for nothing. Such a connection rests
+/// up to this much later after its response ended.
+pub const BUSY_RECHECK: Duration = Duration::from_secs(1);
+
 /// After `accept` fails (EMFILE and the like), wait this long instead of spinning.
 pub const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
 

@@ -19,6 +19,8 @@ use std::task::{Context, Poll, Wake, Waker};
 use std::time::{Duration, Instant};
 use tokio::sync::watch;
 
+use crate::limits::BUSY_RECHECK;
+
 /// Set once to start draining; cloned receivers watch it.
 #[derive(Debug)]
 pub struct Drain {
@@ -109,24 +111,33 @@ impl Activity {
     /// millisecond. One timer, armed again only when it fires and polled
     /// only then ([`WhenWoken`]): a busy connection pays nothing per request.
     pub async fn idle_for(&self, limit: Duration) {
-        loop {
-            let due = match self.last_if_idle() {
-                Some(last) if last.elapsed() >= limit => return,
-                Some(last) => last + limit,
-                // Checked again a whole `limit` on: when the request ends,
-                // the limit runs from then.
-                None => Instant::now() + limit,
-            };
-            WhenWoken::new(tokio::time::sleep_until(due.into())).await;
-        }
+        self.idle_for_checking(limit, limit).await;
     }
 
     /// As [`idle_for`](Self::idle_for), but never sooner than `limit` from
     /// now: a loop that acts on it (asking a connection to rest) acts at most
-    /// once per `limit`, where `idle_for` would complete at once again.
+    /// once per `limit`, where `idle_for` would complete at once again. While
+    /// a request is in flight it looks again only every [`BUSY_RECHECK`] (or
+    /// `limit`, if longer), so a long response (a stream of events, a
+    /// download) does not wake its connection every `limit`; it may complete
+    /// up to that much later than `limit` after such a response.
     pub async fn idle_for_after(&self, limit: Duration) {
         WhenWoken::new(tokio::time::sleep(limit)).await;
-        self.idle_for(limit).await;
+        self.idle_for_checking(limit, limit.max(BUSY_RECHECK)).await;
+    }
+
+    /// `idle_for(limit)`, looking again `busy` after it found a request in
+    /// flight: when the request ends, the limit runs from then (exact when
+    /// `busy` is `limit`: the next look comes before its end).
+    async fn idle_for_checking(&self, limit: Duration, busy: Duration) {
+        loop {
+            let due = match self.last_if_idle() {
+                Some(last) if last.elapsed() >= limit => return,
+                Some(last) => last + limit,
+                None => Instant::now() + busy,
+            };
+            WhenWoken::new(tokio::time::sleep_until(due.into())).await;
+        }
     }
 
     /// When the last request ended, or `None` while one is in flight.
@@ -238,6 +249,34 @@ mod tests {
         let again = Instant::now();
         a.idle_for(limit).await;
         assert!(again.elapsed() < Duration::from_millis(50));
+    }
+
+    /// The rest watcher of a connection with a long response in flight looks
+    /// again once per `BUSY_RECHECK`, not every `limit` (20 times a second
+    /// for `REST_AFTER`), and still completes once the response ended.
+    #[tokio::test]
+    async fn idle_for_after_looks_at_a_busy_connection_once_a_second() {
+        let a = Arc::new(Activity::default());
+        let limit = Duration::from_millis(10);
+        let busy = a.begin();
+        let polls = AtomicUsize::new(0);
+        let mut watch = Box::pin(a.idle_for_after(limit));
+        let mut counted = std::future::poll_fn(|cx| {
+            polls.fetch_add(1, Ordering::Relaxed);
+            watch.as_mut().poll(cx)
+        });
+        let waited = tokio::time::timeout(Duration::from_millis(2500), &mut counted).await;
+        assert!(waited.is_err(), "a request in flight is not idle");
+        // Its first poll, the end of its first `limit`, then about one a
+        // second (250 every `limit`).
+        let n = polls.load(Ordering::Relaxed);
+        assert!(n <= 6, "{n} polls in 2.5 s");
+        drop(busy);
+        let ended = Instant::now();
+        tokio::time::timeout(BUSY_RECHECK * 2, counted)
+            .await
+            .expect("idle once the request ended");
+        assert!(ended.elapsed() >= limit);
     }
 
     #[tokio::test]
