@@ -111,7 +111,7 @@ struct BenchArgs {
     /// smoke 2); each figure adds up its proxy's rounds.
     #[arg(long, value_parser = clap::value_parser!(u8).range(1..=20))]
     rounds: Option<u8>,
-    /// S5 events in all, 5 ms apart, shared among the rounds (default 1000, smoke 100;
+    /// S5 events in all, 5 ms apart, shared among the rounds (default 4000, smoke 100;
     /// at most 100000): more events, a steadier p99.
     #[arg(long, value_parser = clap::value_parser!(u64).range(1..=100_000))]
     s5_events: Option<u64>,
@@ -283,7 +283,7 @@ async fn bench_cmd(a: BenchArgs) -> Result<ExitCode> {
             .unwrap_or(if smoke { 20 } else { 200 })
             .saturating_mul(1_000_000),
         s4_runs: if smoke { 1 } else { 3 },
-        s5_events: a.s5_events.unwrap_or(if smoke { 100 } else { 1000 }),
+        s5_events: a.s5_events.unwrap_or(if smoke { 100 } else { 4000 }),
         s5_interval_ms: 5,
         s6_conns: if smoke { 100 } else { 1000 },
         rounds: a.rounds.map_or(if smoke { 2 } else { 4 }, usize::from),
