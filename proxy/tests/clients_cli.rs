@@ -491,6 +491,15 @@ async fn go_stdlib_client_uses_h2_through_the_proxy() {
     f.origin.assert_no_path("receive-pack", "go git-push");
 }
 
+/// The first certificate `openssl s_client -showcerts` printed: the leaf.
+fn first_pem(text: &str) -> x509_parser::pem::Pem {
+    let start = text
+        .find("-----BEGIN CERTIFICATE-----")
+        .expect("leaf printed");
+    let (_, pem) = x509_parser::pem::parse_x509_pem(&text.as_bytes()[start..]).expect("leaf PEM");
+    pem
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn openssl_s_client_sees_a_valid_leaf_for_the_connect_host() {
     let f = Fixture::start().await;
@@ -518,11 +527,7 @@ async fn openssl_s_client_sees_a_valid_leaf_for_the_connect_host() {
             "{host}: chain must verify against the proxy CA: {text}\n{}",
             String::from_utf8_lossy(&out.stderr)
         );
-        let pem_start = text
-            .find("-----BEGIN CERTIFICATE-----")
-            .expect("leaf printed");
-        let (_, pem) =
-            x509_parser::pem::parse_x509_pem(&text.as_bytes()[pem_start..]).expect("leaf PEM");
+        let pem = first_pem(&text);
         let cert = pem.parse_x509().expect("leaf DER");
         support::pki::check_leaf(&cert, host, &f.proxy.ca.cert_pem);
     }
@@ -713,11 +718,7 @@ async fn the_leaf_is_ed25519_for_clients_that_offer_it_and_ecdsa_for_the_others(
             text.contains(want) && text.contains("Verify return code: 0 (ok)"),
             "offer {extra:?}: want {want}: {text}"
         );
-        let pem_start = text
-            .find("-----BEGIN CERTIFICATE-----")
-            .expect("leaf printed");
-        let (_, pem) =
-            x509_parser::pem::parse_x509_pem(&text.as_bytes()[pem_start..]).expect("leaf PEM");
+        let pem = first_pem(&text);
         let cert = pem.parse_x509().expect("leaf DER");
         support::pki::check_leaf(&cert, "localhost", &f.proxy.ca.cert_pem);
         let key = cert.public_key().algorithm.algorithm.to_id_string();
