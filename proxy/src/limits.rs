@@ -66,16 +66,18 @@ pub const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
 /// may not have seen the end of the last exchange yet) before a new one is opened.
 pub const POOL_READY_WAIT: Duration = Duration::from_millis(200);
 
-/// An HTTP/1 client's request with a body goes to a TLS origin on an HTTP/1
-/// connection of its own (ALPN `http/1.1`), as the client spoke, while the
-/// origin has fewer than this many such connections open; past that it
-/// shares the h2 connection like every other request. An upload over h2 goes
-/// in frames of the origin's choosing (16 KiB unless it says otherwise: a
-/// write and a wake-up of the origin per 16 KiB) within its flow-control
-/// window; over HTTP/1, in the pieces the client sent (S4u in
-/// docs/benchmarks.md). Downloads stay on h2, where the proxy sets window and
-/// frame size (1 MiB each, below), and many requests in flight share its
-/// system calls.
+/// An HTTP/1 client's request goes to a TLS origin on an HTTP/1 connection
+/// of its own (ALPN `http/1.1`), as the client spoke, while the origin has
+/// fewer than this many such connections open; past that it shares the h2
+/// connection like an h2 client's request. A request without a body does so
+/// only while the origin's h2 connection carries no request: many small
+/// requests in flight share that connection's system calls (S1 at C=64).
+/// An upload over h2 goes in frames of the origin's choosing (16 KiB unless
+/// it says otherwise: a write and a wake-up of the origin per 16 KiB) within
+/// its flow-control window; over HTTP/1, in the pieces the client sent (S4u
+/// in docs/benchmarks.md). A download over HTTP/1 comes in reads of up to 64
+/// KiB whatever the origin's frames (S4s), and a lone request skips h2's
+/// stream and task per request (S1 at C=1; round 16 in docs/benchmarks.md).
 pub const UPSTREAM_H1_SPREAD: usize = 8;
 
 /// One upstream h2 connection carries many clients' streams: a client that

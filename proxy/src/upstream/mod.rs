@@ -6,9 +6,10 @@
 //! ALPN as the origin offers, HTTP/1 and h2 client connections, which pooled
 //! connection a request takes (`pool.rs` keeps them), and
 //! the single retry of an idempotent request on a stale pooled connection.
-//! An HTTP/1 client's request with a body goes on an HTTP/1 connection of its
-//! own while the origin has fewer than `UPSTREAM_H1_SPREAD` of them; other
-//! requests share the origin's h2 connection when it offers h2.
+//! An HTTP/1 client's request goes on an HTTP/1 connection of its own while
+//! the origin has fewer than `UPSTREAM_H1_SPREAD` of them, a bodiless one
+//! only while the origin's h2 connection carries no request; other requests
+//! share the origin's h2 connection when it offers h2.
 //! Must never: be called for a refused request, resolve a name when an upstream
 //! proxy is set, reuse an HTTP/1 connection before request and response were
 //! fully read, or tie a credential to a connection.
@@ -33,7 +34,7 @@ use rustls_pki_types::ServerName;
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 
-use crate::body::{BoxBody, Tracked};
+use crate::body::{BoxBody, Guarded, Tracked};
 use crate::limits::{
     Limits, UPSTREAM_H2_CONNECTION_WINDOW, UPSTREAM_H2_MAX_FRAME, UPSTREAM_H2_STREAM_WINDOW,
 };
@@ -193,11 +194,11 @@ impl Upstream {
             h1_only: opts.websocket,
             route_names_ip: opts.route_names_ip,
         };
-        // An HTTP/1 client's upload: see `UPSTREAM_H1_SPREAD`.
+        // An HTTP/1 client's request: see `UPSTREAM_H1_SPREAD`.
         let own_h1 = (!opts.websocket
             && shared.origin.tls
             && req.version() < http::Version::HTTP_2
-            && !req.body().is_end_stream())
+            && (!req.body().is_end_stream() || !self.pool.h2_busy(&shared)))
         .then(|| PoolKey {
             h1_only: true,
             ..shared.clone()
@@ -242,7 +243,7 @@ impl Upstream {
                         Ok(Err(e)) => e,
                     }
                 }
-                Conn::H2(mut s) => {
+                Conn::H2(mut s, in_flight) => {
                     set_uri(&mut current, Some(origin), &path);
                     current.headers_mut().remove(http::header::HOST);
                     *current.version_mut() = http::Version::HTTP_2;
@@ -250,12 +251,13 @@ impl Upstream {
                         Err(_) => return Err(UpstreamError::Timeout(origin.authority())),
                         Ok(Ok(resp)) => {
                             return Ok(resp.map(|b| {
-                                http_body_util::BodyExt::boxed_unsync(
+                                http_body_util::BodyExt::boxed_unsync(Guarded::new(
                                     http_body_util::BodyExt::map_err(
                                         b,
                                         |e| -> crate::body::BoxError { Box::new(e) },
                                     ),
-                                )
+                                    in_flight,
+                                ))
                             }));
                         }
                         Ok(Err(e)) => e,
@@ -301,7 +303,7 @@ impl Upstream {
     }
 
     /// A connection for one request and the pool key it returns to: a pooled
-    /// one, else a new one. `own_h1` (an HTTP/1 client's upload to a TLS
+    /// one, else a new one. `own_h1` (an HTTP/1 client's request to a TLS
     /// origin) is tried first while the origin has room for it.
     async fn pick<'k>(
         &self,
@@ -390,8 +392,7 @@ impl Upstream {
         tokio::spawn(async move {
             let _ = conn.await;
         });
-        self.pool.insert_h2(key.clone(), s.clone());
-        Ok(Conn::H2(s))
+        Ok(self.pool.insert_h2(key.clone(), s))
     }
 
     /// TCP to the origin (direct, after the address check) or a tunnel

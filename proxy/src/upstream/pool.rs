@@ -1,15 +1,18 @@
 //! The pool of upstream client connections, shared by all clients: per
-//! origin, its h2 connection, its idle HTTP/1 connections, and the count of
-//! HTTP/1 connections opened for HTTP/1 clients' uploads.
+//! origin, its h2 connection and how many requests it carries, its idle
+//! HTTP/1 connections, and the count of HTTP/1 connections opened for
+//! HTTP/1 clients.
 //!
 //! Owns: checkout (h2 first unless asked for HTTP/1, then the most recent
 //! idle HTTP/1 connection that is ready), checkin of a finished HTTP/1
-//! exchange, and the upload spread's count (`UPSTREAM_H1_SPREAD`).
+//! exchange, the count of requests in flight on each h2 connection, and the
+//! spread's count (`UPSTREAM_H1_SPREAD`).
 //! Must never: hand out an HTTP/1 connection that is closed, idle past
 //! `pool_idle_timeout` or not ready for a new request, or keep more than
 //! `pool_max_idle_per_origin` idle ones per origin.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
@@ -28,15 +31,38 @@ pub(super) struct PoolKey {
 
 pub(super) enum Conn {
     H1(http1::SendRequest<BoxBody>),
-    H2(http2::SendRequest<BoxBody>),
+    /// Counted as one request in flight on the connection until the
+    /// [`InFlight`] is dropped (with the response body, or on an error).
+    H2(http2::SendRequest<BoxBody>, InFlight),
+}
+
+/// One request in flight on an h2 connection, from checkout until dropped.
+pub(super) struct InFlight(Arc<AtomicUsize>);
+
+impl InFlight {
+    fn new(count: &Arc<AtomicUsize>) -> InFlight {
+        count.fetch_add(1, Ordering::Relaxed);
+        InFlight(count.clone())
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+struct H2Entry {
+    sender: http2::SendRequest<BoxBody>,
+    in_flight: Arc<AtomicUsize>,
 }
 
 #[derive(Default)]
 struct Held {
     h1: HashMap<PoolKey, Vec<(http1::SendRequest<BoxBody>, Instant)>>,
-    h2: HashMap<PoolKey, http2::SendRequest<BoxBody>>,
-    /// HTTP/1 connections open (or opening) for HTTP/1 clients' uploads,
-    /// per origin (`UPSTREAM_H1_SPREAD`).
+    h2: HashMap<PoolKey, H2Entry>,
+    /// HTTP/1 connections open (or opening) for HTTP/1 clients, per origin
+    /// (`UPSTREAM_H1_SPREAD`).
     h1_open: HashMap<PoolKey, usize>,
 }
 
@@ -46,8 +72,7 @@ pub(super) struct Pool {
     max_idle: usize,
 }
 
-/// One of an origin's HTTP/1 connections for HTTP/1 clients' uploads:
-/// counted from the decision to open it until it fails to open or its task
+/// One of an origin's HTTP/1 connections for HTTP/1 clients: counted from the decision to open it until it fails to open or its task
 /// ends.
 pub(super) struct H1Slot {
     pool: Weak<Pool>,
@@ -85,9 +110,9 @@ impl Pool {
         loop {
             let candidate = {
                 let mut held = self.held.lock().ok()?;
-                if !h1_only && let Some(s) = held.h2.get(key) {
-                    if !s.is_closed() && s.is_ready() {
-                        return Some(Conn::H2(s.clone()));
+                if !h1_only && let Some(e) = held.h2.get(key) {
+                    if !e.sender.is_closed() && e.sender.is_ready() {
+                        return Some(Conn::H2(e.sender.clone(), InFlight::new(&e.in_flight)));
                     }
                     held.h2.remove(key);
                 }
@@ -122,15 +147,35 @@ impl Pool {
         }
     }
 
-    /// The origin's h2 connection, shared from now on.
-    pub(super) fn insert_h2(&self, key: PoolKey, sender: http2::SendRequest<BoxBody>) {
+    /// The origin's h2 connection, shared from now on, and the count of the
+    /// request about to go on it.
+    pub(super) fn insert_h2(&self, key: PoolKey, sender: http2::SendRequest<BoxBody>) -> Conn {
+        let in_flight = Arc::new(AtomicUsize::new(0));
+        let first = InFlight::new(&in_flight);
         if let Ok(mut held) = self.held.lock() {
-            held.h2.insert(key, sender);
+            held.h2.insert(
+                key,
+                H2Entry {
+                    sender: sender.clone(),
+                    in_flight,
+                },
+            );
         }
+        Conn::H2(sender, first)
     }
 
-    /// Counts one more HTTP/1 connection for HTTP/1 clients' uploads to
-    /// `key`'s origin, if it has room.
+    /// Whether `key`'s h2 connection carries a request now (the response
+    /// body of one not yet read to its end or dropped).
+    pub(super) fn h2_busy(&self, key: &PoolKey) -> bool {
+        self.held.lock().is_ok_and(|held| {
+            held.h2
+                .get(key)
+                .is_some_and(|e| e.in_flight.load(Ordering::Relaxed) > 0)
+        })
+    }
+
+    /// Counts one more HTTP/1 connection for HTTP/1 clients to `key`'s
+    /// origin, if it has room.
     pub(super) fn reserve_h1(self: &Arc<Self>, key: &PoolKey) -> Option<H1Slot> {
         let mut held = self.held.lock().ok()?;
         let open = held.h1_open.entry(key.clone()).or_default();
