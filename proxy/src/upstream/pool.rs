@@ -72,8 +72,8 @@ pub(super) struct Pool {
     max_idle: usize,
 }
 
-/// One of an origin's HTTP/1 connections for HTTP/1 clients: counted from the decision to open it until it fails to open or its task
-/// ends.
+/// One of an origin's HTTP/1 connections for HTTP/1 clients: counted from
+/// the decision to open it until it fails to open or its task ends.
 pub(super) struct H1Slot {
     pool: Weak<Pool>,
     key: PoolKey,
@@ -197,7 +197,7 @@ mod tests {
     /// The spread counts connections from the decision to open them until
     /// they close, per origin, and forgets an origin with none open.
     #[test]
-    fn the_upload_spread_counts_open_connections_per_origin() {
+    fn the_spread_counts_open_connections_per_origin() {
         let pool = Pool::new(&Limits::default());
         let key = |host: &str| PoolKey {
             origin: Origin {
