@@ -409,7 +409,9 @@ fn push_u64(out: &mut String, mut v: u64) {
             break;
         }
     }
-    out.push_str(std::str::from_utf8(&buf[i..]).unwrap_or_default());
+    // Digits are ASCII: pushed as they are, with no UTF-8 check (a third of
+    // this function's instructions, callgrind).
+    out.extend(buf[i..].iter().map(|&d| char::from(d)));
 }
 
 /// Appends the current UTC time in RFC 3339 to `out`; returns its range.
