@@ -4,8 +4,9 @@
 //! Owns: resolving once and checking the address (direct mode), the CONNECT
 //! to the upstream proxy (nothing sent before its reply), upstream TLS with
 //! ALPN as the origin offers, HTTP/1 and h2 client connections, which pooled
-//! connection a request takes (`pool.rs` keeps them), and
-//! the single retry of an idempotent request on a stale pooled connection.
+//! connection a request takes (`pool.rs` keeps them; `origin.rs` names the
+//! origin), and the single retry of an idempotent request on a stale pooled
+//! connection.
 //! An HTTP/1 client's request goes on an HTTP/1 connection of its own while
 //! the origin has fewer than `UPSTREAM_H1_SPREAD` of them, a bodiless one
 //! only while the origin's h2 connection carries no request; other requests
@@ -15,6 +16,7 @@
 //! fully read, or tie a credential to a connection.
 
 pub mod address;
+mod origin;
 mod pool;
 mod proxy_connect;
 pub mod resolve;
@@ -24,8 +26,7 @@ use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Weak};
 
 use addon_rules::{Reason, Refusal};
-use bytes::Bytes;
-use http::uri::{Authority, PathAndQuery, Scheme};
+use http::uri::{PathAndQuery, Scheme};
 use http::{Method, Request, Response, StatusCode, Uri};
 use hyper::body::{Body, Incoming};
 use hyper::client::conn::{http1, http2};
@@ -40,44 +41,9 @@ use crate::limits::{
 };
 use crate::tls::upstream::ClientTls;
 use address::AddressPolicy;
+pub use origin::Origin;
+use origin::{authority_of, host_header_of};
 use pool::{Conn, H1Slot, Pool, PoolKey};
-
-/// Where a request goes: the CONNECT target or the plain request's authority.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct Origin {
-    pub tls: bool,
-    /// Lowercase, IPv6 without brackets.
-    pub host: String,
-    pub port: u16,
-}
-
-impl Origin {
-    /// `host:port` with brackets for IPv6.
-    pub fn authority(&self) -> String {
-        use std::fmt::Write as _;
-        let mut s = String::with_capacity(self.host.len() + 8);
-        let _ = if self.host.contains(':') {
-            write!(s, "[{}]:{}", self.host, self.port)
-        } else {
-            write!(s, "{}:{}", self.host, self.port)
-        };
-        s
-    }
-
-    /// The value of a `Host` header: the port only when it is not the default.
-    pub fn host_header(&self) -> String {
-        let default = if self.tls { 443 } else { 80 };
-        if self.port == default {
-            if self.host.contains(':') {
-                format!("[{}]", self.host)
-            } else {
-                self.host.clone()
-            }
-        } else {
-            self.authority()
-        }
-    }
-}
 
 /// How the request must be carried.
 #[derive(Debug, Clone, Copy, Default)]
@@ -486,85 +452,9 @@ fn set_uri(req: &mut Request<BoxBody>, absolute: Option<&Origin>, path: &PathAnd
     }
 }
 
-/// The last origin's value of one kind on this worker thread.
-type Last<T> = std::cell::RefCell<Option<(Origin, T)>>;
-
-thread_local! {
-    static LAST_AUTHORITY: Last<Authority> = const { std::cell::RefCell::new(None) };
-    static LAST_HOST: Last<http::HeaderValue> = const { std::cell::RefCell::new(None) };
-}
-
-/// `make`'s value for `o`, made again only when `o` is not the last origin
-/// this worker thread asked for: a connection's requests go to one origin,
-/// and formatting and parsing its names for each request was 1.4% (h2's
-/// `:authority`) and 2% (HTTP/1's `Host`) of an S1 request's instructions
-/// (callgrind). A clone shares its bytes.
-fn cached<T: Clone>(
-    last: &'static std::thread::LocalKey<Last<T>>,
-    o: &Origin,
-    make: impl FnOnce() -> Option<T>,
-) -> Option<T> {
-    last.with_borrow_mut(|last| {
-        if let Some((origin, v)) = last.as_ref()
-            && origin == o
-        {
-            return Some(v.clone());
-        }
-        let v = make()?;
-        *last = Some((o.clone(), v.clone()));
-        Some(v)
-    })
-}
-
-/// `o`'s `host:port` as an h2 request's `:authority`.
-fn authority_of(o: &Origin) -> Option<Authority> {
-    // One allocation, handed to the `Authority` as it is.
-    cached(&LAST_AUTHORITY, o, || {
-        Authority::from_maybe_shared(Bytes::from(o.authority())).ok()
-    })
-}
-
-/// `o`'s `Host` header value for an HTTP/1 request.
-fn host_header_of(o: &Origin) -> Option<http::HeaderValue> {
-    cached(&LAST_HOST, o, || {
-        http::HeaderValue::from_maybe_shared(Bytes::from(o.host_header())).ok()
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    /// The cached `:authority` and `Host` are what the origin's own methods
-    /// give, for the same origin asked twice in a row (the second from the
-    /// cache) and for origins that differ in any one part, the scheme
-    /// included (the `Host` port is left out only at the scheme's default).
-    #[test]
-    fn an_origins_names_are_the_same_from_the_cache() {
-        // scheme, host, port, then the `:authority` and the `Host` wanted.
-        let table = "
-            https example.com 443  example.com:443    example.com
-            https example.com 443  example.com:443    example.com
-            http  example.com 443  example.com:443    example.com:443
-            http  example.com 80   example.com:80     example.com
-            https example.com 8443 example.com:8443   example.com:8443
-            https 2001:db8::1 443  [2001:db8::1]:443  [2001:db8::1]
-            https 2001:db8::1 443  [2001:db8::1]:443  [2001:db8::1]
-            https 2001:db8::1 8443 [2001:db8::1]:8443 [2001:db8::1]:8443
-            https example.org 443  example.org:443    example.org";
-        for row in table.lines().filter(|l| !l.trim().is_empty()) {
-            let f: Vec<&str> = row.split_whitespace().collect();
-            let origin = Origin {
-                tls: f[0] == "https",
-                host: f[1].into(),
-                port: f[2].parse().unwrap(),
-            };
-            assert_eq!(authority_of(&origin).unwrap().as_str(), f[3], "{row}");
-            assert_eq!(origin.authority(), f[3]);
-            assert_eq!(host_header_of(&origin).unwrap(), f[4], "{row}");
-            assert_eq!(origin.host_header(), f[4]);
-        }
-    }
 
     #[test]
     fn upstream_errors_map_to_their_refusal() {
